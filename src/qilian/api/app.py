@@ -1,0 +1,307 @@
+"""The HTTP + WebSocket API (ASGI, FastAPI; OpenAPI at /docs).
+
+Every client mistake — malformed bytes, a forged signature, a transaction for another chain, an unknown height —
+is answered with a 4xx and a JSON body ``{"error": code, "message": …}`` naming the problem. A 500 would mean a
+bug in the node, never bad input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Annotated, Any, Literal
+
+from fastapi import FastAPI, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from qilian import __version__
+from qilian.api.views import block_view, commit_view, header_view, receipt_view, tx_view
+from qilian.crypto import merkle
+from qilian.execution.rules import TxRejected
+from qilian.mempool.pool import MempoolFull
+from qilian.node.node import Node
+from qilian.types.codec import CodecError, to_json_value
+from qilian.types.core import compute_tx_hash
+from qilian.types.genesis_json import genesis_to_json
+
+
+class ApiError(Exception):
+    """A client error with an HTTP status, a stable code and a message."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _err(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=status)
+
+
+def _parse_hash(text: str, what: str = "hash") -> bytes:
+    t = text.lower().removeprefix("0x")
+    if len(t) != 64:
+        raise ApiError(400, "bad_hash", f"{what} must be 64 hex characters, got {len(t)}")
+    try:
+        return bytes.fromhex(t)
+    except ValueError:
+        raise ApiError(400, "bad_hash", f"{what} is not hex") from None
+
+
+def merkle_view(p: merkle.MerkleProof) -> dict[str, Any]:
+    return {"index": p.index, "size": p.size, "path": [h.hex() for h in p.path]}
+
+
+def create_app(node: Node) -> FastAPI:
+    """The API of one node."""
+    app = FastAPI(
+        title="Qilian node API",
+        version=__version__,
+        description="Submit transactions, read blocks, transactions and state with proofs, follow events.",
+    )
+    suite = node.suite
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return _err(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(CodecError)
+    async def _codec_error(_: Request, exc: CodecError) -> JSONResponse:
+        return _err(400, "malformed", str(exc))
+
+    @app.exception_handler(TxRejected)
+    async def _rejected(_: Request, exc: TxRejected) -> JSONResponse:
+        return _err(400 if exc.code != "not_member" else 403, exc.code, exc.message)
+
+    @app.exception_handler(MempoolFull)
+    async def _full(_: Request, exc: MempoolFull) -> JSONResponse:
+        return _err(429, "mempool_full", str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = ".".join(str(x) for x in first.get("loc", ()))
+        return _err(422, "invalid_request", f"{loc}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _err(exc.status_code, "http_error", str(exc.detail))
+
+    @app.get("/status", summary="Chain and node status")
+    async def status() -> dict[str, Any]:
+        tip = node.get_tip()
+        return {
+            "chain_id": node.genesis.chain_id,
+            "suite": suite.name,
+            "genesis_hash": node.genesis_hash.hex(),
+            "node": node.config.name,
+            "validator_address": node.key.address.hex(),
+            "is_validator": node.validator is not None,
+            "height": tip.height,
+            "block_id": tip.block_id.hex(),
+            "time_ms": tip.time_ms,
+            "state_root": tip.state_root.hex(),
+            "mempool_size": len(node.mempool),
+            "version": __version__,
+        }
+
+    @app.get("/genesis", summary="The chain's genesis document")
+    async def genesis() -> JSONResponse:
+        import json
+
+        return JSONResponse(json.loads(genesis_to_json(node.genesis)))
+
+    @app.post(
+        "/txs",
+        summary="Submit a signed transaction",
+        description="Body: the canonical transaction bytes (application/octet-stream) or JSON {\"tx\": hex}. "
+        "wait=commit blocks until the transaction is in a committed block (or the timeout passes).",
+    )
+    async def submit_tx(
+        request: Request,
+        wait: Annotated[Literal["none", "commit"], Query()] = "none",
+        timeout: Annotated[float, Query(gt=0, le=600)] = 30.0,
+    ) -> JSONResponse:
+        body = await _read_body(request, node.config.max_request_bytes)
+        ctype = request.headers.get("content-type", "")
+        if ctype.startswith("application/json"):
+            import json
+
+            try:
+                doc = json.loads(body)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise ApiError(400, "malformed", f"body is not JSON: {exc}") from None
+            if not isinstance(doc, dict) or not isinstance(doc.get("tx"), str):
+                raise ApiError(400, "malformed", 'JSON body must be {"tx": "<hex of the encoded transaction>"}')
+            try:
+                raw = bytes.fromhex(doc["tx"])
+            except ValueError:
+                raise ApiError(400, "malformed", "tx is not hex") from None
+        else:
+            raw = body
+        sub = node.process_submit(raw)
+        out: dict[str, Any] = {"hash": sub.tx_hash.hex(), "status": sub.status}
+        if wait == "commit":
+            loc = await node.wait_for_commit(sub.tx_hash, min(timeout, node.config.max_wait_s))
+            if loc is None:
+                out["status"] = "pending"
+                return JSONResponse(out, status_code=202)
+            out["status"] = "committed"
+            out["height"], out["index"] = loc
+            receipts = node.store.get_receipts(loc[0]) or []
+            if loc[1] < len(receipts):
+                out["receipt"] = receipt_view(receipts[loc[1]])
+        elif sub.status == "committed":
+            loc2 = node.store.get_tx_location(sub.tx_hash)
+            if loc2:
+                out["height"], out["index"] = loc2
+        return JSONResponse(out, status_code=200 if out["status"] == "committed" else 202)
+
+    @app.get("/txs/{tx_hash}", summary="A committed transaction with its receipt and inclusion proofs")
+    async def get_tx(tx_hash: str) -> dict[str, Any]:
+        th = _parse_hash(tx_hash)
+        loc = node.store.get_tx_location(th)
+        if loc is None:
+            if node.mempool.is_known(th):
+                raise ApiError(404, "pending", "transaction is in the mempool, not yet committed")
+            raise ApiError(404, "not_found", f"no committed transaction {th.hex()}")
+        height, index = loc
+        block = node.store.get_block(height)
+        commit = node.store.get_commit(height)
+        receipts = node.store.get_receipts(height)
+        if block is None or commit is None or receipts is None:
+            raise ApiError(503, "unavailable", f"block {height} is not fully stored")
+        hashes = [compute_tx_hash(suite, tx.body) for tx in block.txs]
+        tx_proof = merkle.compute_proof(suite.hash, hashes, index)
+        receipt = receipts[index]
+        proof: dict[str, Any] = {
+            "tx": {"merkle": merkle_view(tx_proof), "header": header_view(suite, block.header),
+                   "commit": commit_view(commit)},
+            "receipt": None,
+        }
+        nxt = node.store.get_block(height + 1)
+        nxt_commit = node.store.get_commit(height + 1)
+        if nxt is not None and nxt_commit is not None:
+            rp = merkle.compute_proof(suite.hash, [r.encode() for r in receipts], index)
+            proof["receipt"] = {"merkle": merkle_view(rp), "header": header_view(suite, nxt.header),
+                                "commit": commit_view(nxt_commit)}
+        return {
+            "hash": th.hex(),
+            "height": height,
+            "index": index,
+            "tx": tx_view(suite, block.txs[index], th),
+            "receipt": receipt_view(receipt),
+            "proof": proof,
+        }
+
+    def _block(height: int) -> dict[str, Any]:
+        block = node.store.get_block(height)
+        if block is None:
+            raise ApiError(404, "not_found", f"no block at height {height} (the chain is at {node.get_tip().height})")
+        hashes = [compute_tx_hash(suite, tx.body) for tx in block.txs]
+        return block_view(suite, block, hashes, node.store.get_commit(height))
+
+    @app.get("/blocks/latest", summary="The latest committed block")
+    async def latest_block() -> dict[str, Any]:
+        tip = node.get_tip()
+        if tip.height == 0:
+            raise ApiError(404, "not_found", "no blocks yet")
+        return _block(tip.height)
+
+    @app.get("/blocks/{height}", summary="A committed block by height")
+    async def get_block(height: int) -> dict[str, Any]:
+        if height < 1:
+            raise ApiError(400, "bad_height", "heights start at 1")
+        return _block(height)
+
+    @app.get(
+        "/state/{namespace}/{key}",
+        summary="A state value with its proof",
+        description="The value (or its absence) as of the state root in the latest header, with a proof against "
+        "that root, the header and its commit. key is text, or hex with encoding=hex.",
+    )
+    async def get_state(
+        namespace: str, key: str, encoding: Annotated[Literal["text", "hex"], Query()] = "text"
+    ) -> dict[str, Any]:
+        if encoding == "hex":
+            try:
+                kb = bytes.fromhex(key.removeprefix("0x"))
+            except ValueError:
+                raise ApiError(400, "bad_key", "key is not hex") from None
+        else:
+            kb = key.encode()
+        if len(namespace.encode()) > 255 or len(kb) > 1024:
+            raise ApiError(400, "bad_key", "namespace is at most 255 bytes and key at most 1024 bytes")
+        tip = node.get_tip()
+        if tip.height == 0:
+            raise ApiError(404, "not_found", "no blocks yet: no state is committed in a header")
+        block = node.store.get_block(tip.height)
+        commit = node.store.get_commit(tip.height)
+        if block is None or commit is None:
+            raise ApiError(503, "unavailable", "tip block is not stored")
+        root = block.header.state_root
+        value = node.tree.get_value(root, namespace, kb)
+        proof = node.tree.get_proof(root, namespace, kb)
+        return {
+            "namespace": namespace,
+            "key": kb.hex(),
+            "value": None if value is None else value.hex(),
+            "value_text": _maybe_text(value),
+            "state_height": tip.height - 1,
+            "proof": to_json_value(proof.to_wire()),
+            "header": header_view(suite, block.header),
+            "commit": commit_view(commit),
+        }
+
+    @app.websocket("/events")
+    async def events(ws: WebSocket) -> None:
+        await ws.accept()
+        try:
+            q = node.subscribe()
+        except RuntimeError as exc:
+            await ws.send_json({"type": "error", "message": str(exc)})
+            await ws.close(code=1013)
+            return
+        source = ws.query_params.get("source")
+        try:
+            while True:
+                msg = await q.get()
+                if source and msg.get("type") == "event" and msg.get("source") != source:
+                    continue
+                await ws.send_json(msg)
+                if msg.get("type") == "overflow":
+                    await ws.close(code=1013)
+                    return
+        except (WebSocketDisconnect, RuntimeError, asyncio.CancelledError):
+            pass
+        finally:
+            node.unsubscribe(q)
+            with contextlib.suppress(Exception):
+                await ws.close()
+
+    return app
+
+
+def _maybe_text(value: bytes | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return None
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """Read a request body, refusing it as soon as it passes the limit (never buffers more than that)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "too_large", f"request body of {declared} bytes is over the limit of {limit}")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "too_large", f"request body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)

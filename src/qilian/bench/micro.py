@@ -1,0 +1,103 @@
+"""``qilian bench micro``: µs per operation of the primitives (codec, hashes, signatures, Merkle, state).
+
+Each figure is the best of several timed repetitions of a loop, on one core, in this process — a floor for what
+the node can do per transaction, and the baseline every later optimisation is measured against.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from qilian.crypto import get_suite, merkle
+from qilian.types.core import Transaction, TxBody, compute_tx_hash, sign_tx
+
+
+def _time(fn: Callable[[], Any], number: int, repeat: int = 3) -> float:
+    """Best µs per call over ``repeat`` runs of ``number`` calls."""
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        best = min(best, (time.perf_counter() - t0) / number)
+    return best * 1e6
+
+
+def _sample_tx(suite_name: str) -> tuple[Any, bytes, Transaction]:
+    suite = get_suite(suite_name)
+    sk = suite.private_key_from_seed(hashlib.sha256(b"bench-" + suite_name.encode()).digest())
+    body = TxBody("bench-chain", suite.get_public_key(sk), 123456789, 1000, "kv", "put",
+                  [b"evidence/" + b"k" * 24, b"v" * 96])
+    return suite, sk, sign_tx(suite, sk, body)
+
+
+def _bench_suite(suite_name: str, n: int, quick: bool, add: Callable[[str, str, float], None]) -> None:
+    """Codec, hash, signature and Merkle figures of one suite."""
+    suite, sk, tx = _sample_tx(suite_name)
+    raw = tx.encode()
+    add(f"encode tx ({len(raw)} B)", suite_name, _time(tx.encode, n * 5))
+    add("decode tx (canonical check)", suite_name, _time(lambda: Transaction.decode(raw), n * 5))
+    add("tx hash", suite_name, _time(lambda: compute_tx_hash(suite, tx.body), n * 5))
+    data32 = b"\x01" * 32
+    add("hash 32 B", suite_name, _time(lambda: suite.hash(data32), n * 10))
+    msg = b"\x02" * 44
+    add("sign", suite_name, _time(lambda: suite.sign(sk, msg), max(n // 4, 50)))
+    pk = suite.get_public_key(sk)
+    sig = suite.sign(sk, msg)
+    add("verify", suite_name, _time(lambda: suite.verify(pk, msg, sig), max(n // 4, 50)))
+    leaves = [hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(1000)]
+    add("Merkle root, 1000 leaves", suite_name, _time(lambda: merkle.compute_root(suite.hash, leaves),
+                                                      5 if quick else 20))
+    root = merkle.compute_root(suite.hash, leaves)
+    proof = merkle.compute_proof(suite.hash, leaves, 517)
+    add("Merkle proof verify (1000)", suite_name,
+        _time(lambda: merkle.is_valid_proof(suite.hash, root, leaves[517], proof), n))
+
+
+def run_micro(quick: bool = False, state_sizes: tuple[int, ...] = (10_000, 100_000),
+              progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Run every micro-benchmark; returns rows ``{op, suite, us}``."""
+    n = 200 if quick else 2000
+    rows: list[dict[str, Any]] = []
+
+    def add(op: str, suite: str, us: float) -> None:
+        rows.append({"op": op, "suite": suite, "us": us})
+
+    for suite_name in ("ed25519", "sm2"):
+        if progress:
+            progress(f"{suite_name}: codec, hash, sign, verify, Merkle")
+        _bench_suite(suite_name, n, quick, add)
+
+    from qilian.state import MemoryNodeStore, StateTree
+
+    suite = get_suite("sm2")
+    rng = random.Random(7)
+    for size in state_sizes:
+        if progress:
+            progress(f"state: building {size:,} keys")
+        store = MemoryNodeStore()
+        tree = StateTree(suite.hash, store)
+        root = b"\x00" * 32
+        batch = 10_000
+        for start in range(0, size, batch):
+            writes: dict[tuple[str, bytes], bytes | None] = {
+                ("kv", i.to_bytes(8, "big")): b"v%d" % i for i in range(start, min(size, start + batch))
+            }
+            root, nodes = tree.apply_writes(root, writes)
+            store.put_nodes(nodes)
+        block_writes: dict[tuple[str, bytes], bytes | None] = {
+            ("kv", rng.randrange(size * 2).to_bytes(8, "big")): b"new" for _ in range(1000)
+        }
+        t0 = time.perf_counter()
+        reps = 3
+        for _ in range(reps):
+            tree.apply_writes(root, block_writes)
+        us = (time.perf_counter() - t0) / reps / len(block_writes) * 1e6
+        add(f"state commit per key ({size:,} keys, 1000/block)", "sm2", us)
+        key = ("kv", (size // 2).to_bytes(8, "big"))
+        add(f"state proof get ({size:,} keys)", "sm2", _time(lambda t=tree, r=root, k=key: t.get_proof(r, *k), 200))
+    return rows

@@ -1,0 +1,388 @@
+"""The ``qilian`` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from qilian import __version__
+
+app = typer.Typer(help="Qilian (齐链): a consortium blockchain. Start with `qilian up`.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+keys_app = typer.Typer(help="Create and inspect keys.", no_args_is_help=True)
+node_app = typer.Typer(help="Run a node.", no_args_is_help=True)
+tx_app = typer.Typer(help="Send and read transactions.", no_args_is_help=True)
+block_app = typer.Typer(help="Read blocks.", no_args_is_help=True)
+state_app = typer.Typer(help="Read state with proofs.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(node_app, name="node")
+app.add_typer(tx_app, name="tx")
+app.add_typer(block_app, name="block")
+app.add_typer(state_app, name="state")
+app.add_typer(bench_app, name="bench")
+
+console = Console()
+err = Console(stderr=True)
+
+DEFAULT_HOME = Path(os.environ.get("QILIAN_HOME", str(Path.home() / ".qilian" / "devnet")))
+DEFAULT_NODE = os.environ.get("QILIAN_NODE", "http://127.0.0.1:8545")
+
+HomeOpt = Annotated[Path, typer.Option("--home", help="Node home directory (env QILIAN_HOME).")]
+NodeOpt = Annotated[str, typer.Option("--node", help="Node API URL (env QILIAN_NODE).")]
+
+
+def _fail(msg: str, code: int = 1) -> None:
+    err.print(f"[red]error:[/red] {msg}")
+    raise typer.Exit(code)
+
+
+def _password(password_env: str | None) -> bytes | None:
+    if not password_env:
+        return None
+    v = os.environ.get(password_env)
+    if not v:
+        _fail(f"environment variable {password_env} is empty or unset")
+    return v.encode() if v else None
+
+
+def _print_json(doc: Any) -> None:
+    console.print_json(json.dumps(doc, ensure_ascii=False))
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    console.print(f"qilian {__version__}")
+
+
+# -- keys ------------------------------------------------------------------------------------------------
+
+
+@keys_app.command("new")
+def keys_new(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the PEM key.")],
+    suite: Annotated[str, typer.Option(help="sm2 or ed25519.")] = "sm2",
+    password_env: Annotated[str | None, typer.Option(help="Encrypt with the password in this env var.")] = None,
+) -> None:
+    """Create a key (PKCS#8 PEM, mode 0600)."""
+    from qilian.crypto import SUITES
+    from qilian.sdk.keys import generate_key, save_key
+
+    if suite not in SUITES:
+        _fail(f"unknown suite {suite!r}; choose one of {', '.join(SUITES)}")
+    if out.exists():
+        _fail(f"{out} exists; refusing to overwrite a key")
+    key = generate_key(suite)
+    save_key(key, out, _password(password_env))
+    console.print(f"suite      {suite}\npublic key {key.public_key.hex()}\naddress    {key.address.hex()}\n"
+                  f"written to {out}")
+
+
+@keys_app.command("show")
+def keys_show(
+    path: Annotated[Path, typer.Argument(help="PEM key file.")],
+    password_env: Annotated[str | None, typer.Option(help="Password env var for an encrypted key.")] = None,
+) -> None:
+    """Show a key's suite, public key and address."""
+    from qilian.crypto import CryptoError
+    from qilian.sdk.keys import load_key
+
+    try:
+        key = load_key(path, _password(password_env))
+    except (CryptoError, OSError) as exc:
+        _fail(str(exc))
+        return
+    _print_json({"suite": key.suite.name, "public_key": key.public_key.hex(), "address": key.address.hex(),
+                 "public_key_pem": key.suite.public_key_to_pem(key.public_key).decode()})
+
+
+# -- chain set-up and node --------------------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    home: HomeOpt = DEFAULT_HOME,
+    chain_id: Annotated[str, typer.Option(help="Chain ID.")] = "qilian-dev",
+    suite: Annotated[str, typer.Option(help="Crypto suite: sm2 or ed25519.")] = "sm2",
+    orgs: Annotated[str, typer.Option(help="Comma-separated organisation names.")] = "org1",
+    port: Annotated[int, typer.Option(help="HTTP API port.")] = 8545,
+    block_interval_ms: Annotated[int, typer.Option(help="Block interval in ms.")] = 1000,
+    empty_blocks: Annotated[bool, typer.Option(help="Produce empty blocks on every interval.")] = False,
+    validators: Annotated[int, typer.Option(help="Number of validators (1 until the network lands).")] = 1,
+    password_env: Annotated[str | None, typer.Option(help="Encrypt keys with the password in this env var.")]
+    = None,
+) -> None:
+    """Write a genesis, node config and keys for a new chain."""
+    from qilian.crypto import SUITES
+    from qilian.node.config import init_home
+    from qilian.types.core import ChainParams
+
+    if suite not in SUITES:
+        _fail(f"unknown suite {suite!r}; choose one of {', '.join(SUITES)}")
+    if validators != 1:
+        _fail("only a single-validator chain is supported in this version (the BFT network comes next)")
+    org_names = tuple(o.strip() for o in orgs.split(",") if o.strip())
+    if not org_names:
+        _fail("at least one organisation is needed")
+    params = ChainParams(block_interval_ms=block_interval_ms, create_empty_blocks=empty_blocks)
+    try:
+        res = init_home(home, chain_id, suite, org_names, port, params, _password(password_env))
+    except FileExistsError as exc:
+        _fail(str(exc))
+        return
+    console.print(f"[green]initialised[/green] chain [bold]{chain_id}[/bold] ({suite}) in {home}")
+    table = Table("key", "file")
+    for label, path in res.key_files.items():
+        table.add_row(label, str(path))
+    console.print(table)
+    console.print(f"start it with: qilian node start --home {home}")
+
+
+@node_app.command("start")
+def node_start(
+    home: HomeOpt = DEFAULT_HOME,
+    port: Annotated[int | None, typer.Option(help="Override the API port.")] = None,
+) -> None:
+    """Run the node of a home directory until Ctrl-C."""
+    from qilian.node.run import run_node
+
+    if not (home / "node.toml").exists():
+        _fail(f"{home} has no node.toml: run `qilian init --home {home}` first")
+    run_node(home, port)
+
+
+@app.command()
+def up(
+    home: HomeOpt = DEFAULT_HOME,
+    suite: Annotated[str, typer.Option(help="Crypto suite for a new chain.")] = "sm2",
+    validators: Annotated[int, typer.Option(help="Validators (1 until the network lands).")] = 1,
+    port: Annotated[int, typer.Option(help="HTTP API port.")] = 8545,
+) -> None:
+    """Create (if needed) and run a local chain; prints its endpoint. Ctrl-C stops it."""
+    from qilian.node.config import init_home
+    from qilian.node.run import run_node
+
+    if validators != 1:
+        _fail("only --validators 1 is supported in this version (the BFT network comes next)")
+    if not (home / "genesis.json").exists():
+        init_home(home, suite_name=suite, api_port=port)
+        console.print(f"[green]created[/green] a {suite} chain in {home}")
+    console.print(f"API  http://127.0.0.1:{port}   docs http://127.0.0.1:{port}/docs\n"
+                  f"try: qilian tx send kv put hello world --home {home} --node http://127.0.0.1:{port}")
+    run_node(home, port)
+
+
+@app.command("verify-ledger")
+def verify_ledger_cmd(home: HomeOpt = DEFAULT_HOME) -> None:
+    """Re-check every stored block from genesis; name the first one that does not check out."""
+    from qilian.node.config import load_config
+    from qilian.node.ledger import verify_ledger
+
+    cfg = load_config(home)
+    with Progress(TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err, transient=True) as prog:
+        task = prog.add_task("blocks", total=None)
+
+        def on_block(h: int, total: int) -> None:
+            prog.update(task, completed=h, total=total)
+
+        report = verify_ledger(cfg.data_path, on_block)
+    if report.ok:
+        console.print(f"[green]ok[/green]: {report.checked} blocks verified (hashes, roots, signatures, "
+                      f"re-execution)")
+        return
+    err.print(f"[red]FAILED[/red] at block {report.bad_height}: {report.reason}")
+    raise typer.Exit(2)
+
+
+# -- transactions, blocks, state ----------------------------------------------------------------------------
+
+
+def parse_arg(text: str) -> Any:
+    """CLI argument → codec value: ``0x…`` bytes, ``int:N`` integer, ``true``/``false``/``null``,
+    ``json:…`` any JSON value, otherwise text."""
+    from qilian.types.codec import from_json_value
+
+    if text.startswith("0x"):
+        return bytes.fromhex(text[2:])
+    if text.startswith("int:"):
+        return int(text[4:])
+    if text in ("true", "false"):
+        return text == "true"
+    if text == "null":
+        return None
+    if text.startswith("json:"):
+        return from_json_value(json.loads(text[5:]))
+    return text
+
+
+def _client_key(home: Path, key: Path | None, password_env: str | None) -> Any:
+    from qilian.crypto import CryptoError
+    from qilian.sdk.keys import load_key
+
+    path = key
+    if path is None:
+        cands = sorted((home / "keys").glob("*-client.pem")) if (home / "keys").exists() else []
+        if not cands:
+            _fail(f"no --key given and no client key in {home}/keys")
+        path = cands[0]
+    try:
+        return load_key(path, _password(password_env))  # type: ignore[arg-type]
+    except (CryptoError, OSError) as exc:
+        _fail(str(exc))
+
+
+@tx_app.command("send")
+def tx_send(
+    to: Annotated[str, typer.Argument(help="Target module or contract (e.g. kv).")],
+    method: Annotated[str, typer.Argument(help="Method (e.g. put).")],
+    args: Annotated[list[str] | None, typer.Argument(help="Arguments: text, 0xHEX, int:N, json:….")] = None,
+    key: Annotated[Path | None, typer.Option(help="Sender key (default: the home's client key).")] = None,
+    home: HomeOpt = DEFAULT_HOME,
+    node: NodeOpt = DEFAULT_NODE,
+    wait: Annotated[bool, typer.Option(help="Wait until committed.")] = True,
+    password_env: Annotated[str | None, typer.Option(help="Password env var for an encrypted key.")] = None,
+) -> None:
+    """Sign and send a transaction."""
+    from qilian.sdk.client import ApiFailure, Client
+
+    kp = _client_key(home, key, password_env)
+    try:
+        values = [parse_arg(a) for a in (args or [])]
+    except ValueError as exc:
+        _fail(f"bad argument: {exc}")
+        return
+    try:
+        with Client(node) as c:
+            res = c.call(kp, to, method, values, wait="commit" if wait else "none")
+    except ApiFailure as exc:
+        _fail(f"node refused the transaction: {exc.code}: {exc.message}")
+        return
+    except OSError as exc:
+        _fail(f"cannot reach {node}: {exc}")
+        return
+    _print_json(res)
+
+
+def _load_trusted_genesis(home: Path, genesis_file: Path | None) -> Any:
+    from qilian.node.config import load_genesis
+
+    path = genesis_file or home / "genesis.json"
+    if not path.exists():
+        _fail(f"no genesis to verify against: pass --genesis FILE (looked for {path})")
+    return load_genesis(path)
+
+
+GenesisOpt = Annotated[Path | None, typer.Option("--genesis", help="Trusted genesis.json (default: the home's).")]
+
+
+@tx_app.command("get")
+def tx_get(
+    tx_hash: Annotated[str, typer.Argument(help="Transaction hash (hex).")],
+    node: NodeOpt = DEFAULT_NODE,
+    home: HomeOpt = DEFAULT_HOME,
+    genesis: GenesisOpt = None,
+    verify: Annotated[bool, typer.Option(help="Verify the proofs against the genesis validators.")] = True,
+) -> None:
+    """Read a committed transaction, its receipt and proofs (verified locally by default)."""
+    from qilian.sdk.client import ApiFailure, Client
+    from qilian.sdk.verify import ProofInvalid, verify_tx_response
+
+    try:
+        with Client(node) as c:
+            res = c.get_tx(tx_hash)
+    except ApiFailure as exc:
+        _fail(f"{exc.code}: {exc.message}")
+        return
+    if verify:
+        g = _load_trusted_genesis(home, genesis)
+        try:
+            v = verify_tx_response(g, res, require_receipt=False)
+        except ProofInvalid as exc:
+            _fail(f"PROOF INVALID: {exc}")
+            return
+        res["verified"] = {"tx_in_block": v.height, "receipt_proven": v.receipt is not None}
+    _print_json(res)
+
+
+@block_app.command("get")
+def block_get(
+    height: Annotated[str, typer.Argument(help="Height or 'latest'.")] = "latest",
+    node: NodeOpt = DEFAULT_NODE,
+) -> None:
+    """Read a block."""
+    from qilian.sdk.client import ApiFailure, Client
+
+    try:
+        with Client(node) as c:
+            _print_json(c.get_block(height))
+    except ApiFailure as exc:
+        _fail(f"{exc.code}: {exc.message}")
+
+
+@state_app.command("get")
+def state_get(
+    namespace: Annotated[str, typer.Argument(help="Namespace (e.g. kv).")],
+    key: Annotated[str, typer.Argument(help="Key: text, or 0xHEX.")],
+    node: NodeOpt = DEFAULT_NODE,
+    home: HomeOpt = DEFAULT_HOME,
+    genesis: GenesisOpt = None,
+    verify: Annotated[bool, typer.Option(help="Verify the proof against the genesis validators.")] = True,
+) -> None:
+    """Read a state value with its proof (verified locally by default)."""
+    from qilian.sdk.client import ApiFailure, Client
+    from qilian.sdk.verify import ProofInvalid, verify_state_response
+
+    kb = bytes.fromhex(key[2:]) if key.startswith("0x") else key.encode()
+    try:
+        with Client(node) as c:
+            res = c.get_state(namespace, kb)
+    except ApiFailure as exc:
+        _fail(f"{exc.code}: {exc.message}")
+        return
+    if verify:
+        g = _load_trusted_genesis(home, genesis)
+        try:
+            verify_state_response(g, res)
+        except ProofInvalid as exc:
+            _fail(f"PROOF INVALID: {exc}")
+            return
+        res["verified"] = True
+    _print_json(res)
+
+
+# -- benchmarks ------------------------------------------------------------------------------------------
+
+
+@bench_app.command("micro")
+def bench_micro(
+    quick: Annotated[bool, typer.Option(help="Fewer iterations (smoke run).")] = False,
+    state_sizes: Annotated[str, typer.Option(help="State sizes for the commit benchmark, comma-separated.")]
+    = "10000,100000",
+) -> None:
+    """µs per operation for the primitives every later performance decision starts from."""
+    from qilian.bench.micro import run_micro
+
+    sizes = tuple(int(s) for s in state_sizes.split(",") if s.strip())
+    rows = run_micro(quick=quick, state_sizes=sizes, progress=lambda m: err.print(f"[dim]{m}[/dim]"))
+    table = Table("operation", "suite", "µs/op", "ops/s", title=f"qilian bench micro (python {sys.version.split()[0]})")
+    for r in rows:
+        table.add_row(r["op"], r["suite"], f"{r['us']:.2f}", f"{1e6 / r['us']:,.0f}" if r["us"] else "-")
+    console.print(table)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

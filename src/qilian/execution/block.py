@@ -1,0 +1,306 @@
+"""The state transition: validate a block against its parent, execute it, and build the next header's roots.
+
+Pure code over a read-only state view: execution returns the writes and receipts instead of applying them, so
+the storage layer can commit block, receipts and state in one transaction and a failed call leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from qilian.crypto import merkle
+from qilian.crypto.suite import Suite
+from qilian.execution.rules import (
+    ChainRules,
+    TxRejected,
+    check_tx_static,
+    check_tx_window,
+    is_valid_tx_signature,
+)
+from qilian.types.codec import CodecError, encode_trusted
+from qilian.types.core import (
+    PRECOMMIT,
+    STATUS_FAILED,
+    STATUS_OK,
+    Block,
+    BlockHeader,
+    Commit,
+    Event,
+    Receipt,
+    Transaction,
+    ValidatorSet,
+    compute_block_id,
+    compute_commit_hash,
+    compute_tx_hash,
+    compute_vote_sign_bytes,
+)
+
+StateKey = tuple[str, bytes]
+Writes = dict[StateKey, bytes | None]
+
+MAX_KV_KEY: Final = 1024
+"""Longest key the built-in ``kv`` module stores."""
+MAX_KV_VALUE: Final = 60 * 1024
+"""Largest value the built-in ``kv`` module stores (a transaction is at most 64 KiB anyway)."""
+
+
+class BlockInvalid(ValueError):
+    """A block that breaks a rule. The message names the rule and, where there is one, the transaction."""
+
+
+class StateReader(Protocol):
+    """Read access to the state as of the last executed block."""
+
+    def get_state(self, namespace: str, key: bytes) -> bytes | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BlockResult:
+    """What executing a block produced; nothing is applied yet."""
+
+    receipts: tuple[Receipt, ...]
+    """One receipt per transaction, in block order."""
+    writes: Writes
+    """Net state writes of the whole block (None deletes)."""
+    receipts_root: bytes
+    """Merkle root over the receipts' canonical bytes (goes into the next header)."""
+
+
+class _Overlay:
+    """Buffered writes over a state reader; a transaction's own layer is dropped if it fails."""
+
+    def __init__(self, base: StateReader, block_writes: Writes):
+        self.base = base
+        self.block_writes = block_writes
+        self.tx_writes: Writes = {}
+
+    def get(self, ns: str, key: bytes) -> bytes | None:
+        k = (ns, key)
+        if k in self.tx_writes:
+            return self.tx_writes[k]
+        if k in self.block_writes:
+            return self.block_writes[k]
+        return self.base.get_state(ns, key)
+
+    def put(self, ns: str, key: bytes, value: bytes | None) -> None:
+        self.tx_writes[(ns, key)] = value
+
+
+class CallFailed(Exception):
+    """A call that failed for a reason every node agrees on; recorded in its receipt."""
+
+
+def _as_bytes(value: Any, what: str) -> bytes:
+    if type(value) is bytes:
+        return value
+    if type(value) is str:
+        return value.encode()
+    raise CallFailed(f"{what} must be bytes or text, got {type(value).__name__}")
+
+
+def _call_kv(overlay: _Overlay, tx: Transaction) -> tuple[Any, list[Event]]:
+    """The built-in key-value module: ``put(key, value)`` and ``delete(key)`` in namespace ``kv``."""
+    args = tx.body.args
+    if tx.body.method == "put":
+        if len(args) != 2:
+            raise CallFailed(f"kv.put takes 2 arguments (key, value), got {len(args)}")
+        key, value = _as_bytes(args[0], "key"), _as_bytes(args[1], "value")
+        if not key or len(key) > MAX_KV_KEY:
+            raise CallFailed(f"key must be 1..{MAX_KV_KEY} bytes, got {len(key)}")
+        if len(value) > MAX_KV_VALUE:
+            raise CallFailed(f"value of {len(value)} bytes is over the limit of {MAX_KV_VALUE}")
+        overlay.put("kv", key, value)
+        return None, [Event("kv", "put", {"key": key, "size": len(value)})]
+    if tx.body.method == "delete":
+        if len(args) != 1:
+            raise CallFailed(f"kv.delete takes 1 argument (key), got {len(args)}")
+        key = _as_bytes(args[0], "key")
+        existed = overlay.get("kv", key) is not None
+        overlay.put("kv", key, None)
+        return existed, [Event("kv", "delete", {"key": key})]
+    raise CallFailed(f"kv has no method {tx.body.method!r}")
+
+
+def execute_tx(rules: ChainRules, overlay: _Overlay, tx: Transaction, tx_hash: bytes) -> Receipt:
+    """Run one transaction's call; on failure its writes and events are dropped."""
+    overlay.tx_writes = {}
+    try:
+        if tx.body.to == "kv":
+            result, events = _call_kv(overlay, tx)
+        else:
+            raise CallFailed(f"no module or contract named {tx.body.to!r}")
+    except CallFailed as exc:
+        overlay.tx_writes = {}
+        return Receipt(tx_hash, STATUS_FAILED, str(exc), 0, None, ())
+    overlay.block_writes.update(overlay.tx_writes)
+    overlay.tx_writes = {}
+    return Receipt(tx_hash, STATUS_OK, "", 0, result, tuple(events))
+
+
+def execute_block(rules: ChainRules, state: StateReader, txs: Sequence[Transaction],
+                  tx_hashes: Sequence[bytes]) -> BlockResult:
+    """Execute validated transactions in order. Deterministic: depends only on its arguments."""
+    block_writes: Writes = {}
+    overlay = _Overlay(state, block_writes)
+    receipts = tuple(execute_tx(rules, overlay, tx, h) for tx, h in zip(txs, tx_hashes, strict=True))
+    root = merkle.compute_root(rules.suite.hash, [r.encode() for r in receipts])
+    return BlockResult(receipts, block_writes, root)
+
+
+def compute_txs_root(suite: Suite, tx_hashes: Sequence[bytes]) -> bytes:
+    """Merkle root of a block's transaction hashes (the leaves are the 32-byte hashes)."""
+    return merkle.compute_root(suite.hash, tx_hashes)
+
+
+def compute_empty_root(suite: Suite) -> bytes:
+    """Merkle root of no leaves: the receipts root of the (non-existent) block 0."""
+    return merkle.compute_root(suite.hash, [])
+
+
+def check_commit(suite: Suite, chain_id: str, validators: ValidatorSet, commit: Commit, block_id: bytes,
+                 height: int) -> None:
+    """Raise BlockInvalid unless ``commit`` carries valid precommits for ``block_id`` by > 2/3 of the power.
+
+    This is what a light client trusts: every signature is checked against the validator set, each validator
+    counts once, and unknown signers are refused rather than ignored."""
+    if commit.height != height:
+        raise BlockInvalid(f"commit is for height {commit.height}, expected {height}")
+    if commit.block_id != block_id:
+        raise BlockInvalid(f"commit is for block {commit.block_id.hex()[:16]}…, expected {block_id.hex()[:16]}…")
+    sign_bytes = compute_vote_sign_bytes(chain_id, PRECOMMIT, commit.height, commit.round, commit.block_id)
+    seen: set[bytes] = set()
+    power = 0
+    for cs in commit.signatures:
+        v = validators.get_by_address(cs.validator)
+        if v is None:
+            raise BlockInvalid(f"commit signature by {cs.validator.hex()}, which is not a validator")
+        if cs.validator in seen:
+            raise BlockInvalid(f"commit has two signatures by validator {cs.validator.hex()}")
+        seen.add(cs.validator)
+        if not suite.verify(v.public_key, sign_bytes, cs.signature):
+            raise BlockInvalid(f"commit signature by validator {cs.validator.hex()} does not verify")
+        power += v.power
+    if 3 * power <= 2 * validators.total_power:
+        raise BlockInvalid(f"commit carries {power} of {validators.total_power} voting power; more than 2/3 needed")
+
+
+@dataclass(frozen=True, slots=True)
+class ParentInfo:
+    """What a block's validity depends on from the chain so far."""
+
+    height: int
+    """Height of the parent (0 before the first block)."""
+    block_id: bytes
+    """Parent block ID (empty before the first block)."""
+    time_ms: int
+    """Parent's time (genesis time before the first block)."""
+    state_root: bytes
+    """State root after executing the parent."""
+    receipts_root: bytes
+    """Receipts root of the parent."""
+    validators: ValidatorSet
+    """Validator set of the parent's height."""
+
+
+def check_block(rules: ChainRules, parent: ParentInfo, block: Block, tx_hashes: Sequence[bytes],
+                is_committed: Callable[[bytes], bool], sig_checked: Mapping[bytes, bool] | None = None) -> None:
+    """Raise BlockInvalid unless ``block`` is a valid child of ``parent``.
+
+    ``tx_hashes`` are the hashes of ``block.txs`` (computed once by the caller); ``is_committed`` answers whether
+    a hash is already on chain (replay); ``sig_checked`` holds signatures already verified (the mempool cache)."""
+    suite = rules.suite
+    h = block.header
+    if h.chain_id != rules.chain_id:
+        raise BlockInvalid(f"block is for chain {h.chain_id!r}")
+    if h.height != parent.height + 1:
+        raise BlockInvalid(f"block height {h.height} does not follow {parent.height}")
+    if h.prev_block_id != parent.block_id:
+        raise BlockInvalid(f"block {h.height} does not point to its parent")
+    if h.time_ms < parent.time_ms:
+        raise BlockInvalid(f"block {h.height} time {h.time_ms} is before its parent's {parent.time_ms}")
+    if h.state_root != parent.state_root:
+        raise BlockInvalid(f"block {h.height} state root does not match the state after block {parent.height}")
+    if h.receipts_root != parent.receipts_root:
+        raise BlockInvalid(f"block {h.height} receipts root does not match block {parent.height}'s receipts")
+    if h.validators_hash != parent.validators.compute_hash(suite):
+        raise BlockInvalid(f"block {h.height} names a different validator set")
+    if parent.validators.get_by_address(h.proposer) is None:
+        raise BlockInvalid(f"block {h.height} proposer {h.proposer.hex()} is not a validator")
+    if h.tx_count != len(block.txs) or len(tx_hashes) != len(block.txs):
+        raise BlockInvalid(f"block {h.height} tx_count {h.tx_count} but it holds {len(block.txs)}")
+    if len(block.txs) > rules.genesis.params.max_block_txs:
+        raise BlockInvalid(f"block {h.height} holds more than {rules.genesis.params.max_block_txs} transactions")
+    if h.txs_root != compute_txs_root(suite, tx_hashes):
+        raise BlockInvalid(f"block {h.height} transactions root does not match its transactions")
+    if parent.height == 0:
+        if block.last_commit is not None or h.last_commit_hash != b"":
+            raise BlockInvalid("block 1 must not carry a previous commit")
+    else:
+        if block.last_commit is None:
+            raise BlockInvalid(f"block {h.height} lacks the commit of block {parent.height}")
+        if h.last_commit_hash != compute_commit_hash(suite, block.last_commit):
+            raise BlockInvalid(f"block {h.height} last_commit_hash does not match its last commit")
+        check_commit(suite, rules.chain_id, parent.validators, block.last_commit, parent.block_id, parent.height)
+    seen: set[bytes] = set()
+    for i, (tx, th) in enumerate(zip(block.txs, tx_hashes, strict=True)):
+        where = f"block {h.height} tx {i} ({th.hex()[:16]}…)"
+        if th in seen:
+            raise BlockInvalid(f"{where}: duplicate transaction in the block")
+        seen.add(th)
+        try:
+            check_tx_static(rules, tx, len(encode_trusted(tx.to_wire())))
+            check_tx_window(rules, tx, h.height)
+        except TxRejected as exc:
+            raise BlockInvalid(f"{where}: {exc.message}") from None
+        if is_committed(th):
+            raise BlockInvalid(f"{where}: already committed in an earlier block")
+        if not (sig_checked or {}).get(th) and not is_valid_tx_signature(suite, tx, th):
+            raise BlockInvalid(f"{where}: signature does not verify")
+
+
+def compute_tx_hashes(suite: Suite, txs: Sequence[Transaction]) -> list[bytes]:
+    """Hashes of a block's transactions, in order."""
+    return [compute_tx_hash(suite, tx.body) for tx in txs]
+
+
+def make_header(rules: ChainRules, parent: ParentInfo, time_ms: int, tx_hashes: Sequence[bytes],
+                last_commit: Commit | None, proposer: bytes) -> BlockHeader:
+    """The header a proposer builds on ``parent``; time is an input (the pure core has no clock)."""
+    suite = rules.suite
+    return BlockHeader(
+        chain_id=rules.chain_id,
+        height=parent.height + 1,
+        time_ms=max(time_ms, parent.time_ms),
+        prev_block_id=parent.block_id,
+        last_commit_hash=compute_commit_hash(suite, last_commit),
+        txs_root=compute_txs_root(suite, tx_hashes),
+        tx_count=len(tx_hashes),
+        state_root=parent.state_root,
+        receipts_root=parent.receipts_root,
+        validators_hash=parent.validators.compute_hash(suite),
+        proposer=proposer,
+    )
+
+
+def get_block_id(suite: Suite, block: Block) -> bytes:
+    """The block's ID."""
+    return compute_block_id(suite, block.header)
+
+
+__all__ = [
+    "BlockInvalid",
+    "BlockResult",
+    "CodecError",
+    "ParentInfo",
+    "StateReader",
+    "check_block",
+    "check_commit",
+    "compute_empty_root",
+    "compute_tx_hashes",
+    "compute_txs_root",
+    "execute_block",
+    "get_block_id",
+    "make_header",
+]

@@ -1,0 +1,115 @@
+"""Who may send what, when: the transaction validity rules every node applies identically.
+
+A transaction that breaks one of these rules never reaches a block (the mempool refuses it with the rule's
+error) and a block carrying one is invalid. A transaction that passes them but whose call fails still goes into
+its block with a failed receipt — that failure is a fact every node agrees on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+from qilian.crypto.suite import Suite
+from qilian.types.core import SENDING_ROLES, Genesis, Transaction, compute_tx_sign_bytes
+
+
+class TxRejected(ValueError):
+    """A transaction that is not valid on this chain. ``code`` is stable for clients; the message names why."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class MemberInfo:
+    """A sending key's place in the consortium."""
+
+    organisation: str
+    """Its organisation."""
+    name: str
+    """Its member name."""
+    roles: frozenset[str]
+    """Its roles."""
+
+
+@dataclass(frozen=True)
+class ChainRules:
+    """The facts of genesis the rules need, indexed for the hot path."""
+
+    genesis: Genesis
+    """The chain's genesis."""
+    suite: Suite
+    """The chain's crypto suite."""
+    members: dict[bytes, MemberInfo] = field(default_factory=dict)
+    """Public key → membership, built from genesis."""
+
+    @classmethod
+    def from_genesis(cls, genesis: Genesis, suite: Suite) -> ChainRules:
+        """Index genesis membership by public key."""
+        members: dict[bytes, MemberInfo] = {}
+        for org in genesis.organisations:
+            for m in org.members:
+                members[m.public_key] = MemberInfo(org.name, m.name, frozenset(m.roles))
+        return cls(genesis, suite, members)
+
+    @property
+    def chain_id(self) -> str:
+        return self.genesis.chain_id
+
+
+KNOWN_TARGETS: Final = {"kv": ("put", "delete")}
+"""Built-in modules and their methods (contracts come later)."""
+
+
+def check_tx_static(rules: ChainRules, tx: Transaction, encoded_size: int) -> MemberInfo:
+    """Rules that depend on the transaction alone: chain, size, sender membership, target. Returns the sender.
+
+    The signature is checked separately (once, on admission, then cached): see :func:`is_valid_tx_signature`.
+    """
+    body = tx.body
+    params = rules.genesis.params
+    if body.chain_id != rules.chain_id:
+        raise TxRejected("wrong_chain", f"transaction is for chain {body.chain_id!r}, this is {rules.chain_id!r}")
+    if encoded_size > params.max_tx_bytes:
+        raise TxRejected("too_large", f"transaction is {encoded_size} bytes, over the limit of {params.max_tx_bytes}")
+    if len(body.sender) != rules.suite.public_key_size:
+        raise TxRejected(
+            "bad_sender",
+            f"sender key is {len(body.sender)} bytes; suite {rules.suite.name} keys are "
+            f"{rules.suite.public_key_size}",
+        )
+    member = rules.members.get(body.sender)
+    if member is None:
+        raise TxRejected("not_member", "sender key is not a member of any organisation of this chain")
+    if not member.roles & SENDING_ROLES:
+        raise TxRejected("forbidden", f"sender {member.organisation}/{member.name} has no role that may transact")
+    methods = KNOWN_TARGETS.get(body.to)
+    if methods is None:
+        raise TxRejected("unknown_target", f"no module or contract named {body.to!r}")
+    if body.method not in methods:
+        raise TxRejected("unknown_method", f"{body.to} has no method {body.method!r} (it has {', '.join(methods)})")
+    return member
+
+
+def is_valid_tx_signature(suite: Suite, tx: Transaction, tx_hash: bytes) -> bool:
+    """True iff the sender signed this body. Callers cache the answer by tx hash."""
+    return suite.verify(tx.body.sender, compute_tx_sign_bytes(tx_hash), tx.signature)
+
+
+def check_tx_window(rules: ChainRules, tx: Transaction, height: int) -> None:
+    """Replay window: a transaction may enter a block only at heights up to ``expires_at``, and ``expires_at`` may
+    not lie more than ``tx_validity_blocks`` ahead — so a node needs to remember committed hashes only that long
+    to refuse a replay, and a signed transaction cannot be held back and used much later."""
+    expires_at = tx.body.expires_at
+    if expires_at < height:
+        raise TxRejected("expired", f"transaction expired at height {expires_at}; the chain is at {height}")
+    limit = height + rules.genesis.params.tx_validity_blocks
+    if expires_at > limit:
+        raise TxRejected(
+            "expiry_too_far",
+            f"expires_at {expires_at} is more than {rules.genesis.params.tx_validity_blocks} blocks ahead "
+            f"of height {height}",
+        )

@@ -1,0 +1,99 @@
+"""Python client for a Qilian node: build and sign transactions, submit them, read back with proofs."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import httpx
+
+from qilian.sdk.keys import KeyPair
+from qilian.types.core import Transaction, TxBody, sign_tx
+
+DEFAULT_EXPIRY_BLOCKS = 500
+"""How far ahead a client sets ``expires_at`` by default (the chain caps it by ``tx_validity_blocks``)."""
+
+
+class ApiFailure(Exception):
+    """The node answered with an error; ``code`` and ``message`` come from its JSON body."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(f"{status} {code}: {message}")
+        self.status, self.code, self.message = status, code, message
+
+
+def build_tx(key: KeyPair, chain_id: str, to: str, method: str, args: list[Any], expires_at: int,
+             nonce: int | None = None) -> Transaction:
+    """Sign a call. The nonce is random unless given, so identical calls are still distinct transactions."""
+    body = TxBody(
+        chain_id=chain_id,
+        sender=key.public_key,
+        nonce=secrets.randbits(63) if nonce is None else nonce,
+        expires_at=expires_at,
+        to=to,
+        method=method,
+        args=list(args),
+    )
+    return sign_tx(key.suite, key.private_key, body)
+
+
+class Client:
+    """A synchronous HTTP client of one node."""
+
+    def __init__(self, url: str, timeout: float = 60.0):
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(base_url=self.url, timeout=timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _json(self, r: httpx.Response) -> Any:
+        try:
+            doc = r.json()
+        except ValueError:
+            doc = None
+        if r.status_code >= 400:
+            if isinstance(doc, dict):
+                raise ApiFailure(r.status_code, str(doc.get("error")), str(doc.get("message")))
+            raise ApiFailure(r.status_code, "http_error", r.text[:200])
+        return doc
+
+    def get_status(self) -> dict[str, Any]:
+        return self._json(self.http.get("/status"))  # type: ignore[no-any-return]
+
+    def get_genesis_json(self) -> dict[str, Any]:
+        return self._json(self.http.get("/genesis"))  # type: ignore[no-any-return]
+
+    def submit(self, tx: Transaction, wait: str = "none", timeout: float = 30.0) -> dict[str, Any]:
+        r = self.http.post(
+            "/txs",
+            params={"wait": wait, "timeout": timeout},
+            content=tx.encode(),
+            headers={"content-type": "application/octet-stream"},
+            timeout=timeout + 10,
+        )
+        return self._json(r)  # type: ignore[no-any-return]
+
+    def call(self, key: KeyPair, to: str, method: str, args: list[Any], wait: str = "commit",
+             expiry_blocks: int = DEFAULT_EXPIRY_BLOCKS) -> dict[str, Any]:
+        """Build, sign and submit a call against the node's current height."""
+        status = self.get_status()
+        tx = build_tx(key, status["chain_id"], to, method, args, status["height"] + expiry_blocks)
+        return self.submit(tx, wait=wait)
+
+    def get_tx(self, tx_hash: str) -> dict[str, Any]:
+        return self._json(self.http.get(f"/txs/{tx_hash}"))  # type: ignore[no-any-return]
+
+    def get_block(self, height: int | str = "latest") -> dict[str, Any]:
+        return self._json(self.http.get(f"/blocks/{height}"))  # type: ignore[no-any-return]
+
+    def get_state(self, namespace: str, key: bytes) -> dict[str, Any]:
+        return self._json(  # type: ignore[no-any-return]
+            self.http.get(f"/state/{namespace}/{key.hex()}", params={"encoding": "hex"})
+        )

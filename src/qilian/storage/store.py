@@ -1,0 +1,216 @@
+"""The node's database: one LMDB environment holding blocks, commits, receipts, the tx index and the state.
+
+A decided block, its commit, its receipts, its state writes and the new chain tip are written in ONE synced LMDB
+write transaction (:meth:`ChainStore.process_commit_block`). LMDB's copy-on-write B-tree never overwrites live
+pages and publishes a transaction by one meta-page write after the data is synced, so after a SIGKILL or power
+loss at any moment the node reopens at the last committed block, never between two.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import lmdb
+
+from qilian.types.codec import decode_raw, encode_trusted
+from qilian.types.core import Block, Commit, Genesis, Receipt
+
+DEFAULT_MAP_SIZE: Final = 64 * 1024**3
+"""LMDB map size: the most the database may grow to (a sparse reservation, not disk use)."""
+
+_U64 = struct.Struct(">Q")
+
+
+def _height_key(height: int) -> bytes:
+    return _U64.pack(height)
+
+
+def compute_value_key(namespace: str, key: bytes) -> bytes:
+    """Flat-table key of a state entry: length-prefixed namespace, then the key (no two pairs collide)."""
+    ns = namespace.encode()
+    return bytes([len(ns)]) + ns + key
+
+
+class StoreCorrupt(Exception):
+    """The database is not what Qilian wrote (edited by hand, or a different chain)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChainTip:
+    """The last committed block and the results of executing it."""
+
+    height: int
+    """Height of the last committed block (0: none yet)."""
+    block_id: bytes
+    """Its ID (empty at height 0)."""
+    time_ms: int
+    """Its time (genesis time at height 0)."""
+    state_root: bytes
+    """State root after executing it."""
+    receipts_root: bytes
+    """Merkle root of its receipts."""
+
+    def to_wire(self) -> list[Any]:
+        return [self.height, self.block_id, self.time_ms, self.state_root, self.receipts_root]
+
+
+class ChainStore:
+    """Blocks and state in LMDB. Single writer (the node's commit path); any number of readers."""
+
+    def __init__(self, path: Path, map_size: int = DEFAULT_MAP_SIZE, readonly: bool = False):
+        path.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.env = lmdb.open(
+            str(path),
+            map_size=map_size,
+            max_dbs=16,
+            sync=True,
+            metasync=True,
+            readonly=readonly,
+            lock=True,
+            max_readers=256,
+        )
+        self._meta = self.env.open_db(b"meta")
+        self._blocks = self.env.open_db(b"blocks")
+        self._commits = self.env.open_db(b"commits")
+        self._receipts = self.env.open_db(b"receipts")
+        self._txindex = self.env.open_db(b"txindex")
+        self._nodes = self.env.open_db(b"state_nodes")
+        self._values = self.env.open_db(b"state_values")
+
+    def close(self) -> None:
+        """Close the environment."""
+        self.env.close()
+
+    # -- genesis and tip ---------------------------------------------------------------------------------
+
+    def process_init(self, genesis: Genesis, tip: ChainTip) -> None:
+        """Record genesis on a fresh store, or check that an existing store is for the same genesis."""
+        encoded = genesis.encode()
+        with self.env.begin(write=True) as txn:
+            have = txn.get(b"genesis", db=self._meta)
+            if have is None:
+                txn.put(b"genesis", encoded, db=self._meta)
+                txn.put(b"tip", encode_trusted(tip.to_wire()), db=self._meta)
+            elif have != encoded:
+                raise StoreCorrupt(f"the database in {self.path} belongs to a different genesis")
+
+    def get_genesis(self) -> Genesis | None:
+        """The genesis this store was initialised with."""
+        with self.env.begin() as txn:
+            raw = txn.get(b"genesis", db=self._meta)
+        return None if raw is None else Genesis.decode(raw)
+
+    def get_tip(self) -> ChainTip:
+        """The last committed block's summary."""
+        with self.env.begin() as txn:
+            raw = txn.get(b"tip", db=self._meta)
+        if raw is None:
+            raise StoreCorrupt("store has no tip: not initialised")
+        h, bid, t, sr, rr = decode_raw(raw)
+        return ChainTip(h, bid, t, sr, rr)
+
+    # -- the one write path ------------------------------------------------------------------------------
+
+    def process_commit_block(
+        self,
+        block: Block,
+        commit: Commit,
+        tx_hashes: Sequence[bytes],
+        receipts: Sequence[Receipt],
+        state_writes: Mapping[tuple[str, bytes], bytes | None],
+        new_nodes: Mapping[bytes, bytes],
+        tip: ChainTip,
+    ) -> None:
+        """Persist a decided and executed block atomically and durably (one synced write transaction)."""
+        hk = _height_key(block.header.height)
+        with self.env.begin(write=True) as txn:
+            current = decode_raw(txn.get(b"tip", db=self._meta))[0]
+            if current + 1 != block.header.height:
+                raise StoreCorrupt(f"committing block {block.header.height} on top of {current}")
+            txn.put(hk, block.encode(), db=self._blocks)
+            txn.put(hk, commit.encode(), db=self._commits)
+            txn.put(hk, encode_trusted([r.to_wire() for r in receipts]), db=self._receipts)
+            for i, th in enumerate(tx_hashes):
+                txn.put(th, hk + struct.pack(">I", i), db=self._txindex)
+            nodes_cur = txn.cursor(db=self._nodes)
+            nodes_cur.putmulti(sorted(new_nodes.items()), overwrite=False)
+            for (ns, key), value in sorted(state_writes.items()):
+                vk = compute_value_key(ns, key)
+                if value is None:
+                    txn.delete(vk, db=self._values)
+                else:
+                    txn.put(vk, value, db=self._values)
+            txn.put(b"tip", encode_trusted(tip.to_wire()), db=self._meta)
+
+    # -- reads -------------------------------------------------------------------------------------------
+
+    def get_block_bytes(self, height: int) -> bytes | None:
+        """Encoded block at a height."""
+        with self.env.begin() as txn:
+            return txn.get(_height_key(height), db=self._blocks)
+
+    def get_block(self, height: int) -> Block | None:
+        """Block at a height, or None."""
+        raw = self.get_block_bytes(height)
+        return None if raw is None else Block.decode(raw)
+
+    def get_commit(self, height: int) -> Commit | None:
+        """Commit (precommit signatures) that decided the block at a height."""
+        with self.env.begin() as txn:
+            raw = txn.get(_height_key(height), db=self._commits)
+        return None if raw is None else Commit.decode(raw)
+
+    def get_receipts(self, height: int) -> list[Receipt] | None:
+        """Receipts of the block at a height."""
+        with self.env.begin() as txn:
+            raw = txn.get(_height_key(height), db=self._receipts)
+        if raw is None:
+            return None
+        return [Receipt.from_wire(r) for r in decode_raw(raw)]
+
+    def get_receipts_bytes(self, height: int) -> bytes | None:
+        """Encoded receipts list of the block at a height."""
+        with self.env.begin() as txn:
+            return txn.get(_height_key(height), db=self._receipts)
+
+    def get_tx_location(self, tx_hash: bytes) -> tuple[int, int] | None:
+        """(height, index) of a committed transaction."""
+        with self.env.begin() as txn:
+            raw = txn.get(tx_hash, db=self._txindex)
+        if raw is None:
+            return None
+        return _U64.unpack(raw[:8])[0], struct.unpack(">I", raw[8:])[0]
+
+    def is_tx_committed(self, tx_hash: bytes) -> bool:
+        """True iff a transaction with this hash is on chain."""
+        with self.env.begin() as txn:
+            return txn.get(tx_hash, db=self._txindex) is not None
+
+    def get_state(self, namespace: str, key: bytes) -> bytes | None:
+        """Current (after the tip) value of a state key."""
+        with self.env.begin() as txn:
+            return txn.get(compute_value_key(namespace, key), db=self._values)
+
+    def get_node(self, node_hash: bytes) -> bytes | None:
+        """A state-tree node by hash (the NodeStore interface of qilian.state)."""
+        with self.env.begin() as txn:
+            return txn.get(node_hash, db=self._nodes)
+
+    def iter_raw_blocks(self, start: int = 1) -> Iterator[tuple[int, bytes]]:
+        """(height, encoded block) in height order from ``start``."""
+        with self.env.begin() as txn:
+            cur = txn.cursor(db=self._blocks)
+            if not cur.set_range(_height_key(start)):
+                return
+            for k, v in cur:
+                yield _U64.unpack(k)[0], bytes(v)
+
+    def count_state_values(self) -> int:
+        """Number of live state keys."""
+        with self.env.begin() as txn:
+            return int(txn.stat(self._values)["entries"])

@@ -1,0 +1,414 @@
+"""The chain's data: transactions, receipts, blocks, votes, commits, validator sets and genesis.
+
+Every structure is a frozen dataclass encoded as the array of its fields (docs/spec/encoding.md gives the field
+order). Identifiers are suite hashes of canonical bytes, with a domain tag wherever a signature is involved so a
+signature made for one purpose can never be replayed as another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Final
+
+from qilian.crypto.suite import Suite
+from qilian.types.codec import encode_trusted
+from qilian.types.struct import (
+    AnyValue,
+    Bool,
+    Bytes,
+    Kind,
+    ListOf,
+    Optional,
+    Struct,
+    Text,
+    UInt,
+    Wire,
+)
+
+HASH_SIZE: Final = 32
+ADDRESS_SIZE: Final = 20
+MAX_PUBLIC_KEY: Final = 65
+MAX_SIGNATURE: Final = 72
+
+DOMAIN_TX: Final = b"QILIAN/TX/1\x00"
+"""Prefix of the bytes a sender signs: the tag, then the transaction hash."""
+DOMAIN_VOTE: Final = b"QILIAN/VOTE/1\x00"
+"""Prefix of the bytes a validator signs for a prevote or precommit."""
+DOMAIN_PROPOSAL: Final = b"QILIAN/PROPOSAL/1\x00"
+"""Prefix of the bytes a proposer signs for a proposal."""
+
+ROLES: Final = ("admin", "member", "validator", "observer")
+"""Membership roles. Admins govern, members and validators transact, validators vote, observers only read."""
+SENDING_ROLES: Final = frozenset({"admin", "member", "validator"})
+"""Roles allowed to sign transactions."""
+
+PREVOTE: Final = 1
+PRECOMMIT: Final = 2
+
+_hash32 = Bytes(size=HASH_SIZE)
+_hash32_or_empty = Bytes(size=HASH_SIZE, allow_empty=True)
+_address = Bytes(size=ADDRESS_SIZE)
+_pubkey = Bytes(max_size=MAX_PUBLIC_KEY)
+_signature = Bytes(max_size=MAX_SIGNATURE)
+
+
+@dataclass(frozen=True, slots=True)
+class TxBody(Wire):
+    """What a sender signs."""
+
+    chain_id: str
+    """The chain this transaction is for; invalid on any other chain."""
+    sender: bytes
+    """The sender's raw public key (65 bytes for SM2, 32 for Ed25519)."""
+    nonce: int
+    """A number the client picks (at random) so two otherwise equal transactions get different hashes."""
+    expires_at: int
+    """Last block height that may include it. With hash uniqueness this is the replay protection."""
+    to: str
+    """Target: a built-in module (``kv``) or a contract address."""
+    method: str
+    """The function to call."""
+    args: Any
+    """The arguments: a list of codec values."""
+
+    WIRE: ClassVar[tuple[Kind, ...]] = (
+        Text(64),
+        _pubkey,
+        UInt(),
+        UInt(),
+        Text(128),
+        Text(128),
+        ListOf(AnyValue(), max_items=64),
+    )
+
+    def to_wire(self) -> list[Any]:
+        return [self.chain_id, self.sender, self.nonce, self.expires_at, self.to, self.method, list(self.args)]
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction(Wire):
+    """A signed transaction. Its hash covers the body only: a signature is never part of an identity."""
+
+    body: TxBody
+    """The signed content."""
+    signature: bytes
+    """Signature by ``body.sender`` over DOMAIN_TX ‖ hash(body)."""
+
+    WIRE: ClassVar[tuple[Kind, ...]] = (Struct(TxBody), _signature)
+
+    def to_wire(self) -> list[Any]:
+        return [self.body.to_wire(), self.signature]
+
+
+def compute_tx_hash(suite: Suite, body: TxBody) -> bytes:
+    """A transaction's identity: the suite hash of its canonical body bytes."""
+    return suite.hash(encode_trusted(body.to_wire()))
+
+
+def compute_tx_sign_bytes(tx_hash: bytes) -> bytes:
+    """The bytes a sender signs: signing the fixed-size hash keeps verification cost independent of size."""
+    return DOMAIN_TX + tx_hash
+
+
+def sign_tx(suite: Suite, private_key: bytes, body: TxBody) -> Transaction:
+    """Sign a body with the sender's private key."""
+    return Transaction(body, suite.sign(private_key, compute_tx_sign_bytes(compute_tx_hash(suite, body))))
+
+
+@dataclass(frozen=True, slots=True)
+class Event(Wire):
+    """Something a transaction announces: written to its receipt and pushed to /events subscribers."""
+
+    source: str
+    """The module or contract that emitted it."""
+    name: str
+    """Event name."""
+    data: Any
+    """Event payload (a codec value)."""
+
+    WIRE: ClassVar[tuple[Kind, ...]] = (Text(128), Text(128), AnyValue())
+
+
+STATUS_OK: Final = 0
+STATUS_FAILED: Final = 1
+STATUS_OUT_OF_FUEL: Final = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt(Wire):
+    """The outcome of one transaction. A failed transaction is still in its block; it changed nothing."""
+
+    tx_hash: bytes
+    """The transaction's hash."""
+    status: int
+    """0 ok, 1 failed (error names why), 2 out of fuel."""
+    error: str
+    """Why it failed; empty on success."""
+    fuel_used: int
+    """Fuel consumed (0 for built-in modules)."""
+    result: Any
+    """The call's return value (a codec value)."""
+    events: tuple[Event, ...] = field(default=())
+    """Events emitted; empty when the call failed."""
+
+    WIRE: ClassVar[tuple[Kind, ...]] = (
+        _hash32,
+        UInt(),
+        Text(4096),
+        UInt(),
+        AnyValue(),
+        ListOf(Struct(Event), max_items=1024),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BlockHeader(Wire):
+    """What validators vote on (by its hash, the block ID).
+
+    Execution is deferred: the state and receipts roots in header ``h`` are those after executing block ``h-1``,
+    so consensus on ``h`` never waits for execution. A transaction's receipt is therefore proven against the
+    header of the next block.
+    """
+
+    chain_id: str
+    """The chain."""
+    height: int
+    """Height, from 1."""
+    time_ms: int
+    """Proposer's time in milliseconds since the Unix epoch; never earlier than the parent's."""
+    prev_block_id: bytes
+    """ID of the block at height-1 (empty at height 1)."""
+    last_commit_hash: bytes
+    """Hash of the commit (signatures) for block height-1 carried in this block (empty at height 1)."""
+    txs_root: bytes
+    """Merkle root of this block's transaction hashes."""
+    tx_count: int
+    """Number of transactions in this block."""
+    state_root: bytes
+    """State root after executing blocks up to height-1."""
+    receipts_root: bytes
+    """Merkle root of the receipts of block height-1 (empty-tree root at height 1)."""
+    validators_hash: bytes
+    """Hash of the validator set that signs this block."""
+    proposer: bytes
+    """Address of the validator that proposed this block."""
+
+    WIRE: ClassVar[tuple[Kind, ...]] = (
+        Text(64),
+        UInt(),
+        UInt(),
+        _hash32_or_empty,
+        _hash32_or_empty,
+        _hash32,
+        UInt(),
+        _hash32,
+        _hash32,
+        _hash32,
+        _address,
+    )
+
+
+def compute_block_id(suite: Suite, header: BlockHeader) -> bytes:
+    """A block's identity: the suite hash of its header's canonical bytes."""
+    return suite.hash(header.encode())
+
+
+@dataclass(frozen=True, slots=True)
+class CommitSig(Wire):
+    """One validator's precommit signature inside a commit."""
+
+    validator: bytes
+    """The validator's address."""
+    signature: bytes
+    """Its signature over the precommit's sign bytes."""
+
+    WIRE: ClassVar[tuple[Kind, ...]] = (_address, _signature)
+
+
+@dataclass(frozen=True, slots=True)
+class Commit(Wire):
+    """Proof that a block was decided: precommits for its ID by more than 2/3 of the voting power."""
+
+    height: int
+    """Height of the decided block."""
+    round: int
+    """Consensus round in which it was decided."""
+    block_id: bytes
+    """The decided block's ID."""
+    signatures: tuple[CommitSig, ...]
+    """Precommit signatures, sorted by validator address."""
+
+    WIRE: ClassVar[tuple[Kind, ...]] = (UInt(), UInt(), _hash32, ListOf(Struct(CommitSig), max_items=1024))
+
+
+def compute_commit_hash(suite: Suite, commit: Commit | None) -> bytes:
+    """Hash of a commit, or empty bytes for none (height 1 has no previous commit)."""
+    return b"" if commit is None else suite.hash(commit.encode())
+
+
+@dataclass(frozen=True, slots=True)
+class Block(Wire):
+    """A header, its transactions, and the commit that decided its parent."""
+
+    header: BlockHeader
+    """The header."""
+    txs: tuple[Transaction, ...]
+    """Transactions in execution order."""
+    last_commit: Commit | None
+    """Commit for the block at height-1 (None at height 1)."""
+
+    WIRE: ClassVar[tuple[Kind, ...]] = (
+        Struct(BlockHeader),
+        ListOf(Struct(Transaction)),
+        Optional(Struct(Commit)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Vote(Wire):
+    """A signed prevote or precommit. An empty block_id is a vote for nil."""
+
+    kind: int
+    """1 prevote, 2 precommit."""
+    height: int
+    """Height voted on."""
+    round: int
+    """Round voted in."""
+    block_id: bytes
+    """Block ID voted for; empty for nil."""
+    validator: bytes
+    """Voter's address."""
+    signature: bytes
+    """Signature over :func:`compute_vote_sign_bytes`."""
+
+    WIRE: ClassVar[tuple[Kind, ...]] = (UInt(), UInt(), UInt(), _hash32_or_empty, _address, _signature)
+
+
+def compute_vote_sign_bytes(chain_id: str, kind: int, height: int, round_: int, block_id: bytes) -> bytes:
+    """The bytes a validator signs for a vote: domain tag, then the canonical array of what it commits to."""
+    return DOMAIN_VOTE + encode_trusted([chain_id, kind, height, round_, block_id])
+
+
+@dataclass(frozen=True, slots=True)
+class Validator(Wire):
+    """A member of the validator set."""
+
+    address: bytes
+    """Address of the public key."""
+    public_key: bytes
+    """Raw public key."""
+    power: int
+    """Voting power (> 0)."""
+
+    WIRE: ClassVar[tuple[Kind, ...]] = (_address, _pubkey, UInt())
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatorSet(Wire):
+    """The validators of a height, sorted by address."""
+
+    validators: tuple[Validator, ...]
+    """Validators in address order."""
+
+    WIRE: ClassVar[tuple[Kind, ...]] = (ListOf(Struct(Validator), max_items=1024),)
+
+    @property
+    def total_power(self) -> int:
+        """Sum of all voting power."""
+        return sum(v.power for v in self.validators)
+
+    def get_by_address(self, address: bytes) -> Validator | None:
+        """The validator with this address, or None."""
+        for v in self.validators:
+            if v.address == address:
+                return v
+        return None
+
+    def compute_hash(self, suite: Suite) -> bytes:
+        """Hash committed in headers as ``validators_hash``."""
+        return suite.hash(self.encode())
+
+
+@dataclass(frozen=True, slots=True)
+class Member(Wire):
+    """A key of an organisation and what it may do."""
+
+    name: str
+    """Human label (``alice``, ``node0``)."""
+    public_key: bytes
+    """Raw public key."""
+    roles: tuple[str, ...]
+    """Sorted subset of ROLES."""
+
+    WIRE: ClassVar[tuple[Kind, ...]] = (Text(128), _pubkey, ListOf(Text(32), max_items=8))
+
+
+@dataclass(frozen=True, slots=True)
+class Organisation(Wire):
+    """A consortium member organisation."""
+
+    name: str
+    """Organisation name, unique on the chain."""
+    members: tuple[Member, ...]
+    """Its keys."""
+
+    WIRE: ClassVar[tuple[Kind, ...]] = (Text(128), ListOf(Struct(Member), max_items=10_000))
+
+
+@dataclass(frozen=True, slots=True)
+class ChainParams(Wire):
+    """Limits and timing fixed in genesis. Every limit a node enforces is here or a named constant."""
+
+    block_interval_ms: int = 1000
+    """Target time between blocks."""
+    create_empty_blocks: bool = False
+    """Produce blocks with no transactions on every interval (otherwise only when there is work)."""
+    max_block_txs: int = 5000
+    """Most transactions in one block."""
+    max_block_bytes: int = 8 * 1024 * 1024
+    """Largest encoded block."""
+    max_tx_bytes: int = 64 * 1024
+    """Largest encoded transaction."""
+    tx_validity_blocks: int = 1000
+    """``expires_at`` may be at most this many blocks ahead of the including height."""
+
+    WIRE: ClassVar[tuple[Kind, ...]] = (UInt(), Bool(), UInt(), UInt(), UInt(), UInt())
+
+
+@dataclass(frozen=True, slots=True)
+class Genesis(Wire):
+    """The chain's first facts. Its hash identifies the chain together with the chain ID."""
+
+    chain_id: str
+    """Chain name, e.g. ``qingdao-port-1``."""
+    suite: str
+    """Crypto suite: ``sm2`` or ``ed25519``."""
+    genesis_time_ms: int
+    """Time of genesis (ms since the Unix epoch); block times are never earlier."""
+    organisations: tuple[Organisation, ...]
+    """Consortium members and their keys."""
+    validators: ValidatorSet
+    """The initial validator set."""
+    params: ChainParams
+    """Limits and timing."""
+
+    WIRE: ClassVar[tuple[Kind, ...]] = (
+        Text(64),
+        Text(16),
+        UInt(),
+        ListOf(Struct(Organisation), max_items=1000),
+        Struct(ValidatorSet),
+        Struct(ChainParams),
+    )
+
+    def compute_hash(self, suite: Suite) -> bytes:
+        """The genesis hash."""
+        return suite.hash(self.encode())
+
+    def get_member(self, public_key: bytes) -> tuple[Organisation, Member] | None:
+        """The organisation and member entry of a key, or None if the key is not a member."""
+        for org in self.organisations:
+            for m in org.members:
+                if m.public_key == public_key:
+                    return org, m
+        return None

@@ -1,0 +1,170 @@
+"""Typed structures over the canonical codec: a frozen dataclass is encoded as the array of its fields.
+
+Each structure lists its fields' wire kinds once (``WIRE``); the generic ``to_wire``/``from_wire`` walk that list,
+so a decoder checks every field's type and length and there is exactly one place that says what a field may hold.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, Final, Self
+
+from qilian.types.codec import MAX_INT, CodecError, check_value, decode_raw, encode_trusted
+
+MAX_TEXT: Final = 4096
+"""Longest text field (in characters) inside a structure, unless a field says otherwise."""
+MAX_ITEMS: Final = 100_000
+"""Most items in any list field (blocks are further capped by consensus params)."""
+
+
+class Kind:
+    """How one field travels: a check on decode and a conversion on encode."""
+
+    def to_wire(self, value: Any) -> Any:
+        return value
+
+    def from_wire(self, obj: Any, where: str) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class UInt(Kind):
+    """A non-negative integer up to 2**64-1."""
+
+    def from_wire(self, obj: Any, where: str) -> Any:
+        if type(obj) is not int or not 0 <= obj <= MAX_INT:
+            raise CodecError(f"{where}: expected an unsigned integer, got {_describe(obj)}")
+        return obj
+
+
+class Bytes(Kind):
+    """A byte string, optionally of an exact length (``size``) or bounded (``max_size``)."""
+
+    def __init__(self, size: int | None = None, max_size: int = 1 << 24, allow_empty: bool = False):
+        self.size = size
+        self.max_size = max_size
+        self.allow_empty = allow_empty
+
+    def from_wire(self, obj: Any, where: str) -> Any:
+        if type(obj) is not bytes:
+            raise CodecError(f"{where}: expected bytes, got {_describe(obj)}")
+        if self.allow_empty and not obj:
+            return obj
+        if self.size is not None and len(obj) != self.size:
+            raise CodecError(f"{where}: expected {self.size} bytes, got {len(obj)}")
+        if len(obj) > self.max_size:
+            raise CodecError(f"{where}: {len(obj)} bytes is over the limit of {self.max_size}")
+        return obj
+
+
+class Text(Kind):
+    """A UTF-8 string with a length bound."""
+
+    def __init__(self, max_len: int = MAX_TEXT):
+        self.max_len = max_len
+
+    def from_wire(self, obj: Any, where: str) -> Any:
+        if type(obj) is not str:
+            raise CodecError(f"{where}: expected text, got {_describe(obj)}")
+        if len(obj) > self.max_len:
+            raise CodecError(f"{where}: text of {len(obj)} characters is over the limit of {self.max_len}")
+        return obj
+
+
+class Bool(Kind):
+    def from_wire(self, obj: Any, where: str) -> Any:
+        if type(obj) is not bool:
+            raise CodecError(f"{where}: expected a boolean, got {_describe(obj)}")
+        return obj
+
+
+class AnyValue(Kind):
+    """Any codec value (contract arguments, results, event data). Lists stay lists."""
+
+    def from_wire(self, obj: Any, where: str) -> Any:
+        try:
+            check_value(obj)
+        except CodecError as exc:
+            raise CodecError(f"{where}: {exc}") from None
+        return obj
+
+
+class Struct(Kind):
+    """A nested structure."""
+
+    def __init__(self, cls: type[Wire]):
+        self.cls = cls
+
+    def to_wire(self, value: Any) -> Any:
+        return value.to_wire()
+
+    def from_wire(self, obj: Any, where: str) -> Any:
+        return self.cls.from_wire(obj, where)
+
+
+class Optional(Kind):
+    """A field that may be nil."""
+
+    def __init__(self, inner: Kind):
+        self.inner = inner
+
+    def to_wire(self, value: Any) -> Any:
+        return None if value is None else self.inner.to_wire(value)
+
+    def from_wire(self, obj: Any, where: str) -> Any:
+        return None if obj is None else self.inner.from_wire(obj, where)
+
+
+class ListOf(Kind):
+    """A homogeneous list, kept as a tuple in the dataclass so the structure stays immutable."""
+
+    def __init__(self, inner: Kind, max_items: int = MAX_ITEMS):
+        self.inner = inner
+        self.max_items = max_items
+
+    def to_wire(self, value: Any) -> Any:
+        return [self.inner.to_wire(v) for v in value]
+
+    def from_wire(self, obj: Any, where: str) -> Any:
+        if type(obj) is not list:
+            raise CodecError(f"{where}: expected a list, got {_describe(obj)}")
+        if len(obj) > self.max_items:
+            raise CodecError(f"{where}: {len(obj)} items is over the limit of {self.max_items}")
+        return tuple(self.inner.from_wire(v, f"{where}[{i}]") for i, v in enumerate(obj))
+
+
+def _describe(obj: Any) -> str:
+    return type(obj).__name__
+
+
+class Wire:
+    """Mixin for frozen dataclasses with a ``WIRE`` tuple of field kinds in declaration order."""
+
+    WIRE: ClassVar[tuple[Kind, ...]]
+
+    def to_wire(self) -> list[Any]:
+        """The structure as a codec value: the array of its fields."""
+        return [
+            kind.to_wire(getattr(self, f.name))
+            for kind, f in zip(self.WIRE, dataclasses.fields(self), strict=True)  # type: ignore[arg-type]
+        ]
+
+    @classmethod
+    def from_wire(cls, obj: Any, where: str = "") -> Self:
+        """Build the structure from a decoded array, checking every field; raises CodecError naming the field."""
+        where = where or cls.__name__
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        if type(obj) is not list:
+            raise CodecError(f"{where}: expected an array of {len(fields)} fields, got {_describe(obj)}")
+        if len(obj) != len(fields):
+            raise CodecError(f"{where}: expected {len(fields)} fields, got {len(obj)}")
+        values = [kind.from_wire(o, f"{where}.{f.name}") for kind, f, o in zip(cls.WIRE, fields, obj, strict=True)]
+        return cls(*values)
+
+    def encode(self) -> bytes:
+        """Canonical bytes of this structure."""
+        return encode_trusted(self.to_wire())
+
+    @classmethod
+    def decode(cls, data: bytes, max_bytes: int = 16 * 1024 * 1024) -> Self:
+        """Parse canonical bytes; raises CodecError on any deviation (the node's only entry for outside bytes)."""
+        return cls.from_wire(decode_raw(data, max_bytes=max_bytes))
