@@ -87,6 +87,9 @@ def verify_tx_response(genesis: Genesis, resp: dict[str, Any], require_receipt: 
     tp = proof.get("tx") or {}
     header = verify_header(genesis, tp.get("header"), tp.get("commit"))
     mp = _merkle(tp.get("merkle"))
+    if mp.size != header.tx_count:
+        # RFC 9162 proofs pin the size only through the path's shape; take it from the signed header.
+        raise ProofInvalid(f"proof claims {mp.size} transactions; the header says {header.tx_count}")
     if not merkle.is_valid_proof(suite.hash, header.txs_root, tx_hash, mp):
         raise ProofInvalid("transaction is not in the block: Merkle proof does not lead to txs_root")
     receipt = None

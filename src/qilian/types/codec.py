@@ -108,14 +108,21 @@ def check_value(value: Any, depth: int = 0) -> None:
     raise CodecError(f"type {t.__name__} cannot be encoded (allowed: None, bool, int, bytes, str, list, dict)")
 
 
+_JSON_TAGS: Final = ({"hex"}, {"map"})
+
+
 def to_json_value(value: Any) -> Any:
-    """A JSON-friendly view of a codec value for the HTTP API: bytes become ``{"hex": …}`` objects."""
+    """A JSON-friendly view of a codec value for the HTTP API: bytes become ``{"hex": …}`` objects.
+
+    A map whose only key is ``hex`` or ``map`` would read back as bytes or as a wrapper, so such a map is itself
+    wrapped as ``{"map": {…}}`` — the round trip through JSON is exact for every value."""
     if type(value) is bytes:
         return {"hex": value.hex()}
     if type(value) in (list, tuple):
         return [to_json_value(v) for v in value]
     if type(value) is dict:
-        return {k: to_json_value(v) for k, v in value.items()}
+        inner = {k: to_json_value(v) for k, v in value.items()}
+        return {"map": inner} if set(value) in _JSON_TAGS else inner
     return value
 
 
@@ -124,11 +131,15 @@ def from_json_value(value: Any, depth: int = 0) -> Any:
     if depth > MAX_DEPTH:
         raise CodecError(f"value nested deeper than {MAX_DEPTH}")
     if isinstance(value, dict):
-        if set(value) == {"hex"} and isinstance(value["hex"], str):
+        if set(value) == {"hex"}:
+            if not isinstance(value["hex"], str):
+                raise CodecError('{"hex": …} must hold a hex string')
             try:
                 return bytes.fromhex(value["hex"])
             except ValueError:
                 raise CodecError(f"invalid hex string {value['hex'][:40]!r}") from None
+        if set(value) == {"map"} and isinstance(value["map"], dict):
+            return {str(k): from_json_value(v, depth + 1) for k, v in value["map"].items()}
         return {str(k): from_json_value(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list):
         return [from_json_value(v, depth + 1) for v in value]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
 from qilian.crypto.suite import Suite
-from qilian.types.codec import encode_trusted
+from qilian.types.codec import decode_raw, encode, encode_trusted
 from qilian.types.struct import (
     AnyValue,
     Bool,
@@ -81,6 +81,11 @@ class TxBody(Wire):
         ListOf(AnyValue(), max_items=64),
     )
 
+    def __post_init__(self) -> None:
+        # One representation whatever the caller passed: decoded bodies hold a tuple, so built ones must too.
+        if type(self.args) is not tuple:
+            object.__setattr__(self, "args", tuple(self.args))
+
     def to_wire(self) -> list[Any]:
         return [self.chain_id, self.sender, self.nonce, self.expires_at, self.to, self.method, list(self.args)]
 
@@ -111,7 +116,9 @@ def compute_tx_sign_bytes(tx_hash: bytes) -> bytes:
 
 
 def sign_tx(suite: Suite, private_key: bytes, body: TxBody) -> Transaction:
-    """Sign a body with the sender's private key."""
+    """Sign a body with the sender's private key. The body is checked first (CodecError), so a client never
+    signs something no node would decode."""
+    TxBody.from_wire(decode_raw(encode(body.to_wire())))
     return Transaction(body, suite.sign(private_key, compute_tx_sign_bytes(compute_tx_hash(suite, body))))
 
 

@@ -1,0 +1,677 @@
+"""The authenticated world state: a sparse Merkle tree whose 32-byte root goes into block headers.
+
+Why this shape
+--------------
+A client that trusts only a header must be able to check "key K holds V" *and* "key K holds nothing" against the
+state root. A sorted-leaf Merkle tree proves presence but needs neighbour proofs for absence; a sparse Merkle tree
+over hashed keys proves both with one walk, and its root depends on the key set only (not on history), which is
+what lets every node — and ``verify-ledger`` re-executing from genesis — reach the same root.
+
+The tree
+--------
+* A key ``(namespace, key)`` lives at the 256-bit *path* ``hash(len(ns) ‖ ns ‖ key)`` (length on 2 bytes,
+  big-endian; the key is last, so no length is needed for it). Bit 0 of the path is the most significant bit of
+  byte 0; a 0 bit goes left.
+* A binary tree of depth 256 over paths, with *leaf shortcuts*: a subtree holding exactly one key is that key's
+  leaf, placed as high as possible; an empty subtree is ``ZERO_HASH`` (32 zero bytes, which no hash output is
+  expected to equal); an internal node has at least two keys below it. That canonical form is what makes the root
+  a function of the key set: inserting in any order, in any batch split, or inserting then deleting, yields the
+  same tree.
+* ``leaf hash = hash(0x00 ‖ path ‖ hash(value))`` and ``internal hash = hash(0x01 ‖ left ‖ right)``. Both
+  pre-images are 65 bytes and differ in the first byte, so a leaf can never be passed off as an internal node or
+  the reverse. A leaf's hash does not depend on its depth, so when a deletion lifts a lone leaf up the tree it keeps
+  its hash and nothing below needs rewriting; the verifier instead checks that the leaf's path agrees with the
+  proven key's path on every bit above the leaf.
+
+Node store
+----------
+Nodes are content-addressed: stored under their hash, never overwritten, never deleted — so every historical root
+stays readable and provable. Pruning old versions (reference counting or a mark-and-sweep from the roots to keep)
+is future work; until then the store grows by the nodes of each commit (about ``log2(state size)`` per written key,
+less the shared upper levels). Encodings:
+
+* internal: ``0x01 ‖ left ‖ right`` (65 bytes — the hash pre-image itself);
+* leaf: ``0x00 ‖ path ‖ hash(value) ‖ value`` (65 + len(value) bytes: the first 65 bytes are the pre-image, and
+  the value rides along so any historical root can answer ``get_value`` by walking the tree).
+
+Commits
+-------
+:meth:`StateTree.apply_writes` is pure: it reads old nodes and returns ``(new_root, new_nodes)``; the storage layer
+persists ``new_nodes`` in the block's write transaction. The writes are sorted by path and applied in one descent,
+so each affected node is read and rewritten once: a commit costs O(keys written × log(state size)), never O(state
+size). Where a single key remains in a subtree (almost always below the top log2(batch) levels) a loop replaces the
+recursion.
+
+Integrity
+---------
+Nodes read from the store get a structural check (tag and length) and :meth:`StateTree.get_value` re-hashes the
+value it returns against the leaf's value hash, so a corrupted store raises :class:`CorruptNodeError` instead of
+serving wrong data. :meth:`StateTree.check_tree` re-hashes every node under a root and checks the canonical form —
+an fsck for the state.
+
+Deviation from the brief: none in the tree itself. One consequence worth stating: ``apply_writes`` raises
+:class:`StateLimitError` on an over-limit write, and at commit time that would halt every node at once. Execution
+must therefore enforce the same limits per transaction (:func:`validate_write`, or :class:`StateOverlay`, which
+calls it on every write) so an over-limit write fails its transaction, not the block.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+HashFn = Callable[[bytes], bytes]
+StateKey = tuple[str, bytes]
+
+MAX_NAMESPACE_BYTES: Final = 255
+"""Longest namespace, in UTF-8 bytes (contract or module names; 255 leaves room and fits the 2-byte prefix)."""
+MAX_KEY_BYTES: Final = 1024
+"""Longest key within a namespace."""
+MAX_VALUE_BYTES: Final = 1024 * 1024
+"""Largest value (1 MiB): bounds a leaf node, a proof's companion value and a block's write set."""
+PATH_BITS: Final = 256
+"""Depth of the tree: paths are 32-byte hashes."""
+ZERO_HASH: Final = b"\x00" * 32
+"""Hash of an empty subtree, and the root of the empty state."""
+EMPTY_ROOT: Final = ZERO_HASH
+"""Root of a state with no keys."""
+
+_LEAF_TAG: Final = 0
+_NODE_TAG: Final = 1
+_NODE_LEN: Final = 65
+# _BIT[d] selects path bit d of a path held as an int; _HIGH[d] keeps bits 0..d-1 (the prefix above depth d).
+_BIT: Final = tuple(1 << (255 - d) for d in range(PATH_BITS))
+_HIGH: Final = tuple(((1 << 256) - 1) ^ ((1 << (256 - d)) - 1) for d in range(PATH_BITS))
+
+
+class StateError(ValueError):
+    """A state operation refused on its input."""
+
+
+class StateLimitError(StateError):
+    """A namespace, key or value over its limit, or of the wrong type."""
+
+
+class MissingNodeError(LookupError):
+    """The store lacks a node reachable from the given root (unknown root, or an incomplete store)."""
+
+
+class CorruptNodeError(StateError):
+    """A stored node is malformed or does not hash to the name it is stored under."""
+
+
+class NodeStore(Protocol):
+    """Read access to content-addressed tree nodes; the LMDB state store implements it."""
+
+    def get_node(self, node_hash: bytes) -> bytes | None:
+        """The encoded node stored under ``node_hash``, or None."""
+        ...
+
+
+class MemoryNodeStore:
+    """A dict-backed :class:`NodeStore` for tests, benchmarks and the simulator."""
+
+    __slots__ = ("nodes",)
+
+    def __init__(self, nodes: Mapping[bytes, bytes] | None = None) -> None:
+        self.nodes: dict[bytes, bytes] = dict(nodes) if nodes else {}
+
+    def get_node(self, node_hash: bytes) -> bytes | None:
+        """The encoded node stored under ``node_hash``, or None."""
+        return self.nodes.get(node_hash)
+
+    def put_nodes(self, nodes: Mapping[bytes, bytes]) -> None:
+        """Add the nodes returned by :meth:`StateTree.apply_writes` (content-addressed, so order is irrelevant)."""
+        self.nodes.update(nodes)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+
+def validate_write(namespace: str, key: bytes, value: bytes | None) -> None:
+    """Raise :class:`StateLimitError` unless ``(namespace, key) := value`` is storable.
+
+    Execution calls this per write so an over-limit write fails its transaction rather than the block commit.
+    """
+    compute_namespace_prefix(namespace)
+    if type(key) is not bytes:
+        raise StateLimitError(f"state key must be bytes, got {type(key).__name__}")
+    if len(key) > MAX_KEY_BYTES:
+        raise StateLimitError(f"state key of {len(key)} bytes is over the limit of {MAX_KEY_BYTES}")
+    if value is not None:
+        if type(value) is not bytes:
+            raise StateLimitError(f"state value must be bytes or None, got {type(value).__name__}")
+        if len(value) > MAX_VALUE_BYTES:
+            raise StateLimitError(f"state value of {len(value)} bytes is over the limit of {MAX_VALUE_BYTES}")
+
+
+def compute_namespace_prefix(namespace: str) -> bytes:
+    """``len(ns_utf8)`` on 2 bytes big-endian ‖ ``ns_utf8``: the part of a path pre-image fixed by the namespace."""
+    if type(namespace) is not str:
+        raise StateLimitError(f"namespace must be text, got {type(namespace).__name__}")
+    try:
+        raw = namespace.encode("utf-8")
+    except UnicodeEncodeError:
+        raise StateLimitError("namespace is not valid Unicode text (lone surrogate)") from None
+    if len(raw) > MAX_NAMESPACE_BYTES:
+        raise StateLimitError(f"namespace of {len(raw)} UTF-8 bytes is over the limit of {MAX_NAMESPACE_BYTES}")
+    return len(raw).to_bytes(2, "big") + raw
+
+
+def compute_state_path(hash_fn: HashFn, namespace: str, key: bytes) -> bytes:
+    """The 32-byte tree path of a key; raises :class:`StateLimitError` on an over-limit namespace or key."""
+    prefix = compute_namespace_prefix(namespace)
+    if type(key) is not bytes:
+        raise StateLimitError(f"state key must be bytes, got {type(key).__name__}")
+    if len(key) > MAX_KEY_BYTES:
+        raise StateLimitError(f"state key of {len(key)} bytes is over the limit of {MAX_KEY_BYTES}")
+    path = hash_fn(prefix + key)
+    if len(path) != 32:
+        raise StateError(f"hash function returned {len(path)} bytes, expected 32")
+    return path
+
+
+def compute_leaf_hash(hash_fn: HashFn, path: bytes, value_hash: bytes) -> bytes:
+    """Hash of the leaf of ``path`` holding a value whose hash is ``value_hash``."""
+    return hash_fn(b"\x00" + path + value_hash)
+
+
+def compute_node_hash(hash_fn: HashFn, left: bytes, right: bytes) -> bytes:
+    """Hash of an internal node."""
+    return hash_fn(b"\x01" + left + right)
+
+
+@dataclass(frozen=True, slots=True)
+class StateProof:
+    """Proof that under a root a path ends in an empty subtree or in a given leaf.
+
+    The verifier recomputes the root from the terminal upward; the proof carries the non-empty siblings only, a
+    bitmap saying at which depths they sit, and the terminal. For a present key the terminal leaf is the key's
+    own (path, value hash) — the value itself comes from the caller. Wire form (:meth:`to_wire`):
+    ``[depth, bitmap, [sibling, …], terminal]`` with ``terminal`` = ``[]`` (empty subtree) or
+    ``[leaf_path, leaf_value_hash]``.
+    """
+
+    depth: int
+    """Depth of the terminal: number of internal nodes from the root down to it (0..256)."""
+    bitmap: bytes
+    """``ceil(depth / 8)`` bytes; bit d (MSB first) set iff the sibling at depth d is non-empty; padding zero."""
+    siblings: tuple[bytes, ...]
+    """The non-empty sibling hashes, root side first (one per set bitmap bit)."""
+    leaf_path: bytes | None
+    """Path of the terminal leaf, or None when the path ends in an empty subtree."""
+    leaf_value_hash: bytes | None
+    """Value hash of the terminal leaf (None iff ``leaf_path`` is None)."""
+
+    def to_wire(self) -> list[Any]:
+        """As a codec value (ints, bytes and lists only)."""
+        terminal: list[bytes] = [] if self.leaf_path is None else [self.leaf_path, self.leaf_value_hash or b""]
+        return [self.depth, self.bitmap, list(self.siblings), terminal]
+
+    @classmethod
+    def from_wire(cls, obj: Any) -> StateProof:
+        """Parse a proof from untrusted input; raises ValueError on anything malformed or non-canonical."""
+        if type(obj) is not list or len(obj) != 4:
+            raise ValueError("state proof must be [depth, bitmap, siblings, terminal]")
+        depth, bitmap, siblings, terminal = obj
+        if type(siblings) is not list or len(siblings) > PATH_BITS:
+            raise ValueError("state proof siblings must be a list of at most 256 hashes")
+        if type(terminal) is not list or len(terminal) not in (0, 2):
+            raise ValueError("state proof terminal must be [] or [leaf_path, leaf_value_hash]")
+        leaf_path, leaf_value_hash = terminal or (None, None)
+        if terminal and (type(leaf_path) is not bytes or type(leaf_value_hash) is not bytes):
+            raise ValueError("state proof terminal leaf must be two byte strings")
+        proof = cls(depth, bitmap, tuple(siblings), leaf_path, leaf_value_hash)
+        problem = _get_shape_problem(proof)
+        if problem:
+            raise ValueError(f"state proof {problem}")
+        return proof
+
+
+def _get_shape_problem(proof: StateProof) -> str:
+    """Why ``proof`` is malformed or non-canonical, or "" when its shape is fine (the root check is separate)."""
+    depth, bitmap, siblings = proof.depth, proof.bitmap, proof.siblings
+    if type(depth) is not int or not 0 <= depth <= PATH_BITS:
+        return "depth must be an int in 0..256"
+    if type(bitmap) is not bytes or len(bitmap) != (depth + 7) // 8:
+        return f"bitmap must be {(depth + 7) // 8} bytes for depth {depth}"
+    bits = int.from_bytes(bitmap, "big")
+    pad = len(bitmap) * 8 - depth
+    if bits & ((1 << pad) - 1):
+        return "bitmap padding bits must be zero"
+    if type(siblings) is not tuple or len(siblings) != bits.bit_count():
+        return "must carry exactly one sibling per set bitmap bit"
+    for s in siblings:
+        if type(s) is not bytes or len(s) != 32 or s == ZERO_HASH:
+            return "siblings must be non-empty 32-byte hashes"
+    # Canonical form: the node just above the terminal has a non-empty other child (else it would not exist).
+    if depth and not (bits >> pad) & 1:
+        return "deepest sibling must be non-empty"
+    leaf_path, leaf_value_hash = proof.leaf_path, proof.leaf_value_hash
+    if leaf_path is None:
+        if leaf_value_hash is not None:
+            return "has a leaf value hash but no leaf path"
+    elif (type(leaf_path) is not bytes or len(leaf_path) != 32 or type(leaf_value_hash) is not bytes
+          or len(leaf_value_hash) != 32):
+        return "terminal leaf must be a 32-byte path and a 32-byte value hash"
+    return ""
+
+
+def verify_state_proof(hash_fn: HashFn, root: bytes, namespace: str, key: bytes, value: bytes | None,
+                       proof: StateProof) -> bool:
+    """True iff ``proof`` shows that under ``root`` the key maps to ``value`` (None: the key is absent).
+
+    Never raises on a malformed proof or argument: it answers False.
+    """
+    try:
+        if not isinstance(proof, StateProof) or _get_shape_problem(proof):
+            return False
+        if type(root) is not bytes or len(root) != 32:
+            return False
+        if value is not None and (type(value) is not bytes or len(value) > MAX_VALUE_BYTES):
+            return False
+        path = compute_state_path(hash_fn, namespace, key)
+        x = int.from_bytes(path, "big")
+        depth = proof.depth
+        leaf_path = proof.leaf_path
+        if value is not None:
+            if leaf_path != path or proof.leaf_value_hash != hash_fn(value):
+                return False
+            cur = hash_fn(b"\x00" + path + proof.leaf_value_hash)
+        elif leaf_path is None:
+            cur = ZERO_HASH
+        else:
+            # Another key's leaf ends this path: it must be a different key whose path shares our first `depth`
+            # bits (otherwise the leaf would not sit on our path and proves nothing about us).
+            if leaf_path == path or (x ^ int.from_bytes(leaf_path, "big")) >> (PATH_BITS - depth):
+                return False
+            cur = hash_fn(b"\x00" + leaf_path + (proof.leaf_value_hash or b""))
+        bits = int.from_bytes(proof.bitmap, "big") >> (len(proof.bitmap) * 8 - depth)
+        siblings = proof.siblings
+        i = len(siblings)
+        for d in range(depth - 1, -1, -1):
+            if bits & 1:
+                i -= 1
+                sib = siblings[i]
+            else:
+                sib = ZERO_HASH
+            bits >>= 1
+            cur = hash_fn(b"\x01" + sib + cur) if x & _BIT[d] else hash_fn(b"\x01" + cur + sib)
+        return i == 0 and cur == root
+    except (TypeError, ValueError, IndexError, AttributeError):
+        return False
+
+
+class StateTree:
+    """Reads, proofs and batch commits over a :class:`NodeStore`; holds no state of its own besides the two."""
+
+    __slots__ = ("_get_node", "hash_fn", "store")
+
+    def __init__(self, hash_fn: HashFn, store: NodeStore) -> None:
+        self.hash_fn = hash_fn
+        """The chain suite's 32-byte hash (SM3 or SHA-256)."""
+        self.store = store
+        """Where old nodes are read from; never written by this class."""
+        # The in-memory store's dict lookup directly: one Python call less per node visited.
+        self._get_node: Callable[[bytes], bytes | None] = (
+            store.nodes.get if type(store) is MemoryNodeStore else store.get_node)
+
+    def _read(self, node_hash: bytes) -> bytes:
+        """A stored node, structurally checked."""
+        data = self._get_node(node_hash)
+        if data is None:
+            raise MissingNodeError(f"state node {node_hash.hex()} is not in the store")
+        if not data or (len(data) != _NODE_LEN if data[0] == _NODE_TAG else data[0] != _LEAF_TAG or len(data) < 65):
+            raise CorruptNodeError(f"state node {node_hash.hex()} is malformed")
+        return data
+
+    # -- reads -------------------------------------------------------------------------------------------------
+
+    def get_value(self, root: bytes, namespace: str, key: bytes) -> bytes | None:
+        """The value of a key under ``root`` (any historical root whose nodes are stored), or None."""
+        path = compute_state_path(self.hash_fn, namespace, key)
+        _check_root(root)
+        x = int.from_bytes(path, "big")
+        h = root
+        read = self._read
+        for d in range(PATH_BITS + 1):
+            if h == ZERO_HASH:
+                return None
+            data = read(h)
+            if data[0] == _NODE_TAG:
+                if d == PATH_BITS:
+                    break
+                h = data[33:65] if x & _BIT[d] else data[1:33]
+                continue
+            if data[1:33] != path:
+                return None
+            value = data[65:]
+            if self.hash_fn(value) != data[33:65]:
+                raise CorruptNodeError(f"state leaf {h.hex()} holds a value that does not match its hash")
+            return value
+        raise CorruptNodeError("state tree deeper than 256 levels")
+
+    def get_proof(self, root: bytes, namespace: str, key: bytes) -> StateProof:
+        """Proof of the key's value, or of its absence, under ``root``."""
+        path = compute_state_path(self.hash_fn, namespace, key)
+        _check_root(root)
+        x = int.from_bytes(path, "big")
+        h = root
+        read = self._read
+        siblings: list[bytes] = []
+        bits = 0
+        depth = 0
+        while h != ZERO_HASH:
+            data = read(h)
+            if data[0] != _NODE_TAG:
+                return _make_proof(depth, bits, siblings, data[1:33], data[33:65])
+            if depth == PATH_BITS:
+                raise CorruptNodeError("state tree deeper than 256 levels")
+            if x & _BIT[depth]:
+                sib, h = data[1:33], data[33:65]
+            else:
+                h, sib = data[1:33], data[33:65]
+            bits <<= 1
+            if sib != ZERO_HASH:
+                bits |= 1
+                siblings.append(sib)
+            depth += 1
+        return _make_proof(depth, bits, siblings, None, None)
+
+    def iter_items(self, root: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Every ``(path, value)`` under ``root``, in path order (keys are hashed; the tree does not hold them)."""
+        _check_root(root)
+        stack = [root]
+        read = self._read
+        while stack:
+            h = stack.pop()
+            if h == ZERO_HASH:
+                continue
+            data = read(h)
+            if data[0] == _NODE_TAG:
+                stack.append(data[33:65])
+                stack.append(data[1:33])
+            else:
+                yield data[1:33], data[65:]
+
+    def check_tree(self, root: bytes) -> int:
+        """Re-hash every node under ``root`` and check the canonical form; returns the number of keys.
+
+        Raises :class:`CorruptNodeError` (or :class:`MissingNodeError`) at the first problem: an fsck for the state,
+        and the oracle the tests use for canonical form.
+        """
+        _check_root(root)
+        hash_fn = self.hash_fn
+        read = self._read
+        count = 0
+        # (hash, depth, prefix of the path bits above it as an int)
+        stack: list[tuple[bytes, int, int]] = [(root, 0, 0)]
+        while stack:
+            h, depth, prefix = stack.pop()
+            if h == ZERO_HASH:
+                continue
+            data = read(h)
+            if hash_fn(data[:65]) != h:
+                raise CorruptNodeError(f"state node {h.hex()} does not hash to its name")
+            if data[0] == _NODE_TAG:
+                left, right = data[1:33], data[33:65]
+                if depth >= PATH_BITS:
+                    raise CorruptNodeError("state tree deeper than 256 levels")
+                for child, other in ((left, right), (right, left)):
+                    if other == ZERO_HASH and (child == ZERO_HASH or read(child)[0] == _LEAF_TAG):
+                        raise CorruptNodeError(f"state node {h.hex()} is not canonical (fewer than two keys)")
+                stack.append((right, depth + 1, (prefix << 1) | 1))
+                stack.append((left, depth + 1, prefix << 1))
+            else:
+                if hash_fn(data[65:]) != data[33:65]:
+                    raise CorruptNodeError(f"state leaf {h.hex()} holds a value that does not match its hash")
+                if depth and int.from_bytes(data[1:33], "big") >> (PATH_BITS - depth) != prefix:
+                    raise CorruptNodeError(f"state leaf {h.hex()} sits off its path")
+                count += 1
+        return count
+
+    # -- commits -----------------------------------------------------------------------------------------------
+
+    def apply_writes(self, root: bytes, writes: Mapping[StateKey, bytes | None]) -> tuple[bytes, dict[bytes, bytes]]:
+        """Apply a block's net writes (None deletes) to the tree at ``root``.
+
+        Returns the new root and the nodes to persist (hash → encoding). Pure: the store is only read; on any
+        error nothing has been written anywhere. Raises :class:`StateLimitError` on an over-limit write and
+        :class:`MissingNodeError` when ``root`` is unknown.
+        """
+        _check_root(root)
+        if not writes:
+            return root, {}
+        hash_fn = self.hash_fn
+        read = self._read
+        prefixes: dict[str, bytes] = {}
+        entries: list[tuple[bytes, bytes | None]] = []
+        for (namespace, key), value in writes.items():
+            prefix = prefixes.get(namespace) if type(namespace) is str else None
+            if prefix is None:
+                prefix = prefixes[namespace] = compute_namespace_prefix(namespace)
+            if (type(key) is not bytes or len(key) > MAX_KEY_BYTES
+                    or (value is not None and (type(value) is not bytes or len(value) > MAX_VALUE_BYTES))):
+                validate_write(namespace, key, value)  # raises with the reason
+            entries.append((hash_fn(prefix + key), value))
+        entries.sort(key=_first)
+        n = len(entries)
+        paths = [e[0] for e in entries]
+        ints = [int.from_bytes(p, "big") for p in paths]
+        for i in range(1, n):
+            if ints[i] == ints[i - 1]:
+                raise StateError("two keys of one batch have the same path (hash collision)")
+        # Per write: new leaf hash and encoding (None, None for a delete).
+        lhashes: list[bytes | None] = []
+        lencs: list[bytes | None] = []
+        for path, value in entries:
+            if value is None:
+                lhashes.append(None)
+                lencs.append(None)
+            else:
+                head = b"\x00" + path + hash_fn(value)
+                lhashes.append(hash_fn(head))
+                lencs.append(head + value)
+        new: dict[bytes, bytes] = {}
+        bit_of, high_of = _BIT, _HIGH
+        get_node = self._get_node
+
+        def is_leaf(h: bytes) -> bool:
+            data = new.get(h)
+            return (data if data is not None else read(h))[0] == _LEAF_TAG
+
+        def put_node(left: bytes, right: bytes) -> bytes:
+            enc = b"\x01" + left + right
+            h = hash_fn(enc)
+            new[h] = enc
+            return h
+
+        def build(depth: int, bints: list[int], bhashes: list[bytes], bencs: list[bytes | None],
+                  lo: int, hi: int) -> bytes:
+            """Canonical subtree at ``depth`` holding exactly the (non-empty, sorted) leaves ``lo..hi``."""
+            if hi - lo == 1:
+                enc = bencs[lo]
+                if enc is not None:
+                    new[bhashes[lo]] = enc
+                return bhashes[lo]
+            # First bit where the leaves differ: a chain of one-child nodes from `depth` down to it.
+            split_depth = PATH_BITS - (bints[lo] ^ bints[hi - 1]).bit_length()
+            split = bisect_left(bints, (bints[lo] & high_of[split_depth]) | bit_of[split_depth], lo, hi)
+            h = put_node(build(split_depth + 1, bints, bhashes, bencs, lo, split),
+                         build(split_depth + 1, bints, bhashes, bencs, split, hi))
+            first = bints[lo]
+            for d in range(split_depth - 1, depth - 1, -1):
+                h = put_node(ZERO_HASH, h) if first & bit_of[d] else put_node(h, ZERO_HASH)
+            return h
+
+        def rebuild_leaf_range(depth: int, lo: int, hi: int, old: bytes | None, old_data: bytes | None) -> bytes:
+            """New subtree at ``depth`` for writes ``lo..hi`` over an empty subtree or the single leaf ``old``."""
+            bints: list[int] = []
+            bhashes: list[bytes] = []
+            bencs: list[bytes | None] = []
+            old_int = -1
+            if old is not None and old_data is not None:
+                old_int = int.from_bytes(old_data[1:33], "big")
+            for i in range(lo, hi):
+                xi = ints[i]
+                if old_int != -1 and old_int < xi:
+                    bints.append(old_int)
+                    bhashes.append(old)  # type: ignore[arg-type]
+                    bencs.append(None)
+                    old_int = -1
+                elif xi == old_int:
+                    old_int = -1
+                    if lhashes[i] == old:
+                        bints.append(xi)
+                        bhashes.append(old)  # type: ignore[arg-type]
+                        bencs.append(None)
+                        continue
+                lh = lhashes[i]
+                if lh is not None:
+                    bints.append(xi)
+                    bhashes.append(lh)
+                    bencs.append(lencs[i])
+            if old_int != -1:
+                bints.append(old_int)
+                bhashes.append(old)  # type: ignore[arg-type]
+                bencs.append(None)
+            if not bints:
+                return ZERO_HASH
+            return build(depth, bints, bhashes, bencs, 0, len(bints))
+
+        def update_one(h: bytes, depth: int, i: int) -> bytes:
+            """Write ``i`` alone into the subtree ``h`` at ``depth``: walk down, then rehash up (no recursion)."""
+            x = ints[i]
+            lh = lhashes[i]
+            top = h
+            sibs: list[bytes] = []
+            d = depth
+            data = b""  # the terminal leaf, when the walk ends at one
+            while h != ZERO_HASH:
+                node = get_node(h)  # inlined _read: this loop is the hot path of a commit
+                if node is None or len(node) != _NODE_LEN or node[0] != _NODE_TAG:
+                    data = read(h)  # a leaf, or a missing or malformed node: the checked path raises
+                    break
+                if x & bit_of[d]:
+                    sibs.append(node[1:33])
+                    h = node[33:65]
+                else:
+                    sibs.append(node[33:65])
+                    h = node[1:33]
+                d += 1
+            if h == ZERO_HASH:
+                if lh is None:
+                    return top
+                new[lh] = lencs[i]  # type: ignore[assignment]
+                cur, cur_is_leaf = lh, True
+            elif data[1:33] == paths[i]:
+                if lh is None:
+                    cur, cur_is_leaf = ZERO_HASH, False
+                elif lh == h:
+                    return top
+                else:
+                    new[lh] = lencs[i]  # type: ignore[assignment]
+                    cur, cur_is_leaf = lh, True
+            else:
+                if lh is None:
+                    return top
+                new[lh] = lencs[i]  # type: ignore[assignment]
+                split_depth = PATH_BITS - (x ^ int.from_bytes(data[1:33], "big")).bit_length()
+                cur = put_node(h, lh) if x & bit_of[split_depth] else put_node(lh, h)
+                for k in range(split_depth - 1, d - 1, -1):
+                    cur = put_node(ZERO_HASH, cur) if x & bit_of[k] else put_node(cur, ZERO_HASH)
+                cur_is_leaf = False
+            for k in range(d - 1, depth - 1, -1):
+                s = sibs[k - depth]
+                if s == ZERO_HASH:
+                    if cur_is_leaf or cur == ZERO_HASH:
+                        continue  # a lone leaf (or nothing) rises past a node that would have one key
+                elif cur == ZERO_HASH and is_leaf(s):
+                    cur, cur_is_leaf = s, True
+                    continue
+                enc = b"\x01" + s + cur if x & bit_of[k] else b"\x01" + cur + s
+                cur = hash_fn(enc)
+                new[cur] = enc
+                cur_is_leaf = False
+            return cur
+
+        def update(h: bytes, depth: int, lo: int, hi: int) -> bytes:
+            """Writes ``lo..hi`` (sorted, sharing the path prefix above ``depth``) into subtree ``h``."""
+            if hi - lo == 1:
+                return update_one(h, depth, lo)
+            if h == ZERO_HASH:
+                return rebuild_leaf_range(depth, lo, hi, None, None)
+            data = read(h)
+            if data[0] != _NODE_TAG:
+                return rebuild_leaf_range(depth, lo, hi, h, data)
+            left, right = data[1:33], data[33:65]
+            split = bisect_left(ints, (ints[lo] & high_of[depth]) | bit_of[depth], lo, hi)
+            new_left = update(left, depth + 1, lo, split) if split > lo else left
+            new_right = update(right, depth + 1, split, hi) if hi > split else right
+            if new_left == left and new_right == right:
+                return h
+            if new_right == ZERO_HASH:
+                if new_left == ZERO_HASH or is_leaf(new_left):
+                    return new_left
+            elif new_left == ZERO_HASH and is_leaf(new_right):
+                return new_right
+            return put_node(new_left, new_right)
+
+        new_root = update(root, 0, 0, n)
+        return new_root, new
+
+
+def _first(entry: tuple[bytes, bytes | None]) -> bytes:
+    return entry[0]
+
+
+def _check_root(root: bytes) -> None:
+    if type(root) is not bytes or len(root) != 32:
+        raise StateError("state root must be 32 bytes")
+
+
+def _make_proof(depth: int, bits: int, siblings: list[bytes], leaf_path: bytes | None,
+                leaf_value_hash: bytes | None) -> StateProof:
+    nbytes = (depth + 7) // 8
+    bitmap = (bits << (nbytes * 8 - depth)).to_bytes(nbytes, "big")
+    return StateProof(depth, bitmap, tuple(siblings), leaf_path, leaf_value_hash)
+
+
+class StateOverlay:
+    """Buffered writes over a read function, for execution: reads see the buffer first, then the base state.
+
+    Every write is checked against the limits (:func:`validate_write`) when it is made, so an over-limit write
+    fails the call that made it. :meth:`get_writes` hands the net writes to :meth:`StateTree.apply_writes` in a
+    fixed (namespace, key) order, so iterating them is deterministic whatever order execution wrote them in.
+    """
+
+    __slots__ = ("_read", "_writes")
+
+    def __init__(self, read: Callable[[str, bytes], bytes | None]) -> None:
+        self._read = read
+        self._writes: dict[StateKey, bytes | None] = {}
+
+    def get_value(self, namespace: str, key: bytes) -> bytes | None:
+        """The value as execution sees it: the buffered write if any, else the base state's."""
+        k = (namespace, key)
+        if k in self._writes:
+            return self._writes[k]
+        return self._read(namespace, key)
+
+    def apply_write(self, namespace: str, key: bytes, value: bytes | None) -> None:
+        """Buffer a write (None deletes); raises :class:`StateLimitError` when over a limit."""
+        validate_write(namespace, key, value)
+        self._writes[(namespace, key)] = value
+
+    def get_writes(self) -> dict[StateKey, bytes | None]:
+        """The net writes, sorted by (namespace, key)."""
+        return dict(sorted(self._writes.items(), key=_first_key))
+
+    def __len__(self) -> int:
+        return len(self._writes)
+
+
+def _first_key(item: tuple[StateKey, bytes | None]) -> StateKey:
+    return item[0]
