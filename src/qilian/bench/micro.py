@@ -7,7 +7,6 @@ the node can do per transaction, and the baseline every later optimisation is me
 from __future__ import annotations
 
 import hashlib
-import random
 import time
 from collections.abc import Callable
 from typing import Any
@@ -72,32 +71,10 @@ def run_micro(quick: bool = False, state_sizes: tuple[int, ...] = (10_000, 100_0
             progress(f"{suite_name}: codec, hash, sign, verify, Merkle")
         _bench_suite(suite_name, n, quick, add)
 
-    from qilian.state import MemoryNodeStore, StateTree
+    from qilian.bench.state_bench import run_state_bench
 
-    suite = get_suite("sm2")
-    rng = random.Random(7)
-    for size in state_sizes:
-        if progress:
-            progress(f"state: building {size:,} keys")
-        store = MemoryNodeStore()
-        tree = StateTree(suite.hash, store)
-        root = b"\x00" * 32
-        batch = 10_000
-        for start in range(0, size, batch):
-            writes: dict[tuple[str, bytes], bytes | None] = {
-                ("kv", i.to_bytes(8, "big")): b"v%d" % i for i in range(start, min(size, start + batch))
-            }
-            root, nodes = tree.apply_writes(root, writes)
-            store.put_nodes(nodes)
-        block_writes: dict[tuple[str, bytes], bytes | None] = {
-            ("kv", rng.randrange(size * 2).to_bytes(8, "big")): b"new" for _ in range(1000)
-        }
-        t0 = time.perf_counter()
-        reps = 3
-        for _ in range(reps):
-            tree.apply_writes(root, block_writes)
-        us = (time.perf_counter() - t0) / reps / len(block_writes) * 1e6
-        add(f"state commit per key ({size:,} keys, 1000/block)", "sm2", us)
-        key = ("kv", (size // 2).to_bytes(8, "big"))
-        add(f"state proof get ({size:,} keys)", "sm2", _time(lambda t=tree, r=root, k=key: t.get_proof(r, *k), 200))
+    for r in run_state_bench(state_sizes, batch=1000, rounds=2 if quick else 5, progress=progress):
+        add(f"state commit per key ({r['size']:,} keys, 1000/block)", r["suite"], r["us_per_key"])
+        add(f"state proof get ({r['size']:,} keys)", r["suite"], r["proof_get_us"])
+        add(f"state proof verify ({r['size']:,} keys)", r["suite"], r["proof_verify_us"])
     return rows

@@ -236,7 +236,7 @@ def _client_key(home: Path, key: Path | None, password_env: str | None) -> Any:
             _fail(f"no --key given and no client key in {home}/keys")
         path = cands[0]
     try:
-        return load_key(path, _password(password_env))  # type: ignore[arg-type]
+        return load_key(path, _password(password_env))
     except (CryptoError, OSError) as exc:
         _fail(str(exc))
 
@@ -378,6 +378,24 @@ def bench_micro(
     for r in rows:
         table.add_row(r["op"], r["suite"], f"{r['us']:.2f}", f"{1e6 / r['us']:,.0f}" if r["us"] else "-")
     console.print(table)
+
+
+@bench_app.command("state")
+def bench_state(
+    sizes: Annotated[str, typer.Option(help="State sizes, comma-separated.")] = "10000,100000,1000000",
+    batch: Annotated[int, typer.Option(help="Writes per committed block.")] = 1000,
+    rounds: Annotated[int, typer.Option(help="Commits timed per size.")] = 5,
+    suite: Annotated[str, typer.Option(help="Hash of which suite.")] = "sm2",
+) -> None:
+    """Cost of committing a block's writes as the state grows (should grow with log(size), not size)."""
+    from qilian.bench.state_bench import format_table, run_state_bench
+
+    chosen = tuple(int(s) for s in sizes.split(",") if s.strip())
+    with Progress(TextColumn("{task.description}"), console=err, transient=True) as prog:
+        task = prog.add_task("state", total=None)
+        rows = run_state_bench(chosen, batch, rounds, progress=lambda m: prog.update(task, description=m),
+                               suite=suite)
+    console.print(format_table(rows))
 
 
 def main() -> None:  # pragma: no cover

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from pathlib import Path
@@ -32,7 +33,9 @@ async def serve(home: Path, port: int | None = None, host: str | None = None) ->
         ws_max_size=64 * 1024,
     )
     server = uvicorn.Server(ucfg)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    # The node owns SIGINT/SIGTERM (below) so that a stop always ends the block loop first; uvicorn's own
+    # capture would re-raise the signal after serving and could kill the process mid-shutdown.
+    setattr(server, "capture_signals", contextlib.nullcontext)  # noqa: B010
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

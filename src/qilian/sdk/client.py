@@ -65,10 +65,10 @@ class Client:
         return doc
 
     def get_status(self) -> dict[str, Any]:
-        return self._json(self.http.get("/status"))  # type: ignore[no-any-return]
+        return self._json(self.http.get("/status"))
 
     def get_genesis_json(self) -> dict[str, Any]:
-        return self._json(self.http.get("/genesis"))  # type: ignore[no-any-return]
+        return self._json(self.http.get("/genesis"))
 
     def submit(self, tx: Transaction, wait: str = "none", timeout: float = 30.0) -> dict[str, Any]:
         r = self.http.post(
@@ -78,7 +78,7 @@ class Client:
             headers={"content-type": "application/octet-stream"},
             timeout=timeout + 10,
         )
-        return self._json(r)  # type: ignore[no-any-return]
+        return self._json(r)
 
     def call(self, key: KeyPair, to: str, method: str, args: list[Any], wait: str = "commit",
              expiry_blocks: int = DEFAULT_EXPIRY_BLOCKS) -> dict[str, Any]:
@@ -88,12 +88,12 @@ class Client:
         return self.submit(tx, wait=wait)
 
     def get_tx(self, tx_hash: str) -> dict[str, Any]:
-        return self._json(self.http.get(f"/txs/{tx_hash}"))  # type: ignore[no-any-return]
+        return self._json(self.http.get(f"/txs/{tx_hash}"))
 
     def get_block(self, height: int | str = "latest") -> dict[str, Any]:
-        return self._json(self.http.get(f"/blocks/{height}"))  # type: ignore[no-any-return]
+        return self._json(self.http.get(f"/blocks/{height}"))
 
     def get_state(self, namespace: str, key: bytes) -> dict[str, Any]:
-        return self._json(  # type: ignore[no-any-return]
+        return self._json(
             self.http.get(f"/state/{namespace}/{key.hex()}", params={"encoding": "hex"})
         )

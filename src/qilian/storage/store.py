@@ -129,7 +129,10 @@ class ChainStore:
         """Persist a decided and executed block atomically and durably (one synced write transaction)."""
         hk = _height_key(block.header.height)
         with self.env.begin(write=True) as txn:
-            current = decode_raw(txn.get(b"tip", db=self._meta))[0]
+            raw_tip = txn.get(b"tip", db=self._meta)
+            if raw_tip is None:
+                raise StoreCorrupt("store has no tip: not initialised")
+            current = decode_raw(raw_tip)[0]
             if current + 1 != block.header.height:
                 raise StoreCorrupt(f"committing block {block.header.height} on top of {current}")
             txn.put(hk, block.encode(), db=self._blocks)
