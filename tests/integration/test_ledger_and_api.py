@@ -115,3 +115,21 @@ def test_hostile_api_input_gets_named_errors(chain: Chain) -> None:
     again = post(good.encode())
     assert again.json()["status"] == "committed"  # a replay is recognised, not re-executed
     assert chain.node.is_alive()
+
+
+def test_verify_ledger_catches_an_edited_state_value(tmp_path: Path) -> None:
+    chain = make_chain(tmp_path, interval_ms=100)
+    chain.node.start()
+    c = Client(chain.node.url)
+    c.call(chain.client_key, "kv", "put", ["balance", "100"])
+    chain.node.stop()
+    assert _verify_ledger(chain.home).returncode == 0
+    env = lmdb.open(str(chain.home / "data"), max_dbs=16, map_size=64 * 1024**3)
+    values = env.open_db(b"state_values")
+    with env.begin(write=True) as txn:
+        key = b"\x02kv" + b"balance"
+        assert txn.get(key, db=values) == b"100"
+        txn.put(key, b"999", db=values)
+    env.close()
+    out = _verify_ledger(chain.home)
+    assert out.returncode == 2 and "state values differ" in out.stderr, out.stderr

@@ -3,8 +3,9 @@
 Every block is decoded from its stored bytes, checked as a child of the previous one (hashes, roots, commit
 signatures, every transaction's signature and rules), re-executed from genesis into a fresh in-memory state, and
 its stored receipts and the next header's state and receipts roots are compared with what re-execution gives.
-The first block that does not check out is named — which is what an auditor needs after someone edits the
-database by hand.
+At the end the stored state (the flat values the node executes against and every tree node under the tip's root)
+is compared with the re-executed one. The first block that does not check out is named — which is what an auditor
+needs after someone edits the database by hand.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from qilian.execution.block import (
     execute_block,
 )
 from qilian.execution.rules import ChainRules
-from qilian.state import MemoryNodeStore, StateTree
-from qilian.storage.store import ChainStore
+from qilian.state import MemoryNodeStore, StateError, StateTree
+from qilian.storage.store import ChainStore, compute_value_key
 from qilian.types.codec import CodecError, encode_trusted
 from qilian.types.core import Block, Commit, compute_block_id
 
@@ -52,6 +53,24 @@ class _MemState:
 
     def get_state(self, namespace: str, key: bytes) -> bytes | None:
         return self.values.get((namespace, key))
+
+
+def _check_stored_state(store: ChainStore, hash_fn: Callable[[bytes], bytes], root: bytes,
+                        expected: dict[tuple[str, bytes], bytes]) -> str:
+    """The state the node executes against (flat values) and the state it proves from (tree nodes) must both be
+    exactly what re-execution produced; an edit to either would otherwise go unnoticed until nodes diverge."""
+    want = {compute_value_key(ns, k): v for (ns, k), v in expected.items()}
+    have = dict(store.iter_state_values())
+    if have != want:
+        diff = sorted(set(have) ^ set(want)) or sorted(k for k in want if have.get(k) != want[k])
+        return f"stored state values differ from re-execution (first differing key {diff[0][:40]!r})"
+    try:
+        count = StateTree(hash_fn, store).check_tree(root)
+    except (StateError, LookupError) as exc:
+        return f"stored state tree under the tip's root is damaged: {exc}"
+    if count != len(want):
+        return f"stored state tree holds {count} keys; re-execution gives {len(want)}"
+    return ""
 
 
 def verify_ledger(data_dir: Path, progress: Callable[[int, int], None] | None = None) -> LedgerReport:
@@ -120,6 +139,9 @@ def verify_ledger(data_dir: Path, progress: Callable[[int, int], None] | None = 
                            or tip.block_id != parent.block_id):
             return LedgerReport(False, checked, tip.height, tip.height,
                                 f"stored chain tip does not match re-execution of block {tip.height}")
+        problem = _check_stored_state(store, suite.hash, tip.state_root, state.values)
+        if problem:
+            return LedgerReport(False, checked, tip.height, tip.height, problem)
         return LedgerReport(True, checked, tip.height, None, "")
     finally:
         store.close()

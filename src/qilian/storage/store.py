@@ -213,6 +213,12 @@ class ChainStore:
             for k, v in cur:
                 yield _U64.unpack(k)[0], bytes(v)
 
+    def iter_state_values(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every (flat key, value) of the current state, in key order."""
+        with self.env.begin() as txn:
+            for k, v in txn.cursor(db=self._values):
+                yield bytes(k), bytes(v)
+
     def count_state_values(self) -> int:
         """Number of live state keys."""
         with self.env.begin() as txn:
