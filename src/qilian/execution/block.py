@@ -19,7 +19,7 @@ from qilian.execution.rules import (
     check_tx_window,
     is_valid_tx_signature,
 )
-from qilian.types.codec import CodecError, encode_trusted
+from qilian.types.codec import encode_trusted
 from qilian.types.core import (
     PRECOMMIT,
     STATUS_FAILED,
@@ -292,7 +292,6 @@ def get_block_id(suite: Suite, block: Block) -> bytes:
 __all__ = [
     "BlockInvalid",
     "BlockResult",
-    "CodecError",
     "ParentInfo",
     "StateReader",
     "check_block",

@@ -28,7 +28,7 @@ from qilian.execution.rules import ChainRules
 from qilian.state import MemoryNodeStore, StateError, StateTree
 from qilian.storage.store import ChainStore, compute_value_key
 from qilian.types.codec import CodecError, encode_trusted
-from qilian.types.core import Block, Commit, compute_block_id
+from qilian.types.core import Block, compute_block_id
 
 
 @dataclass(frozen=True)
@@ -147,4 +147,4 @@ def verify_ledger(data_dir: Path, progress: Callable[[int, int], None] | None = 
         store.close()
 
 
-__all__ = ["Commit", "LedgerReport", "verify_ledger"]
+__all__ = ["LedgerReport", "verify_ledger"]

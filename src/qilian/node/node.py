@@ -20,7 +20,6 @@ from qilian.execution.block import (
     ParentInfo,
     check_block,
     compute_empty_root,
-    compute_tx_hashes,
     execute_block,
     make_header,
 )
@@ -30,7 +29,6 @@ from qilian.node.config import NodeConfig, load_genesis
 from qilian.sdk.keys import get_password_from_env, load_key
 from qilian.state import StateTree
 from qilian.storage.store import ChainStore, ChainTip
-from qilian.types.codec import CodecError
 from qilian.types.core import (
     PRECOMMIT,
     Block,
@@ -274,11 +272,3 @@ class Node:
 
     def close(self) -> None:
         self.store.close()
-
-
-def compute_hashes(node: Node, block: Block) -> list[bytes]:
-    """Transaction hashes of a stored block."""
-    return compute_tx_hashes(node.suite, block.txs)
-
-
-__all__ = ["CodecError", "Node", "Submitted"]
