@@ -77,3 +77,18 @@ def test_openapi_and_events(chain: Chain) -> None:
     assert any(m["type"] == "block" for m in msgs)
     ev = next(m for m in msgs if m["type"] == "event")
     assert ev["source"] == "kv" and ev["name"] == "put" and ev["data"]["key"] == {"hex": b"evt".hex()}
+
+
+def test_idle_chain_makes_one_follow_up_block_then_none(chain: Chain) -> None:
+    """No empty blocks by default — except the one that commits the last block's receipts and state root."""
+    import time
+
+    c = Client(chain.node.url)
+    res = c.call(chain.client_key, "kv", "put", ["idle", "1"])
+    time.sleep(1.5)  # seven block intervals of 200 ms
+    h = c.get_status()["height"]
+    assert h == res["height"] + 1
+    follow = c.get_block(h)
+    assert follow["header"]["tx_count"] == 0
+    time.sleep(0.6)
+    assert c.get_status()["height"] == h

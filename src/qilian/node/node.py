@@ -85,6 +85,10 @@ class Node:
         self._wake = asyncio.Event()
         self._stopping = False
         self.blocks_produced = 0
+        tip = self.store.get_tip()
+        last = self.store.get_block(tip.height) if tip.height else None
+        # True while the last block's receipts and state are not yet committed by a later header.
+        self._results_pending = last is not None and last.header.tx_count > 0
 
     # -- status ------------------------------------------------------------------------------------------
 
@@ -174,12 +178,7 @@ class Node:
     def is_block_due(self, tip: ChainTip) -> bool:
         """Produce a block when there is work, when the last block's results still need a header to commit them
         (so every receipt becomes provable promptly), or on every interval when empty blocks are configured."""
-        if len(self.mempool) or self.genesis.params.create_empty_blocks:
-            return True
-        if tip.height == 0:
-            return False
-        last = self.store.get_block(tip.height)
-        return last is not None and last.header.tx_count > 0
+        return bool(len(self.mempool) or self.genesis.params.create_empty_blocks or self._results_pending)
 
     def process_produce_block(self, now_ms: int) -> Block | None:
         """Build, sign, execute and durably commit the next block. Returns it, or None if nothing was due."""
@@ -228,6 +227,7 @@ class Node:
                            result.receipts_root)
         self.store.process_commit_block(block, commit, hashes, result.receipts, result.writes, nodes, new_tip)
         self.mempool.process_remove(hashes)
+        self._results_pending = bool(hashes)
         self.blocks_produced += 1
         self._on_committed(block, commit, hashes, result.receipts)
         return list(result.receipts)
