@@ -19,6 +19,7 @@ from qilian.execution.rules import (
     check_tx_window,
     is_valid_tx_signature,
 )
+from qilian.state import StateError, validate_write
 from qilian.types.codec import encode_trusted
 from qilian.types.core import (
     PRECOMMIT,
@@ -85,6 +86,12 @@ class _Overlay:
         return self.base.get_state(ns, key)
 
     def put(self, ns: str, key: bytes, value: bytes | None) -> None:
+        # The state tree refuses over-limit writes at commit time, which would halt every node at once; refusing
+        # here fails only this transaction.
+        try:
+            validate_write(ns, key, value)
+        except StateError as exc:
+            raise CallFailed(str(exc)) from None
         self.tx_writes[(ns, key)] = value
 
 
