@@ -102,6 +102,7 @@ def test_hostile_api_input_gets_named_errors(chain: Chain) -> None:
     assert http.get("/txs/" + "00" * 32).status_code == 404
     assert http.get("/blocks/999999").status_code == 404
     assert http.get("/blocks/0").status_code == 400
+    assert http.get("/blocks/" + "9" * 40).status_code == 400
     assert http.get("/blocks/abc").status_code == 422
     assert http.get("/state/kv/zz", params={"encoding": "hex"}).status_code == 400
     r = http.post("/txs", params={"wait": "sometimes"}, content=good.encode())

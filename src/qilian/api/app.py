@@ -211,8 +211,8 @@ def create_app(node: Node) -> FastAPI:
 
     @app.get("/blocks/{height}", summary="A committed block by height")
     async def get_block(height: int) -> dict[str, Any]:
-        if height < 1:
-            raise ApiError(400, "bad_height", "heights start at 1")
+        if not 1 <= height < 2**63:
+            raise ApiError(400, "bad_height", "a height is an integer from 1 to 2**63-1")
         return _block(height)
 
     @app.get(
