@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
 from qilian.crypto.suite import Suite
-from qilian.types.codec import decode_raw, encode, encode_trusted
+from qilian.types.codec import MAX_INT, CodecError, check_value, decode_raw, encode, encode_trusted
 from qilian.types.struct import (
     AnyValue,
     Bool,
@@ -103,6 +103,33 @@ class Transaction(Wire):
 
     def to_wire(self) -> list[Any]:
         return [self.body.to_wire(), self.signature]
+
+    @classmethod
+    def from_wire(cls, obj: Any, where: str = "") -> Transaction:
+        """Every submitted transaction and every transaction of every block passes here, so the common case is
+        checked inline (the same rules as ``WIRE``); anything unusual falls back to the generic path, which names
+        the offending field."""
+        if type(obj) is list and len(obj) == 2:
+            b, sig = obj
+            if type(b) is list and len(b) == 7 and type(sig) is bytes and len(sig) <= MAX_SIGNATURE:
+                chain_id, sender, nonce, exp, to, method, args = b
+                if (
+                    type(chain_id) is str and len(chain_id) <= 64
+                    and type(sender) is bytes and len(sender) <= MAX_PUBLIC_KEY
+                    and type(nonce) is int and 0 <= nonce <= MAX_INT
+                    and type(exp) is int and 0 <= exp <= MAX_INT
+                    and type(to) is str and len(to) <= 128
+                    and type(method) is str and len(method) <= 128
+                    and type(args) is list and len(args) <= 64
+                ):
+                    try:
+                        for a in args:
+                            check_value(a)
+                    except CodecError:
+                        pass
+                    else:
+                        return cls(TxBody(chain_id, sender, nonce, exp, to, method, tuple(args)), sig)
+        return Wire.from_wire.__func__(cls, obj, where)  # type: ignore[attr-defined]
 
 
 def compute_tx_hash(suite: Suite, body: TxBody) -> bytes:
