@@ -53,6 +53,18 @@ def merkle_view(p: merkle.MerkleProof) -> dict[str, Any]:
     return {"index": p.index, "size": p.size, "path": [h.hex() for h in p.path]}
 
 
+def _consensus_status(node: Node) -> dict[str, Any]:
+    """Where consensus is and who this node talks to (empty before the node runs)."""
+    d = node.consensus
+    if d is None:
+        return {}
+    t = d.transport
+    return {"consensus": {"height": d.core.height, "round": d.core.round, "step": int(d.core.step),
+                          "blocks_synced": d.blocks_synced},
+            "peers": sorted(p.spec.name for p in t.peers.values()) if t else [],
+            "p2p_violations": t.violations if t else 0}
+
+
 def create_app(node: Node) -> FastAPI:
     """The API of one node."""
     app = FastAPI(
@@ -104,6 +116,7 @@ def create_app(node: Node) -> FastAPI:
             "state_root": tip.state_root.hex(),
             "mempool_size": len(node.mempool),
             "version": __version__,
+            **_consensus_status(node),
         }
 
     @app.get("/genesis", summary="The chain's genesis document")

@@ -56,6 +56,10 @@ class Mempool:
         """True iff the transaction is waiting here."""
         return tx_hash in self._entries
 
+    def get(self, tx_hash: bytes) -> PoolEntry | None:
+        """The waiting entry with this hash, if any (block assembly looks up proposals' transactions here)."""
+        return self._entries.get(tx_hash)
+
     def process_add(self, entry: PoolEntry) -> bool:
         """Admit an entry whose rules and signature were already checked. False if already present."""
         if entry.tx_hash in self._entries:

@@ -50,6 +50,14 @@ class NodeConfig:
     """Longest a ``wait=commit`` request may block."""
     max_ws_clients: int = 256
     """Most concurrent /events subscribers."""
+    p2p_host: str = "127.0.0.1"
+    """P2P listen address."""
+    p2p_port: int = 0
+    """P2P listen port (0: this node has no peers — a one-validator chain)."""
+    peers: tuple[dict[str, Any], ...] = ()
+    """The network's nodes: name, public_key (hex), host, port. The node's own entry is skipped."""
+    timeouts: dict[str, int] = field(default_factory=dict)
+    """Consensus timer overrides (TimeoutConfig field names, milliseconds)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Unknown settings, kept for forward compatibility."""
 
@@ -65,6 +73,21 @@ class NodeConfig:
     def data_path(self) -> Path:
         return self.home / self.data_dir
 
+    @property
+    def tls_dir(self) -> Path:
+        """TLS key, certificate and the network's certificate bundle."""
+        return self.home / "tls"
+
+    @property
+    def signer_state_path(self) -> Path:
+        """The signer guard's state: outside ``data/`` so that wiping data never enables a double sign."""
+        return self.home / "signer" / "state"
+
+    @property
+    def wal_path(self) -> Path:
+        """The consensus write-ahead log."""
+        return self.data_path / "cs.wal"
+
 
 def load_config(home: Path) -> NodeConfig:
     """Read ``home/node.toml``."""
@@ -73,6 +96,7 @@ def load_config(home: Path) -> NodeConfig:
         raise FileNotFoundError(f"{path} not found: run `qilian init --home {home}` first")
     doc = tomllib.loads(path.read_text())
     node, api, mp = doc.get("node", {}), doc.get("api", {}), doc.get("mempool", {})
+    p2p = doc.get("p2p", {})
     return NodeConfig(
         home=home,
         name=node.get("name", "node0"),
@@ -85,6 +109,10 @@ def load_config(home: Path) -> NodeConfig:
         max_ws_clients=int(api.get("max_ws_clients", 256)),
         mempool_max_txs=int(mp.get("max_txs", DEFAULT_MAX_TXS)),
         mempool_max_bytes=int(mp.get("max_bytes", DEFAULT_MAX_BYTES)),
+        p2p_host=p2p.get("host", "127.0.0.1"),
+        p2p_port=int(p2p.get("port", 0)),
+        peers=tuple(doc.get("peers", [])),
+        timeouts={k: int(v) for k, v in doc.get("consensus", {}).items()},
     )
 
 
@@ -101,6 +129,11 @@ def save_config(cfg: NodeConfig) -> None:
         },
         "mempool": {"max_txs": cfg.mempool_max_txs, "max_bytes": cfg.mempool_max_bytes},
     }
+    if cfg.timeouts:
+        doc["consensus"] = dict(cfg.timeouts)
+    if cfg.p2p_port:
+        doc["p2p"] = {"host": cfg.p2p_host, "port": cfg.p2p_port}
+        doc["peers"] = [dict(p) for p in cfg.peers]
     (cfg.home / "node.toml").write_text(tomli_w.dumps(doc))
 
 
@@ -172,3 +205,110 @@ def init_home(
     (home / "genesis.json").write_text(genesis_to_json(genesis))
     save_config(NodeConfig(home=home, api_port=api_port))
     return InitResult(home, genesis, key_files)
+
+
+DEFAULT_P2P_PORT = 26656
+"""First P2P port; node i of a local network uses DEFAULT_P2P_PORT + i."""
+LOCAL_TIMEOUTS: dict[str, int] = {"propose_base_ms": 1500, "propose_delta_ms": 500, "prevote_base_ms": 500,
+                                  "prevote_delta_ms": 500, "precommit_base_ms": 500, "precommit_delta_ms": 500}
+"""Consensus timers written for networks on one host or a LAN (the TimeoutConfig defaults suit a WAN)."""
+
+
+@dataclass(frozen=True)
+class NetworkInitResult:
+    """What ``qilian init --validators N`` created."""
+
+    root: Path
+    """The network directory: ``network.toml``, ``keys/`` (organisation keys), ``node0/`` … ``nodeN-1/``."""
+    genesis: Genesis
+    """The shared genesis."""
+    nodes: tuple[NodeConfig, ...]
+    """Each node's configuration (its home is ``root/nodeI``)."""
+    key_files: dict[str, Path]
+    """Organisation admin and client keys."""
+
+
+def init_network(
+    root: Path,
+    validators: int,
+    chain_id: str = "qilian-dev",
+    suite_name: str = "sm2",
+    organisations: tuple[str, ...] = ("org1",),
+    hosts: tuple[str, ...] = (),
+    api_port: int = DEFAULT_API_PORT,
+    p2p_port: int = DEFAULT_P2P_PORT,
+    params: ChainParams | None = None,
+    password: bytes | None = None,
+    genesis_time_ms: int | None = None,
+    timeouts: dict[str, int] | None = None,
+) -> NetworkInitResult:
+    """Create an N-validator network: one home per node (key, TLS identity, config listing every peer) and the
+    organisations' keys. Validators are spread over the organisations in turn.
+
+    ``hosts`` names the machine of each node (default: all on 127.0.0.1, ports counting up from the bases); with
+    distinct hosts every node uses the base ports and listens for peers on all interfaces."""
+    from qilian.p2p.tls import create_tls_identity
+
+    if validators < 1:
+        raise ValueError("a network needs at least one validator")
+    if (root / "network.toml").exists() or (root / "genesis.json").exists():
+        raise FileExistsError(f"{root} already holds a chain; use another --home or remove it")
+    if hosts and len(hosts) != validators:
+        raise ValueError(f"--hosts names {len(hosts)} hosts for {validators} validators")
+    local = not hosts or len(set(hosts)) == 1
+    hosts = hosts or tuple("127.0.0.1" for _ in range(validators))
+    suite = get_suite(suite_name)
+    root.mkdir(parents=True, exist_ok=True)
+    key_files: dict[str, Path] = {}
+
+    def new_key(path: Path) -> KeyPair:
+        k = generate_key(suite_name)
+        save_key(k, path, password)
+        return k
+
+    node_keys = [new_key(root / f"node{i}" / "keys" / f"node{i}.pem") for i in range(validators)]
+    orgs = []
+    for j, org in enumerate(organisations):
+        members = [Member(f"node{i}", k.public_key, ("validator",)) for i, k in enumerate(node_keys)
+                   if i % len(organisations) == j]
+        for label, roles in (("admin", ("admin", "member")), ("client", ("member",))):
+            path = root / "keys" / f"{org}-{label}.pem"
+            members.append(Member(label, new_key(path).public_key, roles))
+            key_files[f"{org}-{label}"] = path
+        orgs.append(Organisation(org, tuple(members)))
+    genesis = Genesis(
+        chain_id=chain_id,
+        suite=suite.name,
+        genesis_time_ms=genesis_time_ms if genesis_time_ms is not None else int(time.time() * 1000),
+        organisations=tuple(orgs),
+        validators=ValidatorSet(tuple(sorted((Validator(k.address, k.public_key, 1) for k in node_keys),
+                                             key=lambda v: v.address))),
+        params=params or ChainParams(),
+    )
+    check_genesis(genesis, suite.compute_address)
+    certs = [create_tls_identity(root / f"node{i}" / "tls", f"node{i}") for i in range(validators)]
+    bundle = b"".join(c.read_bytes() for c in certs)
+    peers = tuple({"name": f"node{i}", "public_key": k.public_key.hex(), "host": hosts[i],
+                   "port": p2p_port + i if local else p2p_port} for i, k in enumerate(node_keys))
+    configs = []
+    for i in range(validators):
+        home = root / f"node{i}"
+        (home / "tls" / "network.pem").write_bytes(bundle)
+        (home / "genesis.json").write_text(genesis_to_json(genesis))
+        cfg = NodeConfig(home=home, name=f"node{i}", key_file=f"keys/node{i}.pem",
+                         api_port=api_port + i if local else api_port,
+                         p2p_host="127.0.0.1" if local else "0.0.0.0",
+                         p2p_port=p2p_port + i if local else p2p_port, peers=peers,
+                         timeouts=dict(LOCAL_TIMEOUTS if timeouts is None else timeouts))
+        save_config(cfg)
+        configs.append(cfg)
+    doc = {"chain_id": chain_id, "suite": suite.name,
+           "nodes": [{"name": c.name, "home": c.home.name, "api": f"http://{hosts[i]}:{c.api_port}"}
+                     for i, c in enumerate(configs)]}
+    (root / "network.toml").write_text(tomli_w.dumps(doc))
+    return NetworkInitResult(root, genesis, tuple(configs), key_files)
+
+
+def load_network(root: Path) -> dict[str, Any]:
+    """Read ``root/network.toml`` (written by :func:`init_network`)."""
+    return tomllib.loads((root / "network.toml").read_text())

@@ -1,8 +1,8 @@
-"""The node: wiring of store, mempool, execution and (for now) a single validator's block production.
+"""The node: wiring of store, mempool and execution under the API; consensus (node/consensus.py) drives it.
 
-All the rules live in the pure packages; this module only moves bytes between them, the clock, the disk and the
-API. Block production uses the same header and commit format the BFT network will: a commit is a set of
-precommit signatures over the block ID — here the one validator's.
+All the rules live in the pure packages; this module only moves bytes between them, the disk and the API. Blocks
+are decided by the BFT consensus — with one validator or many, the same path — and committed here with the
+precommit signatures that decided them.
 """
 
 from __future__ import annotations
@@ -10,18 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from qilian.crypto import get_suite
 from qilian.execution.block import (
     ParentInfo,
-    check_block,
     compute_empty_root,
     execute_block,
-    make_header,
 )
 from qilian.execution.rules import ChainRules, TxRejected, check_tx_static, check_tx_window, is_valid_tx_signature
 from qilian.mempool.pool import Mempool, PoolEntry
@@ -30,15 +28,11 @@ from qilian.sdk.keys import get_password_from_env, load_key
 from qilian.state import StateTree
 from qilian.storage.store import ChainStore, ChainTip
 from qilian.types.core import (
-    PRECOMMIT,
     Block,
     Commit,
-    CommitSig,
     Receipt,
     Transaction,
-    compute_block_id,
     compute_tx_hash,
-    compute_vote_sign_bytes,
 )
 
 log = logging.getLogger("qilian.node")
@@ -79,16 +73,18 @@ class Node:
         )
         self.tree = StateTree(self.suite.hash, self.store)
         self.mempool = Mempool(config.mempool_max_txs, config.mempool_max_bytes)
-        self._sig_ok: OrderedDict[bytes, bool] = OrderedDict()
+        self.sig_ok: OrderedDict[bytes, bool] = OrderedDict()
         self._commit_waiters: dict[bytes, list[asyncio.Future[tuple[int, int]]]] = {}
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
-        self._wake = asyncio.Event()
-        self._stopping = False
-        self.blocks_produced = 0
+        self.on_tx_admitted: Callable[[bytes, bool], None] | None = None
+        """Set by the consensus driver: gossip and wake-up on admission."""
+        self.blocks_committed = 0
+        self.consensus: Any = None
+        """The consensus driver (node/consensus.py), set when the node runs."""
         tip = self.store.get_tip()
         last = self.store.get_block(tip.height) if tip.height else None
         # True while the last block's receipts and state are not yet committed by a later header.
-        self._results_pending = last is not None and last.header.tx_count > 0
+        self.results_pending = last is not None and last.header.tx_count > 0
 
     # -- status ------------------------------------------------------------------------------------------
 
@@ -102,14 +98,16 @@ class Node:
 
     # -- admission ---------------------------------------------------------------------------------------
 
-    def process_submit(self, raw: bytes) -> Submitted:
+    def process_submit(self, raw: bytes, from_client: bool = True, decoded: Transaction | None = None) -> Submitted:
         """Admit a transaction: decode, check the rules, verify the signature once, add to the mempool.
 
-        Raises CodecError (malformed), TxRejected (breaks a rule) or MempoolFull. Nothing changes on error."""
+        Transactions from clients are gossiped to the peers; those relayed by peers are not relayed again (the
+        network is a full mesh). Raises CodecError (malformed), TxRejected (breaks a rule) or MempoolFull.
+        Nothing changes on error."""
         if len(raw) > self.genesis.params.max_tx_bytes:
             raise TxRejected("too_large", f"transaction is {len(raw)} bytes, over the limit of "
                                           f"{self.genesis.params.max_tx_bytes}")
-        tx = Transaction.decode(raw, max_bytes=self.genesis.params.max_tx_bytes)
+        tx = decoded or Transaction.decode(raw, max_bytes=self.genesis.params.max_tx_bytes)
         tx_hash = compute_tx_hash(self.suite, tx.body)
         if self.mempool.is_known(tx_hash):
             return Submitted(tx_hash, "known")
@@ -117,18 +115,26 @@ class Node:
             return Submitted(tx_hash, "committed")
         check_tx_static(self.rules, tx, len(raw))
         check_tx_window(self.rules, tx, self.get_tip().height + 1)
-        if not self._sig_ok.get(tx_hash):
-            if not is_valid_tx_signature(self.suite, tx, tx_hash):
-                raise TxRejected("bad_signature", "signature does not verify for the sender key and this body")
-            self._remember_sig(tx_hash)
+        if not self.is_valid_tx_sig(tx, tx_hash):
+            raise TxRejected("bad_signature", "signature does not verify for the sender key and this body")
         self.mempool.process_add(PoolEntry(tx, tx_hash, len(raw)))
-        self._wake.set()
+        if self.on_tx_admitted is not None:
+            self.on_tx_admitted(raw, from_client)
         return Submitted(tx_hash, "accepted")
 
+    def is_valid_tx_sig(self, tx: Transaction, tx_hash: bytes) -> bool:
+        """Verify a transaction's signature once; remember the verdict for blocks that carry it."""
+        if self.sig_ok.get(tx_hash):
+            return True
+        if not is_valid_tx_signature(self.suite, tx, tx_hash):
+            return False
+        self._remember_sig(tx_hash)
+        return True
+
     def _remember_sig(self, tx_hash: bytes) -> None:
-        self._sig_ok[tx_hash] = True
-        if len(self._sig_ok) > SIG_CACHE_SIZE:
-            self._sig_ok.popitem(last=False)
+        self.sig_ok[tx_hash] = True
+        if len(self.sig_ok) > SIG_CACHE_SIZE:
+            self.sig_ok.popitem(last=False)
 
     async def wait_for_commit(self, tx_hash: bytes, timeout_s: float) -> tuple[int, int] | None:
         """(height, index) once the transaction is committed, or None on timeout."""
@@ -173,50 +179,7 @@ class Node:
                     q.get_nowait()
                     q.put_nowait({"type": "overflow"})
 
-    # -- block production (single validator) -------------------------------------------------------------
-
-    def is_block_due(self, tip: ChainTip) -> bool:
-        """Produce a block when there is work, when the last block's results still need a header to commit them
-        (so every receipt becomes provable promptly), or on every interval when empty blocks are configured."""
-        return bool(len(self.mempool) or self.genesis.params.create_empty_blocks or self._results_pending)
-
-    def process_produce_block(self, now_ms: int) -> Block | None:
-        """Build, sign, execute and durably commit the next block. Returns it, or None if nothing was due."""
-        if self.validator is None:
-            raise RuntimeError("this node's key is not a validator; it cannot produce blocks")
-        tip = self.get_tip()
-        if not self.is_block_due(tip):
-            return None
-        parent = self.get_parent_info(tip)
-        height = tip.height + 1
-        dead: list[bytes] = []
-
-        def includable(e: PoolEntry) -> bool:
-            try:
-                check_tx_window(self.rules, e.tx, height)
-            except TxRejected:
-                dead.append(e.tx_hash)
-                return False
-            if self.store.is_tx_committed(e.tx_hash):
-                dead.append(e.tx_hash)
-                return False
-            return True
-
-        params = self.genesis.params
-        entries = self.mempool.get_batch(params.max_block_txs, params.max_block_bytes - 4096, includable)
-        self.mempool.process_remove(dead)
-        txs = tuple(e.tx for e in entries)
-        hashes = [e.tx_hash for e in entries]
-        last_commit = self.store.get_commit(tip.height) if tip.height else None
-        header = make_header(self.rules, parent, now_ms, hashes, last_commit, self.validator.address)
-        block = Block(header, txs, last_commit)
-        check_block(self.rules, parent, block, hashes, self.store.is_tx_committed, self._sig_ok)
-        block_id = compute_block_id(self.suite, header)
-        sig = self.suite.sign(self.key.private_key, compute_vote_sign_bytes(self.rules.chain_id, PRECOMMIT,
-                                                                            height, 0, block_id))
-        commit = Commit(height, 0, block_id, (CommitSig(self.validator.address, sig),))
-        self.process_apply_block(block, commit, hashes)
-        return block
+    # -- commit ------------------------------------------------------------------------------------------
 
     def process_apply_block(self, block: Block, commit: Commit, hashes: list[bytes]) -> list[Receipt]:
         """Execute a decided block and commit it with its results in one synced write; then notify."""
@@ -227,8 +190,8 @@ class Node:
                            result.receipts_root)
         self.store.process_commit_block(block, commit, hashes, result.receipts, result.writes, nodes, new_tip)
         self.mempool.process_remove(hashes)
-        self._results_pending = bool(hashes)
-        self.blocks_produced += 1
+        self.results_pending = bool(hashes)
+        self.blocks_committed += 1
         self._on_committed(block, commit, hashes, result.receipts)
         return list(result.receipts)
 
@@ -248,27 +211,6 @@ class Node:
         for th, r in zip(hashes, receipts, strict=True):
             for ev in r.events:
                 self._publish({"type": "event", "height": h, "tx_hash": th.hex(), **event_view(ev)})
-
-    async def run_block_loop(self) -> None:
-        """Produce blocks on the configured interval until stopped."""
-        interval = self.genesis.params.block_interval_ms / 1000
-        next_at = time.monotonic()
-        while not self._stopping:
-            next_at += interval
-            delay = next_at - time.monotonic()
-            if delay < 0:
-                next_at = time.monotonic()
-                delay = 0
-            await asyncio.sleep(delay)
-            try:
-                self.process_produce_block(int(time.time() * 1000))
-            except Exception:
-                # Our own block failing our own checks is a bug, not an input; stop loudly rather than fork.
-                log.exception("block production failed; stopping the node")
-                raise
-
-    def stop(self) -> None:
-        self._stopping = True
 
     def close(self) -> None:
         self.store.close()

@@ -1,4 +1,4 @@
-"""Run a node process: the HTTP API and the block loop on one event loop until SIGINT/SIGTERM."""
+"""Run a node process: the HTTP API, the P2P transport and consensus on one event loop until SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ from pathlib import Path
 import uvicorn
 
 from qilian.api.app import create_app
-from qilian.node.config import load_config
+from qilian.consensus.timeouts import TimeoutConfig
+from qilian.node.config import NodeConfig, load_config
+from qilian.node.consensus import ConsensusDriver
 from qilian.node.node import Node
+from qilian.p2p.transport import PeerSpec, Transport
 
 log = logging.getLogger("qilian.node")
 
@@ -21,6 +24,7 @@ async def serve(home: Path, port: int | None = None, host: str | None = None) ->
     """Start the node of ``home`` and serve until a stop signal; blocks are committed durably before a stop."""
     cfg = load_config(home)
     node = Node(cfg)
+    driver = make_driver(cfg, node)
     app = create_app(node)
     ucfg = uvicorn.Config(
         app,
@@ -44,7 +48,10 @@ async def serve(home: Path, port: int | None = None, host: str | None = None) ->
     log.info("node %s: chain %s (%s) at height %d, API on http://%s:%d", cfg.name, node.genesis.chain_id,
              node.suite.name, tip.height, ucfg.host, ucfg.port)
     api_task = asyncio.create_task(server.serve(), name="api")
-    block_task = asyncio.create_task(node.run_block_loop(), name="blocks")
+    if driver.transport is not None:
+        await driver.transport.start()
+        log.info("P2P on %s:%d with %d peers configured", cfg.p2p_host, cfg.p2p_port, len(driver.transport.specs))
+    block_task = asyncio.create_task(driver.run(), name="consensus")
     stop_task = asyncio.create_task(stop.wait(), name="stop")
     try:
         done, _ = await asyncio.wait({api_task, block_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
@@ -52,7 +59,7 @@ async def serve(home: Path, port: int | None = None, host: str | None = None) ->
             if t is not stop_task and t.exception() is not None:
                 raise t.exception()  # type: ignore[misc]
     finally:
-        node.stop()
+        driver.stop()
         server.should_exit = True
         block_task.cancel()
         for t in (api_task, block_task):
@@ -60,8 +67,35 @@ async def serve(home: Path, port: int | None = None, host: str | None = None) ->
                 await asyncio.wait_for(t, 5)
             except (asyncio.CancelledError, TimeoutError, Exception):
                 pass
+        if driver.transport is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(driver.transport.stop(), 5)
+        driver.close()
         node.close()
-        log.info("node %s stopped at height %d", cfg.name, tip.height)
+        log.info("node %s stopped", cfg.name)
+
+
+def make_driver(cfg: NodeConfig, node: Node) -> ConsensusDriver:
+    """Consensus for this node: over TLS to the configured peers, or alone when it has none."""
+    timeouts = TimeoutConfig(**cfg.timeouts) if cfg.timeouts else TimeoutConfig()
+    transport: Transport | None = None
+    driver: ConsensusDriver
+    if cfg.p2p_port and cfg.peers:
+        specs = []
+        for p in cfg.peers:
+            pub = bytes.fromhex(p["public_key"])
+            specs.append(PeerSpec(p["name"], pub, node.suite.compute_address(pub), p["host"], int(p["port"])))
+        transport = Transport(
+            suite=node.suite, private_key=node.key.private_key, public_key=node.key.public_key,
+            chain_id=node.genesis.chain_id, genesis_hash=node.genesis_hash, peers=specs,
+            listen_host=cfg.p2p_host, listen_port=cfg.p2p_port, tls_dir=cfg.tls_dir,
+            on_message=lambda peer, msg: driver.on_message(peer, msg),
+            on_peer_up=lambda peer: driver.on_peer_up(peer),
+            get_height=lambda: node.get_tip().height)
+    driver = ConsensusDriver(node, transport, timeouts, cfg.wal_path, cfg.signer_state_path)
+    node.on_tx_admitted = driver.on_tx_admitted
+    node.consensus = driver
+    return driver
 
 
 def run_node(home: Path, port: int | None = None) -> None:

@@ -1,0 +1,173 @@
+"""Messages nodes exchange, as canonical structures (the same codec as blocks and transactions).
+
+Every frame on the wire is ``u32 length ‖ canonical array [kind, body]``. Decoding is strict — a frame that is not
+exactly the canonical encoding of one of these structures is a protocol violation and the peer is disconnected.
+Limits are explicit: the frame size (MAX_FRAME_BYTES) and the item counts below."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final
+
+from qilian.types.codec import CodecError, decode_raw, encode_trusted
+from qilian.types.core import (
+    DOMAIN_PROPOSAL,
+    HASH_SIZE,
+    MAX_PUBLIC_KEY,
+    MAX_SIGNATURE,
+    BlockHeader,
+    Commit,
+    Vote,
+)
+from qilian.types.struct import Bytes, Kind, ListOf, Optional, Struct, Text, UInt, Wire
+
+MAX_FRAME_BYTES: Final = 16 * 1024 * 1024
+"""Largest frame a node accepts from a peer; a larger length prefix disconnects the peer before reading it."""
+MAX_TXS_PER_BATCH: Final = 5000
+"""Most transactions in one gossip batch or fetch answer."""
+MAX_HASHES: Final = 10_000
+"""Most hashes in a proposal or fetch request."""
+MAX_BLOCKS_PER_REPLY: Final = 64
+"""Most blocks in one sync answer (also bounded by the frame size)."""
+DOMAIN_HELLO: Final = b"QILIAN/HELLO/1\x00"
+"""Prefix of the bytes a node signs in its handshake."""
+
+_hash = Bytes(size=HASH_SIZE)
+_sig = Bytes(max_size=MAX_SIGNATURE)
+
+
+@dataclass(frozen=True, slots=True)
+class Hello(Wire):
+    """First message on a connection: who I am, proven by my node key over both sides' TLS certificates."""
+
+    chain_id: str
+    """The sender's chain."""
+    genesis_hash: bytes
+    """The sender's genesis hash: nodes of different chains with one ID never talk."""
+    public_key: bytes
+    """The sender's node (validator) public key."""
+    height: int
+    """The sender's committed height."""
+    signature: bytes
+    """Signature over DOMAIN_HELLO ‖ [chain_id, genesis_hash, sender cert hash, receiver cert hash]."""
+
+    WIRE: ClassVar[tuple[Kind, ...]] = (Text(64), _hash, Bytes(max_size=MAX_PUBLIC_KEY), UInt(), _sig)
+
+
+def compute_hello_sign_bytes(chain_id: str, genesis_hash: bytes, sender_cert: bytes, receiver_cert: bytes) -> bytes:
+    """What a node signs in its Hello: binding its node key to this TLS session's two certificates."""
+    return DOMAIN_HELLO + encode_trusted([chain_id, genesis_hash, sender_cert, receiver_cert])
+
+
+@dataclass(frozen=True, slots=True)
+class Status(Wire):
+    """Periodic: my committed height and where consensus is. Peers ahead of me are where I sync from."""
+
+    height: int
+    """Committed height."""
+    round: int
+    """Current consensus round (of height + 1)."""
+
+    WIRE: ClassVar[tuple[Kind, ...]] = (UInt(), UInt())
+
+
+@dataclass(frozen=True, slots=True)
+class TxBatch(Wire):
+    """Transactions (raw canonical bytes) gossiped from a mempool, or the answer to GetTxs."""
+
+    txs: tuple[bytes, ...]
+    """Encoded transactions."""
+
+    WIRE: ClassVar[tuple[Kind, ...]] = (ListOf(Bytes(max_size=1 << 20), max_items=MAX_TXS_PER_BATCH),)
+
+
+@dataclass(frozen=True, slots=True)
+class GetTxs(Wire):
+    """Ask a peer for transactions by hash (those of a proposal this node lacks)."""
+
+    hashes: tuple[bytes, ...]
+    """Transaction hashes."""
+
+    WIRE: ClassVar[tuple[Kind, ...]] = (ListOf(_hash, max_items=MAX_HASHES),)
+
+
+@dataclass(frozen=True, slots=True)
+class ProposalMsg(Wire):
+    """PROPOSAL(h, r, v, vr): the block header and its transaction hashes — not the transactions themselves."""
+
+    round: int
+    """Round."""
+    valid_round: int
+    """vr + 1 (0 encodes -1: the codec carries unsigned integers)."""
+    header: BlockHeader
+    """The proposed block's header; its hash is the block ID."""
+    tx_hashes: tuple[bytes, ...]
+    """Hashes of the block's transactions, in order (their root is in the header)."""
+    last_commit: Commit | None
+    """The commit of the parent block carried by the proposed block."""
+    signature: bytes
+    """Proposer's signature over :func:`compute_proposal_sign_bytes`."""
+
+    WIRE: ClassVar[tuple[Kind, ...]] = (UInt(), UInt(), Struct(BlockHeader), ListOf(_hash, max_items=MAX_HASHES),
+                                        Optional(Struct(Commit)), _sig)
+
+
+@dataclass(frozen=True, slots=True)
+class GetBlocks(Wire):
+    """Ask a peer for committed blocks from ``start`` on."""
+
+    start: int
+    """First height wanted."""
+    count: int
+    """How many (the peer sends at most MAX_BLOCKS_PER_REPLY)."""
+
+    WIRE: ClassVar[tuple[Kind, ...]] = (UInt(), UInt())
+
+
+@dataclass(frozen=True, slots=True)
+class BlockWithCommit(Wire):
+    """A committed block and the commit that decided it."""
+
+    block: bytes
+    """The encoded block."""
+    commit: bytes
+    """The encoded commit."""
+
+    WIRE: ClassVar[tuple[Kind, ...]] = (Bytes(max_size=MAX_FRAME_BYTES), Bytes(max_size=1 << 20))
+
+
+@dataclass(frozen=True, slots=True)
+class Blocks(Wire):
+    """Answer to GetBlocks; empty when the peer has none of them."""
+
+    items: tuple[BlockWithCommit, ...]
+    """Blocks in height order."""
+
+    WIRE: ClassVar[tuple[Kind, ...]] = (ListOf(Struct(BlockWithCommit), max_items=MAX_BLOCKS_PER_REPLY),)
+
+
+Message = Hello | Status | TxBatch | GetTxs | ProposalMsg | Vote | GetBlocks | Blocks
+KINDS: Final[dict[int, type[Wire]]] = {1: Hello, 2: Status, 3: TxBatch, 4: GetTxs, 5: ProposalMsg, 6: Vote,
+                                       7: GetBlocks, 8: Blocks}
+_KIND_OF: Final = {cls: k for k, cls in KINDS.items()}
+
+
+def encode_message(msg: Wire) -> bytes:
+    """Frame body of a message: the canonical array [kind, fields]."""
+    return encode_trusted([_KIND_OF[type(msg)], msg.to_wire()])
+
+
+def decode_message(data: bytes) -> Any:
+    """Parse a frame body; raises CodecError on anything but the canonical form of a known message."""
+    obj = decode_raw(data, max_bytes=MAX_FRAME_BYTES)
+    if type(obj) is not list or len(obj) != 2 or type(obj[0]) is not int or obj[0] not in KINDS:
+        raise CodecError("not a peer message: expected [kind, body] with a known kind")
+    msg = KINDS[obj[0]].from_wire(obj[1])
+    if encode_message(msg) != data:
+        raise CodecError(f"{type(msg).__name__} is not in canonical form")
+    return msg
+
+
+def compute_proposal_sign_bytes(chain_id: str, height: int, round_: int, block_id: bytes, valid_round: int) -> bytes:
+    """The bytes a proposer signs (valid_round as sent: vr + 1)."""
+    return DOMAIN_PROPOSAL + encode_trusted([chain_id, height, round_, block_id, valid_round])
