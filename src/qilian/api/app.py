@@ -61,6 +61,7 @@ def _consensus_status(node: Node) -> dict[str, Any]:
     t = d.transport
     return {"consensus": {"height": d.core.height, "round": d.core.round, "step": int(d.core.step),
                           "blocks_synced": d.blocks_synced},
+            "txs_committed": node.txs_committed,
             "peers": sorted(p.spec.name for p in t.peers.values()) if t else [],
             "p2p_violations": t.violations if t else 0}
 

@@ -114,37 +114,52 @@ def init(
     chain_id: Annotated[str, typer.Option(help="Chain ID.")] = "qilian-dev",
     suite: Annotated[str, typer.Option(help="Crypto suite: sm2 or ed25519.")] = "sm2",
     orgs: Annotated[str, typer.Option(help="Comma-separated organisation names.")] = "org1",
-    port: Annotated[int, typer.Option(help="HTTP API port.")] = 8545,
+    port: Annotated[int, typer.Option(help="HTTP API port (first node's).")] = 8545,
+    p2p_port: Annotated[int, typer.Option(help="P2P port (first node's).")] = 26656,
     block_interval_ms: Annotated[int, typer.Option(help="Block interval in ms.")] = 1000,
     empty_blocks: Annotated[bool, typer.Option(help="Produce empty blocks on every interval.")] = False,
-    validators: Annotated[int, typer.Option(help="Number of validators (1 until the network lands).")] = 1,
+    validators: Annotated[int, typer.Option(help="Number of validators; with more than one, a directory per "
+                                                 "node is written under --home.")] = 1,
+    hosts: Annotated[str | None, typer.Option(help="Comma-separated host of each validator (default: all on "
+                                                   "127.0.0.1).")] = None,
     password_env: Annotated[str | None, typer.Option(help="Encrypt keys with the password in this env var.")]
     = None,
 ) -> None:
-    """Write a genesis, node config and keys for a new chain."""
+    """Write a genesis, node configs and keys for a new chain."""
     from qilian.crypto import SUITES
-    from qilian.node.config import init_home
+    from qilian.node.config import init_home, init_network
     from qilian.types.core import ChainParams
 
     if suite not in SUITES:
         _fail(f"unknown suite {suite!r}; choose one of {', '.join(SUITES)}")
-    if validators != 1:
-        _fail("only a single-validator chain is supported in this version (the BFT network comes next)")
+    if validators < 1:
+        _fail("--validators must be at least 1")
     org_names = tuple(o.strip() for o in orgs.split(",") if o.strip())
     if not org_names:
         _fail("at least one organisation is needed")
+    host_list = tuple(h.strip() for h in hosts.split(",") if h.strip()) if hosts else ()
     params = ChainParams(block_interval_ms=block_interval_ms, create_empty_blocks=empty_blocks)
     try:
-        res = init_home(home, chain_id, suite, org_names, port, params, _password(password_env))
-    except FileExistsError as exc:
+        if validators == 1 and not host_list:
+            res = init_home(home, chain_id, suite, org_names, port, params, _password(password_env))
+            key_files = res.key_files
+            start = f"qilian node start --home {home}"
+        else:
+            net = init_network(home, validators, chain_id, suite, org_names, host_list, port, p2p_port, params,
+                               _password(password_env))
+            key_files = net.key_files
+            start = (f"qilian up --home {home}   (all on this machine), or on each host: "
+                     f"qilian node start --home <copy of {home}/nodeI>")
+    except (FileExistsError, ValueError) as exc:
         _fail(str(exc))
         return
-    console.print(f"[green]initialised[/green] chain [bold]{chain_id}[/bold] ({suite}) in {home}")
+    console.print(f"[green]initialised[/green] chain [bold]{chain_id}[/bold] ({suite}, {validators} "
+                  f"validator{'s' if validators > 1 else ''}) in {home}")
     table = Table("key", "file")
-    for label, path in res.key_files.items():
+    for label, path in key_files.items():
         table.add_row(label, str(path))
     console.print(table)
-    console.print(f"start it with: qilian node start --home {home}")
+    console.print(f"start it with: {start}")
 
 
 @node_app.command("start")
@@ -163,22 +178,89 @@ def node_start(
 @app.command()
 def up(
     home: HomeOpt = DEFAULT_HOME,
-    suite: Annotated[str, typer.Option(help="Crypto suite for a new chain.")] = "sm2",
-    validators: Annotated[int, typer.Option(help="Validators (1 until the network lands).")] = 1,
-    port: Annotated[int, typer.Option(help="HTTP API port.")] = 8545,
+    suite: Annotated[str, typer.Option(help="Crypto suite for a new chain: sm2 or ed25519.")] = "sm2",
+    validators: Annotated[int, typer.Option(help="Validators of a new local network.")] = 4,
+    port: Annotated[int, typer.Option(help="HTTP API port of the first node (node i: port + i).")] = 8545,
+    detach: Annotated[bool, typer.Option(help="Start in the background and return; stop with `qilian down`.")]
+    = False,
+    wait_s: Annotated[float, typer.Option(help="How long to wait for the first blocks.")] = 60.0,
 ) -> None:
-    """Create (if needed) and run a local chain; prints its endpoint. Ctrl-C stops it."""
-    from qilian.node.config import init_home
-    from qilian.node.run import run_node
+    """Create (if needed) and start a local network of validator processes; Ctrl-C stops them all."""
+    import time
 
-    if validators != 1:
-        _fail("only --validators 1 is supported in this version (the BFT network comes next)")
-    if not (home / "genesis.json").exists():
-        init_home(home, suite_name=suite, api_port=port)
-        console.print(f"[green]created[/green] a {suite} chain in {home}")
-    console.print(f"API  http://127.0.0.1:{port}   docs http://127.0.0.1:{port}/docs\n"
-                  f"try: qilian tx send kv put hello world --home {home} --node http://127.0.0.1:{port}")
-    run_node(home, port)
+    from rich.live import Live
+
+    from qilian.crypto import SUITES
+    from qilian.node.config import init_network
+    from qilian.node.launcher import get_status, start_network, stop_network, wait_for_blocks
+
+    if suite not in SUITES:
+        _fail(f"unknown suite {suite!r}; choose one of {', '.join(SUITES)}")
+    if (home / "pids").exists():
+        stop_network(home)  # a previous detached run of this home: stop it before starting again
+    if not (home / "network.toml").exists() and not (home / "node.toml").exists():
+        if validators < 1:
+            _fail("--validators must be at least 1")
+        init_network(home, validators, suite_name=suite, api_port=port)
+        console.print(f"[green]created[/green] a {suite} network of {validators} validators in {home}")
+    t0 = time.monotonic()
+    launched = start_network(home, detach)
+    apis = [lch.api for lch, _ in launched]
+    procs = [p for _, p in launched]
+    if not wait_for_blocks(apis, procs, wait_s):
+        stop_network(home)
+        logs = "\n".join(f"  {lch.home / 'node.log'}" for lch, _ in launched)
+        _fail(f"the network did not start committing blocks within {wait_s:.0f} s; see the logs:\n{logs}")
+    console.print(f"[green]up[/green]: {len(apis)} validator(s) committing blocks after "
+                  f"{time.monotonic() - t0:.1f} s")
+    for lch, _ in launched:
+        console.print(f"  {lch.name}  API {lch.api}   docs {lch.api}/docs   log {lch.home / 'node.log'}",
+                      soft_wrap=True)
+    console.print(f"try: qilian tx send kv put hello world --home {home} --node {apis[0]}", soft_wrap=True)
+    if detach:
+        console.print(f"running in the background; stop with: qilian down --home {home}")
+        return
+
+    def render() -> Table:
+        table = Table("node", "height", "round", "peers", "mempool", "TPS")
+        for lch in [lch for lch, _ in launched]:
+            st = get_status(lch.api)
+            if st is None:
+                table.add_row(lch.name, "[red]down[/red]", "", "", "", "")
+                continue
+            cs: Any = st.get("consensus", {})
+            peers: Any = st.get("peers") or []
+            n_tx = int(st.get("txs_committed", 0))  # type: ignore[call-overload]
+            prev = last.get(lch.name)
+            now = time.monotonic()
+            tps = (n_tx - prev[0]) / (now - prev[1]) if prev and now > prev[1] else 0.0
+            last[lch.name] = (n_tx, now)
+            table.add_row(lch.name, str(st["height"]), str(cs.get("round", "")), str(len(peers)),
+                          str(st.get("mempool_size", "")), f"{tps:,.0f}")
+        return table
+
+    last: dict[str, tuple[int, float]] = {}
+    try:
+        with Live(render(), console=console, refresh_per_second=1) as live:
+            while all(p.poll() is None for p in procs):
+                time.sleep(1.0)
+                live.update(render())
+        console.print("[red]a node exited[/red]; stopping the network")
+    except KeyboardInterrupt:
+        console.print("stopping…")
+    finally:
+        stop_network(home)
+
+
+@app.command()
+def down(home: HomeOpt = DEFAULT_HOME) -> None:
+    """Stop a network started with `qilian up --detach`."""
+    from qilian.node.launcher import stop_network
+
+    stopped = stop_network(home)
+    if not stopped:
+        _fail(f"no running network recorded in {home}/pids")
+    console.print(f"stopped {', '.join(stopped)}")
 
 
 @app.command("verify-ledger")

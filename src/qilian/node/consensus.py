@@ -190,10 +190,11 @@ class ConsensusDriver:
 
     def is_height_due(self) -> bool:
         """Start the next height when there is work (transactions, or results a header must commit), when a peer
-        has already started it, or on every interval when the chain makes empty blocks."""
+        has already started it, or on every interval when the chain makes empty blocks. Block 1 is always made at
+        once: a new network shows it can decide before anyone depends on it."""
         node = self.node
         return bool(len(node.mempool) or node.results_pending or self.peer_activity
-                    or node.genesis.params.create_empty_blocks)
+                    or node.genesis.params.create_empty_blocks or self.get_tip_height() == 0)
 
     async def _pacer(self) -> None:
         interval = self.node.genesis.params.block_interval_ms / 1000

@@ -79,6 +79,8 @@ class Node:
         self.on_tx_admitted: Callable[[bytes, bool], None] | None = None
         """Set by the consensus driver: gossip and wake-up on admission."""
         self.blocks_committed = 0
+        self.txs_committed = 0
+        """Transactions committed since this process started (for TPS in `qilian up`)."""
         self.consensus: Any = None
         """The consensus driver (node/consensus.py), set when the node runs."""
         tip = self.store.get_tip()
@@ -192,6 +194,7 @@ class Node:
         self.mempool.process_remove(hashes)
         self.results_pending = bool(hashes)
         self.blocks_committed += 1
+        self.txs_committed += len(hashes)
         self._on_committed(block, commit, hashes, result.receipts)
         return list(result.receipts)
 

@@ -183,9 +183,10 @@ class Transport:
                 wait = min(wait * 2, REDIAL_MAX_S)
 
     async def _on_inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = await self._handshake(reader, writer, None)
-        if peer is not None:
-            await self._serve(peer, reader)
+        with contextlib.suppress(asyncio.CancelledError):
+            peer = await self._handshake(reader, writer, None)
+            if peer is not None:
+                await self._serve(peer, reader)
 
     async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                          expected: PeerSpec | None) -> Peer | None:

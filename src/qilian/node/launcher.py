@@ -1,0 +1,121 @@
+"""Start and stop a local network's node processes (``qilian up`` / ``qilian down``).
+
+Each node runs as its own process (``python -m qilian.cli.main node start --home rootI``) writing ``node.log`` in its
+home; their PIDs go to ``root/pids`` so ``qilian down`` can stop a detached network from another shell."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from qilian.node.config import load_config, load_network
+
+STOP_GRACE_S = 15.0
+"""How long ``down`` waits for a node to stop on SIGTERM before SIGKILL (a commit in flight finishes first)."""
+
+
+@dataclass(frozen=True)
+class Launched:
+    """A started node."""
+
+    name: str
+    pid: int
+    api: str
+    home: Path
+
+
+def get_node_homes(root: Path) -> list[Path]:
+    """Homes of the nodes of a network directory (or the directory itself for a one-node home)."""
+    if (root / "network.toml").exists():
+        return [root / n["home"] for n in load_network(root)["nodes"]]
+    return [root]
+
+
+def start_network(root: Path, detach: bool) -> list[tuple[Launched, subprocess.Popen[bytes]]]:
+    """Start every node of ``root``; record their PIDs."""
+    out = []
+    for home in get_node_homes(root):
+        cfg = load_config(home)
+        log = open(home / "node.log", "ab")
+        proc = subprocess.Popen([sys.executable, "-m", "qilian.cli.main", "node", "start", "--home", str(home)],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=detach,
+                                env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        out.append((Launched(cfg.name, proc.pid, f"http://{cfg.api_host}:{cfg.api_port}", home), proc))
+    (root / "pids").write_text(json.dumps([{"name": launched.name, "pid": launched.pid, "api": launched.api}
+                                           for launched, _ in out]))
+    return out
+
+
+def get_status(api: str) -> dict[str, object] | None:
+    """A node's /status, or None if it does not answer."""
+    try:
+        r = httpx.get(api + "/status", timeout=1.0)
+        return r.json() if r.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+def wait_for_blocks(apis: list[str], procs: list[subprocess.Popen[bytes]], timeout_s: float) -> bool:
+    """True once every node answers and all have committed a first block (or a running chain moved on)."""
+    deadline = time.monotonic() + timeout_s
+    first: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in procs):
+            return False
+        heights = []
+        for a in apis:
+            st = get_status(a)
+            heights.append(None if st is None else int(st["height"]))  # type: ignore[call-overload]
+        if all(h is not None for h in heights):
+            for a, h in zip(apis, heights, strict=True):
+                first.setdefault(a, h)  # type: ignore[arg-type]
+            if all(h is not None and h >= 1 and h > first[a] - 1 for a, h in zip(apis, heights, strict=True)):
+                return True
+        time.sleep(0.1)
+    return False
+
+
+def stop_network(root: Path) -> list[str]:
+    """SIGTERM every recorded node, SIGKILL after STOP_GRACE_S; returns the names stopped."""
+    path = root / "pids"
+    if not path.exists():
+        return []
+    entries = json.loads(path.read_text())
+    stopped = []
+    for e in entries:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(e["pid"], signal.SIGTERM)
+            stopped.append(e["name"])
+    deadline = time.monotonic() + STOP_GRACE_S
+    for e in entries:
+        while time.monotonic() < deadline and _is_running(e["pid"]):
+            time.sleep(0.1)
+        if _is_running(e["pid"]):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(e["pid"], signal.SIGKILL)
+    path.unlink(missing_ok=True)
+    return stopped
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of this process still answers kill(0); reap it if it is ours.
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    return True
