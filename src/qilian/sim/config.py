@@ -1,0 +1,107 @@
+"""What a simulation run is made of: every parameter, all integers, all derived from one seed by `qilian.sim.world`.
+
+One tick is one millisecond of simulated time. Timeouts are scaled down from the node's defaults (the shape — linear
+in the round, capped — is the same) so that a run of many rounds costs few events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from qilian.consensus.timeouts import TimeoutConfig
+
+FAULTS = ("drop", "dup", "reorder", "partition", "asym", "isolate", "crash", "torn", "drift")
+"""Fault kinds a run may use (`--faults`). Base network delays are always on.
+
+- drop: messages lost (chaos phase only); dup: messages delivered twice; reorder: a heavy delay tail;
+- partition: symmetric split in two; asym: one group cannot reach the other, the reverse works; isolate: one node
+  cut off both ways; every partition is healed by a later fault event or by the final heal;
+- crash: a correct node stops, loses its volatile state and unsynced WAL tail, restarts later from its disk;
+- torn: a crash in the middle of a step — after the WAL sync and the signer state, before the message leaves;
+- drift: per-node clock rate error (±5 %) applied to its timers."""
+
+BEHAVIOURS = ("equivocate", "double-vote", "silent", "spam", "dup-key")
+"""Byzantine behaviours (`--behaviours`): equivocating proposer (two proposals, one per half of the network, the second
+sometimes invalid), double voter (a vote for one value to one half, a conflicting vote to the other), silent,
+future-round/future-height spammer, and one key running on two correct-looking nodes."""
+
+SIM_TIMEOUTS = TimeoutConfig(propose_base_ms=300, propose_delta_ms=100, prevote_base_ms=150, prevote_delta_ms=100,
+                             precommit_base_ms=150, precommit_delta_ms=100, cap_ms=3000)
+"""Timeouts used by simulated nodes (ticks)."""
+
+MAX_NODES = 64
+"""Bound on validators in one run (event counts grow with the square of it)."""
+MAX_HEIGHTS = 1000
+"""Bound on heights in one run."""
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    """Parameters of one run. Only `seed` varies across a sweep."""
+
+    seed: int
+    """Root seed: network, faults, Byzantine choices, powers and application values all derive from it."""
+    nodes: int = 4
+    """Validators (distinct keys). A `dup-key` Byzantine adds one extra node holding a copy of its key."""
+    byzantine: int = 0
+    """How many validators are Byzantine. Must stay below 1/3 of the power unless `allow_unsafe`."""
+    heights: int = 4
+    """Heights every correct node must commit (at least one more after the heal)."""
+    faults: frozenset[str] = field(default_factory=lambda: frozenset(FAULTS))
+    """Enabled fault kinds (subset of FAULTS)."""
+    behaviours: tuple[str, ...] = BEHAVIOURS
+    """Byzantine behaviours to pick from (per Byzantine validator, by the seed)."""
+    weighted: bool = False
+    """Random voting powers 1..10 instead of equal powers."""
+    chaos_ticks: int = 6000
+    """Length of the phase in which faults happen; then everything heals."""
+    liveness_bound_ticks: int = 40_000
+    """After the heal every correct node must commit a new height within this many ticks."""
+    max_events: int = 3_000_000
+    """Hard bound on simulated events per run."""
+    allow_unsafe: bool = False
+    """Allow ≥ 1/3 Byzantine power (negative control): violations are then expected."""
+    amnesia: bool = False
+    """Restarted nodes lose their WAL and signer state too (negative control for the double-sign checker)."""
+    timeouts: TimeoutConfig = SIM_TIMEOUTS
+    """Consensus timeouts of every node (ticks)."""
+    gossip_ticks: int = 300
+    """A node that has not committed for this long re-sends what it holds (anti-entropy)."""
+    trace_tail: int = 60
+    """How many last trace lines a failure report shows."""
+
+    def __post_init__(self) -> None:
+        assert 1 <= self.nodes <= MAX_NODES, f"nodes must be in 1..{MAX_NODES}"
+        assert 0 <= self.byzantine <= self.nodes, "byzantine must be in 0..nodes"
+        assert 1 <= self.heights <= MAX_HEIGHTS, f"heights must be in 1..{MAX_HEIGHTS}"
+        unknown = set(self.faults) - set(FAULTS)
+        assert not unknown, f"unknown faults {sorted(unknown)}; known: {', '.join(FAULTS)}"
+        bad = set(self.behaviours) - set(BEHAVIOURS)
+        assert not bad and self.behaviours, f"unknown behaviours {sorted(bad)}; known: {', '.join(BEHAVIOURS)}"
+        assert self.chaos_ticks >= 0 and self.liveness_bound_ticks > 0 and self.max_events > 0
+        assert self.gossip_ticks > 0 and self.trace_tail >= 0
+
+
+def parse_faults(text: str) -> frozenset[str]:
+    """`all`, `none` or a comma-separated subset of FAULTS."""
+    text = text.strip()
+    if text in ("all", ""):
+        return frozenset(FAULTS)
+    if text == "none":
+        return frozenset()
+    items = frozenset(t.strip() for t in text.split(",") if t.strip())
+    unknown = items - set(FAULTS)
+    if unknown:
+        raise ValueError(f"unknown fault {', '.join(sorted(unknown))}; known: {', '.join(FAULTS)}")
+    return items
+
+
+def parse_behaviours(text: str) -> tuple[str, ...]:
+    """`mix` (all) or a comma-separated subset of BEHAVIOURS."""
+    text = text.strip()
+    if text in ("mix", "all", ""):
+        return BEHAVIOURS
+    items = tuple(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+    unknown = set(items) - set(BEHAVIOURS)
+    if unknown:
+        raise ValueError(f"unknown behaviour {', '.join(sorted(unknown))}; known: {', '.join(BEHAVIOURS)}")
+    return items
