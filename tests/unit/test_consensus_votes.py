@@ -50,7 +50,7 @@ def test_nil_polka() -> None:
     assert _kinds(r) == {ThresholdKind.POLKA_NIL, ThresholdKind.POLKA_ANY}
 
 
-def test_equivocation_is_evidence_and_not_counted() -> None:
+def test_equivocation_is_evidence_and_counts_once_per_value() -> None:
     k = VoteKeeper(1, ValidatorSet.equal([A, B, C, D]))
     first = Vote(T.PREVOTE, 1, 0, V, A)
     assert k.process_vote(first, 0).counted
@@ -58,11 +58,16 @@ def test_equivocation_is_evidence_and_not_counted() -> None:
     assert not again.counted and again.evidence is None
     second = Vote(T.PREVOTE, 1, 0, W, A)
     r = k.process_vote(second, 0)
-    assert not r.counted and r.evidence is not None
+    assert r.evidence is not None
     assert (r.evidence.first, r.evidence.second) == (first, second)
+    assert k.process_vote(second, 0).evidence is None  # a copy of the conflicting vote: nothing new
     nil = k.process_vote(Vote(T.PREVOTE, 1, 0, None, A), 0)
     assert nil.evidence is not None and len(k.evidence) == 2
-    assert k.get_power_for(0, T.PREVOTE, W) == 0 and k.get_power_any(0, T.PREVOTE) == 1
+    # the equivocator counts for each value it voted for (a polka others saw stays visible), once in "any"
+    assert k.get_power_for(0, T.PREVOTE, W) == 1 and k.get_power_for(0, T.PREVOTE, None) == 1
+    assert k.get_power_any(0, T.PREVOTE) == 1
+    fourth = k.process_vote(Vote(T.PREVOTE, 1, 0, b"u" * 32, A), 0)  # beyond MAX_VALUES_PER_VALIDATOR
+    assert not fourth.counted and fourth.evidence is not None and k.get_power_for(0, T.PREVOTE, b"u" * 32) == 0
     # another round or another type is no conflict
     assert k.process_vote(Vote(T.PRECOMMIT, 1, 0, W, A), 0).evidence is None
     assert k.process_vote(Vote(T.PREVOTE, 1, 1, W, A), 0).evidence is None

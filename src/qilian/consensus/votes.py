@@ -1,7 +1,11 @@
 """Vote keeping for one height: tallies by power, thresholds fired once, equivocation turned into evidence.
 
-A validator's first vote for a (round, type) counts; an identical copy is ignored; a different one is evidence and
-is not counted. Votes of rounds further than `max_future_rounds` above the core's round are not stored (a bound on
+A validator's first vote for a (round, type) counts; an identical copy is ignored; a different one is evidence — and
+it counts too, for its own value (never twice in the "any" total), up to `MAX_VALUES_PER_VALIDATOR` distinct values.
+Why: the paper counts the messages a process received; if an equivocator's second vote were dropped, a correct node
+that saw the other vote first could never see a polka that other correct nodes saw and locked on, and the height
+could stall forever with a single Byzantine validator (found by the simulator, `qilian sim --seed 5`). Counting it
+is safe: two quorums for different values still share a correct validator, who never votes twice. Votes of rounds further than `max_future_rounds` above the core's round are not stored (a bound on
 what a spammer can make us keep), but their round is remembered per validator — one integer each — for L55."""
 
 from __future__ import annotations
@@ -36,11 +40,18 @@ class Threshold:
     """For POLKA_VALUE / COMMIT_VALUE: the value."""
 
 
+MAX_VALUES_PER_VALIDATOR = 3
+"""Distinct values one validator's votes of one (round, type) count for (an equivocator's first vote and two
+conflicting ones: enough for two proposals and nil); further conflicting votes are evidence only."""
+
+
 @dataclass(slots=True)
 class _Tally:
     votes: dict[bytes, Vote] = field(default_factory=dict)
     by_value: dict[bytes | None, int] = field(default_factory=dict)
     total: int = 0
+    conflicting: dict[tuple[bytes, bytes | None], Vote] = field(default_factory=dict)
+    """Counted votes of equivocators beyond their first, by (validator, value)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +99,9 @@ class VoteKeeper:
         tally = self._tallies.get((round, vote_type))
         if not tally:
             return ()
-        return tuple(v for _, v in sorted(tally.votes.items()) if v.value_id == value_id)
+        votes = [v for v in tally.votes.values() if v.value_id == value_id]
+        votes += [v for (_, vid), v in tally.conflicting.items() if vid == value_id]
+        return tuple(sorted(votes, key=lambda v: v.validator))
 
     def is_polka_for(self, round: int, value_id: bytes | None) -> bool:
         """2f+1 prevotes of `round` for `value_id`."""
@@ -140,15 +153,22 @@ class VoteKeeper:
         tally = self._tallies.setdefault((vote.round, vote.type), _Tally())
         earlier = tally.votes.get(vote.validator)
         if earlier is not None:
-            if earlier == vote:
+            if earlier == vote or (vote.validator, vote.value_id) in tally.conflicting:
                 return AddResult(counted=False)
             ev = Evidence(earlier, vote)
             self.evidence.append(ev)
-            return AddResult(counted=False, evidence=ev)
-        tally.votes[vote.validator] = vote
-        tally.by_value[vote.value_id] = tally.by_value.get(vote.value_id, 0) + power
-        tally.total += power
-        fired = list(self.process_sender(vote.validator, vote.round, current_round))
+            extra = sum(1 for a, _ in tally.conflicting if a == vote.validator)
+            if extra + 1 >= MAX_VALUES_PER_VALIDATOR:
+                return AddResult(counted=False, evidence=ev)
+            tally.conflicting[(vote.validator, vote.value_id)] = vote
+            tally.by_value[vote.value_id] = tally.by_value.get(vote.value_id, 0) + power
+            fired = []
+        else:
+            ev = None
+            tally.votes[vote.validator] = vote
+            tally.by_value[vote.value_id] = tally.by_value.get(vote.value_id, 0) + power
+            tally.total += power
+            fired = list(self.process_sender(vote.validator, vote.round, current_round))
         q = self.validators.is_quorum
         if vote.type == VoteType.PREVOTE:
             if q(tally.by_value[vote.value_id]):
@@ -161,7 +181,7 @@ class VoteKeeper:
                 fired += self._fire(Threshold(ThresholdKind.COMMIT_VALUE, vote.round, vote.value_id))
             if q(tally.total):
                 fired += self._fire(Threshold(ThresholdKind.COMMIT_ANY, vote.round))
-        return AddResult(counted=True, thresholds=tuple(fired))
+        return AddResult(counted=True, thresholds=tuple(fired), evidence=ev)
 
     def _fire(self, t: Threshold) -> tuple[Threshold, ...]:
         if t in self._fired:
