@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from qilian import __version__
+from qilian.cli import sim_cmd
 
 app = typer.Typer(help="Qilian (齐链): a consortium blockchain. Start with `qilian up`.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -29,6 +30,7 @@ app.add_typer(tx_app, name="tx")
 app.add_typer(block_app, name="block")
 app.add_typer(state_app, name="state")
 app.add_typer(bench_app, name="bench")
+app.command("sim")(sim_cmd.sim)
 
 console = Console()
 err = Console(stderr=True)

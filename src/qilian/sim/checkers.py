@@ -109,11 +109,12 @@ class Checker:
             self.decided[height] = value
             self.decided_ids[height] = self.id_of(value)
         elif first != value:
-            self._fail("agreement", node, f"height {height}: decided {_short(value)} via {via}, another correct "
-                                          f"node decided {_short(first)}")
+            self._fail("agreement", node, f"height {height}: decided {_hex(self.id_of(value))} via {via}, another "
+                                          f"correct node decided {_hex(self.id_of(first))}")
         parent = self.decided_ids.get(height - 1)
         if parent is not None and not is_valid_value(value, height, parent):
-            self._fail("validity", node, f"height {height}: decided {_short(value)} is not valid at its parent")
+            self._fail("validity", node, f"height {height}: decided {_hex(self.id_of(value))} ({_short(value)}) is "
+                                         f"not valid at its parent {_hex(parent)}")
         self.check_certificate(node, height, round, value, precommits)
 
     def check_certificate(self, node: int, height: int, round: int, value: bytes,

@@ -32,6 +32,10 @@ MAX_NODES = 64
 """Bound on validators in one run (event counts grow with the square of it)."""
 MAX_HEIGHTS = 1000
 """Bound on heights in one run."""
+DEFAULT_CHAOS_TICKS = 6000
+"""Default length of the fault phase."""
+DEFAULT_LIVENESS_BOUND = 40_000
+"""Default liveness bound after the heal (ticks); see docs/spec/consensus.md for why it holds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +56,9 @@ class SimConfig:
     """Byzantine behaviours to pick from (per Byzantine validator, by the seed)."""
     weighted: bool = False
     """Random voting powers 1..10 instead of equal powers."""
-    chaos_ticks: int = 6000
+    chaos_ticks: int = DEFAULT_CHAOS_TICKS
     """Length of the phase in which faults happen; then everything heals."""
-    liveness_bound_ticks: int = 40_000
+    liveness_bound_ticks: int = DEFAULT_LIVENESS_BOUND
     """After the heal every correct node must commit a new height within this many ticks."""
     max_events: int = 3_000_000
     """Hard bound on simulated events per run."""

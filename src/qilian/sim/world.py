@@ -53,7 +53,7 @@ from qilian.consensus import (
 )
 from qilian.sim.app import GENESIS_ID, is_valid_value, make_value, parse_value
 from qilian.sim.checkers import Checker, Violation
-from qilian.sim.config import SimConfig
+from qilian.sim.config import FAULTS, SimConfig
 from qilian.sim.rng import Rng
 
 MAX_HELD_PER_HEIGHT = 400
@@ -208,6 +208,9 @@ class SimResult:
     """Ticks from the heal until every correct node committed the target height (None: not reached)."""
     probes: dict[str, int]
     """Coverage probes (docs/spec/consensus.md)."""
+    faults: dict[str, int]
+    """How often each fault kind acted (messages dropped, duplicated, delayed by the tail; partitions; crashes;
+    torn crashes; nodes with drifting clocks)."""
     roles: tuple[str, ...]
     """Role of each simulated node."""
     powers: tuple[int, ...]
@@ -289,7 +292,12 @@ class World:
         self.target = cfg.heights
         self.done_tick: int | None = None
         self.splits: dict[int, frozenset[int]] = {}
+        self.split_values: dict[tuple[int, int], tuple[bytes, bytes]] = {}
+        """(height, round) → (value id sent to the first half, to the other) of an equivocating proposal: the
+        Byzantine voters back each half's value in that half (the attack that forks a chain when they hold ≥ 1/3)."""
         self.catchups = 0
+        self.fault_counts = dict.fromkeys(FAULTS, 0)
+        self.fault_counts["drift"] = sum(1 for d in self.drift if d)
 
     def _choose_byzantine(self, rng: Rng, n: int) -> list[int]:
         k = self.cfg.byzantine
@@ -325,11 +333,14 @@ class World:
             return
         rng = self.rng_net
         if not self.healed and rng.chance(self.drop_permille):
+            self.fault_counts["drop"] += 1
             return
         copies = 2 if rng.chance(self.dup_permille) else 1
+        self.fault_counts["dup"] += copies - 1
         for _ in range(copies):
             delay = self.base_delay[src][dst] + rng.below(26)
             if not self.healed and rng.chance(self.tail_permille):
+                self.fault_counts["reorder"] += 1
                 delay += rng.between(50, 800)
             self.messages += 1
             self._push(self.now + delay, _DELIVER, dst, src, msg)
@@ -383,8 +394,8 @@ class World:
             else:
                 self._on_heal()
                 deadline = self.now + self.cfg.liveness_bound_ticks
-            if self.done_tick is not None:
-                break
+            if self.done_tick is not None or self.checker.violations:
+                break  # after a broken invariant the run proves nothing more; the trace tail ends at the break
         return self._result()
 
     def _liveness_failure(self) -> None:
@@ -428,6 +439,7 @@ class World:
                     if (a in group) != (b in group) and (name != "asym" or a in group):
                         self.cut[a][b] = True
             self._trace(f"{self.now} F {name} {sorted(group)}")
+            self.fault_counts[name] += 1
             return
         candidates = [n.idx for n in self.nodes if n.has_shell and n.up and n.core is not None]
         if not candidates:
@@ -437,6 +449,7 @@ class World:
             node.torn_pending = True
             self._trace(f"{self.now} F torn {node.idx}")
         else:
+            self.fault_counts["crash"] += 1
             self._crash(node)
         self._push(self.now + rng.between(200, 4000), _RESTART, node.idx, node.epoch + (1 if name == "torn" else 0),
                    None)
@@ -622,6 +635,7 @@ class World:
             disk.own[msg] = None
             self.checker.on_sign(node.idx, msg, node.is_correct)
             if node.torn_pending:
+                self.fault_counts["torn"] += 1
                 self._crash(node)
                 return
         self._hold(node, msg)
@@ -784,10 +798,19 @@ class World:
             parent = node.get_tip_id() if self.rng_byz.below(4) else bytes(32)  # one time in four: invalid
             value = make_value(msg.height, parent, node.idx, self.rng_byz.below(1 << 32))
             alt = Proposal(msg.height, msg.round, value, compute_value_id(value), -1, node.key)
-        elif node.role == "double-vote" and isinstance(msg, Vote):
-            others = [vid for vid in core.proposals.get(msg.round, {}) if vid != msg.value_id]
-            alt_id = others[0] if others else (None if msg.value_id is not None else bytes(32))
-            alt = Vote(msg.type, msg.height, msg.round, alt_id, node.key)
+            self.split_values[(msg.height, msg.round)] = (msg.value_id, alt.value_id)
+        elif node.role in ("equivocate", "double-vote") and isinstance(msg, Vote):
+            pair = self.split_values.get((msg.height, msg.round))
+            if pair is not None:  # back each half's proposal in that half
+                first = Vote(msg.type, msg.height, msg.round, pair[0], node.key)
+                if first != msg:
+                    self.checker.on_sign(node.idx, first, False)
+                msg = first
+                alt = Vote(msg.type, msg.height, msg.round, pair[1], node.key)
+            elif node.role == "double-vote":
+                others = [vid for vid in core.proposals.get(msg.round, {}) if vid != msg.value_id]
+                alt_id = others[0] if others else (None if msg.value_id is not None else bytes(32))
+                alt = Vote(msg.type, msg.height, msg.round, alt_id, node.key)
         if alt is None:
             self._send_all(node, msg)
         else:
@@ -849,7 +872,8 @@ class World:
             config=self.cfg, trace_hash=self._hash.hexdigest(), violations=tuple(self.checker.violations),
             heights=heights, max_round=max(rounds, default=0), messages=self.messages, delivered=self.delivered,
             events=self.events, ticks=self.now, heal_tick=self.heal_tick, liveness_ticks=live, probes=probes,
-            roles=tuple(n.role for n in self.nodes), powers=self.powers, trace_tail=tuple(self._tail))
+            faults=dict(self.fault_counts), roles=tuple(n.role for n in self.nodes), powers=self.powers,
+            trace_tail=tuple(self._tail))
 
 
 def run_simulation(cfg: SimConfig) -> SimResult:
