@@ -89,3 +89,25 @@ def test_a_fault_free_run_decides_every_height_in_round_zero() -> None:
     r = run_simulation(SimConfig(seed=1, nodes=4, heights=5, faults=frozenset(), chaos_ticks=0))
     assert r.ok, r.violations
     assert r.heights >= 5 and r.max_round == 0 and r.probes["catch-up commits"] == 0
+
+
+def test_sim_package_is_pure() -> None:
+    """The simulator is deterministic only if nothing in it reads a clock, `random` or the OS (import-linter checks
+    the same in CI; this names the offending line)."""
+    import ast
+    from pathlib import Path
+
+    import qilian.sim
+
+    forbidden = {"asyncio", "socket", "time", "random", "os", "threading", "subprocess", "secrets", "datetime",
+                 "logging", "signal", "multiprocessing"}
+    root = Path(qilian.sim.__file__).parent
+    files = sorted(root.glob("*.py"))
+    assert len(files) >= 6
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            for name in names:
+                assert name.split(".")[0] not in forbidden, f"{path.name}:{node.lineno} imports {name}"
+                assert not name.startswith(("qilian.node", "qilian.storage", "qilian.p2p", "qilian.cli")), name

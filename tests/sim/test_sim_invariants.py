@@ -12,6 +12,7 @@ import time
 import pytest
 
 import qilian.consensus.votes as votes_module
+import qilian.sim.world as world_module
 from qilian.sim import SimConfig, SimResult, run_simulation
 from qilian.sim.config import FAULTS
 from qilian.sim.sweep import PROBES, format_replay_command, run_sweep
@@ -139,3 +140,24 @@ def test_every_fault_kind_and_behaviour_is_exercised() -> None:
         roles |= set(r.roles)
     assert all(seen.get(f) for f in FAULTS), seen
     assert roles >= {"correct", "equivocate", "double-vote", "silent", "spam", "dup-key"}, roles
+
+
+def test_negative_control_wal_without_next_height_buffer_loses_locks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new height's WAL must start with the next-height messages the core had buffered (`WalStart.buffered`):
+    `start_height` acts on them, so a replay without them diverges — the restarted node forgets a lock it
+    precommitted on, or its guard has to refuse a re-derived vote. Drop them and the checkers must see it."""
+    original = world_module.World._commit
+
+    def forgetful_commit(self: world_module.World, node: world_module.SimNode, cert: world_module.CommitCert) -> None:
+        original(self, node, cert)
+        first = node.disk.wal[0] if node.disk.wal else None
+        if isinstance(first, world_module.WalStart) and first.height == cert.height + 1:
+            node.disk.wal[0] = world_module.WalStart(first.height, ())
+
+    monkeypatch.setattr(world_module.World, "_commit", forgetful_commit)
+    kinds: set[str] = set()
+    for seed in range(200):
+        kinds |= {v.kind for v in run_simulation(SimConfig(seed=seed, nodes=4, byzantine=1)).violations}
+        if kinds:
+            break
+    assert kinds & {"locking", "guard-refused"}, kinds
