@@ -108,6 +108,11 @@ def test_two_of_four_down_halts_without_fork_then_resumes(net: Net) -> None:
         # Half the power cannot decide anything: no block, no acknowledgement.
         assert net.height(net.nodes[0]) == h0 and net.height(net.nodes[1]) <= h0
         assert len(load.acked) == acked0
+        # A crash while stuck mid-height: the node replays its WAL back into the same round state and re-sends
+        # the very votes it had signed (the persisted signer guard would refuse any different one).
+        net.nodes[0].kill()
+        net.nodes[0].start()
+        assert "WAL records for height" in net.nodes[0].log_path.read_text()
         net.nodes[2].start()
         net.wait_height([net.nodes[0], net.nodes[1], net.nodes[2]], h0 + 2, 90)
         load.wait_acked(10, 60)
@@ -116,3 +121,6 @@ def test_two_of_four_down_halts_without_fork_then_resumes(net: Net) -> None:
     net.nodes[3].start()
     net.wait_height(net.nodes, net.height(net.nodes[0]), 60)
     audit(net, load.acked, net.nodes)
+    for n in net.nodes:
+        log = n.log_path.read_text()
+        assert "signer guard" not in log and "equivocation" not in log, n.home.name

@@ -101,6 +101,10 @@ MAX_FETCHED_TXS = 20_000
 """Transactions fetched for proposals kept per height (outside the mempool)."""
 
 
+class StateDiverged(RuntimeError):
+    """This node computed a different state or receipts root than the blocks > 2/3 of the power signed."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Parts:
     """What arrived with a proposal: enough to assemble its block."""
@@ -139,6 +143,8 @@ class ConsensusDriver:
         """(type, height, round, block ID, validator) → signature, for commits and dedup."""
         self.own: list[Any] = []
         """This node's signed messages of the current height (re-sent to a peer that (re)connects)."""
+        self._signed: dict[tuple[int, int, int], ProposalMsg | SignedVote] = {}
+        """Own signed messages of the current height by (height, round, step)."""
         self.fetched: dict[bytes, tuple[Transaction, int]] = {}
         """Transactions fetched for proposals, by hash."""
         self.tx_arrived = asyncio.Event()
@@ -157,6 +163,8 @@ class ConsensusDriver:
         self._timers: list[asyncio.TimerHandle] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
+        self._fatal = asyncio.Event()
+        self._fatal_reason = ""
 
     # ------------------------------------------------------------------------------------------ lifecycle
 
@@ -164,12 +172,25 @@ class ConsensusDriver:
         return self.node.get_tip().height
 
     async def run(self) -> None:
-        """Replay the WAL, then pace heights until stopped."""
+        """Replay the WAL, then connect to peers (so they get our re-derived messages), then pace heights."""
         self._replay()
-        loop_tasks = [self._pacer(), self._gossip_loop()]
+        if self.transport is not None:
+            await self.transport.start()
+        loop_tasks = [self._pacer(), self._gossip_loop(), self._wait_fatal()]
         if self.transport is not None:
             loop_tasks.append(self._status_loop())
         await asyncio.gather(*loop_tasks)
+
+    async def _wait_fatal(self) -> None:
+        await self._fatal.wait()
+        raise StateDiverged(self._fatal_reason)
+
+    def _on_divergence(self, reason: str) -> None:
+        """Our state differs from what > 2/3 of the power decided: stop loudly rather than serve wrong answers."""
+        log.critical("STATE DIVERGED — stopping this node: %s. Its data directory is inconsistent with the "
+                     "chain; wipe it and restart to resync.", reason)
+        self._fatal_reason = reason
+        self._fatal.set()
 
     def stop(self) -> None:
         self._stopping = True
@@ -246,6 +267,7 @@ class ConsensusDriver:
         tip = self.get_tip_height()
         self.parts = {k: v for k, v in self.parts.items() if v.msg.header.height > tip}
         self.own = []
+        self._signed = {}
         self.peer_activity = False
         self.sigs = {k: v for k, v in self.sigs.items() if k[1] > tip}
         if len(self.fetched) > MAX_FETCHED_TXS:
@@ -260,6 +282,11 @@ class ConsensusDriver:
         if not records or records[0] != ["height", tip + 1]:
             return
         log.info("replaying %d WAL records for height %d", len(records) - 1, tip + 1)
+        for rec in records[1:]:
+            if rec[0] == "s":  # own signed messages: re-sent as they were, never signed anew
+                wire = ProposalMsg.decode(rec[2]) if rec[1] == "p" else SignedVote.decode(rec[2])
+                self._signed[self._own_key(wire)] = wire
+        records = [r for r in records if r[0] != "s"]
         self.started = True
         outs = self.core.start_height(tip + 1, self.vset)
         pending_request: RequestValue | None = None
@@ -325,11 +352,15 @@ class ConsensusDriver:
         self._execute(self.core.process(inp), replay=False)
 
     def _execute(self, outs: list[Output], replay: bool) -> None:
-        if not replay and any(isinstance(o, Broadcast) for o in outs):
-            self.wal.sync()  # WAL before send
+        signed = [w for o in outs if isinstance(o, Broadcast) and (w := self._sign(o.message)) is not None]
+        if signed and not replay:
+            self.wal.sync()  # WAL (inputs and the signed messages) before send
+            if self.transport is not None:
+                for w in signed:
+                    self.transport.broadcast(w)
         for o in outs:
             if isinstance(o, Broadcast):
-                self._sign_and_send(o.message, send=not replay)
+                continue
             elif isinstance(o, ScheduleTimeout):
                 self._schedule(o)
             elif isinstance(o, RequestValue):
@@ -353,13 +384,32 @@ class ConsensusDriver:
         if len(self._timers) > 64:
             self._timers = [t for t in self._timers if not t.cancelled() and t.when() > time.monotonic() - 1]
 
-    def _sign_and_send(self, message: Proposal | Vote, send: bool) -> None:
-        """Pass the signer guard (persisting its state first), sign, remember and broadcast."""
+    @staticmethod
+    def _own_key(m: ProposalMsg | SignedVote | Proposal | Vote) -> tuple[int, int, int]:
+        """(height, round, step) of an own message: at most one signed message each."""
+        if isinstance(m, ProposalMsg):
+            return (m.header.height, m.round, 0)
+        if isinstance(m, Proposal):
+            return (m.height, m.round, 0)
+        if isinstance(m, SignedVote):
+            return (m.height, m.round, m.kind)
+        return (m.height, m.round, PREVOTE if m.type == VoteType.PREVOTE else PRECOMMIT)
+
+    def _sign(self, message: Proposal | Vote) -> ProposalMsg | SignedVote | None:
+        """Pass the signer guard (persisting its state first), sign, log in the WAL and remember; the caller
+        syncs the WAL and sends. A message already signed before a restart is reused exactly as it was."""
+        earlier = self._signed.get(self._own_key(message))
+        if earlier is not None:
+            if isinstance(earlier, SignedVote):
+                self.sigs[(earlier.kind, earlier.height, earlier.round, earlier.block_id, earlier.validator)] = \
+                    earlier.signature
+            self.own.append(earlier)
+            return earlier
         try:
             new_state = check_sign(self.signer, message)
         except SignRefused as exc:
             log.error("signer guard: %s", exc)
-            return
+            return None
         if new_state != self.signer:
             save_signer_state(self.signer_path, new_state)
             self.signer = new_state
@@ -369,12 +419,12 @@ class ConsensusDriver:
             block = self.blocks.get(message.value_id)
             if block is None:
                 log.error("no block for own proposal %s", message.value_id.hex()[:16])
-                return
+                return None
             vr = message.valid_round + 1
             sig = self.suite.sign(key.private_key, compute_proposal_sign_bytes(
                 self.chain_id, message.height, message.round, message.value_id, vr))
             hashes = tuple(compute_tx_hash(self.suite, tx.body) for tx in block.txs)
-            wire = ProposalMsg(message.round, vr, block.header, hashes, block.last_commit, sig)
+            wire = ProposalMsg(message.round, vr, block.header, hashes, block.last_commit, message.proposer, sig)
         else:
             kind = PREVOTE if message.type == VoteType.PREVOTE else PRECOMMIT
             bid = message.value_id or b""
@@ -382,9 +432,10 @@ class ConsensusDriver:
                 self.chain_id, kind, message.height, message.round, bid))
             self.sigs[(kind, message.height, message.round, bid, message.validator)] = sig
             wire = SignedVote(kind, message.height, message.round, bid, message.validator, sig)
+        self.wal.append(["s", "p" if isinstance(wire, ProposalMsg) else "v", wire.encode()])
+        self._signed[self._own_key(message)] = wire
         self.own.append(wire)
-        if send and self.transport is not None:
-            self.transport.broadcast(wire)
+        return wire
 
     def _on_request_value(self, o: RequestValue) -> None:
         """getValue(): build a block from the mempool on top of the tip."""
@@ -490,6 +541,11 @@ class ConsensusDriver:
                 sigs.append(CommitSig(v.validator, s))
         commit = Commit(d.height, d.round, block_id, tuple(sigs))
         hashes = [compute_tx_hash(self.suite, tx.body) for tx in block.txs]
+        tip = self.node.get_tip()
+        if (block.header.state_root, block.header.receipts_root) != (tip.state_root, tip.receipts_root):
+            self._on_divergence(f"block {d.height} decided by the network carries state root "
+                                f"{block.header.state_root.hex()[:16]}…, this node has {tip.state_root.hex()[:16]}…")
+            return
         self.node.process_apply_block(block, commit, hashes)
         for h in hashes:
             self.fetched.pop(h, None)
@@ -570,7 +626,7 @@ class ConsensusDriver:
     def _to_proposal(self, msg: ProposalMsg) -> Proposal:
         value = msg.header.encode()
         return Proposal(msg.header.height, msg.round, value, self.suite.hash(value), msg.valid_round - 1,
-                        msg.header.proposer)
+                        msg.proposer)
 
     def _on_proposal(self, msg: ProposalMsg, sender: bytes) -> None:
         h = msg.header
@@ -579,9 +635,9 @@ class ConsensusDriver:
         p = self._to_proposal(msg)
         if p.value_id in self.parts and self.parts[p.value_id].msg.round == msg.round:
             return
-        pub = self.pubkeys.get(h.proposer)
+        pub = self.pubkeys.get(msg.proposer)
         if pub is None:
-            raise PeerViolation(f"proposal by {h.proposer.hex()}, not a validator")
+            raise PeerViolation(f"proposal by {msg.proposer.hex()}, not a validator")
         if not self.suite.verify(pub, compute_proposal_sign_bytes(self.chain_id, h.height, msg.round, p.value_id,
                                                                   msg.valid_round), msg.signature):
             raise PeerViolation("proposal signature does not verify")
@@ -694,12 +750,23 @@ class ConsensusDriver:
                 break
             hashes = [compute_tx_hash(self.suite, tx.body) for tx in block.txs]
             try:
-                check_block(self.node.rules, self.node.get_parent_info(tip), block, hashes,
-                            self.node.store.is_tx_committed, self.node.sig_ok)
                 block_id = self.suite.hash(block.header.encode())
                 check_commit(self.suite, self.chain_id, self.node.genesis.validators, commit, block_id,
                              block.header.height)
             except BlockInvalid as exc:
+                raise PeerViolation(f"synced block {block.header.height} has no valid commit: {exc}") from None
+            if block.header.prev_block_id != tip.block_id:
+                # Signed by > 2/3 of the power yet not on our chain: we hold a block the network never decided.
+                self._on_divergence(f"block {block.header.height} signed by the validators does not extend "
+                                    f"this node's block {tip.height}")
+                return
+            try:
+                check_block(self.node.rules, self.node.get_parent_info(tip), block, hashes,
+                            self.node.store.is_tx_committed, self.node.sig_ok)
+            except BlockInvalid as exc:
+                if block.header.state_root != tip.state_root or block.header.receipts_root != tip.receipts_root:
+                    self._on_divergence(f"synced block {block.header.height}: {exc}")
+                    return
                 raise PeerViolation(f"synced block {block.header.height} is invalid: {exc}") from None
             self.node.process_apply_block(block, commit, hashes)
             applied += 1

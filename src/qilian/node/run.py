@@ -49,7 +49,6 @@ async def serve(home: Path, port: int | None = None, host: str | None = None) ->
              node.suite.name, tip.height, ucfg.host, ucfg.port)
     api_task = asyncio.create_task(server.serve(), name="api")
     if driver.transport is not None:
-        await driver.transport.start()
         log.info("P2P on %s:%d with %d peers configured", cfg.p2p_host, cfg.p2p_port, len(driver.transport.specs))
     block_task = asyncio.create_task(driver.run(), name="consensus")
     stop_task = asyncio.create_task(stop.wait(), name="stop")

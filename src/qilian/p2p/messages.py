@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Final
 
 from qilian.types.codec import CodecError, decode_raw, encode_trusted
 from qilian.types.core import (
+    ADDRESS_SIZE,
     DOMAIN_PROPOSAL,
     HASH_SIZE,
     MAX_PUBLIC_KEY,
@@ -105,11 +106,14 @@ class ProposalMsg(Wire):
     """Hashes of the block's transactions, in order (their root is in the header)."""
     last_commit: Commit | None
     """The commit of the parent block carried by the proposed block."""
+    proposer: bytes
+    """Address of this round's proposer — not always the header's: a value locked in an earlier round (vr ≥ 0)
+    is proposed again, unchanged, by a later round's proposer."""
     signature: bytes
     """Proposer's signature over :func:`compute_proposal_sign_bytes`."""
 
     WIRE: ClassVar[tuple[Kind, ...]] = (UInt(), UInt(), Struct(BlockHeader), ListOf(_hash, max_items=MAX_HASHES),
-                                        Optional(Struct(Commit)), _sig)
+                                        Optional(Struct(Commit)), Bytes(size=ADDRESS_SIZE), _sig)
 
 
 @dataclass(frozen=True, slots=True)

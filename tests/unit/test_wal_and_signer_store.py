@@ -1,0 +1,87 @@
+"""The consensus WAL survives torn writes; the signer state survives restarts and keeps refusing conflicts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from qilian.consensus.signer import SignerState, SignRefused, check_sign
+from qilian.consensus.types import Proposal, Vote, VoteType
+from qilian.node.signer_store import load_signer_state, save_signer_state
+from qilian.node.wal import Wal, read_records
+
+
+def test_wal_round_trip_and_reset(tmp_path: Path) -> None:
+    w = Wal(tmp_path / "cs.wal")
+    w.reset(7)
+    w.append(["v", b"\x01" * 40])
+    w.append(["t", 0, 7, 2])
+    w.sync()
+    w.close()
+    assert Wal(tmp_path / "cs.wal").records == [["height", 7], ["v", b"\x01" * 40], ["t", 0, 7, 2]]
+
+
+@pytest.mark.parametrize("cut", [1, 3, 5, 8, 20])
+def test_torn_tail_is_cut_not_fatal(tmp_path: Path, cut: int) -> None:
+    path = tmp_path / "cs.wal"
+    w = Wal(path)
+    w.reset(3)
+    w.append(["a", b"x" * 100])
+    w.sync()
+    w.close()
+    intact = path.stat().st_size
+    w = Wal(path)
+    w.append(["b", b"y" * 100])
+    w.sync()
+    w.close()
+    full = path.read_bytes()
+    path.write_bytes(full[: len(full) - cut])  # a crash in the middle of the last record
+    w = Wal(path)
+    assert w.records == [["height", 3], ["a", b"x" * 100]]
+    assert path.stat().st_size == intact
+    w.append(["c", 1])  # and the log goes on from the cut
+    w.sync()
+    w.close()
+    assert read_records(path)[0][-1] == ["c", 1]
+
+
+def test_corrupted_record_ends_the_log_there(tmp_path: Path) -> None:
+    path = tmp_path / "cs.wal"
+    w = Wal(path)
+    w.reset(1)
+    w.append(["a", 1])
+    w.append(["b", 2])
+    w.sync()
+    w.close()
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF  # checksum no longer matches
+    path.write_bytes(bytes(data))
+    assert Wal(path).records == [["height", 1], ["a", 1]]
+
+
+def test_signer_state_persists_and_still_refuses_conflicts(tmp_path: Path) -> None:
+    path = tmp_path / "signer" / "state"
+    assert load_signer_state(path) == SignerState()
+    addr = b"\x02" * 20
+    vote = Vote(VoteType.PRECOMMIT, 5, 1, b"\x03" * 32, addr)
+    st = check_sign(load_signer_state(path), vote)
+    save_signer_state(path, st)
+    reloaded = load_signer_state(path)  # "after a restart"
+    assert reloaded == st
+    assert check_sign(reloaded, vote) == reloaded  # the identical message may be re-signed
+    with pytest.raises(SignRefused):
+        check_sign(reloaded, Vote(VoteType.PRECOMMIT, 5, 1, None, addr))
+    with pytest.raises(SignRefused):
+        check_sign(reloaded, Vote(VoteType.PREVOTE, 5, 1, b"\x04" * 32, addr))
+    prop = Proposal(6, 0, b"hdr", b"\x05" * 32, -1, addr)
+    st2 = check_sign(reloaded, prop)
+    save_signer_state(path, st2)
+    assert load_signer_state(path) == st2
+
+
+def test_corrupt_signer_state_refuses_to_start(tmp_path: Path) -> None:
+    path = tmp_path / "state"
+    path.write_bytes(b"\xff\x00garbage")
+    with pytest.raises(RuntimeError, match="never delete"):
+        load_signer_state(path)
