@@ -306,6 +306,8 @@ def init_network(
            "nodes": [{"name": c.name, "home": c.home.name, "api": f"http://{hosts[i]}:{c.api_port}"}
                      for i, c in enumerate(configs)]}
     (root / "network.toml").write_text(tomli_w.dumps(doc))
+    # A copy for clients on this machine: `qilian tx get --home ROOT` verifies proofs against it.
+    (root / "genesis.json").write_text(genesis_to_json(genesis))
     return NetworkInitResult(root, genesis, tuple(configs), key_files)
 
 
