@@ -22,7 +22,7 @@ from qilian.crypto import merkle
 from qilian.execution.rules import TxRejected
 from qilian.mempool.pool import MempoolFull
 from qilian.node.node import Node
-from qilian.types.codec import CodecError, to_json_value
+from qilian.types.codec import CodecError, decode_raw, to_json_value
 from qilian.types.core import compute_tx_hash
 from qilian.types.genesis_json import genesis_to_json
 
@@ -51,6 +51,12 @@ def _parse_hash(text: str, what: str = "hash") -> bytes:
 
 def merkle_view(p: merkle.MerkleProof) -> dict[str, Any]:
     return {"index": p.index, "size": p.size, "path": [h.hex() for h in p.path]}
+
+
+MAX_BATCH_TXS = 5000
+"""Most transactions in one POST /txs/batch."""
+MAX_BATCH_BYTES = 16 * 1024 * 1024
+"""Largest POST /txs/batch body."""
 
 
 def _consensus_status(node: Node) -> dict[str, Any]:
@@ -172,6 +178,35 @@ def create_app(node: Node) -> FastAPI:
                 out["height"], out["index"] = loc2
         return JSONResponse(out, status_code=200 if out["status"] == "committed" else 202)
 
+    @app.post(
+        "/txs/batch",
+        summary="Submit many signed transactions at once",
+        description="Body: the canonical encoding of an array of encoded transactions (at most MAX_BATCH_TXS, "
+                    "MAX_BATCH_BYTES in all). Each is admitted exactly as by POST /txs; the answer counts them and "
+                    "lists the rejected ones by index. If the mempool fills up, the rest of the batch is not "
+                    "admitted (`mempool_full_at`); 429 when not even the first fitted.",
+    )
+    async def submit_batch(request: Request) -> JSONResponse:
+        body = await _read_body(request, MAX_BATCH_BYTES)
+        try:
+            raws = decode_raw(body, max_bytes=MAX_BATCH_BYTES)
+        except CodecError as exc:
+            raise ApiError(400, "malformed", f"body is not an encoded array: {exc}") from None
+        if type(raws) is not list or not all(type(r) is bytes for r in raws):
+            raise ApiError(400, "malformed", "body must encode an array of byte strings (encoded transactions)")
+        if len(raws) > MAX_BATCH_TXS:
+            raise ApiError(413, "too_large", f"{len(raws)} transactions; a batch holds at most {MAX_BATCH_TXS}")
+        res = await node.process_submit_batch(raws)
+        counts = {"accepted": 0, "known": 0, "committed": 0}
+        rejected = []
+        for i, (th, status, message) in enumerate(res.results):
+            if status in counts:
+                counts[status] += 1
+            else:
+                rejected.append({"index": i, "hash": th.hex() if th else None, "error": status, "message": message})
+        doc = {**counts, "rejected": rejected, "mempool_full_at": res.full_at}
+        return JSONResponse(doc, status_code=429 if res.full_at == 0 else 200)
+
     @app.get("/txs/{tx_hash}", summary="A committed transaction with its receipt and inclusion proofs")
     async def get_tx(tx_hash: str) -> dict[str, Any]:
         th = _parse_hash(tx_hash)
@@ -222,6 +257,16 @@ def create_app(node: Node) -> FastAPI:
         if tip.height == 0:
             raise ApiError(404, "not_found", "no blocks yet")
         return _block(tip.height)
+
+    @app.get("/blocks/{height}/tx_hashes", summary="Hashes of a committed block's transactions, in order")
+    async def get_block_tx_hashes(height: int) -> dict[str, Any]:
+        if not 1 <= height < 2**63:
+            raise ApiError(400, "bad_height", "a height is an integer from 1 to 2**63-1")
+        block = node.store.get_block(height)
+        if block is None:
+            raise ApiError(404, "not_found", f"no block at height {height} (the chain is at {node.get_tip().height})")
+        return {"height": height, "time_ms": block.header.time_ms,
+                "tx_hashes": [compute_tx_hash(suite, tx.body).hex() for tx in block.txs]}
 
     @app.get("/blocks/{height}", summary="A committed block by height")
     async def get_block(height: int) -> dict[str, Any]:

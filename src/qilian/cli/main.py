@@ -464,6 +464,63 @@ def bench_micro(
     console.print(table)
 
 
+@bench_app.command("network")
+def bench_network(
+    validators: Annotated[int, typer.Option(help="Validators of the network started for the run.")] = 4,
+    suite: Annotated[str, typer.Option(help="Crypto suite: ed25519 or sm2.")] = "ed25519",
+    workload: Annotated[str, typer.Option(help="Transactions to send: kv.")] = "kv",
+    rate: Annotated[int | None, typer.Option(help="Submissions per second (default: --max).")] = None,
+    max_rate: Annotated[bool, typer.Option("--max", help="Submit as fast as the network admits.")] = False,
+    duration: Annotated[float, typer.Option(help="Seconds of submission.")] = 30.0,
+    clients: Annotated[int, typer.Option(help="Client threads.")] = 4,
+    batch: Annotated[int, typer.Option(help="Transactions per POST /txs/batch.")] = 250,
+    block_interval_ms: Annotated[int, typer.Option(help="Block interval of the network started.")] = 200,
+    attach: Annotated[Path | None, typer.Option(help="Attach to the running network of this home instead.")]
+    = None,
+    out: Annotated[Path, typer.Option(help="Where results go.")] = Path("bench-results"),
+) -> None:
+    """Committed TPS and submit→commit latency of a real local network, and the share of this machine's
+    signature-checking ceiling it reaches (docs/benchmarks.md)."""
+    from qilian.bench.network import NetBenchConfig, run_network_bench, write_outputs
+
+    if rate is not None and max_rate:
+        _fail("give --rate R or --max, not both")
+    cfg = NetBenchConfig(validators=validators, suite=suite, workload=workload, rate=rate,
+                         max_rate=rate is None, duration_s=duration, clients=clients, batch=batch,
+                         block_interval_ms=block_interval_ms, home=attach, out_dir=out)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err,
+                  transient=True) as prog:
+        tasks: dict[str, Any] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = prog.add_task(stage, total=total)
+            prog.update(tasks[stage], completed=done, total=total)
+
+        try:
+            res = run_network_bench(cfg, lambda m: err.print(f"[dim]{m}[/dim]"), progress)
+        except (RuntimeError, ValueError) as exc:
+            _fail(str(exc))
+            return
+    table = Table("metric", "value", title=f"qilian bench network: {validators} validators, {suite}, {workload}, "
+                                          f"{'rate ' + str(rate) + '/s' if rate else 'max'}")
+    table.add_row("committed TPS", f"{res.tps:,.0f}")
+    table.add_row("latency p50 / p95 / p99", f"{res.latency_ms['p50']:,.0f} / {res.latency_ms['p95']:,.0f} / "
+                                             f"{res.latency_ms['p99']:,.0f} ms")
+    table.add_row("submitted / committed / rejected / failed",
+                  f"{res.submitted:,} / {res.committed:,} / {res.rejected:,} / {res.failed:,}")
+    table.add_row("blocks", str(res.blocks))
+    table.add_row("ceiling (verify/s/core × cores ÷ validators)",
+                  f"{res.verify_per_s_one_core:,.0f} × {res.machine['cores']} ÷ {validators} = "
+                  f"{res.ceiling_tps:,.0f} TPS")
+    table.add_row("achieved / ceiling", f"{res.fraction_of_ceiling:.1%}")
+    console.print(table)
+    if res.errors:
+        console.print(f"errors: {res.errors}")
+    paths = write_outputs(res, out)
+    console.print("wrote " + ", ".join(str(p) for p in paths if p is not None), soft_wrap=True)
+
+
 @bench_app.command("state")
 def bench_state(
     sizes: Annotated[str, typer.Option(help="State sizes, comma-separated.")] = "10000,100000,1000000",

@@ -570,7 +570,7 @@ class ConsensusDriver:
         elif isinstance(msg, ProposalMsg):
             self._on_proposal(msg, peer.spec.address)
         elif isinstance(msg, TxBatch):
-            self._on_txs(msg)
+            await self._on_txs(msg)
         elif isinstance(msg, GetTxs):
             self._on_get_txs(peer, msg)
         elif isinstance(msg, Status):
@@ -646,27 +646,18 @@ class ConsensusDriver:
         self.parts[p.value_id] = _Parts(msg, sender)
         self._deliver(h.height, ProposalReceived(p), ["p", msg.encode()])
 
-    def _on_txs(self, batch: TxBatch) -> None:
+    async def _on_txs(self, batch: TxBatch) -> None:
+        """Transactions relayed by a peer (gossip, or answers to GetTxs): admitted like a client's, signatures
+        verified on the verifier threads. Valid ones the mempool cannot take (full, or already past a rule that
+        depends on our height) are kept aside for assembling the proposal that needs them."""
         height = self.get_tip_height()
-        for raw in batch.txs:
-            try:
-                tx = Transaction.decode(raw, max_bytes=self.node.genesis.params.max_tx_bytes)
-            except CodecError as exc:
-                raise PeerViolation(f"malformed transaction: {exc}") from None
-            try:
-                self.node.process_submit(raw, from_client=False, decoded=tx)
-            except TxRejected as exc:
-                if exc.code == "bad_signature":
-                    raise PeerViolation("peer relayed a transaction with a bad signature") from None
-                # Otherwise a fact about our state (full, expired, already committed): keep it for assembly.
-                th = compute_tx_hash(self.suite, tx.body)
-                if th not in self.fetched and self.node.is_valid_tx_sig(tx, th):
-                    self.fetched[th] = (tx, height)
-            except Exception as exc:  # MempoolFull and the like: not the peer's fault
-                th = compute_tx_hash(self.suite, tx.body)
-                if th not in self.fetched and self.node.is_valid_tx_sig(tx, th):
-                    self.fetched[th] = (tx, height)
-                log.debug("peer transaction not admitted: %s", exc)
+        res = await self.node.process_submit_batch(list(batch.txs), from_client=False)
+        for raw, (th, status, message) in zip(batch.txs, res.results, strict=True):
+            if status in ("malformed", "bad_signature"):
+                raise PeerViolation(f"peer relayed a transaction that is {status}: {message}")
+            if status not in ("accepted", "known", "committed") and th and self.node.sig_ok.get(th) \
+                    and th not in self.fetched:
+                self.fetched[th] = (Transaction.decode(raw), height)
         self.tx_arrived.set()
 
     def _on_get_txs(self, peer: Peer, req: GetTxs) -> None:

@@ -12,6 +12,7 @@ import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,11 +23,12 @@ from qilian.execution.block import (
     execute_block,
 )
 from qilian.execution.rules import ChainRules, TxRejected, check_tx_static, check_tx_window, is_valid_tx_signature
-from qilian.mempool.pool import Mempool, PoolEntry
+from qilian.mempool.pool import Mempool, MempoolFull, PoolEntry
 from qilian.node.config import NodeConfig, load_genesis
 from qilian.sdk.keys import get_password_from_env, load_key
 from qilian.state import StateTree
 from qilian.storage.store import ChainStore, ChainTip
+from qilian.types.codec import CodecError
 from qilian.types.core import (
     Block,
     Commit,
@@ -41,6 +43,26 @@ SIG_CACHE_SIZE = 200_000
 """Verified-signature cache entries (tx hash → verified), so a transaction is verified once."""
 MAX_EVENT_QUEUE = 1000
 """Events buffered per /events subscriber; a subscriber that falls further behind is disconnected."""
+
+
+VERIFY_THREADS = 2
+"""Threads verifying transaction signatures of batches (the machine's 2 cores)."""
+
+
+def _verify_chunk(suite: Any, items: list[tuple[Transaction, bytes]]) -> list[bool]:
+    """Runs on a verifier thread: no shared state touched."""
+    return [is_valid_tx_signature(suite, tx, th) for tx, th in items]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """Outcome of a batch submission, one entry per transaction in order."""
+
+    results: tuple[tuple[bytes, str, str], ...]
+    """(hash or empty, status or error code, message) per transaction. Status: accepted, known, committed;
+    anything else is an error code (malformed, bad_signature, mempool_full, a rule's code)."""
+    full_at: int | None
+    """Index where the mempool filled up, if it did."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +95,7 @@ class Node:
         )
         self.tree = StateTree(self.suite.hash, self.store)
         self.mempool = Mempool(config.mempool_max_txs, config.mempool_max_bytes)
+        self._verify_pool = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="verify")
         self.sig_ok: OrderedDict[bytes, bool] = OrderedDict()
         self._commit_waiters: dict[bytes, list[asyncio.Future[tuple[int, int]]]] = {}
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
@@ -123,6 +146,69 @@ class Node:
         if self.on_tx_admitted is not None:
             self.on_tx_admitted(raw, from_client)
         return Submitted(tx_hash, "accepted")
+
+    async def process_submit_batch(self, raws: list[bytes], from_client: bool = True) -> BatchResult:
+        """Admit many transactions: rules on the event loop, signatures verified on VERIFY_THREADS threads (the
+        crypto libraries release the GIL, so this uses every core), then added in order. A full mempool stops the
+        batch at that transaction; everything before it stays admitted."""
+        max_tx = self.genesis.params.max_tx_bytes
+        next_height = self.get_tip().height + 1
+        results: list[tuple[bytes, str, str]] = [(b"", "", "")] * len(raws)
+        todo: list[tuple[int, Transaction, bytes, int]] = []
+        for i, raw in enumerate(raws):
+            try:
+                if len(raw) > max_tx:
+                    raise TxRejected("too_large", f"transaction is {len(raw)} bytes, over the limit of {max_tx}")
+                tx = Transaction.decode(raw, max_bytes=max_tx)
+                th = compute_tx_hash(self.suite, tx.body)
+                if self.mempool.is_known(th):
+                    results[i] = (th, "known", "")
+                    continue
+                if self.store.is_tx_committed(th):
+                    results[i] = (th, "committed", "")
+                    continue
+                check_tx_static(self.rules, tx, len(raw))
+                check_tx_window(self.rules, tx, next_height)
+            except CodecError as exc:
+                results[i] = (b"", "malformed", str(exc))
+                continue
+            except TxRejected as exc:
+                results[i] = (b"", exc.code, exc.message)
+                continue
+            todo.append((i, tx, th, len(raw)))
+        need = [(tx, th) for _, tx, th, _ in todo if not self.sig_ok.get(th)]
+        verdicts: dict[bytes, bool] = {}
+        if need:
+            loop = asyncio.get_running_loop()
+            step = max(64, -(-len(need) // VERIFY_THREADS))
+            chunks = [need[k:k + step] for k in range(0, len(need), step)]
+            for chunk, res in zip(chunks, await asyncio.gather(*(
+                    loop.run_in_executor(self._verify_pool, _verify_chunk, self.suite, c) for c in chunks)),
+                    strict=True):
+                for (_, th), ok in zip(chunk, res, strict=True):
+                    verdicts[th] = ok
+        full_at: int | None = None
+        for i, tx, th, size in todo:
+            if not verdicts.get(th, True):
+                results[i] = (th, "bad_signature", "signature does not verify for the sender key and this body")
+                continue
+            self._remember_sig(th)
+            if full_at is not None:
+                results[i] = (th, "mempool_full", "not tried: the mempool filled up earlier in this batch")
+                continue
+            if self.mempool.is_known(th) or self.store.is_tx_committed(th):
+                results[i] = (th, "known", "")
+                continue
+            try:
+                self.mempool.process_add(PoolEntry(tx, th, size))
+            except MempoolFull as exc:
+                full_at = i
+                results[i] = (th, "mempool_full", str(exc))
+                continue
+            results[i] = (th, "accepted", "")
+            if self.on_tx_admitted is not None:
+                self.on_tx_admitted(raws[i], from_client)
+        return BatchResult(tuple(results), full_at)
 
     def is_valid_tx_sig(self, tx: Transaction, tx_hash: bytes) -> bool:
         """Verify a transaction's signature once; remember the verdict for blocks that carry it."""
@@ -216,4 +302,5 @@ class Node:
                 self._publish({"type": "event", "height": h, "tx_hash": th.hex(), **event_view(ev)})
 
     def close(self) -> None:
+        self._verify_pool.shutdown(wait=True, cancel_futures=True)
         self.store.close()

@@ -1,0 +1,429 @@
+"""``qilian bench network``: throughput and latency of a real local network, against the machine's own ceiling.
+
+Method (docs/benchmarks.md): start N validator processes (or attach to a running network), pre-sign every
+transaction in worker processes *before* the clock starts, submit them over the public HTTP API in batches
+(``POST /txs/batch``) from C client threads — paced to a rate, or as fast as the network admits them with
+``--max`` — and follow the chain through ``/status`` and ``/blocks/{h}/tx_hashes``. A transaction's latency is
+from the moment its batch was sent to the moment the watcher saw the block that holds it (watcher resolution:
+WATCH_INTERVAL_S). The ceiling is what signature checking alone allows on this machine: single-core verifications
+per second for the suite × cores ÷ validators sharing the machine (every validator verifies every transaction).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+WATCH_INTERVAL_S = 0.02
+"""How often the watcher polls for new blocks (latency resolution)."""
+DRAIN_TIMEOUT_S = 30.0
+"""After the last submission, how long to wait for accepted transactions to commit before counting them failed."""
+MAX_PRESIGNED = 200_000
+"""Most transactions signed up front (bounds memory and set-up time in ``--max`` runs)."""
+WORKLOADS = ("kv",)
+"""Workloads available (the contract workloads join when their contracts are installed at genesis)."""
+
+
+@dataclass(frozen=True)
+class NetBenchConfig:
+    """What to run."""
+
+    validators: int = 4
+    suite: str = "ed25519"
+    workload: str = "kv"
+    rate: int | None = None
+    """Target submissions per second; None with ``max_rate`` for as fast as admitted."""
+    max_rate: bool = True
+    duration_s: float = 30.0
+    clients: int = 4
+    batch: int = 250
+    """Transactions per POST /txs/batch."""
+    block_interval_ms: int = 200
+    home: Path | None = None
+    """Attach to the running network of this home (``qilian up --detach``) instead of starting one."""
+    out_dir: Path = Path("bench-results")
+
+
+@dataclass
+class NetBenchResult:
+    """What was measured (written as JSON)."""
+
+    config: dict[str, Any]
+    machine: dict[str, Any]
+    submitted: int = 0
+    committed: int = 0
+    rejected: int = 0
+    failed: int = 0
+    tps: float = 0.0
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    ceiling_tps: float = 0.0
+    verify_per_s_one_core: float = 0.0
+    fraction_of_ceiling: float = 0.0
+    blocks: int = 0
+    series: list[dict[str, float]] = field(default_factory=list)
+    """Per second since the start: committed transactions and their median latency."""
+    errors: dict[str, int] = field(default_factory=dict)
+    network_dir: str = ""
+
+
+def get_machine() -> dict[str, Any]:
+    """CPU model and core count (what every figure depends on)."""
+    model = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": model, "cores": os.cpu_count() or 1, "python": platform.python_version(),
+            "system": f"{platform.system()} {platform.release()}"}
+
+
+def measure_verify_rate(suite_name: str, seconds: float = 1.0) -> float:
+    """Single-core signature verifications per second for the suite's transaction signatures."""
+    from qilian.crypto import get_suite
+
+    suite = get_suite(suite_name)
+    sk = suite.private_key_from_seed(b"\x07" * 32)
+    pk = suite.get_public_key(sk)
+    msg = b"QILIAN/TX/1\x00" + b"\x11" * 32
+    sig = suite.sign(sk, msg)
+    n = 0
+    t0 = time.perf_counter()
+    while True:
+        for _ in range(50):
+            suite.verify(pk, msg, sig)
+        n += 50
+        dt = time.perf_counter() - t0
+        if dt >= seconds:
+            return n / dt
+
+
+def build_call(workload: str, i: int, tag: str) -> tuple[str, str, list[Any]]:
+    """Target, method and arguments of the i-th transaction of a workload."""
+    if workload == "kv":
+        return "kv", "put", [f"{tag}-{i}".encode(), b"v" * 100]
+    raise ValueError(f"unknown workload {workload!r}; choose one of {', '.join(WORKLOADS)}")
+
+
+def _sign_range(key_path: str, chain_id: str, workload: str, tag: str, start: int, stop: int,
+                expires_at: int) -> list[tuple[bytes, bytes]]:
+    """Worker process: sign transactions start..stop-1; returns (encoded, hash) pairs."""
+    from qilian.sdk.client import build_tx
+    from qilian.sdk.keys import load_key
+    from qilian.types.core import compute_tx_hash
+
+    key = load_key(Path(key_path))
+    out = []
+    for i in range(start, stop):
+        to, method, args = build_call(workload, i, tag)
+        tx = build_tx(key, chain_id, to, method, args, expires_at)
+        out.append((tx.encode(), compute_tx_hash(key.suite, tx.body)))
+    return out
+
+
+def presign(key_path: Path, chain_id: str, workload: str, n: int, expires_at: int,
+            progress: Callable[[int], None]) -> list[tuple[bytes, bytes]]:
+    """Sign n transactions in one worker process per core, before any clock starts."""
+    tag = datetime.datetime.now(datetime.UTC).strftime("%H%M%S%f")
+    workers = os.cpu_count() or 1
+    step = 2000
+    out: list[tuple[bytes, bytes]] = []
+    with ProcessPoolExecutor(workers) as pool:
+        futs = [pool.submit(_sign_range, str(key_path), chain_id, workload, tag, s, min(s + step, n), expires_at)
+                for s in range(0, n, step)]
+        for f in futs:
+            out += f.result()
+            progress(len(out))
+    return out
+
+
+class _Watcher(threading.Thread):
+    """Follows node 0's chain; records when each of our transactions was seen committed."""
+
+    def __init__(self, api: str, start_height: int, sent_at: dict[bytes, float]):
+        super().__init__(daemon=True)
+        self.api = api
+        self.height = start_height
+        self.sent_at = sent_at
+        self.committed_at: dict[bytes, float] = {}
+        self.blocks = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.api, timeout=10) as http:
+            while not self.stop.is_set():
+                try:
+                    tip = int(http.get("/status").json()["height"])
+                    while self.height < tip:
+                        doc = http.get(f"/blocks/{self.height + 1}/tx_hashes").json()
+                        now = time.monotonic()
+                        self.height += 1
+                        self.blocks += 1
+                        for h in doc["tx_hashes"]:
+                            b = bytes.fromhex(h)
+                            if b in self.sent_at:
+                                self.committed_at[b] = now
+                except (httpx.HTTPError, KeyError, ValueError):
+                    pass
+                time.sleep(WATCH_INTERVAL_S)
+
+
+def _submit_all(apis: list[str], txs: list[tuple[bytes, bytes]], cfg: NetBenchConfig, sent_at: dict[bytes, float],
+                errors: dict[str, int], deadline: float, on_sent: Callable[[int], None]) -> int:
+    """Client threads sending batches round-robin to the nodes; returns how many were admitted or known."""
+    from qilian.types.codec import encode_trusted
+
+    batches = [txs[i:i + cfg.batch] for i in range(0, len(txs), cfg.batch)]
+    lock = threading.Lock()
+    state = {"next": 0, "admitted": 0}
+    t0 = time.monotonic()
+
+    def client(c: int) -> None:
+        with httpx.Client(timeout=30) as http:
+            while True:
+                with lock:
+                    k = state["next"]
+                    state["next"] += 1
+                if k >= len(batches) or time.monotonic() >= deadline:
+                    return
+                if cfg.rate:
+                    due = t0 + k * cfg.batch / cfg.rate
+                    if due > time.monotonic():
+                        time.sleep(due - time.monotonic())
+                batch = batches[k]
+                api = apis[k % len(apis)]
+                pending = batch
+                while pending and time.monotonic() < deadline:
+                    now = time.monotonic()
+                    for _, h in pending:
+                        sent_at.setdefault(h, now)
+                    try:
+                        r = http.post(api + "/txs/batch", content=encode_trusted([raw for raw, _ in pending]),
+                                      headers={"content-type": "application/octet-stream"})
+                    except httpx.HTTPError as exc:
+                        with lock:
+                            errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+                        time.sleep(0.1)
+                        continue
+                    doc = r.json()
+                    full_at = doc.get("mempool_full_at")
+                    with lock:
+                        state["admitted"] += doc.get("accepted", 0) + doc.get("known", 0) + doc.get("committed", 0)
+                        for rej in doc.get("rejected", []):
+                            if rej["error"] != "mempool_full":
+                                errors[rej["error"]] = errors.get(rej["error"], 0) + 1
+                    on_sent(len(pending) if full_at is None else full_at)
+                    if full_at is None:
+                        pending = []
+                    else:  # back-pressure: the rest waits until there is room
+                        pending = pending[full_at:]
+                        for _, h in pending:
+                            sent_at.pop(h, None)
+                        time.sleep(0.05)
+
+    threads = [threading.Thread(target=client, args=(c,), daemon=True) for c in range(cfg.clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return state["admitted"]
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return 0.0
+    k = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[k]
+
+
+def run_network_bench(cfg: NetBenchConfig, say: Callable[[str], None],
+                      progress: Callable[[str, int, int], None]) -> NetBenchResult:
+    """Run one benchmark; see the module docstring for the method."""
+    from qilian.node.config import init_network, load_network
+    from qilian.node.launcher import start_network, stop_network, wait_for_blocks
+    from qilian.types.core import ChainParams
+
+    if cfg.workload not in WORKLOADS:
+        raise ValueError(f"unknown workload {cfg.workload!r}; choose one of {', '.join(WORKLOADS)}")
+    machine = get_machine()
+    say(f"measuring single-core {cfg.suite} verifications/s …")
+    vps = measure_verify_rate(cfg.suite)
+    owned = cfg.home is None
+    root = Path(tempfile.mkdtemp(prefix="qilian-bench-")) if cfg.home is None else cfg.home
+    procs: list[Any] = []
+    if owned:
+        from qilian.bench.ports import get_free_port_block
+
+        api_base = get_free_port_block(cfg.validators)
+        p2p_base = get_free_port_block(cfg.validators, avoid=range(api_base, api_base + cfg.validators))
+        init_network(root, cfg.validators, chain_id="bench", suite_name=cfg.suite, organisations=("org1",),
+                     api_port=api_base, p2p_port=p2p_base,
+                     params=ChainParams(block_interval_ms=cfg.block_interval_ms, max_block_txs=5000))
+        _raise_mempool(root, 200_000)
+        say(f"starting {cfg.validators} validators in {root} …")
+        launched = start_network(root, detach=False)
+        procs = [p for _, p in launched]
+        apis = [lch.api for lch, _ in launched]
+        if not wait_for_blocks(apis, procs, 60):
+            stop_network(root)
+            raise RuntimeError(f"the network did not start; see {root}/node*/node.log")
+    else:
+        apis = [n["api"] for n in load_network(root)["nodes"]]
+    n_validators = len(apis)
+    ceiling = vps * machine["cores"] / n_validators
+    result = NetBenchResult(config={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+                            machine=machine, verify_per_s_one_core=round(vps, 1), ceiling_tps=round(ceiling, 1),
+                            network_dir=str(root))
+    try:
+        status = httpx.get(apis[0] + "/status", timeout=5).json()
+        chain_id, height = status["chain_id"], int(status["height"])
+        suite = status["suite"]
+        if suite != cfg.suite:
+            say(f"note: the attached network uses {suite}")
+        rate = cfg.rate if cfg.rate else None
+        n = int((rate or ceiling * 1.5) * cfg.duration_s)
+        n = max(cfg.batch, min(n, MAX_PRESIGNED))
+        key_path = root / "keys" / "org1-client.pem"
+        if not key_path.exists():
+            key_path = sorted((root / "keys").glob("*-client.pem"))[0]
+        say(f"pre-signing {n:,} {cfg.workload} transactions in {os.cpu_count()} processes …")
+        txs = presign(key_path, chain_id, cfg.workload, n, height + 900, lambda k: progress("signing", k, n))
+        sent_at: dict[bytes, float] = {}
+        watcher = _Watcher(apis[0], height, sent_at)
+        watcher.start()
+        errors: dict[str, int] = {}
+        t0 = time.monotonic()
+        deadline = t0 + cfg.duration_s
+        counter = {"sent": 0}
+
+        def on_sent(k: int) -> None:
+            counter["sent"] += k
+            progress("submitting", int(min(time.monotonic() - t0, cfg.duration_s) * 10),
+                     int(cfg.duration_s * 10))
+
+        admitted = _submit_all(apis, txs, cfg, sent_at, errors, deadline, on_sent)
+        t_end_submit = time.monotonic()
+        drain_until = t_end_submit + DRAIN_TIMEOUT_S
+        while time.monotonic() < drain_until and len(watcher.committed_at) < admitted:
+            progress("draining", len(watcher.committed_at), max(admitted, 1))
+            time.sleep(0.1)
+        watcher.stop.set()
+        watcher.join(5)
+        committed = watcher.committed_at
+        lat = sorted((committed[h] - sent_at[h]) * 1000 for h in committed if h in sent_at)
+        result.submitted = counter["sent"]
+        result.committed = len(committed)
+        result.rejected = sum(errors.values())
+        result.failed = max(0, admitted - len(committed))
+        result.errors = errors
+        result.blocks = watcher.blocks
+        last = max(committed.values()) if committed else t0
+        result.tps = round(len(committed) / max(last - t0, 1e-9), 1)
+        result.latency_ms = {"p50": round(_percentile(lat, 0.50), 1), "p95": round(_percentile(lat, 0.95), 1),
+                             "p99": round(_percentile(lat, 0.99), 1),
+                             "mean": round(statistics.fmean(lat), 1) if lat else 0.0}
+        result.fraction_of_ceiling = round(result.tps / ceiling, 3) if ceiling else 0.0
+        per_sec: dict[int, list[float]] = {}
+        for h, t in committed.items():
+            if h in sent_at:
+                per_sec.setdefault(int(t - t0), []).append((t - sent_at[h]) * 1000)
+        last_s = max(per_sec) if per_sec else -1
+        result.series = [{"t": s, "committed": len(per_sec.get(s, [])),
+                          "p50_ms": round(statistics.median(per_sec[s]), 1) if s in per_sec else float("nan")}
+                         for s in range(last_s + 1)]
+    finally:
+        if owned:
+            stop_network(root)
+    return result
+
+
+def _raise_mempool(root: Path, max_txs: int) -> None:
+    """Benchmarks keep a deeper mempool than the default, so back-pressure does not hide throughput."""
+    import tomllib
+
+    import tomli_w
+
+    for home in sorted(root.glob("node*")):
+        doc = tomllib.loads((home / "node.toml").read_text())
+        doc.setdefault("mempool", {})["max_txs"] = max_txs
+        (home / "node.toml").write_text(tomli_w.dumps(doc))
+
+
+def write_outputs(result: NetBenchResult, out_dir: Path) -> tuple[Path, Path, Path | None]:
+    """bench-results/<time>.json, .md and .png (the plot needs matplotlib)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    base = out_dir / f"{stamp}-{result.config['suite']}-{result.config['workload']}"
+    jpath = base.with_suffix(".json")
+    jpath.write_text(json.dumps(asdict(result), indent=2))
+    mpath = base.with_suffix(".md")
+    mpath.write_text(format_markdown(result))
+    ppath: Path | None = base.with_suffix(".png")
+    try:
+        _plot(result, ppath)  # type: ignore[arg-type]
+    except ImportError:
+        ppath = None
+    return jpath, mpath, ppath
+
+
+def format_markdown(r: NetBenchResult) -> str:
+    c, m = r.config, r.machine
+    mode = f"rate {c['rate']}/s" if c.get("rate") else "max"
+    return "\n".join([
+        f"# qilian bench network — {c['validators']} validators, {c['suite']}, {c['workload']}, {mode}",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, {m['system']}.",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        f"| committed TPS | {r.tps:,.0f} |",
+        f"| latency p50 / p95 / p99 (ms) | {r.latency_ms.get('p50', 0):,.0f} / {r.latency_ms.get('p95', 0):,.0f} / "
+        f"{r.latency_ms.get('p99', 0):,.0f} |",
+        f"| submitted / committed / rejected / failed | {r.submitted:,} / {r.committed:,} / {r.rejected:,} / "
+        f"{r.failed:,} |",
+        f"| blocks | {r.blocks:,} |",
+        f"| ceiling: {r.verify_per_s_one_core:,.0f} verifications/s/core × {m['cores']} cores ÷ "
+        f"{c['validators']} validators | {r.ceiling_tps:,.0f} TPS |",
+        f"| achieved / ceiling | {r.fraction_of_ceiling:.1%} |",
+        "",
+        f"Duration {c['duration_s']} s, {c['clients']} clients, batches of {c['batch']}, block interval "
+        f"{c['block_interval_ms']} ms.",
+        "",
+    ])
+
+
+def _plot(r: NetBenchResult, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = [p["t"] for p in r.series]
+    fig, ax1 = plt.subplots(figsize=(8, 4))
+    ax1.plot(t, [p["committed"] for p in r.series], color="tab:blue", label="committed tx/s")
+    ax1.set_xlabel("seconds since start")
+    ax1.set_ylabel("committed tx/s", color="tab:blue")
+    ax2 = ax1.twinx()
+    ax2.plot(t, [p["p50_ms"] for p in r.series], color="tab:red", label="median latency (ms)")
+    ax2.set_ylabel("median submit→commit latency (ms)", color="tab:red")
+    c = r.config
+    ax1.set_title(f"{c['validators']} validators, {c['suite']}, {c['workload']}: {r.tps:,.0f} TPS, "
+                  f"p99 {r.latency_ms.get('p99', 0):,.0f} ms")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
