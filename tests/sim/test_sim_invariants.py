@@ -29,9 +29,11 @@ MATRIX = [
 """Shapes the pinned seeds and the sweep cycle through: 4, 7 and 10 validators, equal and weighted power, f
 Byzantine, every fault kind."""
 
-PINNED = {0: [1, 2, 3, 5, 12, 41], 1: [7, 8, 9], 2: [3, 16, 21], 3: [4, 11], 4: [61, 139]}
-"""Seeds per MATRIX row: earlier failures (seed 5 of row 0 stalled before the vote-keeper fix) and seeds known to
-reach rare rules (L28 unlock, L49 past round)."""
+PINNED = {0: [1, 3, 5, 12], 1: [7, 43], 2: [3, 16], 3: [4, 13], 4: [61, 139]}
+"""Seeds per MATRIX row. Row 0 seed 5 was the simulator's first find (a stall, before the vote-keeper fix); the
+others reached rare paths when pinned (L28 unlocks: 0/12, 1/43, 2/3, 3/13; L49 past-round decisions: 0/3, 2/16).
+A change to the simulator or the core moves what each seed exercises; the sweep and the probe test keep the
+coverage honest, these keep known-hard interleavings in CI."""
 
 
 def _explain(r: SimResult) -> str:

@@ -4,9 +4,12 @@ A validator's first vote for a (round, type) counts; an identical copy is ignore
 it counts too, for its own value (never twice in the "any" total), up to `MAX_VALUES_PER_VALIDATOR` distinct values.
 Why: the paper counts the messages a process received; if an equivocator's second vote were dropped, a correct node
 that saw the other vote first could never see a polka that other correct nodes saw and locked on, and the height
-could stall forever with a single Byzantine validator (found by the simulator, `qilian sim --seed 5`). Counting it
-is safe: two quorums for different values still share a correct validator, who never votes twice. Votes of rounds further than `max_future_rounds` above the core's round are not stored (a bound on
-what a spammer can make us keep), but their round is remembered per validator — one integer each — for L55."""
+could stall forever with a single Byzantine validator (found by the simulator: one key on two nodes among 4
+validators; tests/sim checks that reverting this rule brings the stall back). Counting it is safe: two quorums for
+different values still share a correct validator, who never votes twice.
+
+Votes of rounds further than `max_future_rounds` above the core's round are not stored (a bound on what a spammer
+can make us keep), but their round is remembered per validator — one integer each — for L55."""
 
 from __future__ import annotations
 
