@@ -44,3 +44,10 @@ def test_bad_parameters_are_refused_clearly() -> None:
     assert out.exit_code == 2 and "1/3" in out.output
     out = runner.invoke(app, ["sim", "--faults", "meteor"])
     assert out.exit_code == 2 and "unknown fault" in out.output
+
+
+def test_time_box_stops_a_long_sweep() -> None:
+    out = runner.invoke(app, ["sim", "--sweep", "100000", "--time-box", "1", "--nodes", "4"])
+    assert out.exit_code == 0, out.output
+    m = re.search(r"\((\d+) seeds\)", out.output)
+    assert m and 1 <= int(m.group(1)) < 100000
