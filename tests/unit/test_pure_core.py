@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "qilian"
-PURE = ("types", "crypto", "state", "execution", "contracts", "consensus", "mempool")
+PURE = ("types", "crypto", "state", "execution", "contracts", "consensus", "mempool", "sim")
 FORBIDDEN = {"asyncio", "socket", "time", "random", "os", "threading", "subprocess", "secrets", "datetime",
              "logging", "signal", "selectors", "multiprocessing"}
 FORBIDDEN_QILIAN = ("qilian.storage", "qilian.p2p", "qilian.node", "qilian.api", "qilian.cli", "qilian.sdk")

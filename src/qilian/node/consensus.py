@@ -477,6 +477,15 @@ class ConsensusDriver:
             if parts is not None:
                 block = await self._assemble(parts)
             valid = False
+            if block is not None and parts is not None:
+                # Signatures not yet checked (still in a gossip batch, or fetched) are checked off the event
+                # loop, each once; check_block then finds every verdict cached.
+                verdicts = await self.node.process_verify_many(
+                    list(zip(block.txs, parts.msg.tx_hashes, strict=True)))
+                if not all(verdicts.values()):
+                    block = None
+                    log.warning("proposal %s at height %d carries a transaction with a bad signature",
+                                o.value_id.hex()[:16], o.height)
             if block is not None:
                 try:
                     tip = self.node.get_tip()
@@ -507,6 +516,8 @@ class ConsensusDriver:
                     txs.append(e.tx)
                 elif h in self.fetched:
                     txs.append(self.fetched[h][0])
+                elif h in self.node.verifying:
+                    txs.append(self.node.verifying[h][0])
                 else:
                     missing.append(h)
             if not missing:

@@ -49,9 +49,14 @@ VERIFY_THREADS = 2
 """Threads verifying transaction signatures of batches (the machine's 2 cores)."""
 
 
-def _verify_chunk(suite: Any, items: list[tuple[Transaction, bytes]]) -> list[bool]:
+def _verify_chunk(suite: Any, items: list[tuple[Transaction, bytes]]) -> dict[bytes, bool]:
     """Runs on a verifier thread: no shared state touched."""
-    return [is_valid_tx_signature(suite, tx, th) for tx, th in items]
+    return {th: is_valid_tx_signature(suite, tx, th) for tx, th in items}
+
+
+async def _run_chunk(loop: asyncio.AbstractEventLoop, pool: ThreadPoolExecutor, suite: Any,
+                     items: list[tuple[Transaction, bytes]]) -> dict[bytes, bool]:
+    return await loop.run_in_executor(pool, _verify_chunk, suite, items)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +101,8 @@ class Node:
         self.tree = StateTree(self.suite.hash, self.store)
         self.mempool = Mempool(config.mempool_max_txs, config.mempool_max_bytes)
         self._verify_pool = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="verify")
+        self.verifying: dict[bytes, tuple[Transaction, asyncio.Future[dict[bytes, bool]]]] = {}
+        """Transactions whose signature check is running, by hash."""
         self.sig_ok: OrderedDict[bytes, bool] = OrderedDict()
         self._commit_waiters: dict[bytes, list[asyncio.Future[tuple[int, int]]]] = {}
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
@@ -176,17 +183,7 @@ class Node:
                 results[i] = (b"", exc.code, exc.message)
                 continue
             todo.append((i, tx, th, len(raw)))
-        need = [(tx, th) for _, tx, th, _ in todo if not self.sig_ok.get(th)]
-        verdicts: dict[bytes, bool] = {}
-        if need:
-            loop = asyncio.get_running_loop()
-            step = max(64, -(-len(need) // VERIFY_THREADS))
-            chunks = [need[k:k + step] for k in range(0, len(need), step)]
-            for chunk, res in zip(chunks, await asyncio.gather(*(
-                    loop.run_in_executor(self._verify_pool, _verify_chunk, self.suite, c) for c in chunks)),
-                    strict=True):
-                for (_, th), ok in zip(chunk, res, strict=True):
-                    verdicts[th] = ok
+        verdicts = await self.process_verify_many([(tx, th) for _, tx, th, _ in todo])
         full_at: int | None = None
         for i, tx, th, size in todo:
             if not verdicts.get(th, True):
@@ -209,6 +206,43 @@ class Node:
             if self.on_tx_admitted is not None:
                 self.on_tx_admitted(raws[i], from_client)
         return BatchResult(tuple(results), full_at)
+
+    async def process_verify_many(self, items: list[tuple[Transaction, bytes]]) -> dict[bytes, bool]:
+        """Signature verdicts for many transactions, computed on the verifier threads — each signature once:
+        cached verdicts are reused and a signature already being checked for another batch is awaited, not
+        checked again. While a check runs, the transaction is visible to block assembly (``verifying``)."""
+        verdicts: dict[bytes, bool] = {}
+        waits: list[tuple[bytes, asyncio.Future[dict[bytes, bool]]]] = []
+        need: list[tuple[Transaction, bytes]] = []
+        for tx, th in items:
+            if self.sig_ok.get(th):
+                verdicts[th] = True
+            elif th in self.verifying:
+                waits.append((th, self.verifying[th][1]))
+            elif th not in verdicts:
+                verdicts[th] = False  # placeholder until checked below
+                need.append((tx, th))
+        if need:
+            loop = asyncio.get_running_loop()
+            step = max(64, -(-len(need) // VERIFY_THREADS))
+            for k in range(0, len(need), step):
+                chunk = need[k:k + step]
+                fut: asyncio.Future[dict[bytes, bool]] = asyncio.ensure_future(
+                    _run_chunk(loop, self._verify_pool, self.suite, chunk))
+                for tx, th in chunk:
+                    self.verifying[th] = (tx, fut)
+                waits += [(th, fut) for _, th in chunk]
+        for th, fut in waits:
+            try:
+                res = await asyncio.shield(fut)
+            finally:
+                entry = self.verifying.get(th)
+                if entry is not None and entry[1] is fut:
+                    del self.verifying[th]
+            verdicts[th] = res[th]
+            if res[th]:
+                self._remember_sig(th)
+        return verdicts
 
     def is_valid_tx_sig(self, tx: Transaction, tx_hash: bytes) -> bool:
         """Verify a transaction's signature once; remember the verdict for blocks that carry it."""
