@@ -491,8 +491,10 @@ class ConsensusDriver:
                     tip = self.node.get_tip()
                     if block.header.height != tip.height + 1:
                         raise BlockInvalid("proposal is not for the next height")
-                    check_block(self.node.rules, self.node.get_parent_info(tip), block, list(parts.msg.tx_hashes)
-                                if parts else [], self.node.store.is_tx_committed, self.node.sig_ok)
+                    hashes = list(parts.msg.tx_hashes) if parts else []
+                    on_chain = self.node.store.get_committed(hashes)
+                    check_block(self.node.rules, self.node.get_parent_info(tip), block, hashes,
+                                on_chain.__contains__, self.node.sig_ok)
                     valid = True
                 except BlockInvalid as exc:
                     log.warning("proposal %s at height %d is invalid: %s", o.value_id.hex()[:16], o.height, exc)
@@ -764,7 +766,7 @@ class ConsensusDriver:
                 return
             try:
                 check_block(self.node.rules, self.node.get_parent_info(tip), block, hashes,
-                            self.node.store.is_tx_committed, self.node.sig_ok)
+                            self.node.store.get_committed(hashes).__contains__, self.node.sig_ok)
             except BlockInvalid as exc:
                 if block.header.state_root != tip.state_root or block.header.receipts_root != tip.receipts_root:
                     self._on_divergence(f"synced block {block.header.height}: {exc}")

@@ -162,16 +162,26 @@ class Node:
         next_height = self.get_tip().height + 1
         results: list[tuple[bytes, str, str]] = [(b"", "", "")] * len(raws)
         todo: list[tuple[int, Transaction, bytes, int]] = []
-        for i, raw in enumerate(raws):
+        decoded: list[tuple[Transaction, bytes] | Exception] = []
+        for raw in raws:
             try:
                 if len(raw) > max_tx:
                     raise TxRejected("too_large", f"transaction is {len(raw)} bytes, over the limit of {max_tx}")
                 tx = Transaction.decode(raw, max_bytes=max_tx)
-                th = compute_tx_hash(self.suite, tx.body)
+                decoded.append((tx, compute_tx_hash(self.suite, tx.body)))
+            except (CodecError, TxRejected) as exc:
+                decoded.append(exc)
+        committed = self.store.get_committed(d[1] for d in decoded if not isinstance(d, Exception))
+        for i, raw in enumerate(raws):
+            try:
+                d = decoded[i]
+                if isinstance(d, Exception):
+                    raise d
+                tx, th = d
                 if self.mempool.is_known(th):
                     results[i] = (th, "known", "")
                     continue
-                if self.store.is_tx_committed(th):
+                if th in committed:
                     results[i] = (th, "committed", "")
                     continue
                 check_tx_static(self.rules, tx, len(raw))
@@ -185,6 +195,7 @@ class Node:
             todo.append((i, tx, th, len(raw)))
         verdicts = await self.process_verify_many([(tx, th) for _, tx, th, _ in todo])
         full_at: int | None = None
+        committed = self.store.get_committed(th for _, _, th, _ in todo)  # blocks may have landed meanwhile
         for i, tx, th, size in todo:
             if not verdicts.get(th, True):
                 results[i] = (th, "bad_signature", "signature does not verify for the sender key and this body")
@@ -193,7 +204,7 @@ class Node:
             if full_at is not None:
                 results[i] = (th, "mempool_full", "not tried: the mempool filled up earlier in this batch")
                 continue
-            if self.mempool.is_known(th) or self.store.is_tx_committed(th):
+            if self.mempool.is_known(th) or th in committed:
                 results[i] = (th, "known", "")
                 continue
             try:

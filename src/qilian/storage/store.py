@@ -9,7 +9,7 @@ loss at any moment the node reopens at the last committed block, never between t
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -193,6 +193,11 @@ class ChainStore:
         """True iff a transaction with this hash is on chain."""
         with self.env.begin() as txn:
             return txn.get(tx_hash, db=self._txindex) is not None
+
+    def get_committed(self, tx_hashes: Iterable[bytes]) -> set[bytes]:
+        """The hashes among ``tx_hashes`` that are on chain, looked up in one read transaction."""
+        with self.env.begin() as txn:
+            return {h for h in tx_hashes if txn.get(h, db=self._txindex) is not None}
 
     def get_state(self, namespace: str, key: bytes) -> bytes | None:
         """Current (after the tip) value of a state key."""
