@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -316,12 +317,18 @@ class Node:
 
     def process_apply_block(self, block: Block, commit: Commit, hashes: list[bytes]) -> list[Receipt]:
         """Execute a decided block and commit it with its results in one synced write; then notify."""
+        t0 = time.perf_counter()
         tip = self.get_tip()
         result = execute_block(self.rules, self.store, block.txs, hashes)
+        t1 = time.perf_counter()
         new_root, nodes = self.tree.apply_writes(tip.state_root, result.writes)
+        t2 = time.perf_counter()
         new_tip = ChainTip(block.header.height, commit.block_id, block.header.time_ms, new_root,
                            result.receipts_root)
         self.store.process_commit_block(block, commit, hashes, result.receipts, result.writes, nodes, new_tip)
+        t3 = time.perf_counter()
+        log.debug("block %d: %d txs, execute %.1f ms, state %.1f ms (%d nodes), store %.1f ms",
+                  block.header.height, len(hashes), (t1 - t0) * 1e3, (t2 - t1) * 1e3, len(nodes), (t3 - t2) * 1e3)
         self.mempool.process_remove(hashes)
         self.results_pending = bool(hashes)
         self.blocks_committed += 1

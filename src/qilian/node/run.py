@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from pathlib import Path
 
@@ -99,7 +100,9 @@ def make_driver(cfg: NodeConfig, node: Node) -> ConsensusDriver:
 
 def run_node(home: Path, port: int | None = None) -> None:
     """Blocking entry point (uses uvloop when installed)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = os.environ.get("QILIAN_LOG", "info").upper()
+    logging.basicConfig(level=getattr(logging, level, logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         import uvloop
 
