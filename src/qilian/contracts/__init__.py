@@ -1,0 +1,81 @@
+"""Python smart contracts: a validated, metered, isolated subset of Python (docs/contracts.md).
+
+Pure code: validation (validate.py), metering by rewriting (instrument.py), and the runtime (runtime.py) do no IO;
+the state they read and write is handed to them."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from typing import Any, Final
+
+from qilian.contracts.instrument import instrument
+from qilian.contracts.runtime import (
+    DEFAULT_FUEL,
+    CallOutcome,
+    CompiledContract,
+    Context,
+    Runtime,
+)
+from qilian.contracts.validate import ContractInfo, ContractRejected, validate_source
+
+COMPILE_CACHE_SIZE: Final = 256
+"""Compiled contracts kept per process (by source hash): instrumenting happens once per code, not per call."""
+_cache: OrderedDict[bytes, CompiledContract] = OrderedDict()
+
+
+def compile_contract(source: str) -> CompiledContract:
+    """Validate, instrument and compile a contract; raises ContractRejected naming the line and rule."""
+    key = hashlib.sha256(source.encode("utf-8", "surrogatepass")).digest()
+    hit = _cache.get(key)
+    if hit is not None:
+        _cache.move_to_end(key)
+        return hit
+    tree, info = validate_source(source)
+    code = compile(instrument(tree), "<contract>", "exec", dont_inherit=True, optimize=0)
+    compiled = CompiledContract(code, info.exports, info.storage, key)
+    _cache[key] = compiled
+    if len(_cache) > COMPILE_CACHE_SIZE:
+        _cache.popitem(last=False)
+    return compiled
+
+
+class MemoryState:
+    """An in-memory state for sandbox runs and tests (``get``/``put`` by namespace and key)."""
+
+    def __init__(self) -> None:
+        self.data: dict[tuple[str, bytes], bytes] = {}
+
+    def get(self, namespace: str, key: bytes) -> bytes | None:
+        return self.data.get((namespace, key))
+
+    def put(self, namespace: str, key: bytes, value: bytes | None) -> None:
+        if value is None:
+            self.data.pop((namespace, key), None)
+        else:
+            self.data[(namespace, key)] = value
+
+
+def sandbox_run(source: str, method: str = "attack", args: tuple[Any, ...] = (), fuel: int = 1_000_000,
+                ) -> CallOutcome:
+    """Compile a contract, deploy it into a fresh in-memory state and call one function (for tests and the
+    escape corpus). Raises ContractRejected if it does not validate; never raises for what it does at run time."""
+    compiled = compile_contract(source)
+    rt = Runtime(MemoryState(), lambda addr: compiled if addr == "sandbox" else None,
+                 lambda b: hashlib.sha256(b).digest())
+    ctx = Context("00" * 20, "org1", 1, 0, "00" * 32, "sandbox", "00" * 20)
+    return rt.run_call("sandbox", method, list(args), ctx, fuel)
+
+
+__all__ = [
+    "DEFAULT_FUEL",
+    "CallOutcome",
+    "CompiledContract",
+    "Context",
+    "ContractInfo",
+    "ContractRejected",
+    "MemoryState",
+    "Runtime",
+    "compile_contract",
+    "sandbox_run",
+]

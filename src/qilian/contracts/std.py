@@ -1,0 +1,142 @@
+"""The contract standard library: ``from std import digest, digest_hex, encode, decode, Fixed``.
+
+``digest`` hashes with the chain's suite (SM3 on an SM2 chain, SHA-256 on an Ed25519 chain), so a contract computes
+the same digests as clients and proofs do. ``Fixed`` is a deterministic fixed-point decimal on integers (no floats
+anywhere)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any, Final
+
+from qilian.types.codec import CodecError, check_value, decode_raw, encode_trusted
+
+MAX_PLACES: Final = 18
+"""Most decimal places of a Fixed."""
+
+
+class StdError(ValueError):
+    """Bad input to a standard-library function (the call fails)."""
+
+
+class Fixed:
+    """A decimal with ``places`` digits after the point, held as an integer number of units (10**-places).
+
+    Arithmetic rounds toward zero; operands must have the same number of places. Values are stored in contract
+    storage as ``f.units`` (an int) and rebuilt with ``Fixed(units=…, places=…)``."""
+
+    __slots__ = ("places", "units")
+
+    def __init__(self, value: int | str = 0, places: int = 6, units: int | None = None):
+        if type(places) is not int or not 0 <= places <= MAX_PLACES:
+            raise StdError(f"places must be 0..{MAX_PLACES}")
+        self.places = places
+        if units is not None:
+            if type(units) is not int:
+                raise StdError("units is an int")
+            self.units = units
+        elif type(value) is int:
+            self.units = value * 10**places
+        elif type(value) is str:
+            self.units = _parse(value, places)
+        else:
+            raise StdError("Fixed takes an int or decimal text like '12.50'")
+
+    def _other(self, o: Any) -> int:
+        if type(o) is int:
+            return o * 10**self.places
+        if isinstance(o, Fixed) and o.places == self.places:
+            return o.units
+        raise StdError("Fixed arithmetic needs an int or a Fixed with the same places")
+
+    def add(self, o: Any) -> Fixed:
+        return Fixed(places=self.places, units=self.units + self._other(o))
+
+    def sub(self, o: Any) -> Fixed:
+        return Fixed(places=self.places, units=self.units - self._other(o))
+
+    def mul(self, o: Any) -> Fixed:
+        p = self.units * self._other(o)
+        q = 10**self.places
+        return Fixed(places=self.places, units=abs(p) // q * (1 if p >= 0 else -1))
+
+    def div(self, o: Any) -> Fixed:
+        d = self._other(o)
+        if d == 0:
+            raise StdError("division by zero")
+        n = self.units * 10**self.places
+        return Fixed(places=self.places, units=abs(n) // abs(d) * (1 if (n >= 0) == (d >= 0) else -1))
+
+    __add__ = add
+    __sub__ = sub
+    __mul__ = mul
+
+    def __eq__(self, o: object) -> bool:
+        return isinstance(o, Fixed | int) and self.units == self._other(o)
+
+    def __lt__(self, o: Any) -> bool:
+        return self.units < self._other(o)
+
+    def __le__(self, o: Any) -> bool:
+        return self.units <= self._other(o)
+
+    def __gt__(self, o: Any) -> bool:
+        return self.units > self._other(o)
+
+    def __ge__(self, o: Any) -> bool:
+        return self.units >= self._other(o)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def to_str(self) -> str:
+        sign = "-" if self.units < 0 else ""
+        whole, frac = divmod(abs(self.units), 10**self.places)
+        return f"{sign}{whole}.{frac:0{self.places}d}" if self.places else f"{sign}{whole}"
+
+    __str__ = to_str
+
+    def __format__(self, spec: str) -> str:
+        return self.to_str()
+
+
+def _parse(text: str, places: int) -> int:
+    t = text.strip()
+    if len(t) > 80:
+        raise StdError("decimal text longer than 80 characters")
+    neg = t.startswith("-")
+    t = t.lstrip("+-")
+    whole, _, frac = t.partition(".")
+    if not (whole.isdigit() or (whole == "" and frac)) or (frac and not frac.isdigit()) or len(frac) > places:
+        raise StdError(f"{text!r} is not a decimal with at most {places} places")
+    units = int(whole or "0") * 10**places + int((frac or "0").ljust(places, "0")[:places] or "0")
+    return -units if neg else units
+
+
+def make_module(hash_fn: Callable[[bytes], bytes]) -> SimpleNamespace:
+    """The ``std`` module of one chain (its suite's hash)."""
+
+    def digest(data: bytes) -> bytes:
+        if type(data) is not bytes:
+            raise StdError("digest() takes bytes (use text.encode())")
+        return hash_fn(data)
+
+    def digest_hex(data: bytes) -> str:
+        return digest(data).hex()
+
+    def encode(value: Any) -> bytes:
+        try:
+            check_value(value)
+        except CodecError as exc:
+            raise StdError(str(exc)) from None
+        return encode_trusted(value)
+
+    def decode(data: bytes) -> Any:
+        if type(data) is not bytes:
+            raise StdError("decode() takes bytes")
+        try:
+            return decode_raw(data)
+        except CodecError as exc:
+            raise StdError(str(exc)) from None
+
+    return SimpleNamespace(digest=digest, digest_hex=digest_hex, encode=encode, decode=decode, Fixed=Fixed)
