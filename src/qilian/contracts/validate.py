@@ -166,7 +166,7 @@ def validate_source(source: str) -> tuple[ast.Module, ContractInfo]:
         else:
             raise ContractRejected(_line(stmt), "module-level", f"{type(stmt).__name__} is not allowed at module "
                                                                 f"level (only std imports, storage and functions)")
-    _walk(tree, imported)
+    _walk(tree)
     if not exports:
         raise ContractRejected(1, "no-exports", "a contract needs at least one @export function")
     if len(set(storage)) != len(storage):
@@ -200,7 +200,7 @@ def _check_function(fn: ast.FunctionDef, exports: list[str]) -> None:
         exports.append(fn.name)
 
 
-def _walk(tree: ast.AST, imported: set[str]) -> None:
+def _walk(tree: ast.AST) -> None:
     for node in ast.walk(tree):
         t = type(node)
         if t not in ALLOWED_NODES:
@@ -248,9 +248,3 @@ def _walk(tree: ast.AST, imported: set[str]) -> None:
                     if isinstance(sub, ast.Attribute) and isinstance(sub.ctx, ast.Store | ast.Del):
                         raise ContractRejected(_line(node), "attribute-write", "contracts cannot set or delete "
                                                                               "attributes")
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
-            n = node.id
-            if n in STD_NAMES and n not in imported:
-                raise ContractRejected(_line(node), "import", f"{n!r} must be imported: from {STD_MODULE} "
-                                                              f"import {n}")

@@ -10,8 +10,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from qilian.contracts import DEFAULT_FUEL, CallOutcome, Context
 from qilian.crypto import merkle
 from qilian.crypto.suite import Suite
+from qilian.execution.contracts import CONTRACTS_MODULE, ContractExecutor
 from qilian.execution.rules import (
     ChainRules,
     TxRejected,
@@ -25,6 +27,7 @@ from qilian.types.core import (
     PRECOMMIT,
     STATUS_FAILED,
     STATUS_OK,
+    STATUS_OUT_OF_FUEL,
     Block,
     BlockHeader,
     Commit,
@@ -130,30 +133,59 @@ def _call_kv(overlay: _Overlay, tx: Transaction) -> tuple[Any, list[Event]]:
     raise CallFailed(f"kv has no method {tx.body.method!r}")
 
 
-def execute_tx(rules: ChainRules, overlay: _Overlay, tx: Transaction, tx_hash: bytes) -> Receipt:
+def execute_tx(rules: ChainRules, overlay: _Overlay, tx: Transaction, tx_hash: bytes,
+               contracts: ContractExecutor | None = None, height: int = 0, time_ms: int = 0) -> Receipt:
     """Run one transaction's call; on failure its writes and events are dropped."""
     overlay.tx_writes = {}
+    body = tx.body
     try:
-        if tx.body.to == "kv":
+        if body.to == "kv":
             result, events = _call_kv(overlay, tx)
+            fuel = 0
+        elif contracts is None:
+            raise CallFailed(f"no module or contract named {body.to!r}")
         else:
-            raise CallFailed(f"no module or contract named {tx.body.to!r}")
+            member = rules.members.get(body.sender)
+            sender = rules.suite.compute_address(body.sender).hex()
+            ctx = Context(sender, member.organisation if member else "", height, time_ms, tx_hash.hex(), body.to,
+                          sender)
+            if body.to == CONTRACTS_MODULE:
+                out = contracts.deploy(ctx, body.sender, body.method, list(body.args))
+            else:
+                out = contracts.call(ctx, body.method, list(body.args))
+            if not out.ok:
+                overlay.tx_writes = {}
+                status = STATUS_OUT_OF_FUEL if out.out_of_fuel else STATUS_FAILED
+                return Receipt(tx_hash, status, out.error or "failed", out.fuel_used, None, ())
+            result, fuel = out.value, out.fuel_used
+            events = [Event(src[:128], name, data) for src, name, data in out.events]
     except CallFailed as exc:
         overlay.tx_writes = {}
         return Receipt(tx_hash, STATUS_FAILED, str(exc), 0, None, ())
     overlay.block_writes.update(overlay.tx_writes)
     overlay.tx_writes = {}
-    return Receipt(tx_hash, STATUS_OK, "", 0, result, tuple(events))
+    return Receipt(tx_hash, STATUS_OK, "", fuel, result, tuple(events))
 
 
 def execute_block(rules: ChainRules, state: StateReader, txs: Sequence[Transaction],
-                  tx_hashes: Sequence[bytes]) -> BlockResult:
-    """Execute validated transactions in order. Deterministic: depends only on its arguments."""
+                  tx_hashes: Sequence[bytes], height: int = 0, time_ms: int = 0) -> BlockResult:
+    """Execute validated transactions in order. Deterministic: depends only on its arguments (``height`` and
+    ``time_ms`` are the block's, what contracts see as ``ctx.height`` and ``ctx.time_ms``)."""
     block_writes: Writes = {}
     overlay = _Overlay(state, block_writes)
-    receipts = tuple(execute_tx(rules, overlay, tx, h) for tx, h in zip(txs, tx_hashes, strict=True))
+    contracts = ContractExecutor(rules.suite, overlay)
+    receipts = tuple(execute_tx(rules, overlay, tx, h, contracts, height, time_ms)
+                     for tx, h in zip(txs, tx_hashes, strict=True))
     root = merkle.compute_root(rules.suite.hash, [r.encode() for r in receipts])
     return BlockResult(receipts, block_writes, root)
+
+
+def query_contract(rules: ChainRules, state: StateReader, address: str, method: str, args: list[Any],
+                   height: int, time_ms: int, sender: str = "", fuel: int = DEFAULT_FUEL) -> CallOutcome:
+    """A read-only call against ``state`` (no transaction, nothing written; a write fails the query)."""
+    overlay = _Overlay(state, {})
+    ctx = Context(sender, "", height, time_ms, "", address, sender)
+    return ContractExecutor(rules.suite, overlay).call(ctx, method, args, fuel, read_only=True)
 
 
 def compute_txs_root(suite: Suite, tx_hashes: Sequence[bytes]) -> bytes:
@@ -309,4 +341,5 @@ __all__ = [
     "execute_block",
     "get_block_id",
     "make_header",
+    "query_contract",
 ]

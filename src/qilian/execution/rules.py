@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from qilian.crypto.suite import Suite
+from qilian.execution.contracts import CONTRACTS_MODULE, DEPLOY_ROLE, is_contract_target
 from qilian.types.core import SENDING_ROLES, Genesis, Transaction, compute_tx_sign_bytes
 
 
@@ -60,8 +61,8 @@ class ChainRules:
         return self.genesis.chain_id
 
 
-KNOWN_TARGETS: Final = {"kv": ("put", "delete")}
-"""Built-in modules and their methods (contracts come later)."""
+KNOWN_TARGETS: Final = {"kv": ("put", "delete"), "contracts": ("deploy", "upgrade")}
+"""Built-in modules and their methods; any other target must name a contract (checked when it runs)."""
 
 
 def check_tx_static(rules: ChainRules, tx: Transaction, encoded_size: int) -> MemberInfo:
@@ -88,9 +89,14 @@ def check_tx_static(rules: ChainRules, tx: Transaction, encoded_size: int) -> Me
         raise TxRejected("forbidden", f"sender {member.organisation}/{member.name} has no role that may transact")
     methods = KNOWN_TARGETS.get(body.to)
     if methods is None:
-        raise TxRejected("unknown_target", f"no module or contract named {body.to!r}")
+        if not is_contract_target(body.to):
+            raise TxRejected("unknown_target", f"no module or contract named {body.to!r}")
+        return member
     if body.method not in methods:
         raise TxRejected("unknown_method", f"{body.to} has no method {body.method!r} (it has {', '.join(methods)})")
+    if body.to == CONTRACTS_MODULE and DEPLOY_ROLE not in member.roles:
+        raise TxRejected("forbidden", f"sender {member.organisation}/{member.name} may not deploy or upgrade "
+                                      f"contracts (needs the {DEPLOY_ROLE} role)")
     return member
 
 

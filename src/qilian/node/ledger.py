@@ -24,6 +24,7 @@ from qilian.execution.block import (
     compute_tx_hashes,
     execute_block,
 )
+from qilian.execution.contracts import compute_genesis_writes
 from qilian.execution.rules import ChainRules
 from qilian.state import MemoryNodeStore, StateError, StateTree
 from qilian.storage.store import ChainStore, compute_value_key
@@ -86,7 +87,11 @@ def verify_ledger(data_dir: Path, progress: Callable[[int, int], None] | None = 
         state = _MemState()
         nodes = MemoryNodeStore()
         tree = StateTree(suite.hash, nodes)
-        parent = ParentInfo(0, b"", genesis.genesis_time_ms, b"\x00" * 32, compute_empty_root(suite),
+        genesis_writes = compute_genesis_writes()
+        genesis_root, genesis_nodes = tree.apply_writes(b"\x00" * 32, genesis_writes)
+        nodes.put_nodes(genesis_nodes)
+        state.values.update({k: v for k, v in genesis_writes.items() if v is not None})
+        parent = ParentInfo(0, b"", genesis.genesis_time_ms, genesis_root, compute_empty_root(suite),
                             genesis.validators)
         seen_txs: set[bytes] = set()
         checked = 0
@@ -115,7 +120,7 @@ def verify_ledger(data_dir: Path, progress: Callable[[int, int], None] | None = 
                 loc = store.get_tx_location(th)
                 if loc is None or loc[0] != height:
                     return fail(f"block {height}: transaction index does not point at this block")
-            result = execute_block(rules, state, block.txs, hashes)
+            result = execute_block(rules, state, block.txs, hashes, height, block.header.time_ms)
             stored = store.get_receipts_bytes(height)
             if stored != encode_trusted([r.to_wire() for r in result.receipts]):
                 return fail(f"block {height}: stored receipts differ from re-execution")

@@ -23,11 +23,12 @@ from qilian.execution.block import (
     compute_empty_root,
     execute_block,
 )
+from qilian.execution.contracts import compute_genesis_writes
 from qilian.execution.rules import ChainRules, TxRejected, check_tx_static, check_tx_window, is_valid_tx_signature
 from qilian.mempool.pool import Mempool, MempoolFull, PoolEntry
 from qilian.node.config import NodeConfig, load_genesis
 from qilian.sdk.keys import get_password_from_env, load_key
-from qilian.state import StateTree
+from qilian.state import ZERO_HASH, MemoryNodeStore, StateTree
 from qilian.storage.store import ChainStore, ChainTip
 from qilian.types.codec import CodecError
 from qilian.types.core import (
@@ -95,9 +96,13 @@ class Node:
             raise ValueError(f"node key is a {self.key.suite.name} key but the chain uses {self.suite.name}")
         self.validator = self.genesis.validators.get_by_address(self.key.address)
         self.store = ChainStore(config.data_path)
+        genesis_writes = compute_genesis_writes()
+        genesis_root, genesis_nodes = StateTree(self.suite.hash, MemoryNodeStore()).apply_writes(
+            ZERO_HASH, genesis_writes)
         self.store.process_init(
             self.genesis,
-            ChainTip(0, b"", self.genesis.genesis_time_ms, b"\x00" * 32, compute_empty_root(self.suite)),
+            ChainTip(0, b"", self.genesis.genesis_time_ms, genesis_root, compute_empty_root(self.suite)),
+            genesis_writes, genesis_nodes,
         )
         self.tree = StateTree(self.suite.hash, self.store)
         self.mempool = Mempool(config.mempool_max_txs, config.mempool_max_bytes)
@@ -319,7 +324,8 @@ class Node:
         """Execute a decided block and commit it with its results in one synced write; then notify."""
         t0 = time.perf_counter()
         tip = self.get_tip()
-        result = execute_block(self.rules, self.store, block.txs, hashes)
+        result = execute_block(self.rules, self.store, block.txs, hashes, block.header.height,
+                               block.header.time_ms)
         t1 = time.perf_counter()
         new_root, nodes = self.tree.apply_writes(tip.state_root, result.writes)
         t2 = time.perf_counter()

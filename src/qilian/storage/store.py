@@ -88,14 +88,22 @@ class ChainStore:
 
     # -- genesis and tip ---------------------------------------------------------------------------------
 
-    def process_init(self, genesis: Genesis, tip: ChainTip) -> None:
-        """Record genesis on a fresh store, or check that an existing store is for the same genesis."""
+    def process_init(self, genesis: Genesis, tip: ChainTip,
+                     state_writes: Mapping[tuple[str, bytes], bytes | None] | None = None,
+                     new_nodes: Mapping[bytes, bytes] | None = None) -> None:
+        """Record genesis (and the genesis state: system contracts) on a fresh store, or check that an existing
+        store is for the same genesis."""
         encoded = genesis.encode()
         with self.env.begin(write=True) as txn:
             have = txn.get(b"genesis", db=self._meta)
             if have is None:
                 txn.put(b"genesis", encoded, db=self._meta)
                 txn.put(b"tip", encode_trusted(tip.to_wire()), db=self._meta)
+                for h, node in sorted((new_nodes or {}).items()):
+                    txn.put(h, node, db=self._nodes)
+                for (ns, key), value in sorted((state_writes or {}).items()):
+                    if value is not None:
+                        txn.put(compute_value_key(ns, key), value, db=self._values)
             elif have != encoded:
                 raise StoreCorrupt(f"the database in {self.path} belongs to a different genesis")
 
