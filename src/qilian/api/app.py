@@ -339,6 +339,9 @@ def create_app(node: Node) -> FastAPI:
             with contextlib.suppress(Exception):
                 await ws.close()
 
+    from qilian.api.contracts import make_router
+
+    app.include_router(make_router(node, ApiError, _read_body))
     return app
 
 

@@ -539,9 +539,25 @@ def bench_state(
     console.print(format_table(rows))
 
 
+def _register_subcommands() -> None:
+    """Command groups that live in their own modules (imported last: they use this module's helpers)."""
+    from qilian.cli.contract_cmd import contract_app, evidence_app
+
+    app.add_typer(contract_app, name="contract")
+    app.add_typer(evidence_app, name="evidence")
+
+
+if __name__ != "__main__":
+    _register_subcommands()
+
+
 def main() -> None:  # pragma: no cover
     app()
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    # Run as `python -m qilian.cli.main`: use the importable module, which has every command group registered.
+    from qilian.cli.main import main as _main
+
+    _main()
+

@@ -502,17 +502,22 @@ class Runtime:
             return run
 
         def safe_isinstance(x: Any, t: Any) -> bool:
-            allowed = (int, str, bytes, bool, list, dict, tuple)
+            # In contract code `int`, `str`, … name the guarded constructors below; map them back to the types.
             ts = t if type(t) is tuple else (t,)
-            if not all(tt in allowed for tt in ts):
+            types = tuple(type_of.get(tt) for tt in ts)
+            if not types or any(tt is None for tt in types):
                 raise ContractError("isinstance() checks int, str, bytes, bool, list, dict or tuple")
-            return isinstance(x, t)
+            if bool not in types and type(x) is bool and int in types:
+                return False  # True is not a number here: a flag passed as an amount is a mistake
+            return isinstance(x, types)  # type: ignore[arg-type]
 
         def safe_hex(x: int) -> str:
             if type(x) is not int:
                 raise ContractError("hex() takes an int; for bytes use b.hex()")
             return hex(x)
 
+        type_of: dict[Any, type] = {safe_int: int, safe_str: str, safe_bytes: bytes, bool: bool,
+                                     safe_list: list, safe_dict: dict, safe_tuple: tuple}
         return {
             "len": len, "range": safe_range, "min": fold(min), "max": fold(max), "sum": fold(sum), "abs": abs,
             "divmod": divmod, "str": safe_str, "int": safe_int, "bool": bool, "bytes": safe_bytes,

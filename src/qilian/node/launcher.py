@@ -47,7 +47,7 @@ def start_network(root: Path, detach: bool) -> list[tuple[Launched, subprocess.P
         cfg = load_config(home)
         log = open(home / "node.log", "ab")
         proc = subprocess.Popen([sys.executable, "-m", "qilian.cli.main", "node", "start", "--home", str(home)],
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=detach,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=detach, cwd=home,
                                 env=dict(os.environ, PYTHONUNBUFFERED="1"))
         out.append((Launched(cfg.name, proc.pid, f"http://{cfg.api_host}:{cfg.api_port}", home), proc))
     (root / "pids").write_text(json.dumps([{"name": launched.name, "pid": launched.pid, "api": launched.api}

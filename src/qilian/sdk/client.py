@@ -90,6 +90,16 @@ class Client:
     def get_tx(self, tx_hash: str) -> dict[str, Any]:
         return self._json(self.http.get(f"/txs/{tx_hash}"))
 
+    def query_contract(self, address: str, method: str, args: list[Any], fuel: int | None = None
+                       ) -> dict[str, Any]:
+        """Read-only contract call (no transaction)."""
+        from qilian.types.codec import to_json_value
+
+        doc: dict[str, Any] = {"method": method, "args": to_json_value(list(args))}
+        if fuel is not None:
+            doc["fuel"] = fuel
+        return self._json(self.http.post(f"/contracts/{address}/query", json=doc))
+
     def get_block(self, height: int | str = "latest") -> dict[str, Any]:
         return self._json(self.http.get(f"/blocks/{height}"))
 

@@ -1,0 +1,80 @@
+"""HTTP endpoints of contracts: code and read-only queries. Deployments and calls are transactions (POST /txs)."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Request
+
+from qilian.contracts import ContractRejected, compile_contract
+from qilian.execution.block import query_contract
+from qilian.execution.contracts import get_code, is_contract_target
+from qilian.types.codec import CodecError, from_json_value, to_json_value
+
+if TYPE_CHECKING:
+    from qilian.node.node import Node
+
+MAX_QUERY_FUEL = 20_000_000
+"""Most fuel a read-only query may ask for."""
+MAX_QUERY_BODY = 256 * 1024
+"""Largest query request body."""
+
+
+def make_router(node: Node, api_error: type[Exception], read_body: Any) -> APIRouter:
+    """Routes under /contracts; ``api_error(status, code, message)`` is the API's error type."""
+    router = APIRouter()
+
+    def code_of(address: str) -> tuple[str, str, int]:
+        if not is_contract_target(address):
+            raise api_error(400, "bad_address", "a contract is named by 40 hex digits or a system contract name")
+        code = get_code(node.store.get_state, address)
+        if code is None:
+            raise api_error(404, "not_found", f"no contract at {address}")
+        return code
+
+    @router.get("/contracts/{address}", summary="A contract's source, deployer, version and exports")
+    async def get_contract(address: str) -> dict[str, Any]:
+        source, deployer, version = code_of(address)
+        try:
+            exports = list(compile_contract(source).exports)
+        except ContractRejected as exc:  # pragma: no cover - stored code was validated at deploy
+            exports = [f"unavailable: {exc}"]
+        return {"address": address, "deployer": deployer, "version": version, "exports": exports,
+                "source": source}
+
+    @router.post(
+        "/contracts/{address}/query",
+        summary="Call a contract function read-only (no transaction; writes fail the query)",
+        description='Body: {"method": "get", "args": [...], "fuel": 1000000, "sender": "<address hex>"}; args in '
+                    'the JSON form of codec values (bytes as {"hex": …}). Runs against the state after the latest '
+                    "block.",
+    )
+    async def query(address: str, request: Request) -> dict[str, Any]:
+        code_of(address)
+        body = await read_body(request, MAX_QUERY_BODY)
+        try:
+            doc = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise api_error(400, "malformed", f"body is not JSON: {exc}") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("method"), str):
+            raise api_error(400, "malformed", 'body must be {"method": …, "args": [...]}')
+        try:
+            args = from_json_value(doc.get("args", []))
+        except CodecError as exc:
+            raise api_error(400, "malformed", f"args: {exc}") from None
+        if not isinstance(args, list):
+            raise api_error(400, "malformed", "args must be a list")
+        fuel = doc.get("fuel", 5_000_000)
+        if not isinstance(fuel, int) or not 0 < fuel <= MAX_QUERY_FUEL:
+            raise api_error(400, "bad_fuel", f"fuel must be 1..{MAX_QUERY_FUEL}")
+        sender = doc.get("sender", "")
+        if not isinstance(sender, str) or len(sender) > 64:
+            raise api_error(400, "malformed", "sender must be an address in hex")
+        tip = node.get_tip()
+        out = query_contract(node.rules, node.store, address, doc["method"], args, tip.height + 1, tip.time_ms,
+                             sender, fuel)
+        return {"ok": out.ok, "result": to_json_value(out.value), "error": out.error, "fuel_used": out.fuel_used,
+                "out_of_fuel": out.out_of_fuel, "height": tip.height}
+
+    return router

@@ -1,0 +1,247 @@
+"""``qilian contract …`` and ``qilian evidence …``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from qilian.cli.main import (
+    DEFAULT_HOME,
+    DEFAULT_NODE,
+    GenesisOpt,
+    HomeOpt,
+    NodeOpt,
+    _client_key,
+    _fail,
+    _load_trusted_genesis,
+    _print_json,
+    console,
+    parse_arg,
+)
+
+contract_app = typer.Typer(help="Deploy, call and query Python contracts.", no_args_is_help=True)
+evidence_app = typer.Typer(help="Evidence storage (存证): register file digests, make and check certificates.",
+                           no_args_is_help=True)
+
+KeyOpt = Annotated[Path | None, typer.Option(help="Signing key (default: the home's admin key for deploy, client "
+                                                  "key otherwise).")]
+
+
+def _admin_key(home: Path, key: Path | None) -> Any:
+    if key is not None:
+        return _client_key(home, key, None)
+    cands = sorted((home / "keys").glob("*-admin.pem")) if (home / "keys").exists() else []
+    if not cands:
+        _fail(f"no --key given and no admin key in {home}/keys (deploying needs the admin role)")
+    return _client_key(home, cands[0], None)
+
+
+def _send(node: str, kp: Any, to: str, method: str, args: list[Any]) -> dict[str, Any]:
+    from qilian.sdk.client import ApiFailure, Client
+
+    try:
+        with Client(node) as c:
+            return c.call(kp, to, method, args, wait="commit")
+    except ApiFailure as exc:
+        _fail(f"node refused the transaction: {exc.code}: {exc.message}")
+    except (OSError, httpx.HTTPError) as exc:
+        _fail(f"cannot reach {node}: {exc}")
+    raise AssertionError("unreachable")
+
+
+def _check_receipt(res: dict[str, Any]) -> None:
+    r = res.get("receipt") or {}
+    if res.get("status") != "committed":
+        _fail(f"not committed yet ({res.get('status')}); check later with: qilian tx get {res.get('hash')}")
+    if r.get("status") != "ok":
+        _print_json(res)
+        _fail(f"the call failed: {r.get('error')}")
+
+
+@contract_app.command("deploy")
+def contract_deploy(
+    file: Annotated[Path, typer.Argument(help="Contract source (.py).")],
+    name: Annotated[str | None, typer.Option(help="Contract name (default: the file name).")] = None,
+    init: Annotated[list[str] | None, typer.Option(help="Argument of init() (repeat); text, 0xHEX, int:N, json:…")]
+    = None,
+    key: KeyOpt = None,
+    home: HomeOpt = DEFAULT_HOME,
+    node: NodeOpt = DEFAULT_NODE,
+) -> None:
+    """Deploy a contract (a transaction by an admin key); prints its address."""
+    from qilian.contracts import ContractRejected, compile_contract
+
+    source = file.read_text()
+    try:
+        compile_contract(source)  # the same check the chain makes, before paying for a transaction
+    except ContractRejected as exc:
+        _fail(f"{file}: {exc}")
+    args: list[Any] = [name or file.stem, source]
+    if init is not None:
+        args.append([parse_arg(a) for a in init])
+    res = _send(node, _admin_key(home, key), "contracts", "deploy", args)
+    _check_receipt(res)
+    console.print(f"[green]deployed[/green] {args[0]} at [bold]{res['receipt']['result']}[/bold] "
+                  f"(height {res['height']})")
+
+
+@contract_app.command("upgrade")
+def contract_upgrade(
+    address: Annotated[str, typer.Argument(help="Contract address.")],
+    file: Annotated[Path, typer.Argument(help="New source.")],
+    key: KeyOpt = None,
+    home: HomeOpt = DEFAULT_HOME,
+    node: NodeOpt = DEFAULT_NODE,
+) -> None:
+    """Replace a contract's code (its storage stays)."""
+    res = _send(node, _admin_key(home, key), "contracts", "upgrade", [address, file.read_text()])
+    _check_receipt(res)
+    console.print(f"[green]upgraded[/green] {address} (height {res['height']})")
+
+
+@contract_app.command("call")
+def contract_call(
+    address: Annotated[str, typer.Argument(help="Contract address (or system contract name).")],
+    method: Annotated[str, typer.Argument(help="Exported function.")],
+    args: Annotated[list[str] | None, typer.Argument(help="Arguments: text, 0xHEX, int:N, json:….")] = None,
+    key: KeyOpt = None,
+    home: HomeOpt = DEFAULT_HOME,
+    node: NodeOpt = DEFAULT_NODE,
+) -> None:
+    """Call a contract function in a transaction; prints the receipt (result, fuel, events)."""
+    kp = _client_key(home, key, None)
+    res = _send(node, kp, address, method, [parse_arg(a) for a in (args or [])])
+    _print_json(res)
+    if (res.get("receipt") or {}).get("status") != "ok":
+        raise typer.Exit(1)
+
+
+@contract_app.command("query")
+def contract_query(
+    address: Annotated[str, typer.Argument(help="Contract address (or system contract name).")],
+    method: Annotated[str, typer.Argument(help="Exported function.")],
+    args: Annotated[list[str] | None, typer.Argument(help="Arguments: text, 0xHEX, int:N, json:….")] = None,
+    node: NodeOpt = DEFAULT_NODE,
+) -> None:
+    """Call a contract function read-only (no transaction)."""
+    from qilian.sdk.client import ApiFailure, Client
+
+    try:
+        with Client(node) as c:
+            res = c.query_contract(address, method, [parse_arg(a) for a in (args or [])])
+    except ApiFailure as exc:
+        _fail(f"{exc.code}: {exc.message}")
+        return
+    _print_json(res)
+    if not res.get("ok"):
+        raise typer.Exit(1)
+
+
+def _digest(node: str, file: Path) -> tuple[bytes, str]:
+    """The file's digest with the chain's hash (asked of the node: SM3 or SHA-256), computed locally."""
+    from qilian.crypto import get_suite
+    from qilian.sdk.client import Client
+
+    with Client(node) as c:
+        suite_name = c.get_status()["suite"]
+    return get_suite(suite_name).hash(file.read_bytes()), suite_name
+
+
+@evidence_app.command("put")
+def evidence_put(
+    file: Annotated[Path, typer.Argument(help="The document (it never leaves this machine; only its digest does).")],
+    title: Annotated[str | None, typer.Option(help="Title (default: the file name).")] = None,
+    doc_type: Annotated[str, typer.Option("--type", help="Document type.")] = "document",
+    uri: Annotated[str, typer.Option(help="Optional external URI of the document.")] = "",
+    key: KeyOpt = None,
+    home: HomeOpt = DEFAULT_HOME,
+    node: NodeOpt = DEFAULT_NODE,
+) -> None:
+    """Register a file's digest in the evidence contract."""
+    digest, suite = _digest(node, file)
+    res = _send(node, _client_key(home, key, None), "evidence", "register",
+                [digest, title or file.name, doc_type, uri])
+    _check_receipt(res)
+    console.print(f"[green]registered[/green] {file.name}: {suite} digest {digest.hex()} in tx {res['hash']} at "
+                  f"height {res['height']}")
+
+
+@evidence_app.command("verify")
+def evidence_verify(
+    file: Annotated[Path, typer.Argument(help="The document.")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the certificate (JSON).")] = Path("cert.json"),
+    wait_s: Annotated[float, typer.Option(help="Wait this long for the block that proves the receipt.")] = 30.0,
+    node: NodeOpt = DEFAULT_NODE,
+) -> None:
+    """Find a file's record and write a certificate that proves it offline."""
+    import time
+
+    from qilian.sdk.certificate import EVIDENCE_CONTRACT, compute_record_key, make_certificate
+    from qilian.sdk.client import ApiFailure, Client
+    from qilian.sdk.verify import ProofInvalid
+    from qilian.types.codec import from_json_value
+    from qilian.types.genesis_json import genesis_from_json
+
+    digest, _ = _digest(node, file)
+    with Client(node) as c:
+        q = c.query_contract(EVIDENCE_CONTRACT, "get", [digest])
+        record = from_json_value(q.get("result"))
+        if not q.get("ok") or record is None:
+            _fail(f"{file.name} (digest {digest.hex()}) is not registered on this chain")
+        tx_hash = record["tx_hash"]
+        genesis = genesis_from_json(json.dumps(c.get_genesis_json()))
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                tx = c.get_tx(tx_hash)
+                state = c.get_state(f"c:{EVIDENCE_CONTRACT}", compute_record_key(digest))
+                if tx["proof"]["receipt"] is not None and state.get("value") is not None:
+                    break
+            except ApiFailure:
+                pass
+            if time.monotonic() > deadline:
+                _fail("the block that proves the receipt has not been committed yet; try again shortly")
+            time.sleep(0.2)
+    try:
+        cert = make_certificate(genesis, tx, state, digest)
+    except ProofInvalid as exc:
+        _fail(f"the node's proofs do not check out: {exc}")
+        return
+    out.write_text(json.dumps(cert, indent=1))
+    console.print(f"[green]certificate[/green] for {file.name} written to {out} (registered at height "
+                  f"{record['height']} by {record['owner_org']})")
+
+
+@evidence_app.command("check")
+def evidence_check(
+    cert_file: Annotated[Path, typer.Argument(help="Certificate (JSON) from `qilian evidence verify`.")],
+    file: Annotated[Path | None, typer.Argument(help="The document, to check it is the one certified.")] = None,
+    genesis: GenesisOpt = None,
+) -> None:
+    """Verify a certificate offline, trusting only the chain's genesis validator keys."""
+    from qilian.sdk.certificate import check_certificate
+    from qilian.sdk.verify import ProofInvalid
+
+    try:
+        cert = json.loads(cert_file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        _fail(f"cannot read {cert_file}: {exc}")
+        return
+    pinned = _load_trusted_genesis(Path("/nonexistent"), genesis) if genesis is not None else None
+    try:
+        ev = check_certificate(cert, pinned, file.read_bytes() if file is not None else None)
+    except ProofInvalid as exc:
+        console.print(f"[red]INVALID[/red]: {exc}")
+        raise typer.Exit(2) from None
+    r = ev.record
+    console.print(f"[green]VALID[/green]: digest {ev.digest.hex()} registered on chain {ev.chain_id} "
+                  f"(genesis {ev.genesis_hash.hex()[:16]}…) at height {ev.height}, tx {ev.tx_hash.hex()}")
+    console.print(f"  title {r.get('title')!r}, type {r.get('type')!r}, owner {r.get('owner_org')}, "
+                  f"time_ms {r.get('time_ms')}; commit signed by {ev.signers} validator(s)"
+                  + ("; the file matches" if file is not None else "; pinned genesis" if pinned else ""))
+    if genesis is None:
+        console.print("  (trusting the genesis inside the certificate; pass --genesis to pin your own copy)")
