@@ -1,0 +1,4 @@
+# escape: expandtabs allocation | source: resource exhaustion
+@export
+def attack():
+    return '\t'.expandtabs(10 ** 9)

@@ -1,0 +1,4 @@
+# escape: f-string of an API object (its repr) | source: object leaks
+@export
+def attack():
+    return f'{ctx}'

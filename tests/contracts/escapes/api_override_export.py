@@ -1,0 +1,5 @@
+# escape: rebinding export | source: API tampering
+export = 1
+@export
+def attack():
+    return 1

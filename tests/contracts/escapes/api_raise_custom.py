@@ -1,0 +1,4 @@
+# escape: raise statement | source: exception tricks
+@export
+def attack():
+    raise ValueError('x')

@@ -1,0 +1,5 @@
+# escape: returning the storage object | source: object leaks
+data = Hash()
+@export
+def attack():
+    return data

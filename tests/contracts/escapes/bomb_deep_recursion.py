@@ -1,0 +1,4 @@
+# escape: unbounded recursion | source: resource exhaustion
+@export
+def attack():
+    return attack()

@@ -1,0 +1,5 @@
+# escape: infinite loop | source: resource exhaustion
+@export
+def attack():
+    while True:
+        pass

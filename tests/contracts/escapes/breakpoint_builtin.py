@@ -1,0 +1,5 @@
+# escape: breakpoint() | source: pdb-based escapes
+@export
+def attack():
+    breakpoint()
+    return 1

@@ -1,0 +1,4 @@
+# escape: bytearray | source: mutable buffer tricks
+@export
+def attack():
+    return bytearray(10)

@@ -1,0 +1,4 @@
+# escape: dir() probing | source: object introspection
+@export
+def attack():
+    return dir(ctx)

@@ -1,0 +1,4 @@
+# escape: eval | source: classic
+@export
+def attack():
+    return eval('1+1')

@@ -1,0 +1,4 @@
+# escape: float('inf') | source: non-determinism
+@export
+def attack():
+    return float('inf')

@@ -1,0 +1,5 @@
+# escape: help() pager escape | source: pyjail 'help()' escapes
+@export
+def attack():
+    help()
+    return 1

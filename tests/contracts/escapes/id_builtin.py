@@ -1,0 +1,4 @@
+# escape: id() (memory address) | source: non-determinism
+@export
+def attack():
+    return id(ctx)

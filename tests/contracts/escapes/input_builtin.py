@@ -1,0 +1,4 @@
+# escape: input() blocking the node | source: denial of service
+@export
+def attack():
+    return input()

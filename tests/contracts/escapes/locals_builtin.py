@@ -1,0 +1,4 @@
+# escape: locals() | source: namespace escapes
+@export
+def attack():
+    return locals()

@@ -1,0 +1,4 @@
+# escape: memoryview | source: buffer tricks
+@export
+def attack():
+    return memoryview(b'x')

@@ -1,0 +1,4 @@
+# escape: negative exponent making a float | source: non-determinism
+@export
+def attack():
+    return 2 ** -1

@@ -1,0 +1,4 @@
+# escape: set() of strings | source: non-determinism
+@export
+def attack():
+    return list(set(['b', 'a']))

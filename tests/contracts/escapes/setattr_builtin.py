@@ -1,0 +1,5 @@
+# escape: setattr on the API object | source: object tampering
+@export
+def attack():
+    setattr(ctx, 'sender', 'me')
+    return 1

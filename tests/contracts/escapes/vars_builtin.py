@@ -1,0 +1,4 @@
+# escape: vars() to read an object's dict | source: object introspection
+@export
+def attack():
+    return vars(ctx)
