@@ -135,7 +135,6 @@ def validate_source(source: str) -> tuple[ast.Module, ContractInfo]:
     except (ValueError, RecursionError, MemoryError) as exc:
         raise ContractRejected(0, "syntax", f"source does not parse: {type(exc).__name__}") from None
     _check_depth(tree)
-    imported: set[str] = set()
     exports: list[str] = []
     storage: list[str] = []
     for stmt in tree.body:
@@ -148,7 +147,6 @@ def validate_source(source: str) -> tuple[ast.Module, ContractInfo]:
                 if a.name not in STD_NAMES or (a.asname is not None and a.asname != a.name):
                     raise ContractRejected(_line(stmt), "import", f"{STD_MODULE} has no {a.name!r} (or it was "
                                                                   f"renamed); it offers {sorted(STD_NAMES)}")
-                imported.add(a.name)
         elif isinstance(stmt, ast.FunctionDef):
             _check_function(stmt, exports)
         elif isinstance(stmt, ast.Assign | ast.AnnAssign):
@@ -164,8 +162,9 @@ def validate_source(source: str) -> tuple[ast.Module, ContractInfo]:
                                                                                                  str):
             pass  # a docstring
         else:
-            raise ContractRejected(_line(stmt), "module-level", f"{type(stmt).__name__} is not allowed at module "
-                                                                f"level (only std imports, storage and functions)")
+            raise ContractRejected(_line(stmt), WHY_REFUSED.get(type(stmt), "module-level"),
+                                   f"{type(stmt).__name__} is not allowed at module level (only std imports, "
+                                   f"storage and functions)")
     _walk(tree)
     if not exports:
         raise ContractRejected(1, "no-exports", "a contract needs at least one @export function")
