@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import httpx
 import typer
+from rich.markup import escape
 
 from qilian.cli.main import (
     DEFAULT_HOME,
@@ -235,7 +236,7 @@ def evidence_check(
     try:
         ev = check_certificate(cert, pinned, file.read_bytes() if file is not None else None)
     except ProofInvalid as exc:
-        console.print(f"[red]INVALID[/red]: {exc}")
+        console.print(f"[red]INVALID[/red]: {escape(str(exc))}")
         raise typer.Exit(2) from None
     r = ev.record
     console.print(f"[green]VALID[/green]: digest {ev.digest.hex()} registered on chain {ev.chain_id} "
