@@ -522,6 +522,30 @@ def bench_network(
     console.print("wrote " + ", ".join(str(p) for p in paths if p is not None), soft_wrap=True)
 
 
+@bench_app.command("contracts")
+def bench_contracts(
+    calls: Annotated[int, typer.Option(help="Calls per workload.")] = 20_000,
+    xian_python: Annotated[Path, typer.Option(help="Python of a venv with xian-contracting installed.")]
+    = Path("/tmp/xian-venv/bin/python"),
+) -> None:
+    """Metered contract calls per second (token transfer, evidence registration), and xian-contracting's metered
+    transfer for comparison when it runs here."""
+    from qilian.bench.contracts_bench import run_contracts_bench, run_xian_bench
+
+    rows = run_contracts_bench(calls)
+    xian = run_xian_bench(xian_python, min(calls, 5_000))
+    table = Table("engine", "workload", "calls/s", "µs/call", "fuel/call", title="qilian bench contracts (metered)")
+    for r in rows + ([xian] if not isinstance(xian, str) else []):
+        table.add_row(r.engine, r.workload, f"{r.calls_per_s:,.0f}", f"{r.us_per_call:.1f}",
+                      str(r.fuel_per_call) if r.fuel_per_call else "")
+    console.print(table)
+    if isinstance(xian, str):
+        console.print(f"xian-contracting not measured: {escape(xian)}")
+    else:
+        console.print(f"qilian / xian-contracting, metered token transfer: "
+                      f"{rows[0].calls_per_s / xian.calls_per_s:.1f}×")
+
+
 @bench_app.command("state")
 def bench_state(
     sizes: Annotated[str, typer.Option(help="State sizes, comma-separated.")] = "10000,100000,1000000",
