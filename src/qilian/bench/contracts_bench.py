@@ -61,6 +61,9 @@ from contracting.client import ContractingClient
 n = int(sys.argv[1])
 c = ContractingClient(signer="alice", metering=True)
 c.flush()
+# Metering charges stamps to the signer's balance in the `currency` contract: fund it.
+c.raw_driver.set("currency.balances:alice", 10 ** 15)
+c.raw_driver.commit()
 c.submit(sys.argv[2], name="con_token")
 tok = c.get_contract("con_token")
 for i in range(200):

@@ -525,8 +525,9 @@ def bench_network(
 @bench_app.command("contracts")
 def bench_contracts(
     calls: Annotated[int, typer.Option(help="Calls per workload.")] = 20_000,
-    xian_python: Annotated[Path, typer.Option(help="Python of a venv with xian-contracting installed.")]
-    = Path("/tmp/xian-venv/bin/python"),
+    xian_python: Annotated[Path, typer.Option(help="Python of a venv with xian-contracting installed "
+                                                   "(docs/benchmarks.md shows how to make one).")]
+    = Path.home() / ".cache" / "qilian" / "xian-venv" / "bin" / "python",
 ) -> None:
     """Metered contract calls per second (token transfer, evidence registration), and xian-contracting's metered
     transfer for comparison when it runs here."""
