@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qilian import __version__
-from qilian.api.views import block_view, commit_view, header_view, receipt_view, tx_view
+from qilian.api.views import STATUS_NAMES, block_view, commit_view, header_view, receipt_view, tx_view
 from qilian.crypto import merkle
 from qilian.execution.rules import TxRejected
 from qilian.mempool.pool import MempoolFull
@@ -258,15 +258,17 @@ def create_app(node: Node) -> FastAPI:
             raise ApiError(404, "not_found", "no blocks yet")
         return _block(tip.height)
 
-    @app.get("/blocks/{height}/tx_hashes", summary="Hashes of a committed block's transactions, in order")
+    @app.get("/blocks/{height}/tx_hashes", summary="Hashes and receipt statuses of a block's transactions")
     async def get_block_tx_hashes(height: int) -> dict[str, Any]:
         if not 1 <= height < 2**63:
             raise ApiError(400, "bad_height", "a height is an integer from 1 to 2**63-1")
         block = node.store.get_block(height)
         if block is None:
             raise ApiError(404, "not_found", f"no block at height {height} (the chain is at {node.get_tip().height})")
+        receipts = node.store.get_receipts(height) or []
         return {"height": height, "time_ms": block.header.time_ms,
-                "tx_hashes": [compute_tx_hash(suite, tx.body).hex() for tx in block.txs]}
+                "tx_hashes": [compute_tx_hash(suite, tx.body).hex() for tx in block.txs],
+                "statuses": [STATUS_NAMES.get(r.status, str(r.status)) for r in receipts]}
 
     @app.get("/blocks/{height}", summary="A committed block by height")
     async def get_block(height: int) -> dict[str, Any]:

@@ -33,8 +33,10 @@ DRAIN_TIMEOUT_S = 30.0
 """After the last submission, how long to wait for accepted transactions to commit before counting them failed."""
 MAX_PRESIGNED = 200_000
 """Most transactions signed up front (bounds memory and set-up time in ``--max`` runs)."""
-WORKLOADS = ("kv",)
-"""Workloads available (the contract workloads join when their contracts are installed at genesis)."""
+WORKLOADS = ("kv", "evidence", "transfer")
+"""kv: built-in key-value puts; evidence: registrations in the evidence system contract (unique digests);
+transfer: token transfers in a contract the benchmark deploys first (qilian.bench.contracts_bench.TOKEN_SOURCE)."""
+BENCH_TOKEN_NAME = "bench-token"
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,9 @@ class NetBenchResult:
     committed: int = 0
     rejected: int = 0
     failed: int = 0
+    """Committed with a failed receipt (the call failed; a fact every node agrees on)."""
+    lost: int = 0
+    """Admitted but not committed before the drain timeout."""
     tps: float = 0.0
     latency_ms: dict[str, float] = field(default_factory=dict)
     ceiling_tps: float = 0.0
@@ -113,15 +118,22 @@ def measure_verify_rate(suite_name: str, seconds: float = 1.0) -> float:
             return n / dt
 
 
-def build_call(workload: str, i: int, tag: str) -> tuple[str, str, list[Any]]:
+def build_call(workload: str, i: int, tag: str, token: str = "") -> tuple[str, str, list[Any]]:
     """Target, method and arguments of the i-th transaction of a workload."""
     if workload == "kv":
         return "kv", "put", [f"{tag}-{i}".encode(), b"v" * 100]
+    if workload == "evidence":
+        import hashlib
+
+        digest = hashlib.sha256(f"{tag}-{i}".encode()).digest()
+        return "evidence", "register", [digest, f"document {i}", "bench", ""]
+    if workload == "transfer":
+        return token, "transfer", [f"account-{i % 1000}", 1]
     raise ValueError(f"unknown workload {workload!r}; choose one of {', '.join(WORKLOADS)}")
 
 
 def _sign_range(key_path: str, chain_id: str, workload: str, tag: str, start: int, stop: int,
-                expires_at: int) -> list[tuple[bytes, bytes]]:
+                expires_at: int, token: str) -> list[tuple[bytes, bytes]]:
     """Worker process: sign transactions start..stop-1; returns (encoded, hash) pairs."""
     from qilian.sdk.client import build_tx
     from qilian.sdk.keys import load_key
@@ -130,22 +142,22 @@ def _sign_range(key_path: str, chain_id: str, workload: str, tag: str, start: in
     key = load_key(Path(key_path))
     out = []
     for i in range(start, stop):
-        to, method, args = build_call(workload, i, tag)
+        to, method, args = build_call(workload, i, tag, token)
         tx = build_tx(key, chain_id, to, method, args, expires_at)
         out.append((tx.encode(), compute_tx_hash(key.suite, tx.body)))
     return out
 
 
 def presign(key_path: Path, chain_id: str, workload: str, n: int, expires_at: int,
-            progress: Callable[[int], None]) -> list[tuple[bytes, bytes]]:
+            progress: Callable[[int], None], token: str = "") -> list[tuple[bytes, bytes]]:
     """Sign n transactions in one worker process per core, before any clock starts."""
     tag = datetime.datetime.now(datetime.UTC).strftime("%H%M%S%f")
     workers = os.cpu_count() or 1
     step = 2000
     out: list[tuple[bytes, bytes]] = []
     with ProcessPoolExecutor(workers) as pool:
-        futs = [pool.submit(_sign_range, str(key_path), chain_id, workload, tag, s, min(s + step, n), expires_at)
-                for s in range(0, n, step)]
+        futs = [pool.submit(_sign_range, str(key_path), chain_id, workload, tag, s, min(s + step, n), expires_at,
+                            token) for s in range(0, n, step)]
         for f in futs:
             out += f.result()
             progress(len(out))
@@ -161,6 +173,7 @@ class _Watcher(threading.Thread):
         self.height = start_height
         self.sent_at = sent_at
         self.committed_at: dict[bytes, float] = {}
+        self.failed_receipts = 0
         self.blocks = 0
         self.stop = threading.Event()
 
@@ -174,10 +187,13 @@ class _Watcher(threading.Thread):
                         now = time.monotonic()
                         self.height += 1
                         self.blocks += 1
-                        for h in doc["tx_hashes"]:
+                        statuses = doc.get("statuses") or ["ok"] * len(doc["tx_hashes"])
+                        for h, st in zip(doc["tx_hashes"], statuses, strict=False):
                             b = bytes.fromhex(h)
                             if b in self.sent_at:
                                 self.committed_at[b] = now
+                                if st != "ok":
+                                    self.failed_receipts += 1
                 except (httpx.HTTPError, KeyError, ValueError):
                     pass
                 time.sleep(WATCH_INTERVAL_S)
@@ -298,11 +314,13 @@ def run_network_bench(cfg: NetBenchConfig, say: Callable[[str], None],
         rate = cfg.rate if cfg.rate else None
         n = int((rate or ceiling * 1.5) * cfg.duration_s)
         n = max(cfg.batch, min(n, MAX_PRESIGNED))
-        key_path = root / "keys" / "org1-client.pem"
-        if not key_path.exists():
-            key_path = sorted((root / "keys").glob("*-client.pem"))[0]
+        role = "admin" if cfg.workload == "transfer" else "client"
+        key_path = sorted((root / "keys").glob(f"*-{role}.pem"))[0]
+        token = _deploy_token(apis[0], key_path) if cfg.workload == "transfer" else ""
+        height = int(httpx.get(apis[0] + "/status", timeout=5).json()["height"])
         say(f"pre-signing {n:,} {cfg.workload} transactions in {os.cpu_count()} processes …")
-        txs = presign(key_path, chain_id, cfg.workload, n, height + 900, lambda k: progress("signing", k, n))
+        txs = presign(key_path, chain_id, cfg.workload, n, height + 900, lambda k: progress("signing", k, n),
+                      token)
         sent_at: dict[bytes, float] = {}
         watcher = _Watcher(apis[0], height, sent_at)
         watcher.start()
@@ -329,7 +347,8 @@ def run_network_bench(cfg: NetBenchConfig, say: Callable[[str], None],
         result.submitted = counter["sent"]
         result.committed = len(committed)
         result.rejected = sum(errors.values())
-        result.failed = max(0, admitted - len(committed))
+        result.failed = watcher.failed_receipts
+        result.lost = max(0, admitted - len(committed))
         result.errors = errors
         result.blocks = watcher.blocks
         last = max(committed.values()) if committed else t0
@@ -350,6 +369,23 @@ def run_network_bench(cfg: NetBenchConfig, say: Callable[[str], None],
         if owned:
             stop_network(root)
     return result
+
+
+def _deploy_token(api: str, key_path: Path) -> str:
+    """Deploy the benchmark token (or find it deployed) and fund the admin; returns its address."""
+    from qilian.bench.contracts_bench import TOKEN_SOURCE
+    from qilian.sdk.client import Client
+    from qilian.sdk.keys import load_key
+
+    key = load_key(key_path)
+    with Client(api) as c:
+        res = c.call(key, "contracts", "deploy", [BENCH_TOKEN_NAME, TOKEN_SOURCE, [10**15]])
+    receipt = res.get("receipt") or {}
+    if receipt.get("status") == "ok":
+        return str(receipt["result"])
+    if "already deployed" in str(receipt.get("error")):
+        return str(receipt["error"]).split(" at ")[1].split(";")[0]
+    raise RuntimeError(f"could not deploy the benchmark token: {receipt.get('error')}")
 
 
 def _raise_mempool(root: Path, max_txs: int) -> None:
@@ -394,8 +430,8 @@ def format_markdown(r: NetBenchResult) -> str:
         f"| committed TPS | {r.tps:,.0f} |",
         f"| latency p50 / p95 / p99 (ms) | {r.latency_ms.get('p50', 0):,.0f} / {r.latency_ms.get('p95', 0):,.0f} / "
         f"{r.latency_ms.get('p99', 0):,.0f} |",
-        f"| submitted / committed / rejected / failed | {r.submitted:,} / {r.committed:,} / {r.rejected:,} / "
-        f"{r.failed:,} |",
+        f"| submitted / committed / rejected / failed receipts / lost | {r.submitted:,} / {r.committed:,} / "
+        f"{r.rejected:,} / {r.failed:,} / {r.lost:,} |",
         f"| blocks | {r.blocks:,} |",
         f"| ceiling: {r.verify_per_s_one_core:,.0f} verifications/s/core × {m['cores']} cores ÷ "
         f"{c['validators']} validators | {r.ceiling_tps:,.0f} TPS |",

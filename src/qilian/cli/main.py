@@ -469,7 +469,7 @@ def bench_micro(
 def bench_network(
     validators: Annotated[int, typer.Option(help="Validators of the network started for the run.")] = 4,
     suite: Annotated[str, typer.Option(help="Crypto suite: ed25519 or sm2.")] = "ed25519",
-    workload: Annotated[str, typer.Option(help="Transactions to send: kv.")] = "kv",
+    workload: Annotated[str, typer.Option(help="Transactions to send: evidence, transfer or kv.")] = "evidence",
     rate: Annotated[int | None, typer.Option(help="Submissions per second (default: --max).")] = None,
     max_rate: Annotated[bool, typer.Option("--max", help="Submit as fast as the network admits.")] = False,
     duration: Annotated[float, typer.Option(help="Seconds of submission.")] = 30.0,
@@ -508,8 +508,8 @@ def bench_network(
     table.add_row("committed TPS", f"{res.tps:,.0f}")
     table.add_row("latency p50 / p95 / p99", f"{res.latency_ms['p50']:,.0f} / {res.latency_ms['p95']:,.0f} / "
                                              f"{res.latency_ms['p99']:,.0f} ms")
-    table.add_row("submitted / committed / rejected / failed",
-                  f"{res.submitted:,} / {res.committed:,} / {res.rejected:,} / {res.failed:,}")
+    table.add_row("submitted / committed / rejected / failed receipts / lost",
+                  f"{res.submitted:,} / {res.committed:,} / {res.rejected:,} / {res.failed:,} / {res.lost:,}")
     table.add_row("blocks", str(res.blocks))
     table.add_row("ceiling (verify/s/core × cores ÷ validators)",
                   f"{res.verify_per_s_one_core:,.0f} × {res.machine['cores']} ÷ {validators} = "
