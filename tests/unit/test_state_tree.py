@@ -20,6 +20,7 @@ from qilian.state import (
     MAX_NAMESPACE_BYTES,
     MAX_VALUE_BYTES,
     ZERO_HASH,
+    ZERO_REF,
     CorruptNodeError,
     MemoryNodeStore,
     MissingNodeError,
@@ -76,10 +77,18 @@ class Tree:
 
     def commit(self, writes: Writes) -> bytes:
         self.root, nodes = self.tree.apply_writes(self.root, writes)
-        for h, enc in nodes.items():
-            assert self.hash_fn(enc[:65]) == h
+        for key, enc in nodes.items():
+            if len(key) == 32:  # the root pointer
+                assert key == self.root and enc[8:] == self.root
+            else:  # a node under its reference: version ‖ hash of the node, children named by hash
+                assert node_hash(self.hash_fn, enc) == key[8:]
         self.store.put_nodes(nodes)
         return self.root
+
+
+def node_hash(hash_fn: HashFn, enc: bytes) -> bytes:
+    """Hash of a stored node: an internal node's children are hashed by hash (their 8-byte versions are not)."""
+    return hash_fn(b"\x01" + enc[9:41] + enc[49:81]) if enc[0] == 1 else hash_fn(enc[:65])
 
 
 def keys(n: int, ns: str = "kv") -> list[tuple[str, bytes]]:
@@ -203,16 +212,16 @@ def test_new_nodes_are_all_reachable(hash_fn: HashFn) -> None:
     writes.update({k: None for k in keys(200)[:60]})
     root, nodes = t.tree.apply_writes(t.root, writes)
     t.store.put_nodes(nodes)
-    reachable = set()
-    stack = [root]
+    reachable = {root}
+    stack = [t.store.nodes[root]]  # the root pointer → the root's reference
     while stack:
-        h = stack.pop()
-        if h == ZERO_HASH:
+        ref = stack.pop()
+        if ref == ZERO_REF:
             continue
-        reachable.add(h)
-        enc = t.store.nodes[h]
+        reachable.add(ref)
+        enc = t.store.nodes[ref]
         if enc[0] == 1:
-            stack += [enc[1:33], enc[33:65]]
+            stack += [enc[1:41], enc[41:81]]
     assert set(nodes) <= reachable
 
 
@@ -221,7 +230,7 @@ def test_commit_cost_is_logarithmic() -> None:
     t = Tree(sha256)
     t.commit({k: b"x" for k in keys(4096)})
     _, nodes = t.tree.apply_writes(t.root, {("kv", b"k17"): b"new"})
-    assert len(nodes) <= 24  # 1 leaf + about log2(4096) + a few internal nodes
+    assert len(nodes) <= 25  # 1 leaf + about log2(4096) + a few internal nodes + the root pointer
     _, nodes = t.tree.apply_writes(t.root, {("new", b"%d" % i): b"v" for i in range(64)})
     assert len(nodes) < 64 * 12
 
@@ -246,7 +255,7 @@ def test_corruption_is_detected() -> None:
     t = Tree(sha256)
     t.commit({k: b"value" for k in keys(20)})
     assert t.tree.check_tree(t.root) == 20
-    leaf_hash = next(h for h, enc in t.store.nodes.items() if enc[0] == 0 and enc[65:] == b"value")
+    leaf_hash = next(h for h, enc in t.store.nodes.items() if len(h) == 40 and enc[0] == 0 and enc[65:] == b"value")
     good = t.store.nodes[leaf_hash]
     t.store.nodes[leaf_hash] = good[:65] + b"VALUE"
     with pytest.raises(CorruptNodeError):
@@ -265,10 +274,11 @@ def test_corruption_is_detected() -> None:
         t.tree.get_proof(t.root, *key)
     t.store.nodes[leaf_hash] = good
     # A non-canonical node (one key below an internal node) is caught by the fsck.
-    lone = b"\x01" + leaf_hash + ZERO_HASH
-    t.store.put_nodes({sha256(lone): lone})
+    lone = b"\x01" + leaf_hash + ZERO_REF
+    lone_hash = sha256(b"\x01" + leaf_hash[8:] + ZERO_HASH)
+    t.store.put_nodes({bytes(8) + lone_hash: lone, lone_hash: bytes(8) + lone_hash})
     with pytest.raises(CorruptNodeError, match="canonical"):
-        t.tree.check_tree(sha256(lone))
+        t.tree.check_tree(lone_hash)
 
 
 # -- limits ------------------------------------------------------------------------------------------------------

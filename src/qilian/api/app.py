@@ -160,7 +160,7 @@ def create_app(node: Node) -> FastAPI:
                 raise ApiError(400, "malformed", "tx is not hex") from None
         else:
             raw = body
-        sub = node.process_submit(raw)
+        sub = await node.process_submit(raw)
         out: dict[str, Any] = {"hash": sub.tx_hash.hex(), "status": sub.status}
         if wait == "commit":
             loc = await node.wait_for_commit(sub.tx_hash, min(timeout, node.config.max_wait_s))

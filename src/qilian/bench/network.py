@@ -31,7 +31,7 @@ WATCH_INTERVAL_S = 0.02
 """How often the watcher polls for new blocks (latency resolution)."""
 DRAIN_TIMEOUT_S = 30.0
 """After the last submission, how long to wait for accepted transactions to commit before counting them failed."""
-MAX_PRESIGNED = 200_000
+MAX_PRESIGNED = 2_000_000
 """Most transactions signed up front (bounds memory and set-up time in ``--max`` runs)."""
 WORKLOADS = ("kv", "evidence", "transfer")
 """kv: built-in key-value puts; evidence: registrations in the evidence system contract (unique digests);

@@ -97,6 +97,8 @@ TX_GOSSIP_INTERVAL_S = 0.01
 """Admitted transactions are batched to peers at this interval."""
 MAX_FUTURE_MESSAGES = 4096
 """Verified consensus messages kept for heights this node has not started (fed to the core when it does)."""
+MAX_EVIDENCE = 1000
+"""Equivocation evidence kept in memory (newest first to go into blocks once evidence is carried on chain)."""
 MAX_FETCHED_TXS = 20_000
 """Transactions fetched for proposals kept per height (outside the mempool)."""
 
@@ -373,6 +375,7 @@ class ConsensusDriver:
                 log.warning("equivocation by %s at height %d round %d", o.evidence.first.validator.hex(),
                             o.evidence.first.height, o.evidence.first.round)
                 self.evidence.append(o.evidence)
+                del self.evidence[:-MAX_EVIDENCE]
 
     def _schedule(self, o: ScheduleTimeout) -> None:
         def fire() -> None:

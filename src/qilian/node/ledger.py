@@ -124,7 +124,7 @@ def verify_ledger(data_dir: Path, progress: Callable[[int, int], None] | None = 
             stored = store.get_receipts_bytes(height)
             if stored != encode_trusted([r.to_wire() for r in result.receipts]):
                 return fail(f"block {height}: stored receipts differ from re-execution")
-            new_root, new_nodes = tree.apply_writes(parent.state_root, result.writes)
+            new_root, new_nodes = tree.apply_writes(parent.state_root, result.writes, height)
             nodes.put_nodes(new_nodes)
             for k, v in result.writes.items():
                 if v is None:

@@ -136,34 +136,24 @@ class Node:
 
     # -- admission ---------------------------------------------------------------------------------------
 
-    def process_submit(self, raw: bytes, from_client: bool = True, decoded: Transaction | None = None) -> Submitted:
-        """Admit a transaction: decode, check the rules, verify the signature once, add to the mempool.
-
-        Transactions from clients are gossiped to the peers; those relayed by peers are not relayed again (the
-        network is a full mesh). Raises CodecError (malformed), TxRejected (breaks a rule) or MempoolFull.
-        Nothing changes on error."""
-        if len(raw) > self.genesis.params.max_tx_bytes:
-            raise TxRejected("too_large", f"transaction is {len(raw)} bytes, over the limit of "
-                                          f"{self.genesis.params.max_tx_bytes}")
-        tx = decoded or Transaction.decode(raw, max_bytes=self.genesis.params.max_tx_bytes)
-        tx_hash = compute_tx_hash(self.suite, tx.body)
-        if self.mempool.is_known(tx_hash):
-            return Submitted(tx_hash, "known")
-        if self.store.is_tx_committed(tx_hash):
-            return Submitted(tx_hash, "committed")
-        check_tx_static(self.rules, tx, len(raw))
-        check_tx_window(self.rules, tx, self.get_tip().height + 1)
-        if not self.is_valid_tx_sig(tx, tx_hash):
-            raise TxRejected("bad_signature", "signature does not verify for the sender key and this body")
-        self.mempool.process_add(PoolEntry(tx, tx_hash, len(raw)))
-        if self.on_tx_admitted is not None:
-            self.on_tx_admitted(raw, from_client)
-        return Submitted(tx_hash, "accepted")
+    async def process_submit(self, raw: bytes) -> Submitted:
+        """Admit one client transaction (see :meth:`process_submit_batch`). Raises CodecError (malformed),
+        TxRejected (breaks a rule or a bad signature) or MempoolFull. Nothing changes on error."""
+        res = await self.process_submit_batch([raw])
+        tx_hash, status, message = res.results[0]
+        if status in ("accepted", "known", "committed"):
+            return Submitted(tx_hash, status)
+        if status == "malformed":
+            raise CodecError(message)
+        if status == "mempool_full":
+            raise MempoolFull(message)
+        raise TxRejected(status, message)
 
     async def process_submit_batch(self, raws: list[bytes], from_client: bool = True) -> BatchResult:
-        """Admit many transactions: rules on the event loop, signatures verified on VERIFY_THREADS threads (the
-        crypto libraries release the GIL, so this uses every core), then added in order. A full mempool stops the
-        batch at that transaction; everything before it stays admitted."""
+        """Admit transactions: decode, check the rules, verify each signature once (on VERIFY_THREADS threads —
+        the crypto libraries release the GIL, so this uses every core), then add them in order. A full mempool
+        stops the batch at that transaction; everything before it stays admitted. Transactions from clients are
+        gossiped to the peers; those relayed by peers are not relayed again (the network is a full mesh)."""
         max_tx = self.genesis.params.max_tx_bytes
         next_height = self.get_tip().height + 1
         results: list[tuple[bytes, str, str]] = [(b"", "", "")] * len(raws)
@@ -261,15 +251,6 @@ class Node:
                 self._remember_sig(th)
         return verdicts
 
-    def is_valid_tx_sig(self, tx: Transaction, tx_hash: bytes) -> bool:
-        """Verify a transaction's signature once; remember the verdict for blocks that carry it."""
-        if self.sig_ok.get(tx_hash):
-            return True
-        if not is_valid_tx_signature(self.suite, tx, tx_hash):
-            return False
-        self._remember_sig(tx_hash)
-        return True
-
     def _remember_sig(self, tx_hash: bytes) -> None:
         self.sig_ok[tx_hash] = True
         if len(self.sig_ok) > SIG_CACHE_SIZE:
@@ -327,7 +308,7 @@ class Node:
         result = execute_block(self.rules, self.store, block.txs, hashes, block.header.height,
                                block.header.time_ms)
         t1 = time.perf_counter()
-        new_root, nodes = self.tree.apply_writes(tip.state_root, result.writes)
+        new_root, nodes = self.tree.apply_writes(tip.state_root, result.writes, block.header.height)
         t2 = time.perf_counter()
         new_tip = ChainTip(block.header.height, commit.block_id, block.header.time_ms, new_root,
                            result.receipts_root)

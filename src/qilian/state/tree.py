@@ -25,14 +25,20 @@ The tree
 
 Node store
 ----------
-Nodes are content-addressed: stored under their hash, never overwritten, never deleted — so every historical root
-stays readable and provable. Pruning old versions (reference counting or a mark-and-sweep from the roots to keep)
-is future work; until then the store grows by the nodes of each commit (about ``log2(state size)`` per written key,
-less the shared upper levels). Encodings:
+Nodes are stored under a *reference* ``version ‖ hash``: the 8-byte big-endian height of the block that created
+the node, then its hash. A parent names its children by reference, so a walk from the root finds every node by key —
+and all nodes created by one block sort together at the end of the store, which keeps a commit's writes local (a
+key of random hashes would dirty one database page per node; see docs/benchmarks.md). Versions are never hashed:
+the root is still a function of the key set only. Roots are named by hash (headers, proofs); each commit also
+stores a pointer ``root hash → root reference``. Nothing is overwritten or deleted, so every historical root stays
+readable and provable; pruning is future work (the store grows by the nodes of each commit, about
+``log2(state size)`` per written key, less the shared upper levels). Encodings:
 
-* internal: ``0x01 ‖ left ‖ right`` (65 bytes — the hash pre-image itself);
+* internal: ``0x01 ‖ left reference ‖ right reference`` (81 bytes; its hash is ``hash(0x01 ‖ left hash ‖ right
+  hash)``);
 * leaf: ``0x00 ‖ path ‖ hash(value) ‖ value`` (65 + len(value) bytes: the first 65 bytes are the pre-image, and
-  the value rides along so any historical root can answer ``get_value`` by walking the tree).
+  the value rides along so any historical root can answer ``get_value`` by walking the tree);
+* root pointer: key = root hash (32 bytes), value = the root's reference (40 bytes).
 
 Commits
 -------
@@ -80,7 +86,11 @@ EMPTY_ROOT: Final = ZERO_HASH
 
 _LEAF_TAG: Final = 0
 _NODE_TAG: Final = 1
-_NODE_LEN: Final = 65
+_REF_LEN: Final = 40
+"""A node reference: version (8 bytes, the block height that created the node) ‖ hash."""
+ZERO_REF: Final = b"\x00" * _REF_LEN
+"""Reference of the empty subtree."""
+_NODE_LEN: Final = 1 + 2 * _REF_LEN
 # _BIT[d] selects path bit d of a path held as an int; _HIGH[d] keeps bits 0..d-1 (the prefix above depth d).
 _BIT: Final = tuple(1 << (255 - d) for d in range(PATH_BITS))
 _HIGH: Final = tuple(((1 << 256) - 1) ^ ((1 << (256 - d)) - 1) for d in range(PATH_BITS))
@@ -103,10 +113,10 @@ class CorruptNodeError(StateError):
 
 
 class NodeStore(Protocol):
-    """Read access to content-addressed tree nodes; the LMDB state store implements it."""
+    """Read access to tree nodes by reference (and root pointers by root hash); the LMDB store implements it."""
 
     def get_node(self, node_hash: bytes) -> bytes | None:
-        """The encoded node stored under ``node_hash``, or None."""
+        """The entry stored under a reference or root hash, or None."""
         ...
 
 
@@ -318,81 +328,97 @@ class StateTree:
         self._get_node: Callable[[bytes], bytes | None] = (
             store.nodes.get if type(store) is MemoryNodeStore else store.get_node)
 
-    def _read(self, node_hash: bytes) -> bytes:
-        """A stored node, structurally checked."""
-        data = self._get_node(node_hash)
+    def _read(self, ref: bytes) -> bytes:
+        """A stored node by reference, structurally checked."""
+        data = self._get_node(ref)
         if data is None:
-            raise MissingNodeError(f"state node {node_hash.hex()} is not in the store")
+            raise MissingNodeError(f"state node {ref[8:].hex()} (version {int.from_bytes(ref[:8], 'big')}) is not "
+                                   f"in the store")
         if not data or (len(data) != _NODE_LEN if data[0] == _NODE_TAG else data[0] != _LEAF_TAG or len(data) < 65):
-            raise CorruptNodeError(f"state node {node_hash.hex()} is malformed")
+            raise CorruptNodeError(f"state node {ref[8:].hex()} is malformed")
         return data
+
+    def _root_ref(self, root: bytes) -> bytes:
+        """The reference of a root, from its pointer entry."""
+        _check_root(root)
+        if root == ZERO_HASH:
+            return ZERO_REF
+        ref = self._get_node(root)
+        if ref is None:
+            raise MissingNodeError(f"state root {root.hex()} is not in the store")
+        if len(ref) != _REF_LEN or ref[8:] != root:
+            raise CorruptNodeError(f"state root pointer {root.hex()} is malformed")
+        return ref
+
+    def _node_hash(self, data: bytes) -> bytes:
+        """Hash of a stored node (its children named by hash only: versions are not hashed)."""
+        if data[0] == _NODE_TAG:
+            return self.hash_fn(b"\x01" + data[9:41] + data[49:81])
+        return self.hash_fn(data[:65])
 
     # -- reads -------------------------------------------------------------------------------------------------
 
     def get_value(self, root: bytes, namespace: str, key: bytes) -> bytes | None:
         """The value of a key under ``root`` (any historical root whose nodes are stored), or None."""
         path = compute_state_path(self.hash_fn, namespace, key)
-        _check_root(root)
+        ref = self._root_ref(root)
         x = int.from_bytes(path, "big")
-        h = root
         read = self._read
         for d in range(PATH_BITS + 1):
-            if h == ZERO_HASH:
+            if ref == ZERO_REF:
                 return None
-            data = read(h)
+            data = read(ref)
             if data[0] == _NODE_TAG:
                 if d == PATH_BITS:
                     break
-                h = data[33:65] if x & _BIT[d] else data[1:33]
+                ref = data[41:81] if x & _BIT[d] else data[1:41]
                 continue
             if data[1:33] != path:
                 return None
             value = data[65:]
             if self.hash_fn(value) != data[33:65]:
-                raise CorruptNodeError(f"state leaf {h.hex()} holds a value that does not match its hash")
+                raise CorruptNodeError(f"state leaf {ref[8:].hex()} holds a value that does not match its hash")
             return value
         raise CorruptNodeError("state tree deeper than 256 levels")
 
     def get_proof(self, root: bytes, namespace: str, key: bytes) -> StateProof:
         """Proof of the key's value, or of its absence, under ``root``."""
         path = compute_state_path(self.hash_fn, namespace, key)
-        _check_root(root)
+        ref = self._root_ref(root)
         x = int.from_bytes(path, "big")
-        h = root
         read = self._read
         siblings: list[bytes] = []
         bits = 0
         depth = 0
-        while h != ZERO_HASH:
-            data = read(h)
+        while ref != ZERO_REF:
+            data = read(ref)
             if data[0] != _NODE_TAG:
                 return _make_proof(depth, bits, siblings, data[1:33], data[33:65])
             if depth == PATH_BITS:
                 raise CorruptNodeError("state tree deeper than 256 levels")
             if x & _BIT[depth]:
-                sib, h = data[1:33], data[33:65]
+                sib, ref = data[1:41], data[41:81]
             else:
-                h, sib = data[1:33], data[33:65]
+                ref, sib = data[1:41], data[41:81]
             bits <<= 1
-            if sib != ZERO_HASH:
+            if sib != ZERO_REF:
                 bits |= 1
-                siblings.append(sib)
+                siblings.append(sib[8:])
             depth += 1
         return _make_proof(depth, bits, siblings, None, None)
 
     def iter_items(self, root: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Every ``(path, value)`` under ``root``, in path order (keys are hashed; the tree does not hold them)."""
-        _check_root(root)
-        stack = [root]
+        stack = [self._root_ref(root)]
         read = self._read
         while stack:
-            h = stack.pop()
-            if h == ZERO_HASH:
+            ref = stack.pop()
+            if ref == ZERO_REF:
                 continue
-            data = read(h)
+            data = read(ref)
             if data[0] == _NODE_TAG:
-                stack.append(data[33:65])
-                stack.append(data[1:33])
+                stack.append(data[41:81])
+                stack.append(data[1:41])
             else:
                 yield data[1:33], data[65:]
 
@@ -402,48 +428,53 @@ class StateTree:
         Raises :class:`CorruptNodeError` (or :class:`MissingNodeError`) at the first problem: an fsck for the state,
         and the oracle the tests use for canonical form.
         """
-        _check_root(root)
         hash_fn = self.hash_fn
         read = self._read
         count = 0
-        # (hash, depth, prefix of the path bits above it as an int)
-        stack: list[tuple[bytes, int, int]] = [(root, 0, 0)]
+        # (reference, depth, prefix of the path bits above it as an int)
+        stack: list[tuple[bytes, int, int]] = [(self._root_ref(root), 0, 0)]
         while stack:
-            h, depth, prefix = stack.pop()
-            if h == ZERO_HASH:
+            ref, depth, prefix = stack.pop()
+            if ref == ZERO_REF:
                 continue
-            data = read(h)
-            if hash_fn(data[:65]) != h:
-                raise CorruptNodeError(f"state node {h.hex()} does not hash to its name")
+            data = read(ref)
+            if self._node_hash(data) != ref[8:]:
+                raise CorruptNodeError(f"state node {ref[8:].hex()} does not hash to its name")
             if data[0] == _NODE_TAG:
-                left, right = data[1:33], data[33:65]
+                left, right = data[1:41], data[41:81]
                 if depth >= PATH_BITS:
                     raise CorruptNodeError("state tree deeper than 256 levels")
                 for child, other in ((left, right), (right, left)):
-                    if other == ZERO_HASH and (child == ZERO_HASH or read(child)[0] == _LEAF_TAG):
-                        raise CorruptNodeError(f"state node {h.hex()} is not canonical (fewer than two keys)")
+                    if other == ZERO_REF and (child == ZERO_REF or read(child)[0] == _LEAF_TAG):
+                        raise CorruptNodeError(f"state node {ref[8:].hex()} is not canonical (fewer than two keys)")
                 stack.append((right, depth + 1, (prefix << 1) | 1))
                 stack.append((left, depth + 1, prefix << 1))
             else:
                 if hash_fn(data[65:]) != data[33:65]:
-                    raise CorruptNodeError(f"state leaf {h.hex()} holds a value that does not match its hash")
+                    raise CorruptNodeError(f"state leaf {ref[8:].hex()} holds a value that does not match its hash")
                 if depth and int.from_bytes(data[1:33], "big") >> (PATH_BITS - depth) != prefix:
-                    raise CorruptNodeError(f"state leaf {h.hex()} sits off its path")
+                    raise CorruptNodeError(f"state leaf {ref[8:].hex()} sits off its path")
                 count += 1
         return count
 
     # -- commits -----------------------------------------------------------------------------------------------
 
-    def apply_writes(self, root: bytes, writes: Mapping[StateKey, bytes | None]) -> tuple[bytes, dict[bytes, bytes]]:
+    def apply_writes(self, root: bytes, writes: Mapping[StateKey, bytes | None], version: int = 0,
+                     ) -> tuple[bytes, dict[bytes, bytes]]:
         """Apply a block's net writes (None deletes) to the tree at ``root``.
 
-        Returns the new root and the nodes to persist (hash → encoding). Pure: the store is only read; on any
-        error nothing has been written anywhere. Raises :class:`StateLimitError` on an over-limit write and
-        :class:`MissingNodeError` when ``root`` is unknown.
+        Returns the new root and the entries to persist: every new node under its reference ``version ‖ hash``,
+        and a pointer ``new root → its reference``. ``version`` is the block height, so the nodes of one block sort
+        together in the store. Pure: the store is only read; on any error nothing has been written anywhere.
+        Raises :class:`StateLimitError` on an over-limit write and :class:`MissingNodeError` when ``root`` is
+        unknown.
         """
-        _check_root(root)
+        root_ref = self._root_ref(root)
         if not writes:
             return root, {}
+        if not 0 <= version < 1 << 64:
+            raise StateError("version must fit in 8 bytes")
+        vprefix = version.to_bytes(8, "big")
         hash_fn = self.hash_fn
         read = self._read
         prefixes: dict[str, bytes] = {}
@@ -463,53 +494,52 @@ class StateTree:
         for i in range(1, n):
             if ints[i] == ints[i - 1]:
                 raise StateError("two keys of one batch have the same path (hash collision)")
-        # Per write: new leaf hash and encoding (None, None for a delete).
-        lhashes: list[bytes | None] = []
+        # Per write: new leaf reference and encoding (None, None for a delete).
+        lrefs: list[bytes | None] = []
         lencs: list[bytes | None] = []
         for path, value in entries:
             if value is None:
-                lhashes.append(None)
+                lrefs.append(None)
                 lencs.append(None)
             else:
                 head = b"\x00" + path + hash_fn(value)
-                lhashes.append(hash_fn(head))
+                lrefs.append(vprefix + hash_fn(head))
                 lencs.append(head + value)
         new: dict[bytes, bytes] = {}
         bit_of, high_of = _BIT, _HIGH
         get_node = self._get_node
 
-        def is_leaf(h: bytes) -> bool:
-            data = new.get(h)
-            return (data if data is not None else read(h))[0] == _LEAF_TAG
+        def is_leaf(ref: bytes) -> bool:
+            data = new.get(ref)
+            return (data if data is not None else read(ref))[0] == _LEAF_TAG
 
         def put_node(left: bytes, right: bytes) -> bytes:
-            enc = b"\x01" + left + right
-            h = hash_fn(enc)
-            new[h] = enc
-            return h
+            ref = vprefix + hash_fn(b"\x01" + left[8:] + right[8:])
+            new[ref] = b"\x01" + left + right
+            return ref
 
-        def build(depth: int, bints: list[int], bhashes: list[bytes], bencs: list[bytes | None],
+        def build(depth: int, bints: list[int], brefs: list[bytes], bencs: list[bytes | None],
                   lo: int, hi: int) -> bytes:
             """Canonical subtree at ``depth`` holding exactly the (non-empty, sorted) leaves ``lo..hi``."""
             if hi - lo == 1:
                 enc = bencs[lo]
                 if enc is not None:
-                    new[bhashes[lo]] = enc
-                return bhashes[lo]
+                    new[brefs[lo]] = enc
+                return brefs[lo]
             # First bit where the leaves differ: a chain of one-child nodes from `depth` down to it.
             split_depth = PATH_BITS - (bints[lo] ^ bints[hi - 1]).bit_length()
             split = bisect_left(bints, (bints[lo] & high_of[split_depth]) | bit_of[split_depth], lo, hi)
-            h = put_node(build(split_depth + 1, bints, bhashes, bencs, lo, split),
-                         build(split_depth + 1, bints, bhashes, bencs, split, hi))
+            ref = put_node(build(split_depth + 1, bints, brefs, bencs, lo, split),
+                           build(split_depth + 1, bints, brefs, bencs, split, hi))
             first = bints[lo]
             for d in range(split_depth - 1, depth - 1, -1):
-                h = put_node(ZERO_HASH, h) if first & bit_of[d] else put_node(h, ZERO_HASH)
-            return h
+                ref = put_node(ZERO_REF, ref) if first & bit_of[d] else put_node(ref, ZERO_REF)
+            return ref
 
         def rebuild_leaf_range(depth: int, lo: int, hi: int, old: bytes | None, old_data: bytes | None) -> bytes:
             """New subtree at ``depth`` for writes ``lo..hi`` over an empty subtree or the single leaf ``old``."""
             bints: list[int] = []
-            bhashes: list[bytes] = []
+            brefs: list[bytes] = []
             bencs: list[bytes | None] = []
             old_int = -1
             if old is not None and old_data is not None:
@@ -518,109 +548,118 @@ class StateTree:
                 xi = ints[i]
                 if old_int != -1 and old_int < xi:
                     bints.append(old_int)
-                    bhashes.append(old)  # type: ignore[arg-type]
+                    brefs.append(old)  # type: ignore[arg-type]
                     bencs.append(None)
                     old_int = -1
                 elif xi == old_int:
                     old_int = -1
-                    if lhashes[i] == old:
+                    lr = lrefs[i]
+                    if lr is not None and lr[8:] == old[8:]:  # type: ignore[index]
                         bints.append(xi)
-                        bhashes.append(old)  # type: ignore[arg-type]
+                        brefs.append(old)  # type: ignore[arg-type]
                         bencs.append(None)
                         continue
-                lh = lhashes[i]
-                if lh is not None:
+                lr = lrefs[i]
+                if lr is not None:
                     bints.append(xi)
-                    bhashes.append(lh)
+                    brefs.append(lr)
                     bencs.append(lencs[i])
             if old_int != -1:
                 bints.append(old_int)
-                bhashes.append(old)  # type: ignore[arg-type]
+                brefs.append(old)  # type: ignore[arg-type]
                 bencs.append(None)
             if not bints:
-                return ZERO_HASH
-            return build(depth, bints, bhashes, bencs, 0, len(bints))
+                return ZERO_REF
+            return build(depth, bints, brefs, bencs, 0, len(bints))
 
-        def update_one(h: bytes, depth: int, i: int) -> bytes:
-            """Write ``i`` alone into the subtree ``h`` at ``depth``: walk down, then rehash up (no recursion)."""
+        def update_one(ref: bytes, depth: int, i: int) -> bytes:
+            """Write ``i`` alone into the subtree ``ref`` at ``depth``: walk down, then rehash up (no recursion)."""
             x = ints[i]
-            lh = lhashes[i]
-            top = h
+            lr = lrefs[i]
+            top = ref
             sibs: list[bytes] = []
             d = depth
             data = b""  # the terminal leaf, when the walk ends at one
-            while h != ZERO_HASH:
-                node = get_node(h)  # inlined _read: this loop is the hot path of a commit
+            while ref != ZERO_REF:
+                node = get_node(ref)  # inlined _read: this loop is the hot path of a commit
                 if node is None or len(node) != _NODE_LEN or node[0] != _NODE_TAG:
-                    data = read(h)  # a leaf, or a missing or malformed node: the checked path raises
+                    data = read(ref)  # a leaf, or a missing or malformed node: the checked path raises
                     break
                 if x & bit_of[d]:
-                    sibs.append(node[1:33])
-                    h = node[33:65]
+                    sibs.append(node[1:41])
+                    ref = node[41:81]
                 else:
-                    sibs.append(node[33:65])
-                    h = node[1:33]
+                    sibs.append(node[41:81])
+                    ref = node[1:41]
                 d += 1
-            if h == ZERO_HASH:
-                if lh is None:
+            if ref == ZERO_REF:
+                if lr is None:
                     return top
-                new[lh] = lencs[i]  # type: ignore[assignment]
-                cur, cur_is_leaf = lh, True
+                new[lr] = lencs[i]  # type: ignore[assignment]
+                cur, cur_is_leaf = lr, True
             elif data[1:33] == paths[i]:
-                if lh is None:
-                    cur, cur_is_leaf = ZERO_HASH, False
-                elif lh == h:
+                if lr is None:
+                    cur, cur_is_leaf = ZERO_REF, False
+                elif lr[8:] == ref[8:]:
                     return top
                 else:
-                    new[lh] = lencs[i]  # type: ignore[assignment]
-                    cur, cur_is_leaf = lh, True
+                    new[lr] = lencs[i]  # type: ignore[assignment]
+                    cur, cur_is_leaf = lr, True
             else:
-                if lh is None:
+                if lr is None:
                     return top
-                new[lh] = lencs[i]  # type: ignore[assignment]
+                new[lr] = lencs[i]  # type: ignore[assignment]
                 split_depth = PATH_BITS - (x ^ int.from_bytes(data[1:33], "big")).bit_length()
-                cur = put_node(h, lh) if x & bit_of[split_depth] else put_node(lh, h)
+                cur = put_node(ref, lr) if x & bit_of[split_depth] else put_node(lr, ref)
                 for k in range(split_depth - 1, d - 1, -1):
-                    cur = put_node(ZERO_HASH, cur) if x & bit_of[k] else put_node(cur, ZERO_HASH)
+                    cur = put_node(ZERO_REF, cur) if x & bit_of[k] else put_node(cur, ZERO_REF)
                 cur_is_leaf = False
             for k in range(d - 1, depth - 1, -1):
                 s = sibs[k - depth]
-                if s == ZERO_HASH:
-                    if cur_is_leaf or cur == ZERO_HASH:
+                if s == ZERO_REF:
+                    if cur_is_leaf or cur == ZERO_REF:
                         continue  # a lone leaf (or nothing) rises past a node that would have one key
-                elif cur == ZERO_HASH and is_leaf(s):
+                elif cur == ZERO_REF and is_leaf(s):
                     cur, cur_is_leaf = s, True
                     continue
-                enc = b"\x01" + s + cur if x & bit_of[k] else b"\x01" + cur + s
-                cur = hash_fn(enc)
+                if x & bit_of[k]:
+                    enc, h = b"\x01" + s + cur, hash_fn(b"\x01" + s[8:] + cur[8:])
+                else:
+                    enc, h = b"\x01" + cur + s, hash_fn(b"\x01" + cur[8:] + s[8:])
+                cur = vprefix + h
                 new[cur] = enc
                 cur_is_leaf = False
             return cur
 
-        def update(h: bytes, depth: int, lo: int, hi: int) -> bytes:
-            """Writes ``lo..hi`` (sorted, sharing the path prefix above ``depth``) into subtree ``h``."""
+        def update(ref: bytes, depth: int, lo: int, hi: int) -> bytes:
+            """Writes ``lo..hi`` (sorted, sharing the path prefix above ``depth``) into subtree ``ref``."""
             if hi - lo == 1:
-                return update_one(h, depth, lo)
-            if h == ZERO_HASH:
+                return update_one(ref, depth, lo)
+            if ref == ZERO_REF:
                 return rebuild_leaf_range(depth, lo, hi, None, None)
-            data = read(h)
+            data = read(ref)
             if data[0] != _NODE_TAG:
-                return rebuild_leaf_range(depth, lo, hi, h, data)
-            left, right = data[1:33], data[33:65]
+                return rebuild_leaf_range(depth, lo, hi, ref, data)
+            left, right = data[1:41], data[41:81]
             split = bisect_left(ints, (ints[lo] & high_of[depth]) | bit_of[depth], lo, hi)
             new_left = update(left, depth + 1, lo, split) if split > lo else left
             new_right = update(right, depth + 1, split, hi) if hi > split else right
             if new_left == left and new_right == right:
-                return h
-            if new_right == ZERO_HASH:
-                if new_left == ZERO_HASH or is_leaf(new_left):
+                return ref
+            if new_right == ZERO_REF:
+                if new_left == ZERO_REF or is_leaf(new_left):
                     return new_left
-            elif new_left == ZERO_HASH and is_leaf(new_right):
+            elif new_left == ZERO_REF and is_leaf(new_right):
                 return new_right
             return put_node(new_left, new_right)
 
-        new_root = update(root, 0, 0, n)
-        return new_root, new
+        new_ref = update(root_ref, 0, 0, n)
+        if new_ref == root_ref:
+            return root, {}
+        if new_ref == ZERO_REF:
+            return ZERO_HASH, new
+        new[new_ref[8:]] = new_ref  # the root pointer: roots are named by hash in headers and proofs
+        return new_ref[8:], new
 
 
 def _first(entry: tuple[bytes, bytes | None]) -> bytes:
