@@ -70,8 +70,8 @@ class NetBenchResult:
     rejected: int = 0
     failed: int = 0
     """Committed with a failed receipt (the call failed; a fact every node agrees on)."""
-    lost: int = 0
-    """Admitted but not committed before the drain timeout."""
+    uncommitted: int = 0
+    """Admitted but not yet committed when the drain timeout ended the run (a backlog, not a loss)."""
     tps: float = 0.0
     latency_ms: dict[str, float] = field(default_factory=dict)
     ceiling_tps: float = 0.0
@@ -348,7 +348,7 @@ def run_network_bench(cfg: NetBenchConfig, say: Callable[[str], None],
         result.committed = len(committed)
         result.rejected = sum(errors.values())
         result.failed = watcher.failed_receipts
-        result.lost = max(0, admitted - len(committed))
+        result.uncommitted = max(0, admitted - len(committed))
         result.errors = errors
         result.blocks = watcher.blocks
         last = max(committed.values()) if committed else t0
@@ -430,8 +430,8 @@ def format_markdown(r: NetBenchResult) -> str:
         f"| committed TPS | {r.tps:,.0f} |",
         f"| latency p50 / p95 / p99 (ms) | {r.latency_ms.get('p50', 0):,.0f} / {r.latency_ms.get('p95', 0):,.0f} / "
         f"{r.latency_ms.get('p99', 0):,.0f} |",
-        f"| submitted / committed / rejected / failed receipts / lost | {r.submitted:,} / {r.committed:,} / "
-        f"{r.rejected:,} / {r.failed:,} / {r.lost:,} |",
+        f"| submitted / committed / rejected / failed receipts / uncommitted at the end | {r.submitted:,} / "
+        f"{r.committed:,} / {r.rejected:,} / {r.failed:,} / {r.uncommitted:,} |",
         f"| blocks | {r.blocks:,} |",
         f"| ceiling: {r.verify_per_s_one_core:,.0f} verifications/s/core × {m['cores']} cores ÷ "
         f"{c['validators']} validators | {r.ceiling_tps:,.0f} TPS |",

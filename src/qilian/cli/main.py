@@ -508,8 +508,8 @@ def bench_network(
     table.add_row("committed TPS", f"{res.tps:,.0f}")
     table.add_row("latency p50 / p95 / p99", f"{res.latency_ms['p50']:,.0f} / {res.latency_ms['p95']:,.0f} / "
                                              f"{res.latency_ms['p99']:,.0f} ms")
-    table.add_row("submitted / committed / rejected / failed receipts / lost",
-                  f"{res.submitted:,} / {res.committed:,} / {res.rejected:,} / {res.failed:,} / {res.lost:,}")
+    table.add_row("submitted / committed / rejected / failed receipts / uncommitted at the end",
+                  f"{res.submitted:,} / {res.committed:,} / {res.rejected:,} / {res.failed:,} / {res.uncommitted:,}")
     table.add_row("blocks", str(res.blocks))
     table.add_row("ceiling (verify/s/core × cores ÷ validators)",
                   f"{res.verify_per_s_one_core:,.0f} × {res.machine['cores']} ÷ {validators} = "
