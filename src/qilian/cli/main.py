@@ -184,6 +184,8 @@ def up(
     suite: Annotated[str, typer.Option(help="Crypto suite for a new chain: sm2 or ed25519.")] = "sm2",
     validators: Annotated[int, typer.Option(help="Validators of a new local network.")] = 4,
     port: Annotated[int, typer.Option(help="HTTP API port of the first node (node i: port + i).")] = 8545,
+    p2p_port: Annotated[int, typer.Option(help="P2P port of the first node of a new network (node i: + i).")]
+    = 26656,
     detach: Annotated[bool, typer.Option(help="Start in the background and return; stop with `qilian down`.")]
     = False,
     wait_s: Annotated[float, typer.Option(help="How long to wait for the first blocks.")] = 60.0,
@@ -204,7 +206,7 @@ def up(
     if not (home / "network.toml").exists() and not (home / "node.toml").exists():
         if validators < 1:
             _fail("--validators must be at least 1")
-        init_network(home, validators, suite_name=suite, api_port=port)
+        init_network(home, validators, suite_name=suite, api_port=port, p2p_port=p2p_port)
         console.print(f"[green]created[/green] a {suite} network of {validators} validators in {home}")
     t0 = time.monotonic()
     launched = start_network(home, detach)
