@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -15,8 +16,13 @@ from qilian.types.codec import CodecError, from_json_value, to_json_value
 if TYPE_CHECKING:
     from qilian.node.node import Node
 
-MAX_QUERY_FUEL = 20_000_000
-"""Most fuel a read-only query may ask for."""
+MAX_QUERY_FUEL = 5_000_000
+"""Most fuel a read-only query may ask for (what a transaction gets)."""
+QUERY_THREADS = 2
+"""Queries run on worker threads, this many at a time, so a costly query never stalls consensus on the event
+loop (the interpreter switches threads every few milliseconds)."""
+MAX_QUERIES_WAITING = 32
+"""Queries queued beyond the running ones; more are answered 429."""
 MAX_QUERY_BODY = 256 * 1024
 """Largest query request body."""
 
@@ -24,6 +30,8 @@ MAX_QUERY_BODY = 256 * 1024
 def make_router(node: Node, api_error: type[Exception], read_body: Any) -> APIRouter:
     """Routes under /contracts; ``api_error(status, code, message)`` is the API's error type."""
     router = APIRouter()
+    running = asyncio.Semaphore(QUERY_THREADS)
+    waiting = 0
 
     def code_of(address: str) -> tuple[str, str, int]:
         if not is_contract_target(address):
@@ -71,9 +79,17 @@ def make_router(node: Node, api_error: type[Exception], read_body: Any) -> APIRo
         sender = doc.get("sender", "")
         if not isinstance(sender, str) or len(sender) > 64:
             raise api_error(400, "malformed", "sender must be an address in hex")
+        nonlocal waiting
+        if waiting >= MAX_QUERIES_WAITING:
+            raise api_error(429, "busy", f"more than {MAX_QUERIES_WAITING} queries are waiting; retry shortly")
         tip = node.get_tip()
-        out = query_contract(node.rules, node.store, address, doc["method"], args, tip.height + 1, tip.time_ms,
-                             sender, fuel)
+        waiting += 1
+        try:
+            async with running:
+                out = await asyncio.to_thread(query_contract, node.rules, node.store, address, doc["method"], args,
+                                              tip.height + 1, tip.time_ms, sender, fuel)
+        finally:
+            waiting -= 1
         return {"ok": out.ok, "result": to_json_value(out.value), "error": out.error, "fuel_used": out.fuel_used,
                 "out_of_fuel": out.out_of_fuel, "height": tip.height}
 

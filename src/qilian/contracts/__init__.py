@@ -29,14 +29,17 @@ def compile_contract(source: str) -> CompiledContract:
     key = hashlib.sha256(source.encode("utf-8", "surrogatepass")).digest()
     hit = _cache.get(key)
     if hit is not None:
-        _cache.move_to_end(key)
         return hit
     tree, info = validate_source(source)
     code = compile(instrument(tree), "<contract>", "exec", dont_inherit=True, optimize=0)
     compiled = CompiledContract(code, info.exports, info.storage, key)
+    # Insertion order, oldest dropped first; each dict operation is atomic, so API query threads may share it.
     _cache[key] = compiled
-    if len(_cache) > COMPILE_CACHE_SIZE:
-        _cache.popitem(last=False)
+    while len(_cache) > COMPILE_CACHE_SIZE:
+        try:
+            _cache.popitem(last=False)
+        except KeyError:  # emptied by another thread meanwhile
+            break
     return compiled
 
 
