@@ -271,3 +271,19 @@ def test_same_fuel_and_state_root_under_different_hash_seeds() -> None:
         results.append(json.loads(p.stdout))
     assert results[0] == results[1] == results[2]
     assert all(f > 0 for f in results[0]["fuel"])
+
+
+def test_block_fuel_budget_bounds_a_block_of_spinners() -> None:
+    """Execution is deferred, so a block of fuel-burning calls must not take unbounded time: the block's budget
+    runs out and the remaining calls fail at once, the same way on every node."""
+    from qilian.execution.contracts import MAX_BLOCK_FUEL
+
+    state = DictState()
+    addr = compute_contract_address(SUITE, ADMIN.public_key, "tok")
+    _run_block(state, [(ADMIN, "contracts", "deploy", ["tok", TOKEN, [1000]])], 1)
+    n = MAX_BLOCK_FUEL // 5_000_000 + 3
+    receipts = _run_block(state, [(CLIENT, addr, "spin", [])] * 1 + [(ADMIN, addr, "spin", [])] * (n - 1), 2)
+    spent = sum(r.fuel_used for r in receipts)
+    assert spent <= MAX_BLOCK_FUEL
+    assert all(r.status == STATUS_OUT_OF_FUEL for r in receipts)
+    assert "budget" in receipts[-1].error and receipts[-1].fuel_used == 0

@@ -27,6 +27,10 @@ DEPLOY_ROLE: Final = "admin"
 """Role a key needs to deploy or upgrade contracts (from genesis; governance comes later)."""
 DOMAIN_CONTRACT: Final = b"QILIAN/CONTRACT/1\x00"
 """Prefix of what a contract address is hashed from."""
+MAX_BLOCK_FUEL: Final = 50_000_000
+"""Fuel all contract calls of one block may spend together. Execution is deferred (after the decision), so this
+budget is what bounds a block's execution time: once spent, the block's remaining contract calls fail at once
+("block fuel budget exhausted") — deterministically, on every node — and their senders resubmit."""
 MAX_CONTRACT_NAME: Final = 64
 """Longest contract name given at deployment."""
 
@@ -65,10 +69,12 @@ def get_code(state: Callable[[str, bytes], bytes | None], address: str) -> tuple
 class ContractExecutor:
     """Runs the contract transactions of one block (or one query) over a state."""
 
-    def __init__(self, suite: Suite, state: StateRW):
+    def __init__(self, suite: Suite, state: StateRW, block_fuel: int = MAX_BLOCK_FUEL):
         self.suite = suite
         self.state = state
         self.runtime = Runtime(state, self._load, suite.hash)
+        self.block_fuel_left = block_fuel
+        """What the block's remaining contract calls may still spend."""
 
     def _load(self, address: str) -> CompiledContract | None:
         try:
@@ -84,8 +90,18 @@ class ContractExecutor:
 
     def call(self, ctx: Context, method: str, args: list[Any], fuel: int = DEFAULT_FUEL,
              read_only: bool = False) -> CallOutcome:
-        """Call a function of the contract ``ctx.this``."""
-        return self.runtime.run_call(ctx.this, method, args, ctx, fuel, read_only)
+        """Call a function of the contract ``ctx.this`` with at most ``fuel``, and never more than the block has
+        left."""
+        limit = min(fuel, self.block_fuel_left)
+        if limit <= 0:
+            return CallOutcome(False, None, f"block fuel budget of {MAX_BLOCK_FUEL} exhausted; resubmit in a later "
+                                            f"block", 0, True)
+        out = self.runtime.run_call(ctx.this, method, args, ctx, limit, read_only)
+        self.block_fuel_left -= out.fuel_used
+        if out.out_of_fuel and limit < fuel:
+            return CallOutcome(False, None, f"block fuel budget of {MAX_BLOCK_FUEL} exhausted; resubmit in a "
+                                            f"later block", out.fuel_used, True)
+        return out
 
     def deploy(self, ctx: Context, sender_public_key: bytes, method: str, args: list[Any]) -> CallOutcome:
         """``contracts.deploy(name, source[, init_args])`` or ``contracts.upgrade(address, source)``."""
