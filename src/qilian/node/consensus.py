@@ -455,13 +455,15 @@ class ConsensusDriver:
             except TxRejected:
                 dead.append(e.tx_hash)
                 return False
-            if node.store.is_tx_committed(e.tx_hash):
-                dead.append(e.tx_hash)
-                return False
             return True
 
         params = node.genesis.params
         entries = node.mempool.get_batch(params.max_block_txs, params.max_block_bytes - 64 * 1024, includable)
+        # Committed transactions leave the mempool when their block commits; one batched lookup guards the rest.
+        on_chain = node.store.get_committed(e.tx_hash for e in entries)
+        if on_chain:
+            dead += on_chain
+            entries = [e for e in entries if e.tx_hash not in on_chain]
         node.mempool.process_remove(dead)
         hashes = [e.tx_hash for e in entries]
         last_commit = node.store.get_commit(tip.height) if tip.height else None
