@@ -16,11 +16,14 @@ from qilian.cli.main import (
     GenesisOpt,
     HomeOpt,
     NodeOpt,
+    PasswordEnvOpt,
     _client_key,
     _fail,
     _load_trusted_genesis,
     _print_json,
     console,
+    get_home_key,
+    load_signing_key,
     parse_arg,
 )
 
@@ -32,13 +35,8 @@ KeyOpt = Annotated[Path | None, typer.Option(help="Signing key (default: the hom
                                                   "key otherwise).")]
 
 
-def _admin_key(home: Path, key: Path | None) -> Any:
-    if key is not None:
-        return _client_key(home, key, None)
-    cands = sorted((home / "keys").glob("*-admin.pem")) if (home / "keys").exists() else []
-    if not cands:
-        _fail(f"no --key given and no admin key in {home}/keys (deploying needs the admin role)")
-    return _client_key(home, cands[0], None)
+def _admin_key(home: Path, key: Path | None, password_env: str | None) -> Any:
+    return load_signing_key(key if key is not None else get_home_key(home, "admin"), password_env)
 
 
 def _send(node: str, kp: Any, to: str, method: str, args: list[Any]) -> dict[str, Any]:
@@ -70,6 +68,7 @@ def contract_deploy(
     init: Annotated[list[str] | None, typer.Option(help="Argument of init() (repeat); text, 0xHEX, int:N, json:…")]
     = None,
     key: KeyOpt = None,
+    password_env: PasswordEnvOpt = None,
     home: HomeOpt = DEFAULT_HOME,
     node: NodeOpt = DEFAULT_NODE,
 ) -> None:
@@ -84,7 +83,7 @@ def contract_deploy(
     args: list[Any] = [name or file.stem, source]
     if init is not None:
         args.append([parse_arg(a) for a in init])
-    res = _send(node, _admin_key(home, key), "contracts", "deploy", args)
+    res = _send(node, _admin_key(home, key, password_env), "contracts", "deploy", args)
     _check_receipt(res)
     console.print(f"[green]deployed[/green] {args[0]} at [bold]{res['receipt']['result']}[/bold] "
                   f"(height {res['height']})")
@@ -95,11 +94,12 @@ def contract_upgrade(
     address: Annotated[str, typer.Argument(help="Contract address.")],
     file: Annotated[Path, typer.Argument(help="New source.")],
     key: KeyOpt = None,
+    password_env: PasswordEnvOpt = None,
     home: HomeOpt = DEFAULT_HOME,
     node: NodeOpt = DEFAULT_NODE,
 ) -> None:
     """Replace a contract's code (its storage stays)."""
-    res = _send(node, _admin_key(home, key), "contracts", "upgrade", [address, file.read_text()])
+    res = _send(node, _admin_key(home, key, password_env), "contracts", "upgrade", [address, file.read_text()])
     _check_receipt(res)
     console.print(f"[green]upgraded[/green] {address} (height {res['height']})")
 
@@ -110,11 +110,12 @@ def contract_call(
     method: Annotated[str, typer.Argument(help="Exported function.")],
     args: Annotated[list[str] | None, typer.Argument(help="Arguments: text, 0xHEX, int:N, json:….")] = None,
     key: KeyOpt = None,
+    password_env: PasswordEnvOpt = None,
     home: HomeOpt = DEFAULT_HOME,
     node: NodeOpt = DEFAULT_NODE,
 ) -> None:
     """Call a contract function in a transaction; prints the receipt (result, fuel, events)."""
-    kp = _client_key(home, key, None)
+    kp = _client_key(home, key, password_env)
     res = _send(node, kp, address, method, [parse_arg(a) for a in (args or [])])
     _print_json(res)
     if (res.get("receipt") or {}).get("status") != "ok":
@@ -159,12 +160,13 @@ def evidence_put(
     doc_type: Annotated[str, typer.Option("--type", help="Document type.")] = "document",
     uri: Annotated[str, typer.Option(help="Optional external URI of the document.")] = "",
     key: KeyOpt = None,
+    password_env: PasswordEnvOpt = None,
     home: HomeOpt = DEFAULT_HOME,
     node: NodeOpt = DEFAULT_NODE,
 ) -> None:
     """Register a file's digest in the evidence contract."""
     digest, suite = _digest(node, file)
-    res = _send(node, _client_key(home, key, None), "evidence", "register",
+    res = _send(node, _client_key(home, key, password_env), "evidence", "register",
                 [digest, title or file.name, doc_type, uri])
     _check_receipt(res)
     console.print(f"[green]registered[/green] {file.name}: {suite} digest {digest.hex()} in tx {res['hash']} at "

@@ -48,13 +48,61 @@ def _fail(msg: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+KEY_PASSWORD_ENV = "QILIAN_KEY_PASSWORD"
+"""Where every command (and the node) looks for the password of an encrypted key when no --password-env is given."""
+
+PasswordEnvOpt = Annotated[str | None, typer.Option(
+    "--password-env", help=f"Env var holding the password of an encrypted key (default: {KEY_PASSWORD_ENV}; "
+                           f"on a terminal you are asked).")]
+
+
 def _password(password_env: str | None) -> bytes | None:
+    """The password named by --password-env (for writing new keys: unset means unencrypted)."""
     if not password_env:
         return None
     v = os.environ.get(password_env)
     if not v:
         _fail(f"environment variable {password_env} is empty or unset")
     return v.encode() if v else None
+
+
+def is_encrypted_key(path: Path) -> bool:
+    """Whether a PEM key file is password-protected (PKCS#8 EncryptedPrivateKeyInfo)."""
+    return b"ENCRYPTED" in path.read_bytes()[:200]
+
+
+def get_key_password(path: Path, password_env: str | None) -> bytes | None:
+    """The one way every command gets a key's password: --password-env VAR, else $QILIAN_KEY_PASSWORD, else a
+    prompt on a terminal; an encrypted key with none of these is a clear error, never a traceback."""
+    if password_env:
+        return _password(password_env)
+    if not is_encrypted_key(path):
+        return None
+    v = os.environ.get(KEY_PASSWORD_ENV)
+    if v:
+        return v.encode()
+    if sys.stdin.isatty():
+        import getpass
+
+        return getpass.getpass(f"password of {path}: ").encode()
+    _fail(f"{path} is encrypted: set {KEY_PASSWORD_ENV}, pass --password-env VAR naming the variable that holds "
+          f"its password, or run on a terminal to be asked")
+    return None
+
+
+def load_signing_key(path: Path, password_env: str | None) -> Any:
+    """Load a key for signing with the password from :func:`get_key_password`."""
+    from qilian.crypto import CryptoError
+    from qilian.sdk.keys import load_key
+
+    if not path.is_file():
+        _fail(f"no key file {path}")
+    password = get_key_password(path, password_env)
+    try:
+        return load_key(path, password)
+    except CryptoError as exc:
+        hint = " (wrong password?)" if password is not None else ""
+        _fail(f"cannot use the key {path}{hint}: {exc}")
 
 
 def _print_json(doc: Any) -> None:
@@ -93,17 +141,10 @@ def keys_new(
 @keys_app.command("show")
 def keys_show(
     path: Annotated[Path, typer.Argument(help="PEM key file.")],
-    password_env: Annotated[str | None, typer.Option(help="Password env var for an encrypted key.")] = None,
+    password_env: PasswordEnvOpt = None,
 ) -> None:
     """Show a key's suite, public key and address."""
-    from qilian.crypto import CryptoError
-    from qilian.sdk.keys import load_key
-
-    try:
-        key = load_key(path, _password(password_env))
-    except (CryptoError, OSError) as exc:
-        _fail(str(exc))
-        return
+    key = load_signing_key(path, password_env)
     _print_json({"suite": key.suite.name, "public_key": key.public_key.hex(), "address": key.address.hex(),
                  "public_key_pem": key.suite.public_key_to_pem(key.public_key).decode()})
 
@@ -117,8 +158,8 @@ def init(
     chain_id: Annotated[str, typer.Option(help="Chain ID.")] = "qilian-dev",
     suite: Annotated[str, typer.Option(help="Crypto suite: sm2 or ed25519.")] = "sm2",
     orgs: Annotated[str, typer.Option(help="Comma-separated organisation names.")] = "org1",
-    port: Annotated[int, typer.Option(help="HTTP API port (first node's).")] = 8545,
-    p2p_port: Annotated[int, typer.Option(help="P2P port (first node's).")] = 26656,
+    port: Annotated[int, typer.Option(help="HTTP API port (first node's).", min=1, max=65535)] = 8545,
+    p2p_port: Annotated[int, typer.Option(help="P2P port (first node's).", min=1, max=65535)] = 26656,
     block_interval_ms: Annotated[int, typer.Option(help="Block interval in ms.")] = 1000,
     empty_blocks: Annotated[bool, typer.Option(help="Produce empty blocks on every interval.")] = False,
     validators: Annotated[int, typer.Option(help="Number of validators; with more than one, a directory per "
@@ -168,14 +209,28 @@ def init(
 @node_app.command("start")
 def node_start(
     home: HomeOpt = DEFAULT_HOME,
-    port: Annotated[int | None, typer.Option(help="Override the API port.")] = None,
+    port: Annotated[int | None, typer.Option(help="Override the API port.", min=1, max=65535)] = None,
 ) -> None:
     """Run the node of a home directory until Ctrl-C."""
-    from qilian.node.run import run_node
+    from qilian.crypto import CryptoError
+    from qilian.node.config import load_config
+    from qilian.node.run import HomeInUse, run_node
+    from qilian.sdk.keys import load_key
 
     if not (home / "node.toml").exists():
         _fail(f"{home} has no node.toml: run `qilian init --home {home}` first")
-    run_node(home, port)
+    cfg = load_config(home)
+    if is_encrypted_key(cfg.key_path) and not os.environ.get(KEY_PASSWORD_ENV):
+        _fail(f"the node key {cfg.key_path} is encrypted and {KEY_PASSWORD_ENV} is not set: export "
+              f"{KEY_PASSWORD_ENV}=… (docs/deploy.md keeps it in /etc/qilian/env)")
+    try:
+        load_key(cfg.key_path, os.environ.get(KEY_PASSWORD_ENV, "").encode() or None)
+    except CryptoError:
+        _fail(f"cannot open the node key {cfg.key_path}: wrong {KEY_PASSWORD_ENV}?")
+    try:
+        run_node(home, port)
+    except HomeInUse as exc:
+        _fail(str(exc))
 
 
 @app.command()
@@ -183,8 +238,10 @@ def up(
     home: HomeOpt = DEFAULT_HOME,
     suite: Annotated[str, typer.Option(help="Crypto suite for a new chain: sm2 or ed25519.")] = "sm2",
     validators: Annotated[int, typer.Option(help="Validators of a new local network.")] = 4,
-    port: Annotated[int, typer.Option(help="HTTP API port of the first node (node i: port + i).")] = 8545,
-    p2p_port: Annotated[int, typer.Option(help="P2P port of the first node of a new network (node i: + i).")]
+    port: Annotated[int, typer.Option(help="HTTP API port of the first node (node i: port + i).", min=1,
+                                      max=65535)] = 8545,
+    p2p_port: Annotated[int, typer.Option(help="P2P port of the first node of a new network (node i: + i).", min=1,
+                                   max=65535)]
     = 26656,
     detach: Annotated[bool, typer.Option(help="Start in the background and return; stop with `qilian down`.")]
     = False,
@@ -197,12 +254,22 @@ def up(
 
     from qilian.crypto import SUITES
     from qilian.node.config import init_network
-    from qilian.node.launcher import get_status, start_network, stop_network, wait_for_blocks
+    from qilian.node.launcher import (
+        get_log_tail,
+        get_running_nodes,
+        get_status,
+        start_network,
+        stop_network,
+        wait_for_blocks,
+    )
 
     if suite not in SUITES:
         _fail(f"unknown suite {suite!r}; choose one of {', '.join(SUITES)}")
-    if (home / "pids").exists():
-        stop_network(home)  # a previous detached run of this home: stop it before starting again
+    running = get_running_nodes(home)
+    if running:
+        _fail(f"the network in {home} is already running ({', '.join(running)}); stop it first with "
+              f"`qilian down --home {home}`")
+    (home / "pids").unlink(missing_ok=True)  # left by an interrupted run whose processes are gone
     if not (home / "network.toml").exists() and not (home / "node.toml").exists():
         if validators < 1:
             _fail("--validators must be at least 1")
@@ -212,8 +279,18 @@ def up(
     launched = start_network(home, detach)
     apis = [lch.api for lch, _ in launched]
     procs = [p for _, p in launched]
-    if not wait_for_blocks(apis, procs, wait_s):
+    try:
+        started = wait_for_blocks(apis, procs, wait_s)
+    except BaseException:
+        stop_network(home)  # Ctrl-C while waiting: never leave processes or a pids file behind
+        raise
+    if not started:
+        dead = [lch for lch, p in launched if p.poll() is not None]
         stop_network(home)
+        if dead:
+            lch = dead[0]
+            _fail(f"node {lch.name} exited while starting; the end of {lch.home / 'node.log'}:\n"
+                  f"{get_log_tail(lch.home)}")
         logs = "\n".join(f"  {lch.home / 'node.log'}" for lch, _ in launched)
         _fail(f"the network did not start committing blocks within {wait_s:.0f} s; see the logs:\n{logs}")
     console.print(f"[green]up[/green]: {len(apis)} validator(s) committing blocks after "
@@ -270,25 +347,33 @@ def down(home: HomeOpt = DEFAULT_HOME) -> None:
 
 @app.command("verify-ledger")
 def verify_ledger_cmd(home: HomeOpt = DEFAULT_HOME) -> None:
-    """Re-check every stored block from genesis; name the first one that does not check out."""
+    """Re-check every stored block from genesis (with the node stopped); name the first one that does not check
+    out. ``--home`` is a node's home or a network's root (then every node of it is checked)."""
     from qilian.node.config import load_config
+    from qilian.node.launcher import get_node_homes
     from qilian.node.ledger import verify_ledger
 
-    cfg = load_config(home)
-    with Progress(TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=err, transient=True) as prog:
-        task = prog.add_task("blocks", total=None)
+    if not (home / "node.toml").exists() and not (home / "network.toml").exists():
+        _fail(f"{home} is neither a node home (node.toml) nor a network root (network.toml); pass --home")
+    failed = False
+    for node_home in get_node_homes(home):
+        cfg = load_config(node_home)
+        with Progress(TextColumn(f"verifying {cfg.name}"), BarColumn(), MofNCompleteColumn(),
+                      TimeRemainingColumn(), console=err, transient=True) as prog:
+            task = prog.add_task("blocks", total=None)
 
-        def on_block(h: int, total: int) -> None:
-            prog.update(task, completed=h, total=total)
+            def on_block(h: int, total: int, task: Any = task, prog: Any = prog) -> None:
+                prog.update(task, completed=h, total=total)
 
-        report = verify_ledger(cfg.data_path, on_block)
-    if report.ok:
-        console.print(f"[green]ok[/green]: {report.checked} blocks verified (hashes, roots, signatures, "
-                      f"re-execution)")
-        return
-    err.print(f"[red]FAILED[/red] at block {report.bad_height}: {report.reason}")
-    raise typer.Exit(2)
+            report = verify_ledger(cfg.data_path, on_block)
+        if report.ok:
+            console.print(f"[green]ok[/green] {cfg.name}: {report.checked} blocks verified (hashes, roots, "
+                          f"signatures, re-execution)")
+        else:
+            failed = True
+            err.print(f"[red]FAILED[/red] {cfg.name} at block {report.bad_height}: {escape(str(report.reason))}")
+    if failed:
+        raise typer.Exit(2)
 
 
 # -- transactions, blocks, state ----------------------------------------------------------------------------
@@ -296,36 +381,47 @@ def verify_ledger_cmd(home: HomeOpt = DEFAULT_HOME) -> None:
 
 def parse_arg(text: str) -> Any:
     """CLI argument → codec value: ``0x…`` bytes, ``int:N`` integer, ``true``/``false``/``null``,
-    ``json:…`` any JSON value, otherwise text."""
-    from qilian.types.codec import from_json_value
+    ``json:…`` any JSON value, otherwise text. A malformed typed argument is a UserError naming it."""
+    from qilian.cli.errors import UserError
+    from qilian.types.codec import CodecError, from_json_value
 
     if text.startswith("0x"):
-        return bytes.fromhex(text[2:])
+        try:
+            return bytes.fromhex(text[2:])
+        except ValueError:
+            raise UserError(f"argument {text[:40]!r}: after 0x come pairs of hex digits") from None
     if text.startswith("int:"):
-        return int(text[4:])
+        try:
+            return int(text[4:], 10)
+        except ValueError:
+            raise UserError(f"argument {text[:40]!r}: after int: comes a whole number like int:42") from None
     if text in ("true", "false"):
         return text == "true"
     if text == "null":
         return None
     if text.startswith("json:"):
-        return from_json_value(json.loads(text[5:]))
+        try:
+            return from_json_value(json.loads(text[5:]))
+        except json.JSONDecodeError as exc:
+            raise UserError(f"argument {text[:40]!r}: not JSON ({exc.msg} at column {exc.colno - 5})") from None
+        except (CodecError, RecursionError) as exc:
+            raise UserError(f"argument {text[:40]!r}: {exc}") from None
     return text
 
 
-def _client_key(home: Path, key: Path | None, password_env: str | None) -> Any:
-    from qilian.crypto import CryptoError
-    from qilian.sdk.keys import load_key
+def get_home_key(home: Path, role: str) -> Path:
+    """The home's key of ``role`` (client or admin); several organisations' keys and none chosen is an error that
+    lists them, never a silent pick."""
+    cands = sorted((home / "keys").glob(f"*-{role}.pem")) if (home / "keys").is_dir() else []
+    if not cands:
+        _fail(f"no --key given and no {role} key in {home}/keys (pass --key FILE or --home of a chain)")
+    if len(cands) > 1:
+        _fail(f"several {role} keys in {home}/keys ({', '.join(c.name for c in cands)}): choose one with --key")
+    return cands[0]
 
-    path = key
-    if path is None:
-        cands = sorted((home / "keys").glob("*-client.pem")) if (home / "keys").exists() else []
-        if not cands:
-            _fail(f"no --key given and no client key in {home}/keys")
-        path = cands[0]
-    try:
-        return load_key(path, _password(password_env))
-    except (CryptoError, OSError) as exc:
-        _fail(str(exc))
+
+def _client_key(home: Path, key: Path | None, password_env: str | None) -> Any:
+    return load_signing_key(key if key is not None else get_home_key(home, "client"), password_env)
 
 
 @tx_app.command("send")
@@ -337,7 +433,7 @@ def tx_send(
     home: HomeOpt = DEFAULT_HOME,
     node: NodeOpt = DEFAULT_NODE,
     wait: Annotated[bool, typer.Option(help="Wait until committed.")] = True,
-    password_env: Annotated[str | None, typer.Option(help="Password env var for an encrypted key.")] = None,
+    password_env: PasswordEnvOpt = None,
 ) -> None:
     """Sign and send a transaction."""
     from qilian.sdk.client import ApiFailure, Client
@@ -364,9 +460,12 @@ def _load_trusted_genesis(home: Path, genesis_file: Path | None) -> Any:
     from qilian.node.config import load_genesis
 
     path = genesis_file or home / "genesis.json"
-    if not path.exists():
+    if not path.is_file():
         _fail(f"no genesis to verify against: pass --genesis FILE (looked for {path})")
-    return load_genesis(path)
+    try:
+        return load_genesis(path)
+    except (ValueError, KeyError, TypeError) as exc:
+        _fail(f"{path} is not a Qilian genesis: {exc}")
 
 
 GenesisOpt = Annotated[Path | None, typer.Option("--genesis", help="Trusted genesis.json (default: the home's).")]
@@ -579,8 +678,11 @@ if __name__ != "__main__":
     _register_subcommands()
 
 
-def main() -> None:  # pragma: no cover
-    app()
+def main() -> None:  # pragma: no cover - the console script; tests run it as a process
+    """The ``qilian`` console script: every command behind the one error layer (cli/errors.py)."""
+    from qilian.cli.errors import run_guarded
+
+    sys.exit(run_guarded(app, lambda msg: err.print(f"[red]error:[/red] {escape(msg)}", soft_wrap=True)))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,6 +19,8 @@ import httpx
 
 from qilian.node.config import load_config, load_network
 
+LOG_TAIL_LINES = 15
+"""How many last lines of a failed node's log ``qilian up`` shows."""
 STOP_GRACE_S = 15.0
 """How long ``down`` waits for a node to stop on SIGTERM before SIGKILL (a commit in flight finishes first)."""
 
@@ -84,24 +86,87 @@ def wait_for_blocks(apis: list[str], procs: list[subprocess.Popen[bytes]], timeo
     return False
 
 
+def get_process_cmdline(pid: int) -> list[str] | None:
+    """The command line of a live process (Linux /proc), or None if there is none or it cannot be read."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+
+
+def is_node_process(pid: int, home: Path) -> bool:
+    """Whether ``pid`` is a ``qilian node start`` of ``home`` — checked before any signal is sent, so a recycled
+    PID (a stale ``pids`` file) never kills an unrelated process."""
+    argv = get_process_cmdline(pid)
+    if not argv:
+        return False
+    try:
+        i = argv.index("--home")
+    except ValueError:
+        return False
+    if "node" not in argv or "start" not in argv or i + 1 >= len(argv):
+        return False
+    return Path(argv[i + 1]).resolve() == home.resolve()
+
+
+def read_pids(root: Path) -> list[dict[str, object]]:
+    """The recorded nodes of ``root`` (empty when there is no readable ``pids`` file)."""
+    try:
+        entries = json.loads((root / "pids").read_text())
+    except (OSError, ValueError):
+        return []
+    return [e for e in entries if isinstance(e, dict) and isinstance(e.get("pid"), int)]
+
+
+def get_running_nodes(root: Path) -> list[str]:
+    """Names of the recorded nodes of ``root`` that are still running (as nodes of that home)."""
+    homes = {get_node_home_by_name(root, str(e.get("name"))): e for e in read_pids(root)}
+    return [str(e["name"]) for h, e in homes.items() if h is not None and is_node_process(int(e["pid"]), h)]  # type: ignore[call-overload]
+
+
+def get_node_home_by_name(root: Path, name: str) -> Path | None:
+    """The home of the node called ``name`` in the network of ``root``."""
+    for home in get_node_homes(root):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            if load_config(home).name == name:
+                return home
+    return None
+
+
+def get_log_tail(home: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last lines of a node's log, for an error message."""
+    try:
+        data = (home / "node.log").read_bytes()[-16384:]
+    except OSError:
+        return ""
+    return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
+
+
 def stop_network(root: Path) -> list[str]:
-    """SIGTERM every recorded node, SIGKILL after STOP_GRACE_S; returns the names stopped."""
+    """SIGTERM every recorded node that is still a node of this network, SIGKILL after STOP_GRACE_S; returns the
+    names stopped. An entry whose PID now belongs to another process is skipped (and dropped with the file)."""
     path = root / "pids"
     if not path.exists():
         return []
-    entries = json.loads(path.read_text())
+    entries = []
+    for e in read_pids(root):
+        home = get_node_home_by_name(root, str(e.get("name")))
+        if home is not None and is_node_process(int(e["pid"]), home):  # type: ignore[call-overload]
+            entries.append(e)
     stopped = []
     for e in entries:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(e["pid"], signal.SIGTERM)
-            stopped.append(e["name"])
+            os.kill(e["pid"], signal.SIGTERM)  # type: ignore[arg-type]
+            stopped.append(str(e["name"]))
     deadline = time.monotonic() + STOP_GRACE_S
     for e in entries:
-        while time.monotonic() < deadline and _is_running(e["pid"]):
+        pid = int(e["pid"])  # type: ignore[call-overload]
+        while time.monotonic() < deadline and _is_running(pid):
             time.sleep(0.1)
-        if _is_running(e["pid"]):
+        if _is_running(pid):
             with contextlib.suppress(ProcessLookupError):
-                os.kill(e["pid"], signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
     path.unlink(missing_ok=True)
     return stopped
 

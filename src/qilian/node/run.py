@@ -98,8 +98,35 @@ def make_driver(cfg: NodeConfig, node: Node) -> ConsensusDriver:
     return driver
 
 
+LOCK_FILE = "node.lock"
+"""Held (flock) by the one process serving a home, for its whole life; the kernel drops it when the process dies."""
+
+
+class HomeInUse(RuntimeError):
+    """Another process already runs the node of this home."""
+
+
+def acquire_home_lock(home: Path) -> int:
+    """Lock ``home`` for this process, or raise HomeInUse naming the holder. Two processes on one home would
+    write one database and one WAL and sign with one key: never allowed."""
+    import fcntl
+
+    fd = os.open(home / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise HomeInUse(f"{home} is already served by another node process (pid {holder}); stop it first "
+                        f"(`qilian down`, or kill {holder})") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
+
+
 def run_node(home: Path, port: int | None = None) -> None:
-    """Blocking entry point (uses uvloop when installed)."""
+    """Blocking entry point (uses uvloop when installed). Holds the home lock while it runs."""
+    lock_fd = acquire_home_lock(home)
     level = os.environ.get("QILIAN_LOG", "info").upper()
     logging.basicConfig(level=getattr(logging, level, logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -109,3 +136,5 @@ def run_node(home: Path, port: int | None = None) -> None:
         uvloop.run(serve(home, port))
     except ImportError:  # pragma: no cover
         asyncio.run(serve(home, port))
+    finally:
+        os.close(lock_fd)
