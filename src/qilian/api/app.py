@@ -53,6 +53,9 @@ def merkle_view(p: merkle.MerkleProof) -> dict[str, Any]:
     return {"index": p.index, "size": p.size, "path": [h.hex() for h in p.path]}
 
 
+BODY_READ_TIMEOUT_S = 30.0
+"""Longest wait for the next piece of a request body; a body that stops arriving is answered 408 and the
+connection freed (a slow-loris client cannot hold a slot for ever)."""
 MAX_BATCH_TXS = 5000
 """Most transactions in one POST /txs/batch."""
 MAX_BATCH_BYTES = 16 * 1024 * 1024
@@ -91,7 +94,12 @@ def create_app(node: Node) -> FastAPI:
 
     @app.exception_handler(TxRejected)
     async def _rejected(_: Request, exc: TxRejected) -> JSONResponse:
-        return _err(400 if exc.code != "not_member" else 403, exc.code, exc.message)
+        status = {"not_member": 403, "too_large": 413}.get(exc.code, 400)
+        return _err(status, exc.code, exc.message)
+
+    @app.exception_handler(RecursionError)
+    async def _too_deep(_: Request, exc: RecursionError) -> JSONResponse:
+        return _err(400, "too_deep", "the request nests values too deeply")
 
     @app.exception_handler(MempoolFull)
     async def _full(_: Request, exc: MempoolFull) -> JSONResponse:
@@ -277,13 +285,13 @@ def create_app(node: Node) -> FastAPI:
         return _block(height)
 
     @app.get(
-        "/state/{namespace}/{key}",
+        "/state/{namespace}/{key:path}",
         summary="A state value with its proof",
         description="The value (or its absence) as of the state root in the latest header, with a proof against "
         "that root, the header and its commit. key is text, or hex with encoding=hex.",
     )
     async def get_state(
-        namespace: str, key: str, encoding: Annotated[Literal["text", "hex"], Query()] = "text"
+        request: Request, namespace: str, key: str, encoding: Annotated[Literal["text", "hex"], Query()] = "text"
     ) -> dict[str, Any]:
         if encoding == "hex":
             try:
@@ -291,7 +299,7 @@ def create_app(node: Node) -> FastAPI:
             except ValueError:
                 raise ApiError(400, "bad_key", "key is not hex") from None
         else:
-            kb = key.encode()
+            kb = get_raw_path_key(request)
         if len(namespace.encode()) > 255 or len(kb) > 1024:
             raise ApiError(400, "bad_key", "namespace is at most 255 bytes and key at most 1024 bytes")
         tip = node.get_tip()
@@ -325,7 +333,16 @@ def create_app(node: Node) -> FastAPI:
             await ws.close(code=1013)
             return
         source = ws.query_params.get("source")
-        try:
+
+        async def watch_close() -> None:
+            """Receive until the client goes: a closed subscriber frees its slot at once, not at the next event
+            (an idle chain would otherwise keep every closed client's slot)."""
+            with contextlib.suppress(Exception):
+                while True:
+                    if (await ws.receive()).get("type") == "websocket.disconnect":
+                        return
+
+        async def forward() -> None:
             while True:
                 msg = await q.get()
                 if source and msg.get("type") == "event" and msg.get("source") != source:
@@ -334,9 +351,18 @@ def create_app(node: Node) -> FastAPI:
                 if msg.get("type") == "overflow":
                     await ws.close(code=1013)
                     return
+
+        tasks = [asyncio.create_task(watch_close()), asyncio.create_task(forward())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         except (WebSocketDisconnect, RuntimeError, asyncio.CancelledError):
             pass
         finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(BaseException):
+                    await t
             node.unsubscribe(q)
             with contextlib.suppress(Exception):
                 await ws.close()
@@ -356,14 +382,35 @@ def _maybe_text(value: bytes | None) -> str | None:
         return None
 
 
+def get_raw_path_key(request: Request) -> bytes:
+    """The state key of ``/state/{namespace}/{key}`` as the exact bytes the client percent-encoded: taken from
+    the raw path, so ``%ff%fe`` is the key ``ff fe`` and never U+FFFD text standing for some other key."""
+    from urllib.parse import unquote_to_bytes
+
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    parts = raw.split(b"?", 1)[0].split(b"/", 3)  # b"", b"state", namespace, key
+    if len(parts) != 4 or not parts[3]:
+        raise ApiError(400, "bad_key", "the path is /state/{namespace}/{key}")
+    return unquote_to_bytes(parts[3])
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
-    """Read a request body, refusing it as soon as it passes the limit (never buffers more than that)."""
+    """Read a request body, refusing it as soon as it passes the limit (never buffers more than that), and
+    giving up with 408 when the client stops sending for BODY_READ_TIMEOUT_S."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, "too_large", f"request body of {declared} bytes is over the limit of {limit}")
     chunks = []
     size = 0
-    async for chunk in request.stream():
+    stream = request.stream().__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), BODY_READ_TIMEOUT_S)
+        except StopAsyncIteration:
+            break
+        except TimeoutError:
+            raise ApiError(408, "timeout",
+                           f"the request body stopped arriving for {BODY_READ_TIMEOUT_S:.0f} s") from None
         size += len(chunk)
         if size > limit:
             raise ApiError(413, "too_large", f"request body is over the limit of {limit} bytes")

@@ -27,6 +27,15 @@ MAX_QUERY_BODY = 256 * 1024
 """Largest query request body."""
 
 
+ADDRESS_BYTES = 20
+"""An account address is 20 bytes (Suite.compute_address)."""
+
+
+def is_address_hex(text: str) -> bool:
+    """Whether ``text`` is an account address as contracts see ``ctx.sender``: 40 lowercase hex digits."""
+    return len(text) == 2 * ADDRESS_BYTES and all(c in "0123456789abcdef" for c in text)
+
+
 def make_router(node: Node, api_error: type[Exception], read_body: Any) -> APIRouter:
     """Routes under /contracts; ``api_error(status, code, message)`` is the API's error type."""
     router = APIRouter()
@@ -77,8 +86,9 @@ def make_router(node: Node, api_error: type[Exception], read_body: Any) -> APIRo
         if not isinstance(fuel, int) or not 0 < fuel <= MAX_QUERY_FUEL:
             raise api_error(400, "bad_fuel", f"fuel must be 1..{MAX_QUERY_FUEL}")
         sender = doc.get("sender", "")
-        if not isinstance(sender, str) or len(sender) > 64:
-            raise api_error(400, "malformed", "sender must be an address in hex")
+        if not isinstance(sender, str) or (sender and not is_address_hex(sender)):
+            raise api_error(400, "bad_address", f"sender must be an address: {2 * ADDRESS_BYTES} lowercase hex "
+                                                f"digits")
         nonlocal waiting
         if waiting >= MAX_QUERIES_WAITING:
             raise api_error(429, "busy", f"more than {MAX_QUERIES_WAITING} queries are waiting; retry shortly")

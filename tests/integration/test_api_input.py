@@ -1,0 +1,69 @@
+"""Input the API used to reinterpret or answer with a 500: every case gets the JSON error shape and the right
+status, and state keys are the exact bytes the client sent."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import websockets
+
+from qilian.sdk.client import Client, build_tx
+
+from .conftest import Chain
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def test_hostile_requests_get_named_errors(chain: Chain) -> None:
+    c = Client(chain.node.url)
+    res = c.call(chain.client_key, "kv", "put", [b"\xff\xfe", b"raw"])
+    assert res["status"] == "committed"
+    c.call(chain.client_key, "kv", "put", ["after", "x"])  # the header after the first write proves it
+    http = httpx.Client(base_url=chain.node.url, timeout=10)
+
+    # Percent-encoded bytes are the key itself, never U+FFFD text standing for another key.
+    got = http.get("/state/kv/%ff%fe").json()
+    assert got["key"] == "fffe" and got["value"] == b"raw".hex()
+    other = http.get("/state/kv/%ef%bf%bd").json()
+    assert other["key"] == "efbfbd" and other["value"] is None
+    assert http.get("/state/kv/a%2Fb").json()["key"] == b"a/b".hex()
+
+    # A query's sender is an address or nothing, not silently ignored.
+    r = http.post("/contracts/evidence/query", json={"method": "get", "args": [{"hex": "00" * 32}],
+                                                     "sender": "zz"})
+    assert r.status_code == 400 and r.json()["error"] == "bad_address"
+
+    # Deep JSON is a 400 with the error shape, not a 500.
+    for path, body in (("/txs", '{"tx": ' + _nested(5000) + "}"),
+                       ("/contracts/evidence/query", '{"method": "get", "args": ' + _nested(5000) + "}")):
+        r = http.post(path, content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 400, (path, r.status_code, r.text[:200])
+        assert set(r.json()) == {"error", "message"}
+
+    # Over max_tx_bytes is 413 (Payload Too Large), as docs/api.md says.
+    tx = build_tx(chain.client_key, chain.genesis.chain_id, "kv", "put", ["big", "x" * (70 * 1024)], 10**6)
+    r = http.post("/txs", content=tx.encode(), headers={"content-type": "application/octet-stream"})
+    assert r.status_code == 413 and r.json()["error"] == "too_large", r.text[:200]
+
+
+def test_closed_event_subscribers_free_their_slots_on_an_idle_chain(chain: Chain) -> None:
+    """More connect/close cycles than there are slots, with no block in between: the next subscriber is served."""
+    url = chain.node.url.replace("http://", "ws://") + "/events"
+
+    async def cycle() -> None:
+        for _ in range(300):
+            async with websockets.connect(url) as ws:
+                await ws.close()
+        async with websockets.connect(url) as ws:
+            Client(chain.node.url).call(chain.client_key, "kv", "put", ["ws", "ok"], wait="none")
+            while True:
+                msg = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                assert msg.get("type") != "error", msg
+                if msg.get("type") in ("block", "event"):
+                    return
+
+    asyncio.run(cycle())
