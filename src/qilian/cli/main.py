@@ -105,8 +105,48 @@ def load_signing_key(path: Path, password_env: str | None) -> Any:
         _fail(f"cannot use the key {path}{hint}: {exc}")
 
 
+OUTPUT_ENV = "QILIAN_OUTPUT"
+"""table or json; the default is table on a terminal and json when piped (``--output`` sets it per call)."""
+
+
+def get_output_mode() -> str:
+    """``json`` or ``table`` for this invocation."""
+    mode = os.environ.get(OUTPUT_ENV, "")
+    if mode in ("json", "table"):
+        return mode
+    return "table" if console.is_terminal else "json"
+
+
 def _print_json(doc: Any) -> None:
-    console.print_json(json.dumps(doc, ensure_ascii=False))
+    """A JSON document: highlighted on a terminal, plain and never wrapped when piped (hex stays whole)."""
+    text = json.dumps(doc, ensure_ascii=False, indent=2)
+    if console.is_terminal:
+        console.print_json(text)
+    else:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+
+def print_facts(facts: dict[str, Any], title: str | None = None) -> None:
+    """Facts about one thing: a two-column table on a terminal (or with --output table), JSON otherwise."""
+    if get_output_mode() == "json":
+        _print_json(facts)
+        return
+    table = Table(show_header=False, title=title, box=None)
+    for k, v in facts.items():
+        table.add_row(str(k), escape(str(v)))
+    console.print(table, soft_wrap=True)
+
+
+@app.callback()
+def _global_options(
+    output: Annotated[str | None, typer.Option("--output", help="table or json (default: table on a terminal, "
+                                                              "json when piped).")] = None,
+) -> None:
+    if output is not None:
+        if output not in ("table", "json"):
+            _fail("--output is table or json")
+        os.environ[OUTPUT_ENV] = output
 
 
 @app.command()
@@ -134,8 +174,8 @@ def keys_new(
         _fail(f"{out} exists; refusing to overwrite a key")
     key = generate_key(suite)
     save_key(key, out, _password(password_env))
-    console.print(f"suite      {suite}\npublic key {key.public_key.hex()}\naddress    {key.address.hex()}\n"
-                  f"written to {out}")
+    print_facts({"suite": suite, "public_key": key.public_key.hex(), "address": key.address.hex(),
+                 "file": str(out)})
 
 
 @keys_app.command("show")
@@ -145,7 +185,7 @@ def keys_show(
 ) -> None:
     """Show a key's suite, public key and address."""
     key = load_signing_key(path, password_env)
-    _print_json({"suite": key.suite.name, "public_key": key.public_key.hex(), "address": key.address.hex(),
+    print_facts({"suite": key.suite.name, "public_key": key.public_key.hex(), "address": key.address.hex(),
                  "public_key_pem": key.suite.public_key_to_pem(key.public_key).decode()})
 
 
