@@ -1,0 +1,94 @@
+"""``qilian org keygen``, ``qilian genesis assemble`` and ``qilian node configure``: a network of several
+organisations bootstrapped from public files only (docs/deploy.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from qilian.cli.main import PasswordEnvOpt, _fail, _password, err, node_app, print_facts
+
+org_app = typer.Typer(help="An organisation's own keys and its public org.json.", no_args_is_help=True)
+genesis_app = typer.Typer(help="Assemble a genesis from the organisations' org.json files.", no_args_is_help=True)
+
+
+@org_app.command("keygen")
+def org_keygen(
+    org: Annotated[str, typer.Option("--org", help="This organisation's name.")],
+    home: Annotated[Path, typer.Option("--home", help="Where this organisation's keys go (stays on this "
+                                                      "machine).")],
+    host: Annotated[str, typer.Option(help="Address the other organisations reach this machine's nodes at.")],
+    nodes: Annotated[int, typer.Option(help="Validator nodes this organisation runs.")] = 1,
+    suite: Annotated[str, typer.Option(help="Crypto suite (every organisation must choose the same).")] = "sm2",
+    p2p_port: Annotated[int, typer.Option(help="P2P port of the first node (node i: + i).", min=1, max=65535)]
+    = 26656,
+    api_port: Annotated[int, typer.Option(help="API port of the first node (node i: + i).", min=1, max=65535)]
+    = 8545,
+    password_env: PasswordEnvOpt = None,
+) -> None:
+    """Make this organisation's node keys, TLS identities, admin and client keys, and a public org.json."""
+    from qilian.node.bootstrap import BootstrapError, process_org_keygen
+
+    try:
+        res = process_org_keygen(home, org, suite, nodes, host, p2p_port, api_port, _password(password_env))
+    except BootstrapError as exc:
+        _fail(str(exc))
+        return
+    print_facts({"org.json (public: send it to whoever assembles the genesis)": str(res.org_json),
+                 **{f"node home {h.name}": str(h) for h in res.node_homes},
+                 **{f"key {k}": str(v) for k, v in res.key_files.items()}})
+
+
+@genesis_app.command("assemble")
+def genesis_assemble(
+    org_files: Annotated[list[Path], typer.Argument(help="Every organisation's org.json.")],
+    chain_id: Annotated[str, typer.Option(help="Chain ID.")],
+    out: Annotated[Path, typer.Option(help="Where genesis.json, network.pem and peers.json go.")] = Path("."),
+    block_interval_ms: Annotated[int, typer.Option(help="Block interval in ms.", min=1)] = 1000,
+) -> None:
+    """Compute the validator set from the organisations' public keys and write genesis.json, the network's TLS
+    trust bundle (network.pem) and the peer list (peers.json) — hand these three files to every organisation."""
+    from qilian.crypto import get_suite
+    from qilian.node.bootstrap import BootstrapError, process_genesis_assemble
+    from qilian.types.core import ChainParams
+
+    try:
+        g = process_genesis_assemble(org_files, out, chain_id, ChainParams(block_interval_ms=block_interval_ms))
+    except BootstrapError as exc:
+        _fail(str(exc))
+        return
+    print_facts({"chain": chain_id, "suite": g.suite, "organisations": ", ".join(o.name for o in g.organisations),
+                 "validators": len(g.validators.validators),
+                 "genesis hash": g.compute_hash(get_suite(g.suite)).hex(),
+                 "files": f"{out / 'genesis.json'}, {out / 'network.pem'}, {out / 'peers.json'}"})
+    err.print("every organisation checks the genesis hash above, then runs `qilian node configure` per node",
+                  soft_wrap=True)
+
+
+@node_app.command("configure")
+def node_configure(
+    home: Annotated[Path, typer.Option("--home", help="A node home made by `qilian org keygen`.")],
+    genesis: Annotated[Path, typer.Option(help="genesis.json from `qilian genesis assemble`.")],
+    bundle: Annotated[Path, typer.Option(help="network.pem from `qilian genesis assemble`.")],
+    peers: Annotated[Path, typer.Option(help="peers.json from `qilian genesis assemble`.")],
+    listen: Annotated[str | None, typer.Option(help="P2P listen address (default: the advertised host; "
+                                                     "0.0.0.0 for all interfaces).")] = None,
+    api_host: Annotated[str | None, typer.Option(help="API listen address (default: the advertised host).")]
+    = None,
+    lan: Annotated[bool, typer.Option(help="Short consensus timers for nodes on one LAN (default: WAN).")]
+    = False,
+) -> None:
+    """Make a node home ready to start: genesis, trust bundle and node.toml listing every peer."""
+    from qilian.node.bootstrap import BootstrapError, process_node_configure
+    from qilian.node.config import LOCAL_TIMEOUTS
+
+    try:
+        cfg = process_node_configure(home, genesis, bundle, peers, listen, api_host,
+                                     dict(LOCAL_TIMEOUTS) if lan else None)
+    except (BootstrapError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    print_facts({"node": cfg.name, "p2p": f"{cfg.p2p_host}:{cfg.p2p_port}", "api": f"{cfg.api_host}:{cfg.api_port}",
+                 "peers": len(cfg.peers) - 1, "start": f"qilian node start --home {home}"})
