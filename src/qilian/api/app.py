@@ -333,6 +333,30 @@ def create_app(node: Node) -> FastAPI:
             await ws.close(code=1013)
             return
         source = ws.query_params.get("source")
+        from_text = ws.query_params.get("from_height")
+        if from_text is not None and (not from_text.isdigit() or not 1 <= int(from_text) < 2**63):
+            await ws.send_json({"type": "error", "message": "from_height is a height from 1"})
+            node.unsubscribe(q)
+            await ws.close(code=1008)
+            return
+        from_height = int(from_text) if from_text else None
+
+        async def replay() -> int:
+            """Stored blocks from ``from_height`` to the tip, as the live feed would have sent them; subscribed
+            first, so nothing committed meanwhile is missed (live messages at or below the replayed tip are
+            skipped). Returns the last replayed height."""
+            assert from_height is not None
+            tip = node.get_tip().height
+            start = max(from_height, tip - MAX_EVENT_REPLAY_BLOCKS + 1)
+            if start > from_height:
+                await ws.send_json({"type": "truncated", "from_height": start,
+                                    "message": f"replay is limited to the last {MAX_EVENT_REPLAY_BLOCKS} blocks"})
+            for h in range(start, tip + 1):
+                for msg in get_stored_messages(node, h):
+                    if not (source and msg.get("type") == "event" and msg.get("source") != source):
+                        await ws.send_json(msg)
+            await ws.send_json({"type": "caught_up", "height": tip})
+            return tip
 
         async def watch_close() -> None:
             """Receive until the client goes: a closed subscriber frees its slot at once, not at the next event
@@ -343,9 +367,12 @@ def create_app(node: Node) -> FastAPI:
                         return
 
         async def forward() -> None:
+            replayed = await replay() if from_height is not None else 0
             while True:
                 msg = await q.get()
                 if source and msg.get("type") == "event" and msg.get("source") != source:
+                    continue
+                if int(msg.get("height", replayed + 1)) <= replayed:
                     continue
                 await ws.send_json(msg)
                 if msg.get("type") == "overflow":
@@ -371,6 +398,27 @@ def create_app(node: Node) -> FastAPI:
 
     app.include_router(make_router(node, ApiError, _read_body))
     return app
+
+
+MAX_EVENT_REPLAY_BLOCKS = 100_000
+"""Most stored blocks one ``/events?from_height=`` connection replays before following live."""
+
+
+def get_stored_messages(node: Node, height: int) -> list[dict[str, Any]]:
+    """The /events messages of a committed block, rebuilt from the store (the same shape as the live feed)."""
+    from qilian.api.views import event_view
+
+    block = node.store.get_block(height)
+    commit = node.store.get_commit(height)
+    receipts = node.store.get_receipts(height)
+    if block is None or commit is None or receipts is None:
+        return []
+    out: list[dict[str, Any]] = [{"type": "block", "height": height, "block_id": commit.block_id.hex(),
+                                  "tx_count": len(block.txs), "time_ms": block.header.time_ms}]
+    for r in receipts:
+        for ev in r.events:
+            out.append({"type": "event", "height": height, "tx_hash": r.tx_hash.hex(), **event_view(ev)})
+    return out
 
 
 def _maybe_text(value: bytes | None) -> str | None:

@@ -143,6 +143,45 @@ def contract_query(
         raise typer.Exit(1)
 
 
+@contract_app.command("show")
+def contract_show(
+    address: Annotated[str, typer.Argument(help="Contract address (or system contract name).")],
+    node: NodeOpt = DEFAULT_NODE,
+) -> None:
+    """A contract's deployer, version and exported functions."""
+    from qilian.cli.main import print_facts
+    from qilian.sdk.client import ApiFailure, Client
+
+    try:
+        with Client(node) as c:
+            doc = c.get_contract(address)
+    except ApiFailure as exc:
+        _fail(f"{exc.code}: {exc.message}")
+        return
+    print_facts({"address": doc["address"], "deployer": doc["deployer"] or "(system contract)",
+                 "version": doc["version"], "exports": ", ".join(doc["exports"]),
+                 "source lines": len(str(doc["source"]).splitlines())})
+
+
+@contract_app.command("source")
+def contract_source(
+    address: Annotated[str, typer.Argument(help="Contract address (or system contract name).")],
+    node: NodeOpt = DEFAULT_NODE,
+) -> None:
+    """Print a contract's Python source exactly as stored on chain."""
+    import sys
+
+    from qilian.sdk.client import ApiFailure, Client
+
+    try:
+        with Client(node) as c:
+            doc = c.get_contract(address)
+    except ApiFailure as exc:
+        _fail(f"{exc.code}: {exc.message}")
+        return
+    sys.stdout.write(str(doc["source"]))
+
+
 def _digest(node: str, file: Path) -> tuple[bytes, str]:
     """The file's digest with the chain's hash (asked of the node: SM3 or SHA-256), computed locally."""
     from qilian.crypto import get_suite

@@ -708,9 +708,12 @@ def bench_state(
 
 def _register_subcommands() -> None:
     """Command groups that live in their own modules (imported last: they use this module's helpers)."""
+    from qilian.cli import ops_cmd
     from qilian.cli.bootstrap_cmd import genesis_app, org_app
     from qilian.cli.contract_cmd import contract_app, evidence_app
 
+    app.command("status")(ops_cmd.status)
+    app.command("events")(ops_cmd.events)
     app.add_typer(contract_app, name="contract")
     app.add_typer(evidence_app, name="evidence")
     app.add_typer(org_app, name="org")

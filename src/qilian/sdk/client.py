@@ -100,6 +100,10 @@ class Client:
             doc["fuel"] = fuel
         return self._json(self.http.post(f"/contracts/{address}/query", json=doc))
 
+    def get_contract(self, address: str) -> dict[str, Any]:
+        """A contract's source, deployer, version and exported functions."""
+        return self._json(self.http.get(f"/contracts/{address}"))
+
     def get_block(self, height: int | str = "latest") -> dict[str, Any]:
         return self._json(self.http.get(f"/blocks/{height}"))
 
