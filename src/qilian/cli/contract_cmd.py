@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,12 +18,13 @@ from qilian.cli.main import (
     HomeOpt,
     NodeOpt,
     PasswordEnvOpt,
+    QuietOpt,
     _client_key,
     _fail,
     _load_trusted_genesis,
     _print_json,
     console,
-    get_home_key,
+    get_key_path,
     load_signing_key,
     parse_arg,
 )
@@ -31,12 +33,13 @@ contract_app = typer.Typer(help="Deploy, call and query Python contracts.", no_a
 evidence_app = typer.Typer(help="Evidence storage (存证): register file digests, make and check certificates.",
                            no_args_is_help=True)
 
-KeyOpt = Annotated[Path | None, typer.Option(help="Signing key (default: the home's admin key for deploy, client "
-                                                  "key otherwise).")]
+KeyOpt = Annotated[Path | None, typer.Option(help="Signing key: a PEM file, or `admin` / `client` for the home's "
+                                                  "key of that role (default: admin for deploy and upgrade, client "
+                                                  "otherwise).")]
 
 
 def _admin_key(home: Path, key: Path | None, password_env: str | None) -> Any:
-    return load_signing_key(key if key is not None else get_home_key(home, "admin"), password_env)
+    return load_signing_key(get_key_path(home, key, "admin"), password_env)
 
 
 def _send(node: str, kp: Any, to: str, method: str, args: list[Any]) -> dict[str, Any]:
@@ -71,6 +74,7 @@ def contract_deploy(
     password_env: PasswordEnvOpt = None,
     home: HomeOpt = DEFAULT_HOME,
     node: NodeOpt = DEFAULT_NODE,
+    quiet: QuietOpt = False,
 ) -> None:
     """Deploy a contract (a transaction by an admin key); prints its address."""
     from qilian.contracts import ContractRejected, compile_contract
@@ -85,6 +89,9 @@ def contract_deploy(
         args.append([parse_arg(a) for a in init])
     res = _send(node, _admin_key(home, key, password_env), "contracts", "deploy", args)
     _check_receipt(res)
+    if quiet:
+        sys.stdout.write(str(res["receipt"]["result"]) + "\n")
+        return
     console.print(f"[green]deployed[/green] {args[0]} at [bold]{res['receipt']['result']}[/bold] "
                   f"(height {res['height']})")
 

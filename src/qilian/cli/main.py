@@ -320,7 +320,8 @@ def up(
     apis = [lch.api for lch, _ in launched]
     procs = [p for _, p in launched]
     try:
-        started = wait_for_blocks(apis, procs, wait_s)
+        with console.status(f"starting {len(apis)} node(s) and waiting for the first block (up to {wait_s:.0f} s)…"):
+            started = wait_for_blocks(apis, procs, wait_s)
     except BaseException:
         stop_network(home)  # Ctrl-C while waiting: never leave processes or a pids file behind
         raise
@@ -357,7 +358,9 @@ def up(
             now = time.monotonic()
             tps = (n_tx - prev[0]) / (now - prev[1]) if prev and now > prev[1] else 0.0
             last[lch.name] = (n_tx, now)
-            table.add_row(lch.name, str(st["height"]), str(cs.get("round", "")), str(len(peers)),
+            rnd = cs.get("round")
+            table.add_row(lch.name, str(st["height"]), "" if not isinstance(rnd, int) or rnd < 0 else str(rnd),
+                          str(len(peers)),
                           str(st.get("mempool_size", "")), f"{tps:,.0f}")
         return table
 
@@ -460,8 +463,25 @@ def get_home_key(home: Path, role: str) -> Path:
     return cands[0]
 
 
+HOME_KEY_ROLES = ("admin", "client")
+"""``--key admin`` / ``--key client`` name the home's key of that role (when no such file exists here)."""
+
+
+def get_key_path(home: Path, key: Path | None, default_role: str) -> Path:
+    """The key file a command signs with: ``--key FILE``, ``--key admin|client`` (the home's key of that role), or
+    the home's key of ``default_role``."""
+    if key is None:
+        return get_home_key(home, default_role)
+    if str(key) in HOME_KEY_ROLES and not key.exists():
+        return get_home_key(home, str(key))
+    return key
+
+
 def _client_key(home: Path, key: Path | None, password_env: str | None) -> Any:
-    return load_signing_key(key if key is not None else get_home_key(home, "client"), password_env)
+    return load_signing_key(get_key_path(home, key, "client"), password_env)
+
+
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the hash / address (for scripts).")]
 
 
 @tx_app.command("send")
@@ -474,6 +494,7 @@ def tx_send(
     node: NodeOpt = DEFAULT_NODE,
     wait: Annotated[bool, typer.Option(help="Wait until committed.")] = True,
     password_env: PasswordEnvOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Sign and send a transaction."""
     from qilian.sdk.client import ApiFailure, Client
@@ -492,6 +513,11 @@ def tx_send(
         return
     except OSError as exc:
         _fail(f"cannot reach {node}: {exc}")
+        return
+    if quiet:
+        if wait and res.get("status") != "committed":
+            _fail(f"not committed yet ({res.get('status')}); check later with: qilian tx get {res.get('hash')}")
+        sys.stdout.write(res["hash"] + "\n")
         return
     _print_json(res)
 
