@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from qilian.sdk.client import Client
 
@@ -71,3 +72,20 @@ def test_status_events_keys_contracts(chain: Chain) -> None:
     assert "register" in json.loads(show.stdout)["exports"]
     src = qilian("contract", "source", "evidence", "--node", url)
     assert src.returncode == 0 and "@export" in src.stdout
+
+
+def test_contract_arguments_follow_the_signature(chain: Chain, tmp_path: Path) -> None:
+    """`amount: int` takes `250`, `to: str` keeps hex-looking text as text, `flag: bool` takes `true`."""
+    src = tmp_path / "typed.py"
+    src.write_text("@export\ndef f(to: str, amount: int, flag: bool, raw: bytes):\n"
+                   "    return [to, amount + 1, flag, raw]\n")
+    dep = qilian("contract", "deploy", str(src), "-q", "--key", str(chain.home / "keys" / "org1-admin.pem"),
+                 "--node", chain.node.url)
+    assert dep.returncode == 0, dep.stderr
+    addr = dep.stdout.strip()
+    q = qilian("--output", "json", "contract", "query", addr, "f", "0b0b", "250", "true", "0x00ff",
+               "--node", chain.node.url)
+    assert q.returncode == 0, q.stderr
+    assert json.loads(q.stdout)["result"] == ["0b0b", 251, True, {"hex": "00ff"}]
+    bad = qilian("contract", "query", addr, "f", "x", "many", "true", "00", "--node", chain.node.url)
+    assert bad.returncode == 1 and "argument 2" in bad.stderr and "Traceback" not in bad.stderr

@@ -42,6 +42,70 @@ def _admin_key(home: Path, key: Path | None, password_env: str | None) -> Any:
     return load_signing_key(get_key_path(home, key, "admin"), password_env)
 
 
+ARGS_HELP = ("Arguments, read by the function's annotations (`amount: int` takes 250); otherwise text, 0xHEX, "
+             "int:N, json:….")
+
+
+def get_param_types(source: str, method: str) -> list[str | None]:
+    """The annotation name of each parameter of ``method`` in a contract's source (None where absent)."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError):
+        return []
+    for fn in tree.body:
+        if isinstance(fn, ast.FunctionDef) and fn.name == method:
+            return [a.annotation.id if isinstance(a.annotation, ast.Name) else None for a in fn.args.args]
+    return []
+
+
+def parse_typed_arg(text: str, annotation: str | None, position: int) -> Any:
+    """A CLI argument read by the parameter's annotation, so `250` is an int for `amount: int` and `0b0b…` stays
+    text for `to: str`; the explicit forms `int:N` and `json:…` always win; without an annotation the general
+    rules of :func:`parse_arg` apply."""
+    from qilian.cli.errors import UserError
+
+    if annotation is None or annotation == "Any" or text.startswith(("int:", "json:")):
+        return parse_arg(text)
+    if annotation == "str":
+        return text
+    if annotation == "int":
+        try:
+            return int(text, 10)
+        except ValueError:
+            raise UserError(f"argument {position + 1} ({text[:40]!r}) must be a whole number") from None
+    if annotation == "bool":
+        if text.lower() in ("true", "1", "yes"):
+            return True
+        if text.lower() in ("false", "0", "no"):
+            return False
+        raise UserError(f"argument {position + 1} ({text[:40]!r}) must be true or false")
+    if annotation == "bytes":
+        try:
+            return bytes.fromhex(text.removeprefix("0x"))
+        except ValueError:
+            raise UserError(f"argument {position + 1} ({text[:40]!r}) must be hex bytes") from None
+    if annotation in ("list", "dict"):
+        return parse_arg("json:" + text)
+    return parse_arg(text)
+
+
+def get_typed_args(node: str, address: str, method: str, args: list[str]) -> list[Any]:
+    """Arguments converted by the called function's own signature (read from the chain); the general rules when
+    the source cannot be read."""
+    from qilian.sdk.client import ApiFailure, Client
+
+    types: list[str | None] = []
+    if args:
+        try:
+            with Client(node) as c:
+                types = get_param_types(str(c.get_contract(address).get("source", "")), method)
+        except (ApiFailure, OSError, httpx.HTTPError, ValueError):
+            types = []
+    return [parse_typed_arg(a, types[i] if i < len(types) else None, i) for i, a in enumerate(args)]
+
+
 def _send(node: str, kp: Any, to: str, method: str, args: list[Any]) -> dict[str, Any]:
     from qilian.sdk.client import ApiFailure, Client
 
@@ -86,7 +150,8 @@ def contract_deploy(
         _fail(f"{file}: {exc}")
     args: list[Any] = [name or file.stem, source]
     if init is not None:
-        args.append([parse_arg(a) for a in init])
+        types = get_param_types(source, "init")
+        args.append([parse_typed_arg(a, types[i] if i < len(types) else None, i) for i, a in enumerate(init)])
     res = _send(node, _admin_key(home, key, password_env), "contracts", "deploy", args)
     _check_receipt(res)
     if quiet:
@@ -115,7 +180,7 @@ def contract_upgrade(
 def contract_call(
     address: Annotated[str, typer.Argument(help="Contract address (or system contract name).")],
     method: Annotated[str, typer.Argument(help="Exported function.")],
-    args: Annotated[list[str] | None, typer.Argument(help="Arguments: text, 0xHEX, int:N, json:….")] = None,
+    args: Annotated[list[str] | None, typer.Argument(help=ARGS_HELP)] = None,
     key: KeyOpt = None,
     password_env: PasswordEnvOpt = None,
     home: HomeOpt = DEFAULT_HOME,
@@ -123,7 +188,7 @@ def contract_call(
 ) -> None:
     """Call a contract function in a transaction; prints the receipt (result, fuel, events)."""
     kp = _client_key(home, key, password_env)
-    res = _send(node, kp, address, method, [parse_arg(a) for a in (args or [])])
+    res = _send(node, kp, address, method, get_typed_args(node, address, method, args or []))
     _print_json(res)
     if (res.get("receipt") or {}).get("status") != "ok":
         raise typer.Exit(1)
@@ -133,7 +198,7 @@ def contract_call(
 def contract_query(
     address: Annotated[str, typer.Argument(help="Contract address (or system contract name).")],
     method: Annotated[str, typer.Argument(help="Exported function.")],
-    args: Annotated[list[str] | None, typer.Argument(help="Arguments: text, 0xHEX, int:N, json:….")] = None,
+    args: Annotated[list[str] | None, typer.Argument(help=ARGS_HELP)] = None,
     node: NodeOpt = DEFAULT_NODE,
 ) -> None:
     """Call a contract function read-only (no transaction)."""
@@ -141,7 +206,7 @@ def contract_query(
 
     try:
         with Client(node) as c:
-            res = c.query_contract(address, method, [parse_arg(a) for a in (args or [])])
+            res = c.query_contract(address, method, get_typed_args(node, address, method, args or []))
     except ApiFailure as exc:
         _fail(f"{exc.code}: {exc.message}")
         return
