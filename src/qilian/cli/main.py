@@ -570,9 +570,11 @@ def bench_state(
 def _register_subcommands() -> None:
     """Command groups that live in their own modules (imported last: they use this module's helpers)."""
     from qilian.cli.contract_cmd import contract_app, evidence_app
+    from qilian.cli.gov_cmd import gov_app
 
     app.add_typer(contract_app, name="contract")
     app.add_typer(evidence_app, name="evidence")
+    app.add_typer(gov_app, name="gov")
 
 
 if __name__ != "__main__":
