@@ -376,3 +376,12 @@ def test_governed_execution_is_deterministic() -> None:
                c.one(B_ADMIN, "gov", "vote", [1, "yes"])]
         return [r.encode() for r in out] + [sorted(c.values.items())]
     assert run() == run()
+
+
+def test_a_proposal_met_by_its_proposer_executes_at_once() -> None:
+    c = Chain()
+    addr = ok(c.one(B_ADMIN, "contracts", "deploy", ["tok", TOKEN]))
+    res = ok(c.one(B_ADMIN, "gov", "propose", [["contract.upgrade", addr, TOKEN + "\n"]]))
+    assert res["status"] == "executed" and res["resource"] == "contract.upgrade"  # SELF: beta owns it
+    assert c.get_state(GOV_NAMESPACE, b"pending") is None
+    assert get_code(c.get_state, addr)[2] == 2  # type: ignore[index]

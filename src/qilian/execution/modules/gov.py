@@ -41,7 +41,7 @@ from qilian.execution.policy import (
     is_counted,
     is_reachable,
 )
-from qilian.types.codec import CodecError, decode_raw, encode, encode_trusted
+from qilian.types.codec import decode_raw, encode, encode_trusted
 from qilian.types.core import STATUS_OK, Event, Transaction
 
 GOV_MODULE: Final = "gov"
@@ -343,9 +343,10 @@ class GovModule(Module):
         scope = compute_scope(policy, env.rules.org_names, self_org)
         if is_counted(policy, scope, call.member.to_approver()):
             p = replace(p, votes=(self._vote_of(env, call, True),))
-        _put_pending(env, [*pending, pid])
         p, more = self._process_tally(env, p)
         _put_proposal(env, p)
+        if p.status == PENDING:
+            _put_pending(env, [*pending, pid])
         return Outcome(p.summary(), (*events, *more))
 
     def process_vote(self, env: BlockEnv, call: TxCall) -> Outcome:
@@ -478,11 +479,7 @@ class GovModule(Module):
         if member is None:
             raise CallFailed(f"endorsement {i}: key {e[0].hex()[:16]}… is not a member of any organisation")
         who = f"{member.organisation}/{member.name}"
-        try:
-            ok = env.rules.suite.verify(e[0], sign_bytes, e[1])
-        except (ValueError, CodecError):
-            ok = False
-        if not ok:
+        if not env.rules.suite.verify(e[0], sign_bytes, e[1]):  # never raises on malformed input
             raise CallFailed(f"endorsement {i} by {who}: the signature does not verify for this action, deadline "
                              f"and chain {env.rules.chain_id!r}")
         approver = member.to_approver()
