@@ -5,6 +5,7 @@ file or the certificate changes."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -68,7 +69,8 @@ def node(tmp_path: Path) -> Iterator[Chain]:
 def _cli(chain: Chain, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     p = subprocess.run([sys.executable, "-m", "qilian.cli", *args, "--node", chain.node.url] if args[0] not in (
         "evidence-check",) else [sys.executable, "-m", "qilian.cli", *args[1:]],
-        capture_output=True, text=True, timeout=60, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+        capture_output=True, text=True, timeout=60,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "PYTHONPATH": os.environ.get("PYTHONPATH", "")})
     if check:
         assert p.returncode == 0, p.stdout + p.stderr
     return p

@@ -183,7 +183,7 @@ RULES = ChainRules.from_genesis(GENESIS, SUITE)
 
 class DictState:
     def __init__(self) -> None:
-        self.values: dict[tuple[str, bytes], bytes] = {k: v for k, v in compute_genesis_writes().items() if v}
+        self.values: dict[tuple[str, bytes], bytes] = {k: v for k, v in compute_genesis_writes(GENESIS).items() if v}
 
     def get_state(self, namespace: str, key: bytes) -> bytes | None:
         return self.values.get((namespace, key))

@@ -397,6 +397,9 @@ def create_app(node: Node) -> FastAPI:
     from qilian.api.contracts import make_router
 
     app.include_router(make_router(node, ApiError, _read_body))
+    from qilian.api.gov import make_gov_router
+
+    app.include_router(make_gov_router(node, ApiError))
     return app
 
 

@@ -294,10 +294,18 @@ def evidence_verify(
     """Find a file's record and write a certificate that proves it offline."""
     import time
 
-    from qilian.sdk.certificate import EVIDENCE_CONTRACT, compute_record_key, make_certificate
+    from qilian.execution.policy import MEMBER_NAMESPACE
+    from qilian.sdk.certificate import (
+        EVIDENCE_CONTRACT,
+        check_certificate,
+        compute_member_key,
+        compute_record_key,
+        make_certificate,
+    )
     from qilian.sdk.client import ApiFailure, Client
     from qilian.sdk.verify import ProofInvalid
     from qilian.types.codec import from_json_value
+    from qilian.types.core import Transaction
     from qilian.types.genesis_json import genesis_from_json
 
     digest, _ = _digest(node, file)
@@ -314,6 +322,8 @@ def evidence_verify(
                 tx = c.get_tx(tx_hash)
                 state = c.get_state(f"c:{EVIDENCE_CONTRACT}", compute_record_key(digest))
                 if tx["proof"]["receipt"] is not None and state.get("value") is not None:
+                    sender = Transaction.decode(bytes.fromhex(tx["tx"]["encoded"])).body.sender
+                    member = c.get_state(MEMBER_NAMESPACE, compute_member_key(sender))
                     break
             except ApiFailure:
                 pass
@@ -321,13 +331,14 @@ def evidence_verify(
                 _fail("the block that proves the receipt has not been committed yet; try again shortly")
             time.sleep(0.2)
     try:
-        cert = make_certificate(genesis, tx, state, digest)
+        cert = make_certificate(genesis, tx, state, digest, member)
     except ProofInvalid as exc:
         _fail(f"the node's proofs do not check out: {exc}")
         return
     out.write_text(json.dumps(cert, indent=1))
+    ev = check_certificate(cert)
     console.print(f"[green]certificate[/green] for {file.name} written to {out} (registered at height "
-                  f"{record['height']} by {record['owner_org']})")
+                  f"{ev.height} by {escape(ev.owner_org)})")
 
 
 @evidence_app.command("check")
@@ -351,11 +362,12 @@ def evidence_check(
     except ProofInvalid as exc:
         console.print(f"[red]INVALID[/red]: {escape(str(exc))}")
         raise typer.Exit(2) from None
-    r = ev.record
-    console.print(f"[green]VALID[/green]: digest {ev.digest.hex()} registered on chain {ev.chain_id} "
+    # Every line below comes from proven bytes (CheckedEvidence), never from the certificate's readable fields.
+    console.print(f"[green]VALID[/green]: digest {ev.digest.hex()} registered on chain {escape(ev.chain_id)} "
                   f"(genesis {ev.genesis_hash.hex()[:16]}…) at height {ev.height}, tx {ev.tx_hash.hex()}")
-    console.print(f"  title {r.get('title')!r}, type {r.get('type')!r}, owner {r.get('owner_org')}, "
-                  f"time_ms {r.get('time_ms')}; commit signed by {ev.signers} validator(s)"
+    console.print(f"  title {escape(repr(ev.title))}, type {escape(repr(ev.doc_type))}, owner "
+                  f"{escape(ev.owner_org)} ({escape(ev.owner_member)}, key {ev.owner_address}), "
+                  f"time_ms {ev.time_ms}; commit signed by {ev.signers} validator(s)"
                   + ("; the file matches" if file is not None else "; pinned genesis" if pinned else ""))
     if genesis is None:
         console.print("  (trusting the genesis inside the certificate; pass --genesis to pin your own copy)")

@@ -737,6 +737,7 @@ def _register_subcommands() -> None:
     from qilian.cli import ops_cmd
     from qilian.cli.bootstrap_cmd import genesis_app, org_app
     from qilian.cli.contract_cmd import contract_app, evidence_app
+    from qilian.cli.gov_cmd import gov_app
 
     app.command("status")(ops_cmd.status)
     app.command("events")(ops_cmd.events)
@@ -744,6 +745,7 @@ def _register_subcommands() -> None:
     app.add_typer(evidence_app, name="evidence")
     app.add_typer(org_app, name="org")
     app.add_typer(genesis_app, name="genesis")
+    app.add_typer(gov_app, name="gov")
 
 
 if __name__ != "__main__":

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any
 
 from qilian.contracts import DEFAULT_FUEL, CallOutcome, Context
 from qilian.crypto import merkle
 from qilian.crypto.suite import Suite
-from qilian.execution.contracts import CONTRACTS_MODULE, ContractExecutor
+from qilian.execution.contracts import ContractExecutor
+from qilian.execution.env import BlockEnv, CallFailed, Overlay, StateReader, TxCall, Writes
+from qilian.execution.modules import MODULES, get_module
+from qilian.execution.modules.gov import GOV_MODULE
+from qilian.execution.modules.kv import MAX_KV_KEY, MAX_KV_VALUE
 from qilian.execution.rules import (
     ChainRules,
     TxRejected,
@@ -21,17 +25,14 @@ from qilian.execution.rules import (
     check_tx_window,
     is_valid_tx_signature,
 )
-from qilian.state import StateError, validate_write
 from qilian.types.codec import encode_trusted
 from qilian.types.core import (
     PRECOMMIT,
     STATUS_FAILED,
     STATUS_OK,
-    STATUS_OUT_OF_FUEL,
     Block,
     BlockHeader,
     Commit,
-    Event,
     Receipt,
     Transaction,
     ValidatorSet,
@@ -42,22 +43,11 @@ from qilian.types.core import (
 )
 
 StateKey = tuple[str, bytes]
-Writes = dict[StateKey, bytes | None]
-
-MAX_KV_KEY: Final = 1024
-"""Longest key the built-in ``kv`` module stores."""
-MAX_KV_VALUE: Final = 60 * 1024
-"""Largest value the built-in ``kv`` module stores (a transaction is at most 64 KiB anyway)."""
+_Overlay = Overlay
 
 
 class BlockInvalid(ValueError):
     """A block that breaks a rule. The message names the rule and, where there is one, the transaction."""
-
-
-class StateReader(Protocol):
-    """Read access to the state as of the last executed block."""
-
-    def get_state(self, namespace: str, key: bytes) -> bytes | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,99 +62,41 @@ class BlockResult:
     """Merkle root over the receipts' canonical bytes (goes into the next header)."""
 
 
-class _Overlay:
-    """Buffered writes over a state reader; a transaction's own layer is dropped if it fails."""
-
-    def __init__(self, base: StateReader, block_writes: Writes):
-        self.base = base
-        self.block_writes = block_writes
-        self.tx_writes: Writes = {}
-
-    def get(self, ns: str, key: bytes) -> bytes | None:
-        k = (ns, key)
-        if k in self.tx_writes:
-            return self.tx_writes[k]
-        if k in self.block_writes:
-            return self.block_writes[k]
-        return self.base.get_state(ns, key)
-
-    def put(self, ns: str, key: bytes, value: bytes | None) -> None:
-        # The state tree refuses over-limit writes at commit time, which would halt every node at once; refusing
-        # here fails only this transaction.
-        try:
-            validate_write(ns, key, value)
-        except StateError as exc:
-            raise CallFailed(str(exc)) from None
-        self.tx_writes[(ns, key)] = value
-
-
-class CallFailed(Exception):
-    """A call that failed for a reason every node agrees on; recorded in its receipt."""
-
-
-def _as_bytes(value: Any, what: str) -> bytes:
-    if type(value) is bytes:
-        return value
-    if type(value) is str:
-        return value.encode()
-    raise CallFailed(f"{what} must be bytes or text, got {type(value).__name__}")
-
-
-def _call_kv(overlay: _Overlay, tx: Transaction) -> tuple[Any, list[Event]]:
-    """The built-in key-value module: ``put(key, value)`` and ``delete(key)`` in namespace ``kv``."""
-    args = tx.body.args
-    if tx.body.method == "put":
-        if len(args) != 2:
-            raise CallFailed(f"kv.put takes 2 arguments (key, value), got {len(args)}")
-        key, value = _as_bytes(args[0], "key"), _as_bytes(args[1], "value")
-        if not key or len(key) > MAX_KV_KEY:
-            raise CallFailed(f"key must be 1..{MAX_KV_KEY} bytes, got {len(key)}")
-        if len(value) > MAX_KV_VALUE:
-            raise CallFailed(f"value of {len(value)} bytes is over the limit of {MAX_KV_VALUE}")
-        overlay.put("kv", key, value)
-        return None, [Event("kv", "put", {"key": key, "size": len(value)})]
-    if tx.body.method == "delete":
-        if len(args) != 1:
-            raise CallFailed(f"kv.delete takes 1 argument (key), got {len(args)}")
-        key = _as_bytes(args[0], "key")
-        existed = overlay.get("kv", key) is not None
-        overlay.put("kv", key, None)
-        return existed, [Event("kv", "delete", {"key": key})]
-    raise CallFailed(f"kv has no method {tx.body.method!r}")
-
-
-def execute_tx(rules: ChainRules, overlay: _Overlay, tx: Transaction, tx_hash: bytes,
-               contracts: ContractExecutor | None = None, height: int = 0, time_ms: int = 0) -> Receipt:
-    """Run one transaction's call; on failure its writes and events are dropped."""
+def execute_tx(env: BlockEnv, tx: Transaction, tx_hash: bytes) -> Receipt:
+    """Run one transaction through the module its target names; on failure its writes and events are dropped."""
+    overlay = env.state
     overlay.tx_writes = {}
     body = tx.body
+    module = get_module(body.to)
     try:
-        if body.to == "kv":
-            result, events = _call_kv(overlay, tx)
-            fuel = 0
-        elif contracts is None:
-            raise CallFailed(f"no module or contract named {body.to!r}")
-        else:
-            member = rules.members.get(body.sender)
-            sender = rules.suite.compute_address(body.sender).hex()
-            ctx = Context(sender, member.organisation if member else "", height, time_ms, tx_hash.hex(), body.to,
-                          sender)
-            if body.to == CONTRACTS_MODULE:
-                out = contracts.deploy(ctx, body.sender, body.method, list(body.args))
-            else:
-                out = contracts.call(ctx, body.method, list(body.args))
-            if not out.ok:
-                overlay.tx_writes = {}
-                status = STATUS_OUT_OF_FUEL if out.out_of_fuel else STATUS_FAILED
-                return Receipt(tx_hash, status, out.error or "failed", out.fuel_used, None, ())
-            result, fuel = out.value, out.fuel_used
-            events = [Event(src[:128], name, data) for src, name, data in out.events]
+        member = env.rules.members.get(body.sender)
+        if module is None or member is None:  # admission refuses both; a block carrying one is invalid
+            raise CallFailed(f"no module or contract named {body.to!r}" if module is None
+                             else "sender is not a member")
+        call = TxCall(tx, tx_hash, member, env.rules.suite.compute_address(body.sender).hex())
+        try:
+            out = module.execute(env, call)
+        finally:
+            if module.name == GOV_MODULE:
+                env.policies.clear()  # a governance call may have changed (or rolled back) a policy
     except CallFailed as exc:
         overlay.tx_writes = {}
         return Receipt(tx_hash, STATUS_FAILED, str(exc), 0, None, ())
+    if out.status != STATUS_OK:
+        overlay.tx_writes = {}
+        return Receipt(tx_hash, out.status, out.error or "failed", out.fuel, None, ())
     overlay.block_writes.update(overlay.tx_writes)
     overlay.tx_writes = {}
-    return Receipt(tx_hash, STATUS_OK, "", fuel, result, tuple(events))
+    return Receipt(tx_hash, STATUS_OK, "", out.fuel, out.result, out.events)
+
+
+def process_end_block(env: BlockEnv) -> None:
+    """Run every module's end-of-block hook, in registry order; their writes join the block's."""
+    for module in MODULES:
+        env.state.tx_writes = {}
+        module.end_block(env)
+        env.state.block_writes.update(env.state.tx_writes)
+    env.state.tx_writes = {}
 
 
 def execute_block(rules: ChainRules, state: StateReader, txs: Sequence[Transaction],
@@ -172,10 +104,10 @@ def execute_block(rules: ChainRules, state: StateReader, txs: Sequence[Transacti
     """Execute validated transactions in order. Deterministic: depends only on its arguments (``height`` and
     ``time_ms`` are the block's, what contracts see as ``ctx.height`` and ``ctx.time_ms``)."""
     block_writes: Writes = {}
-    overlay = _Overlay(state, block_writes)
-    contracts = ContractExecutor(rules.suite, overlay)
-    receipts = tuple(execute_tx(rules, overlay, tx, h, contracts, height, time_ms)
-                     for tx, h in zip(txs, tx_hashes, strict=True))
+    overlay = Overlay(state, block_writes)
+    env = BlockEnv(rules, overlay, ContractExecutor(rules.suite, overlay, refuse_frozen=True), height, time_ms)
+    receipts = tuple(execute_tx(env, tx, h) for tx, h in zip(txs, tx_hashes, strict=True))
+    process_end_block(env)
     root = merkle.compute_root(rules.suite.hash, [r.encode() for r in receipts])
     return BlockResult(receipts, block_writes, root)
 
@@ -183,7 +115,7 @@ def execute_block(rules: ChainRules, state: StateReader, txs: Sequence[Transacti
 def query_contract(rules: ChainRules, state: StateReader, address: str, method: str, args: list[Any],
                    height: int, time_ms: int, sender: str = "", fuel: int = DEFAULT_FUEL) -> CallOutcome:
     """A read-only call against ``state`` (no transaction, nothing written; a write fails the query)."""
-    overlay = _Overlay(state, {})
+    overlay = Overlay(state, {})
     ctx = Context(sender, "", height, time_ms, "", address, sender)
     return ContractExecutor(rules.suite, overlay).call(ctx, method, args, fuel, read_only=True)
 
@@ -329,8 +261,11 @@ def get_block_id(suite: Suite, block: Block) -> bytes:
 
 
 __all__ = [
+    "MAX_KV_KEY",
+    "MAX_KV_VALUE",
     "BlockInvalid",
     "BlockResult",
+    "CallFailed",
     "ParentInfo",
     "StateReader",
     "check_block",

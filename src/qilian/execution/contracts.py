@@ -17,14 +17,20 @@ from qilian.contracts import (
 )
 from qilian.contracts.system import SYSTEM_CONTRACTS
 from qilian.crypto.suite import Suite
+from qilian.execution.policy import MEMBER_NAMESPACE, compute_default_policy_writes
 from qilian.types.codec import CodecError, decode_raw, encode_trusted
+from qilian.types.core import Genesis
 
 CONTRACTS_MODULE: Final = "contracts"
 """Target of deploy and upgrade transactions."""
 CODE_NAMESPACE: Final = "code"
-"""State namespace of contract code: key = address (text), value = [source, deployer, version]."""
+"""State namespace of contract code: key = address (text), value = [source, deployer, version]. The deployer
+(address hex; empty for system contracts) never changes, so an upgrade cannot take a contract over."""
+FROZEN_NAMESPACE: Final = "sys:frozen"
+"""State namespace of frozen contracts: key = address (text), value = [height, approving orgs]."""
 DEPLOY_ROLE: Final = "admin"
-"""Role a key needs to deploy or upgrade contracts (from genesis; governance comes later)."""
+"""Role a key needs to send deploy or upgrade transactions at all (static admission); which admins may act is
+the business of the policies ``contract.deploy`` and ``contract.upgrade`` in state."""
 DOMAIN_CONTRACT: Final = b"QILIAN/CONTRACT/1\x00"
 """Prefix of what a contract address is hashed from."""
 MAX_BLOCK_FUEL: Final = 50_000_000
@@ -51,10 +57,23 @@ def is_contract_target(to: str) -> bool:
     return to in SYSTEM_CONTRACTS or (len(to) == 40 and all(c in "0123456789abcdef" for c in to))
 
 
-def compute_genesis_writes() -> dict[tuple[str, bytes], bytes | None]:
-    """The state every chain starts with: the system contracts' code."""
-    return {(CODE_NAMESPACE, name.encode()): encode_trusted([source, "", 1])
-            for name, source in sorted(SYSTEM_CONTRACTS.items())}
+def compute_genesis_writes(genesis: Genesis) -> dict[tuple[str, bytes], bytes | None]:
+    """The state every chain starts with: the system contracts' code, the default policies, and the membership
+    of genesis (so a light client can prove a sender's organisation from a state proof, never from a file a
+    certificate carries)."""
+    writes: dict[tuple[str, bytes], bytes | None] = {
+        (CODE_NAMESPACE, name.encode()): encode_trusted([source, "", 1])
+        for name, source in sorted(SYSTEM_CONTRACTS.items())}
+    writes.update(compute_default_policy_writes())
+    for org in genesis.organisations:
+        for m in org.members:
+            writes[(MEMBER_NAMESPACE, m.public_key)] = encode_trusted([org.name, m.name, list(m.roles)])
+    return writes
+
+
+def is_system_contract(address: str) -> bool:
+    """Whether ``address`` names a system contract (installed at genesis; upgraded only through governance)."""
+    return address in SYSTEM_CONTRACTS
 
 
 def get_code(state: Callable[[str, bytes], bytes | None], address: str) -> tuple[str, str, int] | None:
@@ -62,16 +81,27 @@ def get_code(state: Callable[[str, bytes], bytes | None], address: str) -> tuple
     raw = state(CODE_NAMESPACE, address.encode())
     if raw is None:
         return None
-    source, deployer, version = decode_raw(raw)
+    source, deployer, version = decode_raw(raw)[:3]
     return source, deployer, version
+
+
+def get_frozen(state: Callable[[str, bytes], bytes | None], address: str) -> tuple[int, list[str]] | None:
+    """(height, approving orgs) of the freeze of ``address``, or None when it is not frozen."""
+    raw = state(FROZEN_NAMESPACE, address.encode())
+    if raw is None:
+        return None
+    height, orgs = decode_raw(raw)
+    return height, orgs
 
 
 class ContractExecutor:
     """Runs the contract transactions of one block (or one query) over a state."""
 
-    def __init__(self, suite: Suite, state: StateRW, block_fuel: int = MAX_BLOCK_FUEL):
+    def __init__(self, suite: Suite, state: StateRW, block_fuel: int = MAX_BLOCK_FUEL, refuse_frozen: bool = False):
         self.suite = suite
         self.state = state
+        self.refuse_frozen = refuse_frozen
+        """Treat frozen contracts as absent (in blocks, so a contract cannot call a frozen one either)."""
         self.runtime = Runtime(state, self._load, suite.hash)
         self.block_fuel_left = block_fuel
         """What the block's remaining contract calls may still spend."""
@@ -82,6 +112,8 @@ class ContractExecutor:
         except (CodecError, ValueError, TypeError):
             return None
         if code is None:
+            return None
+        if self.refuse_frozen and self.state.get(FROZEN_NAMESPACE, address.encode()) is not None:
             return None
         try:
             return compile_contract(code[0])
@@ -103,35 +135,23 @@ class ContractExecutor:
                                             f"later block", out.fuel_used, True)
         return out
 
-    def deploy(self, ctx: Context, sender_public_key: bytes, method: str, args: list[Any]) -> CallOutcome:
-        """``contracts.deploy(name, source[, init_args])`` or ``contracts.upgrade(address, source)``."""
-        if method == "deploy":
-            if len(args) not in (2, 3) or type(args[0]) is not str or type(args[1]) is not str:
-                return _fail("contracts.deploy takes (name, source[, init_args])")
-            name, source = args[0], args[1]
-            if not 0 < len(name) <= MAX_CONTRACT_NAME:
-                return _fail(f"a contract name is 1..{MAX_CONTRACT_NAME} characters")
-            address = compute_contract_address(self.suite, sender_public_key, name)
-            if self.state.get(CODE_NAMESPACE, address.encode()) is not None:
-                return _fail(f"this key already deployed a contract named {name!r} at {address}; use upgrade")
-            version = 1
-        elif method == "upgrade":
-            if len(args) != 2 or type(args[0]) is not str or type(args[1]) is not str:
-                return _fail("contracts.upgrade takes (address, source)")
-            address, source = args[0], args[1]
-            old = get_code(self.state.get, address)
-            if old is None:
-                return _fail(f"no contract at {address}")
-            version = old[2] + 1
-        else:
-            return _fail(f"contracts has no method {method!r}")
+    def deploy(self, ctx: Context, sender_public_key: bytes, args: list[Any]) -> CallOutcome:
+        """``contracts.deploy(name, source[, init_args])``: the address derives from the deployer and the name."""
+        if len(args) not in (2, 3) or type(args[0]) is not str or type(args[1]) is not str:
+            return _fail("contracts.deploy takes (name, source[, init_args])")
+        name, source = args[0], args[1]
+        if not 0 < len(name) <= MAX_CONTRACT_NAME:
+            return _fail(f"a contract name is 1..{MAX_CONTRACT_NAME} characters")
+        address = compute_contract_address(self.suite, sender_public_key, name)
+        if self.state.get(CODE_NAMESPACE, address.encode()) is not None:
+            return _fail(f"this key already deployed a contract named {name!r} at {address}; use upgrade")
         try:
             compiled = compile_contract(source)
         except ContractRejected as exc:
             return _fail(f"contract rejected: {exc}")
-        self.state.put(CODE_NAMESPACE, address.encode(), encode_trusted([source, ctx.sender, version]))
+        self.state.put(CODE_NAMESPACE, address.encode(), encode_trusted([source, ctx.sender, 1]))
         self.runtime._instances.pop(address, None)
-        if method == "deploy" and len(args) == 3:
+        if len(args) == 3:
             init_args = args[2]
             if type(init_args) is not list:
                 return _fail("init_args must be a list")
@@ -144,6 +164,26 @@ class ContractExecutor:
                 return out
             return CallOutcome(True, address, None, out.fuel_used, False, out.events)
         return CallOutcome(True, address, None, 0, False)
+
+    def upgrade(self, address: str, source: Any, approvers: list[str], via: str) -> CallOutcome:
+        """Replace the code at ``address`` (its storage stays). The deployer is kept — an upgrade never changes
+        who owns a contract — and an ``Upgraded`` event records the version and the approving organisations.
+        Who may upgrade is decided by the caller (policy ``contract.upgrade`` or governance)."""
+        if type(source) is not str:
+            return _fail("the new source must be text")
+        old = get_code(self.state.get, address)
+        if old is None:
+            return _fail(f"no contract at {address}")
+        try:
+            compile_contract(source)
+        except ContractRejected as exc:
+            return _fail(f"contract rejected: {exc}")
+        version = old[2] + 1
+        self.state.put(CODE_NAMESPACE, address.encode(), encode_trusted([source, old[1], version]))
+        self.runtime._instances.pop(address, None)
+        event = ("contracts", "Upgraded", {"address": address, "version": version, "approvers": approvers,
+                                           "via": via})
+        return CallOutcome(True, address, None, 0, False, (event,))
 
 
 def _fail(message: str) -> CallOutcome:

@@ -7,62 +7,10 @@ its block with a failed receipt — that failure is a fact every node agrees on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Final
-
 from qilian.crypto.suite import Suite
-from qilian.execution.contracts import CONTRACTS_MODULE, DEPLOY_ROLE, is_contract_target
-from qilian.types.core import SENDING_ROLES, Genesis, Transaction, compute_tx_sign_bytes
-
-
-class TxRejected(ValueError):
-    """A transaction that is not valid on this chain. ``code`` is stable for clients; the message names why."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-@dataclass(frozen=True, slots=True)
-class MemberInfo:
-    """A sending key's place in the consortium."""
-
-    organisation: str
-    """Its organisation."""
-    name: str
-    """Its member name."""
-    roles: frozenset[str]
-    """Its roles."""
-
-
-@dataclass(frozen=True)
-class ChainRules:
-    """The facts of genesis the rules need, indexed for the hot path."""
-
-    genesis: Genesis
-    """The chain's genesis."""
-    suite: Suite
-    """The chain's crypto suite."""
-    members: dict[bytes, MemberInfo] = field(default_factory=dict)
-    """Public key → membership, built from genesis."""
-
-    @classmethod
-    def from_genesis(cls, genesis: Genesis, suite: Suite) -> ChainRules:
-        """Index genesis membership by public key."""
-        members: dict[bytes, MemberInfo] = {}
-        for org in genesis.organisations:
-            for m in org.members:
-                members[m.public_key] = MemberInfo(org.name, m.name, frozenset(m.roles))
-        return cls(genesis, suite, members)
-
-    @property
-    def chain_id(self) -> str:
-        return self.genesis.chain_id
-
-
-KNOWN_TARGETS: Final = {"kv": ("put", "delete"), "contracts": ("deploy", "upgrade")}
-"""Built-in modules and their methods; any other target must name a contract (checked when it runs)."""
+from qilian.execution.chain import ChainRules, MemberInfo, TxRejected
+from qilian.execution.modules import get_module
+from qilian.types.core import SENDING_ROLES, Transaction, compute_tx_sign_bytes
 
 
 def check_tx_static(rules: ChainRules, tx: Transaction, encoded_size: int) -> MemberInfo:
@@ -87,16 +35,10 @@ def check_tx_static(rules: ChainRules, tx: Transaction, encoded_size: int) -> Me
         raise TxRejected("not_member", "sender key is not a member of any organisation of this chain")
     if not member.roles & SENDING_ROLES:
         raise TxRejected("forbidden", f"sender {member.organisation}/{member.name} has no role that may transact")
-    methods = KNOWN_TARGETS.get(body.to)
-    if methods is None:
-        if not is_contract_target(body.to):
-            raise TxRejected("unknown_target", f"no module or contract named {body.to!r}")
-        return member
-    if body.method not in methods:
-        raise TxRejected("unknown_method", f"{body.to} has no method {body.method!r} (it has {', '.join(methods)})")
-    if body.to == CONTRACTS_MODULE and DEPLOY_ROLE not in member.roles:
-        raise TxRejected("forbidden", f"sender {member.organisation}/{member.name} may not deploy or upgrade "
-                                      f"contracts (needs the {DEPLOY_ROLE} role)")
+    module = get_module(body.to)
+    if module is None:
+        raise TxRejected("unknown_target", f"no module or contract named {body.to!r}")
+    module.check_tx(rules, member, tx)
     return member
 
 
@@ -119,3 +61,6 @@ def check_tx_window(rules: ChainRules, tx: Transaction, height: int) -> None:
             f"expires_at {expires_at} is more than {rules.genesis.params.tx_validity_blocks} blocks ahead "
             f"of height {height}",
         )
+
+
+__all__ = ["ChainRules", "MemberInfo", "TxRejected", "check_tx_static", "check_tx_window", "is_valid_tx_signature"]

@@ -87,7 +87,7 @@ def verify_ledger(data_dir: Path, progress: Callable[[int, int], None] | None = 
         state = _MemState()
         nodes = MemoryNodeStore()
         tree = StateTree(suite.hash, nodes)
-        genesis_writes = compute_genesis_writes()
+        genesis_writes = compute_genesis_writes(genesis)
         genesis_root, genesis_nodes = tree.apply_writes(b"\x00" * 32, genesis_writes)
         nodes.put_nodes(genesis_nodes)
         state.values.update({k: v for k, v in genesis_writes.items() if v is not None})

@@ -96,7 +96,7 @@ class Node:
             raise ValueError(f"node key is a {self.key.suite.name} key but the chain uses {self.suite.name}")
         self.validator = self.genesis.validators.get_by_address(self.key.address)
         self.store = ChainStore(config.data_path)
-        genesis_writes = compute_genesis_writes()
+        genesis_writes = compute_genesis_writes(self.genesis)
         genesis_root, genesis_nodes = StateTree(self.suite.hash, MemoryNodeStore()).apply_writes(
             ZERO_HASH, genesis_writes)
         self.store.process_init(

@@ -1,8 +1,14 @@
 """Evidence certificates: everything needed to prove, offline, that a document's digest was registered.
 
 A certificate holds the chain's genesis, the registering transaction with its Merkle proof, block header and commit
-signatures, its receipt (whose result is the record) with the next header and commit, and a state proof of the
-record. Checking it trusts only the genesis validator keys (optionally pinned by ``--genesis``): no node is asked."""
+signatures, its receipt (whose result is the record) with the next header and commit, a state proof of the
+record, and a state proof of the sender's membership. Checking it trusts only the genesis validator keys
+(optionally pinned by ``--genesis``): no node is asked.
+
+Everything :class:`CheckedEvidence` reports is derived from proven bytes, never from the certificate's readable
+JSON nor from what the contract returned: the owner is the organisation of the key that signed the registering
+transaction (proven by the ``sys:member`` state entry), the title and type are the signed transaction's
+arguments, the time and height come from the signed header, and the signer count from the verified commit."""
 
 from __future__ import annotations
 
@@ -11,12 +17,14 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from qilian.crypto import get_suite
+from qilian.execution.policy import MEMBER_NAMESPACE
 from qilian.sdk.verify import ProofInvalid, verify_state_response, verify_tx_response
 from qilian.types.codec import CodecError, decode_raw, encode_trusted, from_json_value, to_json_value
 from qilian.types.core import STATUS_OK, Genesis
 from qilian.types.genesis_json import genesis_from_json, genesis_to_json
 
-CERT_VERSION: Final = 1
+CERT_VERSION: Final = 2
+"""2 adds the membership proof of the registering key (version 1 certificates named an owner nobody proved)."""
 EVIDENCE_CONTRACT: Final = "evidence"
 """Name of the evidence system contract."""
 
@@ -28,20 +36,45 @@ def compute_record_key(digest: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class CheckedEvidence:
-    """What a certificate proves."""
+    """What a certificate proves; every field comes from verified bytes."""
 
     digest: bytes
+    """The certified digest (the registering transaction's signed argument)."""
     record: dict[str, Any]
+    """The record as the contract stored it (proven in state and in the receipt)."""
     height: int
+    """Height of the registering block (signed header)."""
     tx_hash: bytes
+    """Hash of the registering transaction (recomputed)."""
     chain_id: str
+    """Chain of the signed header (and the genesis)."""
     genesis_hash: bytes
+    """Hash of the genesis the proofs were checked against."""
     signers: int
+    """Validators whose precommits on the registering block verified."""
+    owner_org: str = ""
+    """Organisation of the key that signed the registration (proven by its ``sys:member`` state entry)."""
+    owner_member: str = ""
+    """That key's member name."""
+    owner_address: str = ""
+    """That key's address (hex)."""
+    title: str = ""
+    """Title, as the sender signed it."""
+    doc_type: str = ""
+    """Document type, as the sender signed it."""
+    time_ms: int = 0
+    """Time of the registering block (signed header)."""
+
+
+def compute_member_key(public_key: bytes) -> bytes:
+    """State key of a member entry (namespace ``sys:member``)."""
+    return public_key
 
 
 def make_certificate(genesis: Genesis, tx_response: dict[str, Any], state_response: dict[str, Any],
-                     digest: bytes) -> dict[str, Any]:
-    """Assemble a certificate from a node's answers (checked here too, so a bad node cannot hand one out)."""
+                     digest: bytes, member_response: dict[str, Any]) -> dict[str, Any]:
+    """Assemble a certificate from a node's answers (checked here too, so a bad node cannot hand one out).
+    ``member_response`` is the state proof of the registering key's ``sys:member`` entry."""
     cert = {
         "type": "qilian-evidence-certificate",
         "version": CERT_VERSION,
@@ -50,6 +83,7 @@ def make_certificate(genesis: Genesis, tx_response: dict[str, Any], state_respon
         "genesis": json.loads(genesis_to_json(genesis)),
         "tx": tx_response,
         "state": state_response,
+        "member": member_response,
     }
     check_certificate(cert)
     return cert
@@ -69,7 +103,8 @@ def check_certificate(cert: dict[str, Any], pinned_genesis: Genesis | None = Non
         digest = bytes.fromhex(cert["digest"])
         v = verify_tx_response(genesis, cert["tx"], require_receipt=True)
         body = v.tx.body
-        if body.to != EVIDENCE_CONTRACT or body.method != "register" or not body.args or body.args[0] != digest:
+        if body.to != EVIDENCE_CONTRACT or body.method != "register" or len(body.args) != 4 or \
+                body.args[0] != digest or type(body.args[1]) is not str or type(body.args[2]) is not str:
             raise ProofInvalid("the transaction is not a registration of this digest")
         receipt = v.receipt
         if receipt is None or receipt.status != STATUS_OK or not isinstance(receipt.result, dict):
@@ -85,8 +120,25 @@ def check_certificate(cert: dict[str, Any], pinned_genesis: Genesis | None = Non
             raise ProofInvalid("the state proof does not show this record")
         if file_bytes is not None and suite.hash(file_bytes) != digest:
             raise ProofInvalid(f"the file's {suite.name} digest is not the certified digest")
-        signers = len(cert["tx"]["proof"]["tx"]["commit"]["signatures"])
-        return CheckedEvidence(digest, record, v.height, v.tx_hash, genesis.chain_id, ghash, signers)
+        member_doc = cert["member"]
+        if member_doc.get("namespace") != MEMBER_NAMESPACE or bytes.fromhex(
+                member_doc.get("key", "")) != compute_member_key(body.sender):
+            raise ProofInvalid("the membership proof is not for the key that signed the registration")
+        member_raw = verify_state_response(genesis, member_doc)
+        if member_raw is None:
+            raise ProofInvalid("the key that signed the registration is not a member of the chain")
+        member = decode_raw(member_raw)
+        if type(member) is not list or len(member) != 3 or type(member[0]) is not str or type(member[1]) is not str:
+            raise ProofInvalid("the membership entry is malformed")
+        owner_org = member[0]
+        if record.get("owner_org") != owner_org:
+            raise ProofInvalid(f"the record names owner {record.get('owner_org')!r} but the registration was "
+                               f"signed by a key of {owner_org!r}")
+        address = suite.compute_address(body.sender).hex()
+        if record.get("owner") != address:
+            raise ProofInvalid("the record names another owner key than the one that signed the registration")
+        return CheckedEvidence(digest, record, v.height, v.tx_hash, v.header.chain_id, ghash, v.signers, owner_org,
+                               member[1], address, body.args[1], body.args[2], v.header.time_ms)
     except ProofInvalid:
         raise
     except (KeyError, TypeError, ValueError, CodecError) as exc:
@@ -98,5 +150,5 @@ def record_json(record: dict[str, Any]) -> Any:
     return to_json_value(record)
 
 
-__all__ = ["CheckedEvidence", "check_certificate", "compute_record_key", "from_json_value", "make_certificate",
-           "record_json"]
+__all__ = ["CheckedEvidence", "check_certificate", "compute_member_key", "compute_record_key", "from_json_value",
+           "make_certificate", "record_json"]

@@ -28,11 +28,18 @@ class VerifiedTx:
     """A transaction proven to be in a block decided by the genesis validators."""
 
     tx: Transaction
+    """The transaction, decoded from its proven bytes."""
     tx_hash: bytes
+    """Its hash, recomputed."""
     height: int
+    """Height of its block (from the signed header)."""
     header: BlockHeader
+    """Its block's header, proven by the commit."""
     receipt: Receipt | None
     """The receipt, when the response proved it (it needs the next block's header)."""
+    signers: int = 0
+    """Validators whose precommit signatures on the block verified (counted from the decoded commit, never from
+    the response's readable JSON)."""
 
 
 def _hex(s: Any, what: str) -> bytes:
@@ -46,6 +53,11 @@ def _hex(s: Any, what: str) -> bytes:
 
 def verify_header(genesis: Genesis, header_doc: Any, commit_doc: Any) -> BlockHeader:
     """Parse a header and its commit from their canonical hex and check the commit against genesis validators."""
+    return verify_header_and_commit(genesis, header_doc, commit_doc)[0]
+
+
+def verify_header_and_commit(genesis: Genesis, header_doc: Any, commit_doc: Any) -> tuple[BlockHeader, Commit]:
+    """:func:`verify_header`, also returning the verified commit (every signature in it checked)."""
     suite = get_suite(genesis.suite)
     try:
         header = BlockHeader.decode(_hex((header_doc or {}).get("encoded"), "header.encoded"))
@@ -61,7 +73,7 @@ def verify_header(genesis: Genesis, header_doc: Any, commit_doc: Any) -> BlockHe
                      header.height)
     except BlockInvalid as exc:
         raise ProofInvalid(f"commit does not prove the header: {exc}") from None
-    return header
+    return header, commit
 
 
 def _merkle(doc: Any) -> merkle.MerkleProof:
@@ -85,7 +97,7 @@ def verify_tx_response(genesis: Genesis, resp: dict[str, Any], require_receipt: 
         raise ProofInvalid("transaction bytes do not hash to the claimed hash")
     proof = resp.get("proof") or {}
     tp = proof.get("tx") or {}
-    header = verify_header(genesis, tp.get("header"), tp.get("commit"))
+    header, commit = verify_header_and_commit(genesis, tp.get("header"), tp.get("commit"))
     mp = _merkle(tp.get("merkle"))
     if mp.size != header.tx_count:
         # RFC 9162 proofs pin the size only through the path's shape; take it from the signed header.
@@ -113,7 +125,7 @@ def verify_tx_response(genesis: Genesis, resp: dict[str, Any], require_receipt: 
             raise ProofInvalid("receipt position does not match the transaction's position")
         if not merkle.is_valid_proof(suite.hash, nheader.receipts_root, rbytes, rmp):
             raise ProofInvalid("receipt is not committed: Merkle proof does not lead to receipts_root")
-    return VerifiedTx(tx, tx_hash, header.height, header, receipt)
+    return VerifiedTx(tx, tx_hash, header.height, header, receipt, len(commit.signatures))
 
 
 def verify_state_response(genesis: Genesis, resp: dict[str, Any]) -> bytes | None:

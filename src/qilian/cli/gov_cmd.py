@@ -1,0 +1,295 @@
+"""``qilian gov …``: governed actions by online proposals or offline endorsements, and the policy table.
+
+An action is written to a file first (``gov action …``), so that what is proposed, or what several admins endorse
+offline, is exactly the same bytes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from qilian.cli.main import (
+    DEFAULT_HOME,
+    DEFAULT_NODE,
+    HomeOpt,
+    NodeOpt,
+    _client_key,
+    _fail,
+    _print_json,
+    console,
+    get_key_path,
+    load_signing_key,
+)
+
+gov_app = typer.Typer(help="Governance: propose, vote, endorse and execute governed actions; read policies.",
+                      no_args_is_help=True)
+action_app = typer.Typer(help="Write an action file (what a proposal or endorsements approve).", no_args_is_help=True)
+gov_app.add_typer(action_app, name="action")
+
+ACTION_TYPE = "qilian-gov-action"
+BUNDLE_TYPE = "qilian-gov-endorsements"
+DEFAULT_DEADLINE_BLOCKS = 1000
+"""Endorsements are good for this many blocks past the chain's height when the first one is made."""
+
+KeyOpt = Annotated[Path | None, typer.Option(help="Signing key: a PEM file, or `admin` for the home's admin key "
+                                                  "(the default when the home holds one organisation's keys).")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Action file to write.")]
+
+
+def _admin_key(home: Path, key: Path | None) -> Any:
+    """The admin key a governance command signs with: the one key-loading path of the CLI (``--key FILE``,
+    ``--key admin``, or the home's only admin key; several organisations' keys and none chosen is an error)."""
+    return load_signing_key(get_key_path(home, key, "admin"), None)
+
+
+def _write_action(out: Path, action: list[Any]) -> None:
+    from qilian.execution.env import CallFailed
+    from qilian.execution.modules.gov import compute_action
+    from qilian.types.codec import to_json_value
+
+    try:
+        compute_action(action)
+    except CallFailed as exc:
+        _fail(str(exc))
+    out.write_text(json.dumps({"type": ACTION_TYPE, "action": to_json_value(action)}, indent=1))
+    console.print(f"[green]action[/green] {action[0]} written to {out}")
+
+
+def _read_action(path: Path) -> list[Any]:
+    from qilian.types.codec import from_json_value
+
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        _fail(f"cannot read {path}: {exc}")
+    if not isinstance(doc, dict) or doc.get("type") not in (ACTION_TYPE, BUNDLE_TYPE):
+        _fail(f"{path} is not an action file (write one with `qilian gov action …`)")
+    return list(from_json_value(doc["action"]))
+
+
+def _send(node: str, kp: Any, method: str, args: list[Any]) -> dict[str, Any]:
+    from qilian.sdk.client import ApiFailure, Client
+
+    try:
+        with Client(node) as c:
+            res = c.call(kp, "gov", method, args, wait="commit")
+    except ApiFailure as exc:
+        _fail(f"node refused the transaction: {exc.code}: {exc.message}")
+        raise AssertionError("unreachable") from None
+    except (OSError, httpx.HTTPError) as exc:
+        _fail(f"cannot reach {node}: {exc}")
+        raise AssertionError("unreachable") from None
+    r = res.get("receipt") or {}
+    if res.get("status") != "committed":
+        _fail(f"not committed yet ({res.get('status')}); check later with: qilian tx get {res.get('hash')}")
+    if r.get("status") != "ok":
+        _fail(f"refused: {r.get('error')}")
+    return res
+
+
+def _get(node: str, path: str) -> Any:
+    try:
+        r = httpx.get(node.rstrip("/") + path, timeout=30)
+    except httpx.HTTPError as exc:
+        _fail(f"cannot reach {node}: {exc}")
+        raise AssertionError("unreachable") from None
+    doc = r.json()
+    if r.status_code >= 400:
+        _fail(f"{doc.get('error')}: {doc.get('message')}")
+    return doc
+
+
+def _print_summary(res: dict[str, Any]) -> None:
+    s = res["receipt"]["result"]
+    console.print(f"proposal [bold]{s['id']}[/bold]: {s['status']} ({s['resource']}; yes: "
+                  f"{', '.join(s['yes']) or 'none'}; no: {', '.join(s['no']) or 'none'}; open until height "
+                  f"{s['expires']})" + (f" — {escape(s['result'])}" if s.get("result") else ""))
+
+
+# -- actions ------------------------------------------------------------------------------------------------
+
+@action_app.command("upgrade")
+def action_upgrade(address: Annotated[str, typer.Argument(help="Contract address or system contract name.")],
+                   file: Annotated[Path, typer.Argument(help="New source.")], out: OutOpt = Path("action.json"),
+                   ) -> None:
+    """Upgrade a contract (the only way to upgrade a system contract such as evidence)."""
+    _write_action(out, ["contract.upgrade", address, file.read_text()])
+
+
+@action_app.command("set-policy")
+def action_set_policy(
+    resource: Annotated[str, typer.Argument(help="Resource, e.g. contract.deploy.")],
+    rule: Annotated[str, typer.Argument(help="ALL, ANY, MAJORITY, SELF, FORBIDDEN, n or a/b.")],
+    roles: Annotated[str, typer.Option(help="Comma-separated roles whose signatures count.")] = "admin",
+    orgs: Annotated[str, typer.Option(help="Comma-separated organisations in scope (default: all).")] = "",
+    out: OutOpt = Path("action.json"),
+) -> None:
+    """Change the policy of a resource."""
+    _write_action(out, ["gov.set_policy", resource, rule, [o for o in orgs.split(",") if o],
+                        [r for r in roles.split(",") if r]])
+
+
+@action_app.command("freeze")
+def action_freeze(address: Annotated[str, typer.Argument(help="Contract address.")],
+                  out: OutOpt = Path("action.json")) -> None:
+    """Freeze a contract: its functions refuse every call until unfrozen."""
+    _write_action(out, ["contract.freeze", address])
+
+
+@action_app.command("unfreeze")
+def action_unfreeze(address: Annotated[str, typer.Argument(help="Contract address.")],
+                    out: OutOpt = Path("action.json")) -> None:
+    """Unfreeze a contract."""
+    _write_action(out, ["contract.unfreeze", address])
+
+
+# -- online proposals ---------------------------------------------------------------------------------------
+
+@gov_app.command("propose")
+def gov_propose(
+    action_file: Annotated[Path, typer.Argument(help="Action file from `qilian gov action …`.")],
+    ttl: Annotated[int, typer.Option(help="Blocks the proposal stays open.")] = 1000,
+    key: KeyOpt = None, home: HomeOpt = DEFAULT_HOME, node: NodeOpt = DEFAULT_NODE,
+) -> None:
+    """Propose an action; your vote counts as yes. It executes in the block whose vote meets its policy."""
+    _print_summary(_send(node, _admin_key(home, key), "propose", [_read_action(action_file), ttl]))
+
+
+@gov_app.command("vote")
+def gov_vote(
+    proposal_id: Annotated[int, typer.Argument(help="Proposal id.")],
+    choice: Annotated[str, typer.Argument(help="yes or no.")],
+    key: KeyOpt = None, home: HomeOpt = DEFAULT_HOME, node: NodeOpt = DEFAULT_NODE,
+) -> None:
+    """Vote on a proposal (one vote per organisation)."""
+    if choice not in ("yes", "no"):
+        _fail("vote yes or no")
+    _print_summary(_send(node, _admin_key(home, key), "vote", [proposal_id, choice]))
+
+
+@gov_app.command("revoke")
+def gov_revoke(
+    proposal_id: Annotated[int, typer.Argument(help="Proposal id.")],
+    key: KeyOpt = None, home: HomeOpt = DEFAULT_HOME, node: NodeOpt = DEFAULT_NODE,
+) -> None:
+    """Withdraw your own pending proposal."""
+    _print_summary(_send(node, _admin_key(home, key), "revoke", [proposal_id]))
+
+
+@gov_app.command("list")
+def gov_list(status: Annotated[str | None, typer.Option(help="Only proposals with this status.")] = None,
+             node: NodeOpt = DEFAULT_NODE) -> None:
+    """List proposals, newest first."""
+    rows = _get(node, "/gov/proposals" + (f"?status={status}" if status else ""))
+    table = Table("id", "kind", "status", "resource", "yes", "no", "proposer", "expires")
+    for p in rows:
+        table.add_row(str(p["id"]), p["kind"], p["status"], p["resource"], ", ".join(p["yes"]), ", ".join(p["no"]),
+                      p["proposer_org"], str(p["expires"]))
+    console.print(table)
+
+
+@gov_app.command("show")
+def gov_show(proposal_id: Annotated[int, typer.Argument(help="Proposal id.")], node: NodeOpt = DEFAULT_NODE) -> None:
+    """Show a proposal (with its state proof)."""
+    _print_json(_get(node, f"/gov/proposals/{proposal_id}"))
+
+
+@gov_app.command("policy")
+def gov_policy(resource: Annotated[str | None, typer.Argument(help="One resource (with its state proof).")] = None,
+               node: NodeOpt = DEFAULT_NODE) -> None:
+    """Show the policy table, or one policy with its proof."""
+    if resource is not None:
+        _print_json(_get(node, f"/gov/policies/{resource}"))
+        return
+    table = Table("resource", "rule", "roles", "orgs")
+    for p in _get(node, "/gov/policies"):
+        table.add_row(p["resource"], p.get("rule", "-"), ", ".join(p.get("roles", [])),
+                      ", ".join(p.get("orgs", [])) or "all")
+    console.print(table)
+
+
+# -- offline endorsements -----------------------------------------------------------------------------------
+
+def _chain_id(home: Path, node: str) -> str:
+    genesis = home / "genesis.json"
+    if genesis.exists():
+        return str(json.loads(genesis.read_text())["chain_id"])
+    return str(_get(node, "/status")["chain_id"])
+
+
+def _read_bundle(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        _fail(f"cannot read {path}: {exc}")
+    if not isinstance(doc, dict) or doc.get("type") != BUNDLE_TYPE:
+        _fail(f"{path} is not an endorsement bundle (start one with `qilian gov endorse ACTION --out {path}`)")
+    return doc
+
+
+def _add_endorsement(bundle: dict[str, Any], kp: Any) -> None:
+    from qilian.execution.modules.gov import compute_endorsement
+    from qilian.types.codec import from_json_value
+
+    pk, sig = compute_endorsement(kp.suite, kp.private_key, kp.public_key, bundle["chain_id"],
+                                  list(from_json_value(bundle["action"])), bundle["deadline"])
+    bundle["endorsements"] = [e for e in bundle["endorsements"] if e[0] != pk.hex()] + [[pk.hex(), sig.hex()]]
+
+
+@gov_app.command("endorse")
+def gov_endorse(
+    action_file: Annotated[Path, typer.Argument(help="Action file, or an endorsement bundle to add to.")],
+    key: Annotated[Path, typer.Option(help="Your member key.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Bundle to write (default: the input bundle).")]
+    = None,
+    deadline: Annotated[int | None, typer.Option(help="Last height the endorsements are good for (new bundles; "
+                                                      "default: the chain's height + 1000).")] = None,
+    home: HomeOpt = DEFAULT_HOME, node: NodeOpt = DEFAULT_NODE,
+) -> None:
+    """Sign an action offline. Pass the bundle around; each admin adds an endorsement; one runs `gov execute`."""
+    from qilian.types.codec import to_json_value
+
+    doc = json.loads(action_file.read_text())
+    if isinstance(doc, dict) and doc.get("type") == BUNDLE_TYPE:
+        bundle = doc
+        if deadline is not None and deadline != bundle["deadline"]:
+            _fail(f"the bundle's deadline is {bundle['deadline']}; endorsements of one bundle share it")
+        target = out or action_file
+    else:
+        action = _read_action(action_file)
+        if deadline is None:
+            deadline = int(_get(node, "/status")["height"]) + DEFAULT_DEADLINE_BLOCKS
+        bundle = {"type": BUNDLE_TYPE, "chain_id": _chain_id(home, node), "action": to_json_value(action),
+                  "deadline": deadline, "endorsements": []}
+        target = out or action_file.with_suffix(".endorsed.json")
+    _add_endorsement(bundle, _client_key(home, key, None))
+    target.write_text(json.dumps(bundle, indent=1))
+    console.print(f"[green]endorsed[/green] ({len(bundle['endorsements'])} endorsement(s), good until height "
+                  f"{bundle['deadline']} on chain {bundle['chain_id']}) → {target}")
+
+
+@gov_app.command("execute")
+def gov_execute(
+    bundle_file: Annotated[Path, typer.Argument(help="Endorsement bundle from `qilian gov endorse`.")],
+    endorse: Annotated[list[Path] | None, typer.Option(help="Also endorse with this key (repeat).")] = None,
+    key: KeyOpt = None, home: HomeOpt = DEFAULT_HOME, node: NodeOpt = DEFAULT_NODE,
+) -> None:
+    """Submit an action with its endorsements in one transaction (the submitter's key counts as one approval)."""
+    from qilian.types.codec import from_json_value
+
+    bundle = _read_bundle(bundle_file)
+    for k in endorse or []:
+        _add_endorsement(bundle, _client_key(home, k, None))
+    endorsements = [[bytes.fromhex(pk), bytes.fromhex(sig)] for pk, sig in bundle["endorsements"]]
+    res = _send(node, _admin_key(home, key), "execute",
+                [list(from_json_value(bundle["action"])), bundle["deadline"], endorsements])
+    events = res["receipt"].get("events") or []
+    approvers: list[str] = next((e["data"].get("approvers") for e in events if e.get("name") == "Executed"), [])
+    console.print(f"[green]executed[/green] {bundle_file} at height {res['height']} (approved by "
+                  f"{', '.join(approvers)})")
