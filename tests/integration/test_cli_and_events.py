@@ -23,7 +23,8 @@ def qilian(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 
 def test_cli_send_get_verify_state_block(chain: Chain) -> None:
     home, node = str(chain.home), chain.node.url
-    out = qilian("tx", "send", "kv", "put", "cli-key", "0xdeadbeef", "--home", home, "--node", node)
+    out = qilian("tx", "send", "kv", "put", "cli-key", "0xdeadbeef", "--home", home, "--node", node, "--key",
+                 f"{home}/keys/org1-client.pem")
     assert out.returncode == 0, out.stderr
     sent = json.loads(out.stdout)
     assert sent["status"] == "committed" and sent["receipt"]["status"] == "ok"

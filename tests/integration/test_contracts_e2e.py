@@ -79,9 +79,10 @@ def _cli(chain: Chain, *args: str, check: bool = True) -> subprocess.CompletedPr
 def test_deploy_call_query_and_bombs(node: Chain, tmp_path: Path) -> None:
     src = tmp_path / "token.py"
     src.write_text(TOKEN)
-    out = _cli(node, "contract", "deploy", str(src), "--init", "int:1000", "--home", str(node.home)).stdout
+    out = _cli(node, "contract", "deploy", str(src), "--init", "int:1000", "--home", str(node.home), "--key",
+               str(node.home / "keys" / "org1-admin.pem")).stdout
     address = out.split(" at ")[1].split()[0]
-    deployer = load_key(node.home / "keys" / "org1-admin.pem")  # the home's first admin key deployed it
+    deployer = load_key(node.home / "keys" / "org1-admin.pem")
     admin = deployer.address.hex()
     res = json.loads(_cli(node, "contract", "call", address, "transfer", "bob", "int:250", "--home",
                           str(node.home), "--key", str(node.home / "keys" / "org1-admin.pem")).stdout)
@@ -119,8 +120,9 @@ def test_deploy_call_query_and_bombs(node: Chain, tmp_path: Path) -> None:
 def test_evidence_certificate_checks_offline_and_detects_tampering(node: Chain, tmp_path: Path) -> None:
     doc = tmp_path / "contract-of-sale.pdf"
     doc.write_bytes(b"%PDF-1.7 a contract of sale between two port operators" * 40)
-    _cli(node, "evidence", "put", str(doc), "--home", str(node.home))
-    again = _cli(node, "evidence", "put", str(doc), "--home", str(node.home), check=False)
+    client = str(node.home / "keys" / "org1-client.pem")
+    _cli(node, "evidence", "put", str(doc), "--home", str(node.home), "--key", client)
+    again = _cli(node, "evidence", "put", str(doc), "--home", str(node.home), "--key", client, check=False)
     assert again.returncode != 0 and "already registered" in again.stdout + again.stderr
     cert = tmp_path / "cert.json"
     _cli(node, "evidence", "verify", str(doc), "--out", str(cert))
