@@ -619,7 +619,7 @@ class Runtime:
 
     # ------------------------------------------------------------------------------------------ globals
 
-    def _make_globals(self, address: str) -> dict[str, Any]:  # noqa: C901 - one closure per guard, by design
+    def _make_globals(self, address: str) -> dict[str, Any]:
         rt = self
         charge = self.charge
 
@@ -961,7 +961,7 @@ class Runtime:
 
     # ------------------------------------------------------------------------------------------ methods
 
-    def _methods(self, collect: Callable[[Any], list[Any]],  # noqa: C901 - the method table, one entry each
+    def _methods(self, collect: Callable[[Any], list[Any]],
                  q_binop: Callable[[str, Any, Any], Any]) -> dict[tuple[type, str], Callable[..., Any]]:
         """The closed table of methods contract code may call, each priced by its operands before it runs.
         Anything not here (including every method of range, zip, functions, Context) is refused."""
@@ -1216,7 +1216,7 @@ class Runtime:
 
     # ------------------------------------------------------------------------------------------ built-ins
 
-    def _safe_builtins(self, collect: Callable[[Any], list[Any]],  # noqa: C901 - one guard per built-in
+    def _safe_builtins(self, collect: Callable[[Any], list[Any]],
                        q_binop: Callable[[str, Any, Any], Any]) -> dict[str, Any]:
         charge = self.charge
 
