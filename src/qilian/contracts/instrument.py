@@ -9,7 +9,8 @@ Every operation whose cost or result depends on its operands goes through a guar
 place where sizes are checked and priced *before* the interpreter does the work:
 
 * ``def f(…): body`` → ``def f(…): _q_enter(); try: body finally: _q_exit()`` (fuel + call depth);
-* ``for x in it`` and comprehensions → ``for x in _q_iter(it)``; ``while c: body`` → ``while c: _q_tick(); body``;
+* every block (function body, branch, loop body) starts with ``_q_tick(w)``, ``w`` priced by its statements' size;
+* ``for x in it`` and comprehensions → ``for x in _q_iter(it, w)`` (``w``: the size of a comprehension's item);
 * ``f(args)`` → ``_q_call(f)(args)``; every method call ``obj.m(args, k=v)`` → ``_q_method(obj, 'm', args, k=v)``
   (keywords included: a keyword cannot skip the guard);
 * every binary operator ``a op b`` → ``_q_binop(op, a, b)``; ``x op= v`` → ``x = _q_binop(op, x, v)``;
@@ -28,6 +29,9 @@ from typing import Final
 
 BINOPS: Final = {ast.Add: "+", ast.Mult: "*", ast.Pow: "**", ast.LShift: "<<", ast.Mod: "%", ast.Sub: "-",
                  ast.FloorDiv: "//", ast.RShift: ">>", ast.BitOr: "|", ast.BitXor: "^", ast.BitAnd: "&"}
+NODES_PER_FUEL: Final = 4
+"""Straight-line code: each block (function body, branch, loop body) charges 1 fuel per this many syntax-tree nodes
+of its statements when it starts, so no amount of unguarded code runs for free between guards."""
 COMPARE_OPS: Final = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=",
                       ast.In: "in", ast.NotIn: "not in", ast.Is: "is", ast.IsNot: "is not"}
 
@@ -76,18 +80,25 @@ class Instrumenter(ast.NodeTransformer):
         return node
 
     def visit_While(self, node: ast.While) -> ast.While:
-        self.generic_visit(node)
-        node.body = [ast.Expr(_guard_call("_q_tick")), *node.body]
+        self.generic_visit(node)  # the body's block charge (compute_block_charges) is the per-iteration price
         return node
 
     def visit_comprehension(self, node: ast.comprehension) -> ast.comprehension:
+        weight = int(getattr(node, "q_weight", 0))
         self.generic_visit(node)
-        node.iter = _guard_call("_q_iter", node.iter)
+        node.iter = _guard_call("_q_iter", node.iter, ast.Constant(weight))
+        return node
+
+    def visit_ListComp(self, node: ast.ListComp) -> ast.expr:
+        _weigh_generators(node.generators, [node.elt])
+        self.generic_visit(node)
         return node
 
     def visit_Call(self, node: ast.Call) -> ast.expr:
-        self.generic_visit(node)
         f = node.func
+        if isinstance(f, ast.Name) and f.id.startswith("_q_"):
+            return node  # a charge inserted by compute_block_charges
+        self.generic_visit(node)
         if isinstance(f, ast.Attribute):
             return _guard_call("_q_method", f.value, ast.Constant(f.attr), *node.args, keywords=node.keywords)
         node.func = _guard_call("_q_call", f)
@@ -169,13 +180,60 @@ class Instrumenter(ast.NodeTransformer):
         return node
 
     def visit_DictComp(self, node: ast.DictComp) -> ast.expr:
+        _weigh_generators(node.generators, [node.key, node.value])
         self.generic_visit(node)
         node.key = _guard_call("_q_key", node.key)
         return node
 
 
+def compute_node_count(node: ast.AST) -> int:
+    """Syntax-tree nodes under ``node`` (inclusive)."""
+    return sum(1 for _ in ast.walk(node))
+
+
+def _weigh_generators(generators: list[ast.comprehension], per_item: list[ast.expr]) -> None:
+    nodes = sum(compute_node_count(e) for e in per_item)
+    nodes += sum(compute_node_count(c) for g in generators for c in g.ifs)
+    for g in generators:
+        g.q_weight = nodes // NODES_PER_FUEL  # type: ignore[attr-defined]
+
+
+def _header_nodes(stmt: ast.stmt) -> int:
+    """Nodes evaluated where a statement stands (for compound statements, the header only: their bodies are
+    blocks with their own charge)."""
+    if isinstance(stmt, ast.If | ast.While):
+        return compute_node_count(stmt.test)
+    if isinstance(stmt, ast.For):
+        return compute_node_count(stmt.iter)
+    if isinstance(stmt, ast.FunctionDef):
+        return 1
+    return compute_node_count(stmt)
+
+
+def compute_block_charges(tree: ast.Module) -> None:
+    """Insert ``_q_tick(w)`` at the start of every block (function body, branch, loop body): ``w`` prices the
+    block's straight-line statements, and a loop body also its test (while) or target (for)."""
+    for node in list(ast.walk(tree)):
+        if isinstance(node, ast.Module):
+            continue
+        for field in ("body", "orelse"):
+            block = getattr(node, field, None)
+            if not isinstance(block, list) or not block or not isinstance(block[0], ast.stmt):
+                continue
+            nodes = sum(_header_nodes(s) for s in block)
+            if field == "body" and isinstance(node, ast.While):
+                nodes += compute_node_count(node.test)
+            elif field == "body" and isinstance(node, ast.For):
+                nodes += compute_node_count(node.target)
+            tick = ast.Expr(_guard_call("_q_tick", ast.Constant(1 + nodes // NODES_PER_FUEL)))
+            at = 1 if (isinstance(node, ast.FunctionDef) and isinstance(block[0], ast.Expr)
+                       and isinstance(block[0].value, ast.Constant)) else 0
+            block.insert(at, ast.copy_location(tick, block[0]))
+
+
 def instrument(tree: ast.Module) -> ast.Module:
     """The metered version of a validated contract (a new tree; the input is consumed)."""
+    compute_block_charges(tree)
     out = Instrumenter().visit(tree)
     return ast.fix_missing_locations(out)
 

@@ -634,18 +634,18 @@ class Runtime:
         def q_exit() -> None:
             rt.depth -= 1
 
-        def q_tick() -> None:
-            rt.used += PRICE_ITER
+        def q_tick(n: int = PRICE_ITER) -> None:
+            rt.used += n
             if rt.used > rt.limit:
                 raise OutOfFuel
 
-        def q_iter(it: Any) -> Iterator[Any]:
+        def q_iter(it: Any, weight: int = 0) -> Iterator[Any]:
             _sized(it)
-            return _metered(it)
+            return _metered(it, PRICE_ITER + weight)
 
-        def _metered(it: Iterable[Any]) -> Iterator[Any]:
+        def _metered(it: Iterable[Any], price: int) -> Iterator[Any]:
             for x in it:
-                rt.used += PRICE_ITER
+                rt.used += price
                 if rt.used > rt.limit:
                     raise OutOfFuel
                 yield x
