@@ -26,7 +26,7 @@ PRICE_DEPLOY: Final = 1_000
 """Base fuel of validating, instrumenting, compiling and instantiating a contract."""
 DEPLOY_FUEL_PER_BYTE: Final = 2
 """Fuel per byte of source (parsing)."""
-DEPLOY_FUEL_PER_NODE: Final = 40
+DEPLOY_FUEL_PER_NODE: Final = 80
 """Fuel per syntax-tree node (validation, instrumentation, compilation, module instantiation)."""
 
 COMPILE_CACHE_SIZE: Final = 256

@@ -44,6 +44,8 @@ PRICE_CALL: Final = 2
 """A function or method call (plus the size-based price of sized operations)."""
 PRICE_OP: Final = 1
 """An indexing, a key check, a small arithmetic or comparison."""
+PRICE_FIXED: Final = 8
+"""A std.Fixed operation (Python code: a few object allocations and a division)."""
 PRICE_CROSS_CALL: Final = 500
 """Calling another contract (plus what it spends)."""
 PRICE_READ: Final = 50
@@ -51,30 +53,33 @@ PRICE_READ: Final = 50
 READ_BYTES_PER_FUEL: Final = 4
 PRICE_WRITE: Final = 200
 """A storage write (plus 1 per 8 bytes written)."""
-WRITE_BYTES_PER_FUEL: Final = 4
+WRITE_BYTES_PER_FUEL: Final = 1
 PRICE_EMIT: Final = 50
 """An event (plus the size of its data, see OUT_BYTES_PER_FUEL)."""
 BYTES_PER_FUEL: Final = 16
 """Text and bytes operations cost 1 fuel per this many bytes they scan or build."""
 ITEMS_PER_FUEL: Final = 4
 """List, tuple and dict operations cost 1 fuel per this many items they touch or build."""
-WEIGHT_PER_FUEL: Final = 4
-"""Comparisons, sorts and searches cost 1 fuel per this many weight units (a bounded walk of the operands)."""
+WEIGHT_PER_FUEL: Final = 1
+"""Comparisons, min and max cost 1 fuel per this many weight units (a bounded walk of the operands)."""
+SORT_WEIGHT_PER_FUEL: Final = 4
+"""Sorts cost 1 fuel per this many weight units × log2(items)."""
 INT_ADD_BITS_PER_FUEL: Final = 1024
 """Linear big-integer work (+, -, &, |, ^, >>, <<): 1 fuel per this many bits."""
 INT_MUL_BITS2_PER_FUEL: Final = 1 << 16
 """Quadratic big-integer work (*, //, %, divmod, **): 1 fuel per this many bit×bit."""
-SEARCH_PER_FUEL: Final = 64
+SEARCH_PER_FUEL: Final = 1024
 """Substring search (find, count, index, replace, split, in): 1 fuel per this many haystack×needle bytes."""
 DIGEST_BYTES_PER_FUEL: Final = 4
 """std.digest: 1 fuel per this many bytes hashed."""
 CODEC_BYTES_PER_FUEL: Final = 2
 """std.encode/decode, storage reads: 1 fuel per this many encoded bytes."""
-COPY_NODES_PER_FUEL: Final = 2
+COPY_NODES_PER_FUEL: Final = 1
 """The boundary walker: 1 fuel per this many values checked and copied."""
-OUT_BYTES_PER_FUEL: Final = 4
-"""Return values and event data: 1 fuel per this many encoded bytes. MAX_BLOCK_FUEL / this bounds the receipt
-bytes a block can produce (50M / 4 = 12.5 MB, under the codec's 16 MiB decode limit)."""
+OUT_BYTES_PER_FUEL: Final = 2
+"""Return values and event data: 1 fuel per this many encoded bytes (on top of the boundary walk). A call's
+receipt payload is bounded by MAX_RESULT_BYTES + MAX_CALL_EVENT_BYTES; a block's total is the execution layer's
+to bound (docs/contracts.md)."""
 
 MAX_SEQ: Final = 65_536
 """Longest string, bytes, list, tuple or dict a contract operation may build."""
@@ -92,6 +97,8 @@ MAX_EVENTS: Final = 256
 """Most events one transaction may emit."""
 MAX_EVENT_BYTES: Final = 16 * 1024
 """Largest encoded event data."""
+MAX_CALL_EVENT_BYTES: Final = 64 * 1024
+"""Largest total encoded event data of one call (all its events, cross-contract callees included)."""
 MAX_RESULT_BYTES: Final = 64 * 1024
 """Largest encoded return value (of a call, or of a cross-contract call)."""
 MAX_ARG_BYTES: Final = 1024 * 1024
@@ -468,71 +475,80 @@ class Runtime:
         bytes, lists/tuples, dicts with text keys) — so no storage object, function, Fixed or context can cross —
         nested at most MAX_VALUE_DEPTH deep, at most MAX_VALUE_NODES values and ``max_bytes`` encoded. Iterative
         (no recursion whatever the value), each container charged before it is copied. Tuples become lists."""
+        charge = self.charge
+
+        def scalar_size(c: Any) -> int:
+            tc = type(c)
+            if tc is str:
+                if c.isascii():
+                    n = len(c)
+                else:
+                    if not is_plain_text(c):
+                        raise ContractError(ErrorCode.CODEC, f"{what}: text with lone surrogates")
+                    n = len(c.encode("utf-8"))
+                return _str_header(n) + n
+            if tc is int:
+                if not CODEC_MIN_INT <= c <= CODEC_MAX_INT:
+                    raise ContractError(ErrorCode.CODEC, f"{what}: integers are within [-2**63, 2**64-1]")
+                return compute_packed_int_size(c)
+            if c is None or tc is bool:
+                return 1
+            if tc is bytes:
+                n = len(c)
+                return (2 if n <= 255 else 3 if n <= 65535 else 5) + n
+            raise ContractError(ErrorCode.CODEC, f"{what}: a {tc.__name__} cannot cross the contract boundary "
+                                                 f"(None, bool, int, str, bytes, list, dict only)")
+
+        t = type(value)
+        if t is not list and t is not tuple and t is not dict:
+            size = scalar_size(value)
+            if size > max_bytes:
+                raise _limit(f"{what}: encoded bytes", size, max_bytes)
+            charge(1 + size // BYTES_PER_FUEL)
+            return value, size
         nodes = 0
         size = 0
-        pending = 0
         holder: list[Any] = [None]
         stack: list[tuple[Any, Any, Any, int]] = [(value, holder, 0, 0)]
-        charge = self.charge
         while stack:
             v, parent, slot, depth = stack.pop()
             t = type(v)
-            if v is None or t is bool:
-                out = v
-                size += 1
-            elif t is int:
-                if not CODEC_MIN_INT <= v <= CODEC_MAX_INT:
-                    raise ContractError(ErrorCode.CODEC, f"{what}: integers are within [-2**63, 2**64-1]")
-                out = v
-                size += compute_packed_int_size(v)
-            elif t is str:
-                if not v.isascii():
-                    if not is_plain_text(v):
-                        raise ContractError(ErrorCode.CODEC, f"{what}: text with lone surrogates")
-                    n = len(v.encode("utf-8"))
-                else:
-                    n = len(v)
-                size += _str_header(n) + n
-                pending += n // BYTES_PER_FUEL
-                out = v
-            elif t is bytes:
-                n = len(v)
-                size += (2 if n <= 255 else 3 if n <= 65535 else 5) + n
-                pending += n // BYTES_PER_FUEL
-                out = v
-            elif t is list or t is tuple or t is dict:
-                if depth >= MAX_VALUE_DEPTH:
-                    raise ContractError(ErrorCode.LIMIT, f"{what} nested deeper than {MAX_VALUE_DEPTH}")
-                n = len(v)
-                nodes += n
-                if nodes > MAX_VALUE_NODES:
-                    raise _limit(f"{what}: values", nodes, MAX_VALUE_NODES)
-                size += _header(n)
-                charge(1 + (n + pending) // COPY_NODES_PER_FUEL)
-                pending = 0
-                if t is dict:
-                    out = {}
-                    for k, item in v.items():
-                        if type(k) is not str:
-                            raise ContractError(ErrorCode.CODEC, f"{what}: map keys are text, not "
-                                                                 f"{type(k).__name__}")
-                        if not k.isascii() and not is_plain_text(k):
-                            raise ContractError(ErrorCode.CODEC, f"{what}: text with lone surrogates")
-                        kn = len(k) if k.isascii() else len(k.encode("utf-8"))
-                        size += _str_header(kn) + kn
+            if depth >= MAX_VALUE_DEPTH:
+                raise ContractError(ErrorCode.LIMIT, f"{what} nested deeper than {MAX_VALUE_DEPTH}")
+            n = len(v)
+            nodes += n
+            if nodes > MAX_VALUE_NODES:
+                raise _limit(f"{what}: values", nodes, MAX_VALUE_NODES)
+            charge(1 + n // COPY_NODES_PER_FUEL)
+            before = size
+            size += _header(n)
+            out: Any
+            if t is dict:
+                out = {}
+                for k, c in v.items():
+                    if type(k) is not str:
+                        raise ContractError(ErrorCode.CODEC, f"{what}: map keys are text, not {type(k).__name__}")
+                    size += scalar_size(k)
+                    tc = type(c)
+                    if tc is list or tc is tuple or tc is dict:
                         out[k] = None
-                        stack.append((item, out, k, depth + 1))
-                else:
-                    out = [None] * n
-                    for i in range(n - 1, -1, -1):
-                        stack.append((v[i], out, i, depth + 1))
+                        stack.append((c, out, k, depth + 1))
+                    else:
+                        size += scalar_size(c)
+                        out[k] = c
             else:
-                raise ContractError(ErrorCode.CODEC, f"{what}: a {t.__name__} cannot cross the contract "
-                                                     f"boundary (None, bool, int, str, bytes, list, dict only)")
+                out = [None] * n
+                for i, c in enumerate(v):
+                    tc = type(c)
+                    if tc is list or tc is tuple or tc is dict:
+                        stack.append((c, out, i, depth + 1))
+                    else:
+                        size += scalar_size(c)
+                        out[i] = c
             if size > max_bytes:
                 raise _limit(f"{what}: encoded bytes", size, max_bytes)
+            charge((size - before) // BYTES_PER_FUEL)
             parent[slot] = out
-        charge(1 + pending)
         return holder[0], size
 
     def copy_value(self, value: Any, what: str, max_bytes: int = MAX_RESULT_BYTES) -> Any:
@@ -701,7 +717,7 @@ class Runtime:
             if ta is std.Fixed or tb is std.Fixed:
                 if op not in ("+", "-", "*"):
                     raise _type_error(f"Fixed supports +, - and * (and .div), not {op}")
-                charge(PRICE_CALL + _fixed_bits(a, b) // INT_ADD_BITS_PER_FUEL)
+                charge(PRICE_FIXED + _fixed_bits(a, b) // INT_ADD_BITS_PER_FUEL)
                 return _BINOPS[op](a, b)
             if op == "+" and ta is tb and ta in _SEQ_TYPES:
                 n = len(a) + len(b)
@@ -746,7 +762,7 @@ class Runtime:
                     else:
                         raise _type_error(f"`in` {tb.__name__} needs a {tb.__name__}")
                 elif tb is list or tb is tuple:
-                    charge(PRICE_OP + len(b) * compute_weight(a) // WEIGHT_PER_FUEL)
+                    charge(PRICE_OP + len(b) * compute_weight(a) // ITEMS_PER_FUEL)
                 elif tb is range:
                     if type(a) not in _INT_TYPES:
                         raise _type_error("`in` a range needs an int")
@@ -816,6 +832,7 @@ class Runtime:
                 raise _type_error(f"{t.__name__} items cannot be deleted")
 
         def q_augitem(obj: Any, key: Any, op: str, value: Any) -> None:
+            charge(PRICE_OP)
             q_setitem(obj, key, q_binop(op, q_getitem(obj, key), value))
 
         def _slice_len(n: int, lo: Any, hi: Any, step: Any) -> int:
@@ -906,6 +923,9 @@ class Runtime:
             if len(rt.events) >= MAX_EVENTS:
                 raise _limit("events", len(rt.events) + 1, MAX_EVENTS)
             copy, size = rt.process_value(data, "event data", MAX_EVENT_BYTES)
+            rt.event_bytes += size + len(name)
+            if rt.event_bytes > MAX_CALL_EVENT_BYTES:
+                raise _limit("event bytes of the call", rt.event_bytes, MAX_CALL_EVENT_BYTES)
             charge(PRICE_EMIT + (size + len(name)) // OUT_BYTES_PER_FUEL)
             rt.events.append((rt.ctx.this, name, copy))
 
@@ -1031,9 +1051,10 @@ class Runtime:
                 raise _type_error("maxsplit must be an int")
             if sep is not None:
                 return split_search(obj, sep, maxsplit)
-            charge(PRICE_OP + len(obj) // BYTES_PER_FUEL * 2)
             if type(obj) is bytes or obj.isascii():
+                charge(PRICE_OP + len(obj) // BYTES_PER_FUEL * 2)
                 return obj.split(None, maxsplit)
+            charge(PRICE_OP + len(obj) // 2)
             return [p.decode("utf-8") for p in _ascii_bytes(obj).split(None, maxsplit)]
 
         table[(str, "split")] = table[(bytes, "split")] = split
@@ -1124,13 +1145,13 @@ class Runtime:
             def run(obj: Any, x: Any, *args: Any) -> Any:
                 for a in args:
                     _index(a, "an index")
-                charge(PRICE_OP + len(obj) * compute_weight(x) // WEIGHT_PER_FUEL)
+                charge(PRICE_OP + len(obj) * compute_weight(x) // ITEMS_PER_FUEL)
                 return getattr(obj, name)(x, *args)
             return run
 
         def sort(obj: list[Any], key: Any = None, reverse: Any = False) -> None:
             n = len(obj)
-            charge(PRICE_OP + compute_weight(obj) * max(n.bit_length(), 1) // WEIGHT_PER_FUEL)
+            charge(PRICE_OP + compute_weight(obj) * max(n.bit_length(), 1) // SORT_WEIGHT_PER_FUEL)
             obj.sort(key=key, reverse=bool(reverse))
 
         def linear(name: str) -> Callable[..., Any]:
@@ -1185,7 +1206,7 @@ class Runtime:
             pairs.extend(kw.items())
             if len(obj) + len(pairs) > MAX_SEQ:
                 raise _limit("dict length", len(obj) + len(pairs), MAX_SEQ)
-            charge(PRICE_OP + len(pairs) // ITEMS_PER_FUEL)
+            charge(PRICE_OP + len(pairs))
             obj.update(pairs)
 
         table[(dict, "get")] = d_get
@@ -1206,7 +1227,7 @@ class Runtime:
                 bits = obj.units.bit_length() + sum(
                     a.units.bit_length() if type(a) is std.Fixed else a.bit_length() if type(a) in _INT_TYPES
                     else 0 for a in args)
-                charge(PRICE_CALL + bits * bits // INT_MUL_BITS2_PER_FUEL)
+                charge(PRICE_FIXED + bits * bits // INT_MUL_BITS2_PER_FUEL)
                 return getattr(obj, name)(*args)
             return run
 
@@ -1220,8 +1241,8 @@ class Runtime:
                        q_binop: Callable[[str, Any, Any], Any]) -> dict[str, Any]:
         charge = self.charge
 
-        def weighed(items: list[Any], factor: int = 1) -> None:
-            charge(PRICE_OP + compute_weight(items) * factor // WEIGHT_PER_FUEL)
+        def weighed(items: list[Any]) -> None:
+            charge(PRICE_OP + compute_weight(items) // WEIGHT_PER_FUEL)
 
         def safe_list(x: Any = ()) -> list[Any]:
             return collect(x)
@@ -1234,12 +1255,12 @@ class Runtime:
             pairs.extend(kw.items())
             if len(pairs) > MAX_SEQ:
                 raise _limit("dict length", len(pairs), MAX_SEQ)
-            charge(PRICE_OP + len(pairs) // ITEMS_PER_FUEL)
+            charge(PRICE_OP + len(pairs))
             return dict(pairs)
 
         def safe_sorted(x: Any, key: Any = None, reverse: Any = False) -> list[Any]:
             items = collect(x)
-            weighed(items, max(len(items).bit_length(), 1))
+            charge(PRICE_OP + compute_weight(items) * max(len(items).bit_length(), 1) // SORT_WEIGHT_PER_FUEL)
             return sorted(items, key=key, reverse=bool(reverse))
 
         def safe_reversed(x: Any) -> list[Any]:
@@ -1251,7 +1272,7 @@ class Runtime:
             if type(start) not in _INT_TYPES:
                 raise _type_error("enumerate start must be an int")
             items = collect(x)
-            charge(len(items) // ITEMS_PER_FUEL)
+            charge(len(items))
             return list(enumerate(items, start))
 
         def safe_zip(*its: Any, strict: Any = False) -> list[tuple[Any, ...]]:
@@ -1277,7 +1298,7 @@ class Runtime:
             items = collect(x)
             if type(start) in _INT_TYPES and all(type(i) in _INT_TYPES for i in items):
                 bits = start.bit_length() + sum(i.bit_length() for i in items)
-                charge(PRICE_OP + bits // INT_ADD_BITS_PER_FUEL + len(items) // ITEMS_PER_FUEL)
+                charge(PRICE_OP + bits // INT_ADD_BITS_PER_FUEL + len(items))
                 return _check_int(sum(items, start))
             acc = start
             for i in items:  # each addition priced and size-checked like `acc + i`
@@ -1315,6 +1336,7 @@ class Runtime:
             if t is str:
                 raise _type_error("bytes(str) needs an encoding: use s.encode()")
             items = collect(x)
+            charge(len(items))
             if not all(type(i) in _INT_TYPES for i in items):
                 raise _type_error("bytes() of a list takes ints 0..255")
             return bytes(items)
@@ -1339,6 +1361,7 @@ class Runtime:
         def safe_range(*args: Any) -> range:
             if not 1 <= len(args) <= 3 or not all(type(a) in _INT_TYPES for a in args):
                 raise _type_error("range() takes 1 to 3 ints")
+            charge(PRICE_CALL)
             return range(*args)
 
         def safe_divmod(a: Any, b: Any) -> tuple[int, int]:

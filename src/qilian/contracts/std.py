@@ -22,7 +22,7 @@ DIGEST_BYTES_PER_FUEL: Final = 4
 """std.digest: 1 fuel per this many bytes hashed (SM3 and SHA-256 are both C code)."""
 DECODE_BYTES_PER_FUEL: Final = 1
 """std.decode: 1 fuel per this many input bytes (a byte can become a whole value)."""
-ENCODE_BYTES_PER_FUEL: Final = 4
+ENCODE_BYTES_PER_FUEL: Final = 1
 """std.encode: 1 fuel per this many output bytes (on top of the boundary walk)."""
 
 
