@@ -60,7 +60,7 @@ _B = (64, 1024, 4000)
 _L = (8, 512, 8192)
 
 
-def compute_cases() -> list[FuelCase]:  # noqa: PLR0915 - a table
+def compute_cases() -> list[FuelCase]:
     """The operations measured: every allowed built-in, method and operator, plus ordinary code."""
     c: list[FuelCase] = []
 

@@ -368,6 +368,11 @@ _ITERABLE_TYPES: Final = frozenset({list, tuple, str, bytes, dict, range})
 _SEQ_TYPES: Final = frozenset({str, bytes, list, tuple})
 _INDEXABLE: Final = frozenset({list, tuple, str, bytes, range})
 _INT_TYPES: Final = frozenset({int, bool})
+_ASCII_SPACE: Final = " \t\n\r\x0b\x0c"
+"""Whitespace for strip()/split() without arguments: ASCII's, as bytes methods use (str's Unicode tables differ
+between CPython versions)."""
+_ASCII_SEPARATORS: Final = ("\x1c", "\x1d", "\x1e", "\x1f")
+"""ASCII characters str.split() treats as whitespace and bytes.split() does not."""
 _UTF8_NAMES: Final = frozenset({"utf-8", "utf8", "UTF-8", "UTF8"})
 _ASCII_NAMES: Final = frozenset({"ascii", "ASCII"})
 _BINOPS: Final[dict[str, Callable[[Any, Any], Any]]] = {
@@ -808,9 +813,9 @@ class Runtime:
             t = type(obj)
             charge(PRICE_OP)
             if t is dict:
-                if key not in obj and len(obj) >= MAX_SEQ:
+                if _check_key(key) not in obj and len(obj) >= MAX_SEQ:
                     raise _limit("dict length", len(obj) + 1, MAX_SEQ)
-                obj[_check_key(key)] = value
+                obj[key] = value
             elif t is list:
                 obj[_index(key, "an index")] = value
             elif t is _Hash:
@@ -1036,9 +1041,7 @@ class Runtime:
                 if chars is not None:
                     return search(obj, chars)
                 charge(PRICE_OP + len(obj) // BYTES_PER_FUEL)
-                if type(obj) is bytes or obj.isascii():
-                    return getattr(obj, name)()
-                return getattr(_ascii_bytes(obj), name)().decode("utf-8")
+                return getattr(obj, name)(_ASCII_SPACE if type(obj) is str else None)
             return run
 
         for name in ("strip", "lstrip", "rstrip"):
@@ -1051,7 +1054,7 @@ class Runtime:
                 raise _type_error("maxsplit must be an int")
             if sep is not None:
                 return split_search(obj, sep, maxsplit)
-            if type(obj) is bytes or obj.isascii():
+            if type(obj) is bytes or (obj.isascii() and not any(c in obj for c in _ASCII_SEPARATORS)):
                 charge(PRICE_OP + len(obj) // BYTES_PER_FUEL * 2)
                 return obj.split(None, maxsplit)
             charge(PRICE_OP + len(obj) // 2)
@@ -1190,9 +1193,9 @@ class Runtime:
 
         def d_setdefault(obj: dict[Any, Any], k: Any, default: Any = None) -> Any:
             charge(PRICE_OP)
-            if k not in obj and len(obj) >= MAX_SEQ:
+            if _check_key(k) not in obj and len(obj) >= MAX_SEQ:
                 raise _limit("dict length", len(obj) + 1, MAX_SEQ)
-            return obj.setdefault(_check_key(k), default)
+            return obj.setdefault(k, default)
 
         def d_view(name: str) -> Callable[..., Any]:
             """keys(), values(), items() are lists (insertion order): no set operations on views, ever."""
