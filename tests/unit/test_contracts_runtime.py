@@ -93,7 +93,7 @@ def test_storage_events_and_return_values() -> None:
 def test_assertion_message_and_out_of_fuel_are_reported() -> None:
     rt, _ = _rt({"tok": TOKEN})
     out = rt.run_call("tok", "transfer", ["bob", 5], _ctx("tok", "nobody"), 100_000)
-    assert not out.ok and out.error == "assertion failed: insufficient balance"
+    assert not out.ok and out.error == "[assertion] line 12: insufficient balance" and out.code == "assertion"
     spun = rt.run_call("tok", "spin", [], _ctx("tok"), 5_000)
     assert not spun.ok and spun.out_of_fuel and spun.fuel_used == 5_000
 
@@ -134,8 +134,8 @@ def test_cross_contract_call_context_fuel_and_failure() -> None:
 
 def test_exports_only_and_arguments_checked() -> None:
     rt, _ = _rt({"tok": TOKEN})
-    assert "no exported function" in (rt.run_call("tok", "balances", [], _ctx("tok"), 1000).error or "")
-    assert not rt.run_call("tok", "transfer", ["bob"], _ctx("tok"), 1000).ok
+    assert "no exported function" in (rt.run_call("tok", "balances", [], _ctx("tok"), 100_000).error or "")
+    assert not rt.run_call("tok", "transfer", ["bob"], _ctx("tok"), 100_000).ok
 
 
 @pytest.mark.parametrize(("source", "rule", "line"), [

@@ -714,6 +714,25 @@ def bench_contracts(
                       f"{rows[0].calls_per_s / xian.calls_per_s:.1f}×")
 
 
+@bench_app.command("fuel")
+def bench_fuel(
+    quick: Annotated[bool, typer.Option(help="Only the largest size of each operation.")] = False,
+) -> None:
+    """CPU µs per fuel unit of every guarded contract operation (docs/contracts.md, "Fuel")."""
+    from qilian.bench.fuel_bench import run_fuel_bench
+
+    rep = run_fuel_bench(quick, lambda m: err.print(f"[dim]{escape(m)}[/dim]"))
+    table = Table("operation", "n", "fuel/op", "µs/op", "µs/fuel", "× median",
+                  title=f"qilian bench fuel (python {sys.version.split()[0]})")
+    for r in sorted(rep.rows, key=lambda r: -r.us_per_fuel):
+        table.add_row(r.name, str(r.size), f"{r.fuel_per_op:,.0f}", f"{r.us_per_op:,.2f}", f"{r.us_per_fuel:.3f}",
+                      f"{r.us_per_fuel / rep.median:.2f}" if not r.error else escape(r.error))
+    console.print(table)
+    console.print(f"median {rep.median:.3f} µs/fuel; worst {escape(rep.worst.name)} (n={rep.worst.size}) "
+                  f"{rep.worst.us_per_fuel / rep.median:.1f}× the median; a block of MAX_BLOCK_FUEL spent on it: "
+                  f"{rep.block_cpu_s:.1f} CPU s")
+
+
 @bench_app.command("state")
 def bench_state(
     sizes: Annotated[str, typer.Option(help="State sizes, comma-separated.")] = "10000,100000,1000000",

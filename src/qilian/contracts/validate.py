@@ -52,6 +52,10 @@ BUILTINS: Final = frozenset({
 
 API_NAMES: Final = frozenset({"export", "Variable", "Hash", "ctx", "emit", "call"})
 """The contract API, available without import."""
+STORAGE_DECLARATIONS: Final = frozenset({"export", "Variable", "Hash"})
+"""API names used only while the module is instantiated (storage is declared once, at module level)."""
+IDENTITY_CONSTANTS: Final = (None, True, False)
+"""``is``/``is not`` compare only with these: the identity of ints and strings differs between CPython versions."""
 
 STD_MODULE: Final = "std"
 """The contract standard library: ``from std import sha3, hash_hex, encode, decode, Fixed``."""
@@ -106,6 +110,27 @@ class ContractInfo:
     """Module-level storage declarations (Variable / Hash), in source order."""
 
 
+def is_plain_text(s: str) -> bool:
+    """Whether ``s`` is valid Unicode text (no lone surrogates): the only text that encodes to UTF-8, so the only
+    text the codec, receipts and other nodes can carry."""
+    if s.isascii():
+        return True
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_constant_default(node: ast.expr) -> bool:
+    """Immutable literals only: a default is evaluated once, so a list or dict default would carry one call's
+    changes into the next (and out of a rolled-back transaction)."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        node = node.operand
+        return isinstance(node, ast.Constant) and type(node.value) is int
+    return isinstance(node, ast.Constant) and (node.value is None or type(node.value) in (bool, int, str, bytes))
+
+
 def _line(node: ast.AST) -> int:
     return int(getattr(node, "lineno", 0))
 
@@ -125,6 +150,8 @@ def validate_source(source: str) -> tuple[ast.Module, ContractInfo]:
         raise ContractRejected(0, "too-large", f"source is over {MAX_SOURCE_BYTES} bytes")
     if "\x00" in source:
         raise ContractRejected(0, "syntax", "source contains a NUL character")
+    if not is_plain_text(source):
+        raise ContractRejected(0, "encoding", "source contains lone surrogates (sources are UTF-8)")
     first = source.split("\n", 2)[:2]
     if any("coding" in ln and ln.lstrip().startswith("#") for ln in first):
         raise ContractRejected(1, "encoding", "encoding declarations are not allowed (sources are UTF-8)")
@@ -195,6 +222,14 @@ def _check_function(fn: ast.FunctionDef, exports: list[str]) -> None:
     a = fn.args
     if a.vararg or a.kwarg or a.kwonlyargs or a.posonlyargs or a.kw_defaults:
         raise ContractRejected(_line(fn), "signature", "parameters are plain positional names (with defaults)")
+    for d in a.defaults:
+        if not _is_constant_default(d):
+            raise ContractRejected(_line(d), "mutable-default", "parameter defaults are None, bool, int, str or "
+                                                                "bytes literals")
+    for sub in ast.walk(ast.Module(body=fn.body, type_ignores=[])):
+        if isinstance(sub, ast.Name) and sub.id in STORAGE_DECLARATIONS:
+            raise ContractRejected(_line(sub), "storage-declaration",
+                                   f"{sub.id} is declared at module level only (`name = {sub.id}(…)`)")
     if exported:
         exports.append(fn.name)
 
@@ -220,6 +255,8 @@ def _walk(tree: ast.AST) -> None:
                 raise ContractRejected(_line(node), "star", "**keyword unpacking is not allowed")
             _check_name(node.arg, node, "keyword")
         elif isinstance(node, ast.Constant):
+            if type(node.value) is str and not is_plain_text(node.value):
+                raise ContractRejected(_line(node), "encoding", "text literals cannot hold lone surrogates")
             if isinstance(node.value, float | complex):
                 raise ContractRejected(_line(node), "float", "floating-point numbers differ between machines; "
                                                              "use int or std.Fixed")
@@ -234,15 +271,37 @@ def _walk(tree: ast.AST) -> None:
                 raise ContractRejected(_line(node), "fstring", f"more than {MAX_FSTRING_FIELDS} fields in an "
                                                                f"f-string")
             for f in fields:
-                if f.format_spec is not None:
-                    raise ContractRejected(_line(node), "fstring", "format specs are not allowed in f-strings")
+                if f.format_spec is not None or f.conversion != -1:
+                    raise ContractRejected(_line(node), "fstring", "format specs and !r/!s/!a conversions are not "
+                                                                   "allowed in f-strings")
+        elif isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            for i, op in enumerate(node.ops):
+                if isinstance(op, ast.Is | ast.IsNot) and not any(
+                        isinstance(x, ast.Constant) and any(x.value is c for c in IDENTITY_CONSTANTS)
+                        for x in operands[i:i + 2]):
+                    raise ContractRejected(_line(node), "identity", "`is` compares with None, True or False only "
+                                                                    "(use == for values)")
+        elif isinstance(node, ast.For | ast.comprehension):
+            if any(isinstance(sub, ast.Subscript) for sub in ast.walk(node.target)):
+                raise ContractRejected(_line(node), "subscript-target", "loop targets are names")
         elif isinstance(node, ast.FunctionDef) and node is not tree and node not in getattr(tree, "body", []):
             raise ContractRejected(_line(node), "nested-function", "functions are defined at module level only")
         elif isinstance(node, ast.AugAssign) and not isinstance(node.target, ast.Name | ast.Subscript):
             raise ContractRejected(_line(node), "syntax", "augmented assignment to an attribute is not allowed")
+        elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Subscript) and isinstance(
+                node.target.slice, ast.Slice):
+            raise ContractRejected(_line(node), "subscript-target", "augmented assignment to a slice is not allowed")
         elif isinstance(node, ast.Assign | ast.AnnAssign | ast.Delete):
             targets = (node.targets if isinstance(node, ast.Assign | ast.Delete) else [node.target])
+            single = isinstance(node, ast.Delete) or (isinstance(node, ast.Assign) and len(targets) == 1) or (
+                isinstance(node, ast.AnnAssign) and node.value is not None)
             for tg in targets:
+                nested = [sub for sub in ast.walk(tg) if isinstance(sub, ast.Subscript) and sub is not tg]
+                if (isinstance(tg, ast.Subscript) and not single) or any(
+                        isinstance(sub.ctx, ast.Store | ast.Del) for sub in nested):
+                    raise ContractRejected(_line(node), "subscript-target", "assign or delete one subscript per "
+                                                                            "statement: `d[k] = v`")
                 for sub in ast.walk(tg):
                     if isinstance(sub, ast.Attribute) and isinstance(sub.ctx, ast.Store | ast.Del):
                         raise ContractRejected(_line(node), "attribute-write", "contracts cannot set or delete "
