@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from qilian.contracts import DEFAULT_FUEL, CallOutcome, Context
 from qilian.crypto import merkle
 from qilian.crypto.suite import Suite
 from qilian.execution.contracts import ContractExecutor
 from qilian.execution.env import BlockEnv, CallFailed, Overlay, StateReader, TxCall, Writes
+from qilian.execution.messages import MAX_RECEIPT_ERROR, compute_receipt_error, quote
 from qilian.execution.modules import MODULES, get_module
 from qilian.execution.modules.gov import GOV_MODULE
 from qilian.execution.modules.kv import MAX_KV_KEY, MAX_KV_VALUE
@@ -25,8 +26,9 @@ from qilian.execution.rules import (
     check_tx_window,
     is_valid_tx_signature,
 )
-from qilian.types.codec import encode_trusted
+from qilian.types.codec import MAX_MESSAGE_BYTES, encode_trusted
 from qilian.types.core import (
+    MAX_BLOCK_TXS_BOUND,
     PRECOMMIT,
     STATUS_FAILED,
     STATUS_OK,
@@ -44,6 +46,15 @@ from qilian.types.core import (
 
 StateKey = tuple[str, bytes]
 _Overlay = Overlay
+
+
+MAX_BLOCK_RECEIPT_BYTES: Final = 8 * 1024 * 1024
+"""Encoded bytes all successful receipts of one block may take together (results and events); failed receipts are
+small and bounded (MAX_FAILED_RECEIPT_BYTES each)."""
+MAX_FAILED_RECEIPT_BYTES: Final = MAX_RECEIPT_ERROR + 128
+"""Upper bound of a failed receipt's encoding (hash, status, bounded ASCII error, fuel)."""
+assert MAX_BLOCK_RECEIPT_BYTES + MAX_BLOCK_TXS_BOUND * MAX_FAILED_RECEIPT_BYTES < MAX_MESSAGE_BYTES, \
+    "a block's receipts must always decode under the codec's message limit"
 
 
 class BlockInvalid(ValueError):
@@ -71,7 +82,7 @@ def execute_tx(env: BlockEnv, tx: Transaction, tx_hash: bytes) -> Receipt:
     try:
         member = env.rules.members.get(body.sender)
         if module is None or member is None:  # admission refuses both; a block carrying one is invalid
-            raise CallFailed(f"no module or contract named {body.to!r}" if module is None
+            raise CallFailed(f"no module or contract named {quote(body.to)}" if module is None
                              else "sender is not a member")
         call = TxCall(tx, tx_hash, member, env.rules.suite.compute_address(body.sender).hex())
         try:
@@ -81,13 +92,22 @@ def execute_tx(env: BlockEnv, tx: Transaction, tx_hash: bytes) -> Receipt:
                 env.policies.clear()  # a governance call may have changed (or rolled back) a policy
     except CallFailed as exc:
         overlay.tx_writes = {}
-        return Receipt(tx_hash, STATUS_FAILED, str(exc), 0, None, ())
+        return Receipt(tx_hash, STATUS_FAILED, compute_receipt_error(str(exc)), 0, None, ())
     if out.status != STATUS_OK:
         overlay.tx_writes = {}
-        return Receipt(tx_hash, out.status, out.error or "failed", out.fuel, None, ())
+        return Receipt(tx_hash, out.status, compute_receipt_error(out.error or "failed"), out.fuel, None, ())
+    receipt = Receipt(tx_hash, STATUS_OK, "", out.fuel, out.result, out.events)
+    size = len(receipt.encode())
+    if size > env.receipt_bytes_left:
+        # The block's receipts must stay decodable (they are stored and served as one encoded list): once the
+        # budget is spent, later calls fail — deterministically, on every node — and nothing of them is kept.
+        overlay.tx_writes = {}
+        return Receipt(tx_hash, STATUS_FAILED, f"[limit] block receipt budget of {MAX_BLOCK_RECEIPT_BYTES} bytes "
+                                               f"exhausted; resubmit in a later block", out.fuel, None, ())
+    env.receipt_bytes_left -= size
     overlay.block_writes.update(overlay.tx_writes)
     overlay.tx_writes = {}
-    return Receipt(tx_hash, STATUS_OK, "", out.fuel, out.result, out.events)
+    return receipt
 
 
 def process_end_block(env: BlockEnv) -> None:
@@ -105,7 +125,8 @@ def execute_block(rules: ChainRules, state: StateReader, txs: Sequence[Transacti
     ``time_ms`` are the block's, what contracts see as ``ctx.height`` and ``ctx.time_ms``)."""
     block_writes: Writes = {}
     overlay = Overlay(state, block_writes)
-    env = BlockEnv(rules, overlay, ContractExecutor(rules.suite, overlay, refuse_frozen=True), height, time_ms)
+    env = BlockEnv(rules, overlay, ContractExecutor(rules.suite, overlay, refuse_frozen=True), height, time_ms,
+                   receipt_bytes_left=MAX_BLOCK_RECEIPT_BYTES)
     receipts = tuple(execute_tx(env, tx, h) for tx, h in zip(txs, tx_hashes, strict=True))
     process_end_block(env)
     root = merkle.compute_root(rules.suite.hash, [r.encode() for r in receipts])

@@ -14,9 +14,11 @@ from qilian.contracts import (
     ContractRejected,
     Runtime,
     compile_contract,
+    compute_deploy_fuel,
 )
 from qilian.contracts.system import SYSTEM_CONTRACTS
 from qilian.crypto.suite import Suite
+from qilian.execution.messages import quote
 from qilian.execution.policy import MEMBER_NAMESPACE, compute_default_policy_writes
 from qilian.types.codec import CodecError, decode_raw, encode_trusted
 from qilian.types.core import Genesis
@@ -33,10 +35,12 @@ DEPLOY_ROLE: Final = "admin"
 the business of the policies ``contract.deploy`` and ``contract.upgrade`` in state."""
 DOMAIN_CONTRACT: Final = b"QILIAN/CONTRACT/1\x00"
 """Prefix of what a contract address is hashed from."""
-MAX_BLOCK_FUEL: Final = 50_000_000
-"""Fuel all contract calls of one block may spend together. Execution is deferred (after the decision), so this
-budget is what bounds a block's execution time: once spent, the block's remaining contract calls fail at once
-("block fuel budget exhausted") — deterministically, on every node — and their senders resubmit."""
+MAX_BLOCK_FUEL: Final = 15_000_000
+"""Fuel all contract calls and deployments of one block may spend together. Execution is deferred (after the
+decision), so this budget is what bounds a block's execution time: once spent, the block's remaining contract calls
+fail at once ("block fuel budget exhausted") — deterministically, on every node — and their senders resubmit.
+Sized by `qilian bench fuel` (docs/contracts.md): at the worst-priced operation 15M fuel is ~3.6 s of CPU on the
+reference machine, at the median ~1 s."""
 MAX_CONTRACT_NAME: Final = 64
 """Longest contract name given at deployment."""
 
@@ -144,11 +148,14 @@ class ContractExecutor:
             return _fail(f"a contract name is 1..{MAX_CONTRACT_NAME} characters")
         address = compute_contract_address(self.suite, sender_public_key, name)
         if self.state.get(CODE_NAMESPACE, address.encode()) is not None:
-            return _fail(f"this key already deployed a contract named {name!r} at {address}; use upgrade")
+            return _fail(f"this key already deployed a contract named {quote(name)} at {address}; use upgrade")
+        paid = self._charge_compile(source)
+        if isinstance(paid, CallOutcome):
+            return paid
         try:
             compiled = compile_contract(source)
         except ContractRejected as exc:
-            return _fail(f"contract rejected: {exc}")
+            return _fail(f"contract rejected: {exc}", paid)
         self.state.put(CODE_NAMESPACE, address.encode(), encode_trusted([source, ctx.sender, 1]))
         self.runtime._instances.pop(address, None)
         if len(args) == 3:
@@ -161,9 +168,22 @@ class ContractExecutor:
             out = self.call(Context(c.sender, c.org, c.height, c.time_ms, c.tx_hash, address, c.sender), "init",
                             init_args)
             if not out.ok:
-                return out
-            return CallOutcome(True, address, None, out.fuel_used, False, out.events)
-        return CallOutcome(True, address, None, 0, False)
+                return CallOutcome(False, None, out.error, paid + out.fuel_used, out.out_of_fuel, code=out.code)
+            return CallOutcome(True, address, None, paid + out.fuel_used, False, out.events)
+        return CallOutcome(True, address, None, paid, False)
+
+    def _charge_compile(self, source: str) -> int | CallOutcome:
+        """Charge what validating and compiling ``source`` costs (compute_deploy_fuel) to the block budget before
+        doing it, so deployments cannot buy unmetered CPU; the fuel paid, or the failed outcome."""
+        paid = compute_deploy_fuel(source)
+        if paid > DEFAULT_FUEL:
+            return CallOutcome(False, None, f"[limit] deploying this source costs {paid} fuel, over a transaction's "
+                                            f"{DEFAULT_FUEL}", 0, True, code="limit")
+        if paid > self.block_fuel_left:
+            return CallOutcome(False, None, f"block fuel budget of {MAX_BLOCK_FUEL} exhausted; resubmit in a later "
+                                            f"block", 0, True, code="out_of_fuel")
+        self.block_fuel_left -= paid
+        return paid
 
     def upgrade(self, address: str, source: Any, approvers: list[str], via: str) -> CallOutcome:
         """Replace the code at ``address`` (its storage stays). The deployer is kept — an upgrade never changes
@@ -173,18 +193,21 @@ class ContractExecutor:
             return _fail("the new source must be text")
         old = get_code(self.state.get, address)
         if old is None:
-            return _fail(f"no contract at {address}")
+            return _fail(f"no contract at {quote(address)}")
+        paid = self._charge_compile(source)
+        if isinstance(paid, CallOutcome):
+            return paid
         try:
             compile_contract(source)
         except ContractRejected as exc:
-            return _fail(f"contract rejected: {exc}")
+            return _fail(f"contract rejected: {exc}", paid)
         version = old[2] + 1
         self.state.put(CODE_NAMESPACE, address.encode(), encode_trusted([source, old[1], version]))
         self.runtime._instances.pop(address, None)
         event = ("contracts", "Upgraded", {"address": address, "version": version, "approvers": approvers,
                                            "via": via})
-        return CallOutcome(True, address, None, 0, False, (event,))
+        return CallOutcome(True, address, None, paid, False, (event,))
 
 
-def _fail(message: str) -> CallOutcome:
-    return CallOutcome(False, None, message, 0, False)
+def _fail(message: str, fuel: int = 0) -> CallOutcome:
+    return CallOutcome(False, None, message, fuel, False)

@@ -108,6 +108,8 @@ class BlockEnv:
     """Height being executed."""
     time_ms: int
     """That block's time."""
+    receipt_bytes_left: int = 8 * 1024 * 1024
+    """Encoded bytes the block's successful receipts may still take (MAX_BLOCK_RECEIPT_BYTES at the start)."""
     policies: dict[str, Policy] = field(default_factory=dict)
     """Policies read in this block, so a block of many kv writes reads each policy once (cleared whenever a
     governance call runs, since it may change them)."""

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from qilian.execution.messages import quote
 from qilian.types.codec import CodecError, decode_raw, encode_trusted
 from qilian.types.core import ROLES
 
@@ -86,7 +87,7 @@ UNLOCKABLE: Final = frozenset({"gov.set_policy"})
 def compute_policy(rule: Any, orgs: Any, roles: Any, known_orgs: Iterable[str] | None = None) -> Policy:
     """Check and normalise a policy given as codec values; raises PolicyError naming the part at fault."""
     if type(rule) is not str or not is_valid_rule(rule):
-        raise PolicyError(f"rule {rule!r} is not ALL, ANY, MAJORITY, SELF, FORBIDDEN, a count n or a fraction a/b "
+        raise PolicyError(f"rule {quote(rule)} is not ALL, ANY, MAJORITY, SELF, FORBIDDEN, a count n or a fraction a/b "
                           f"(numbers 1..{MAX_RULE_NUMBER}, a <= b)")
     if type(orgs) not in (list, tuple) or any(type(o) is not str or not o for o in orgs):
         raise PolicyError("orgs must be a list of organisation names (empty = all)")
@@ -94,12 +95,12 @@ def compute_policy(rule: Any, orgs: Any, roles: Any, known_orgs: Iterable[str] |
         raise PolicyError("roles must be a non-empty list of role names")
     for r in roles:
         if r not in ROLES:
-            raise PolicyError(f"unknown role {r!r} (roles: {', '.join(ROLES)})")
+            raise PolicyError(f"unknown role {quote(r)} (roles: {', '.join(ROLES)})")
     if known_orgs is not None:
         known = set(known_orgs)
         for o in orgs:
             if o not in known:
-                raise PolicyError(f"unknown organisation {o!r}")
+                raise PolicyError(f"unknown organisation {quote(o)}")
     if len(set(orgs)) != len(orgs) or len(set(roles)) != len(roles):
         raise PolicyError("orgs and roles must not repeat")
     return Policy(rule, tuple(sorted(orgs)), tuple(sorted(roles)))

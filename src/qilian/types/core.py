@@ -389,6 +389,10 @@ class Organisation(Wire):
     WIRE: ClassVar[tuple[Kind, ...]] = (Text(128), ListOf(Struct(Member), max_items=10_000))
 
 
+MAX_BLOCK_TXS_BOUND: Final = 10_000
+"""No genesis may set ``max_block_txs`` above this (execution sizes its receipt budget by it)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ChainParams(Wire):
     """Limits and timing fixed in genesis. Every limit a node enforces is here or a named constant."""

@@ -12,6 +12,7 @@ from typing import Any
 
 from qilian.types.codec import CodecError
 from qilian.types.core import (
+    MAX_BLOCK_TXS_BOUND,
     ROLES,
     ChainParams,
     Genesis,
@@ -126,6 +127,8 @@ def check_genesis(genesis: Genesis, hash_address: Any) -> None:
     match keys. ``hash_address`` maps a public key to its address (the suite's rule)."""
     if not genesis.validators.validators:
         raise CodecError("genesis: no validators")
+    if not 1 <= genesis.params.max_block_txs <= MAX_BLOCK_TXS_BOUND:
+        raise CodecError(f"genesis: max_block_txs must be 1..{MAX_BLOCK_TXS_BOUND}")
     names = [o.name for o in genesis.organisations]
     if len(set(names)) != len(names):
         raise CodecError("genesis: organisation names must be unique")

@@ -15,6 +15,7 @@ from qilian.execution.contracts import (
     is_system_contract,
 )
 from qilian.execution.env import BlockEnv, CallFailed, Outcome, TxCall
+from qilian.execution.messages import quote
 from qilian.execution.modules.base import Module, expect_args
 from qilian.types.core import STATUS_FAILED, STATUS_OUT_OF_FUEL, Event, Transaction
 
@@ -74,7 +75,7 @@ class ContractsModule(Module):
                 raise CallFailed(f"no contract at {address}")
             verdict = env.process_require("contract.upgrade", (me,), get_owner_org(env.rules, code[1]))
             return compute_outcome(env.contracts.upgrade(address, source, list(verdict.found), "tx"))
-        raise CallFailed(f"contracts has no method {call.method!r}")
+        raise CallFailed(f"contracts has no method {quote(call.method)}")
 
 
 class ContractCallModule(Module):

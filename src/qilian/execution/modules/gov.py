@@ -25,6 +25,7 @@ from qilian.execution.contracts import (
     is_system_contract,
 )
 from qilian.execution.env import BlockEnv, CallFailed, Outcome, TxCall
+from qilian.execution.messages import quote
 from qilian.execution.modules.base import Module, expect_args
 from qilian.execution.modules.contract import compute_outcome, get_owner_org
 from qilian.execution.policy import (
@@ -93,7 +94,7 @@ def compute_action(value: Any) -> Action:
     kind, args = value[0], tuple(value[1:])
     arity = ACTION_ARITY.get(kind)
     if arity is None:
-        raise CallFailed(f"unknown action {kind!r}; kinds: {', '.join(ACTION_ARITY)}")
+        raise CallFailed(f"unknown action {quote(kind)}; kinds: {', '.join(ACTION_ARITY)}")
     if len(args) != arity:
         raise CallFailed(f"action {kind} takes {arity} argument(s), got {len(args)}")
     if kind in ("contract.upgrade", "contract.freeze", "contract.unfreeze") and type(args[0]) is not str:
@@ -245,7 +246,7 @@ def compute_new_policy(rules: ChainRules, action: Action) -> tuple[str, Policy]:
     """The (resource, policy) a set_policy action would store; CallFailed if it is not well formed."""
     resource, rule, orgs, roles = action.args
     if resource not in RESOURCES:
-        raise CallFailed(f"unknown resource {resource!r}; resources: {', '.join(RESOURCES)}")
+        raise CallFailed(f"unknown resource {quote(resource)}; resources: {', '.join(RESOURCES)}")
     try:
         policy = compute_policy(rule, orgs, roles, rules.org_names)
     except PolicyError as exc:
@@ -317,7 +318,7 @@ class GovModule(Module):
             return self.process_revoke(env, call)
         if call.method == "execute":
             return self.process_execute(env, call)
-        raise CallFailed(f"gov has no method {call.method!r}")
+        raise CallFailed(f"gov has no method {quote(call.method)}")
 
     # -- online proposals -------------------------------------------------------------------------------
 
@@ -481,7 +482,7 @@ class GovModule(Module):
         who = f"{member.organisation}/{member.name}"
         if not env.rules.suite.verify(e[0], sign_bytes, e[1]):  # never raises on malformed input
             raise CallFailed(f"endorsement {i} by {who}: the signature does not verify for this action, deadline "
-                             f"and chain {env.rules.chain_id!r}")
+                             f"and chain {quote(env.rules.chain_id)}")
         approver = member.to_approver()
         if not is_counted(policy, tuple(scope), approver):
             raise CallFailed(f"endorsement {i} by {who} (roles {', '.join(sorted(member.roles))}) does not count: "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Final
 
 from qilian.execution.env import BlockEnv, CallFailed, Outcome, TxCall
+from qilian.execution.messages import quote
 from qilian.execution.modules.base import Module
 from qilian.types.core import Event
 
@@ -50,4 +51,4 @@ class KvModule(Module):
             existed = env.state.get("kv", key) is not None
             env.state.put("kv", key, None)
             return Outcome(existed, (Event("kv", "delete", {"key": key}),))
-        raise CallFailed(f"kv has no method {call.method!r}")
+        raise CallFailed(f"kv has no method {quote(call.method)}")
