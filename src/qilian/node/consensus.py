@@ -517,7 +517,7 @@ class ConsensusDriver:
             self.sign_refusals += 1
             return
         if new_state != self.signer:
-            save_signer_state(self.signer_path, new_state)  # (2)
+            self._save_signer_state(new_state)  # (2)
             self.signer = new_state
         wire = self._sign(message)
         if wire is None:
@@ -535,6 +535,10 @@ class ConsensusDriver:
         if isinstance(wire, SignedVote):
             self._fed_own.add(key)
             self._execute(self.core.process(self._to_input_vote(wire)), replay)  # (5)
+
+    def _save_signer_state(self, state: SignerState) -> None:
+        """Persist the guard's state (atomic replace, synced); a seam for the crash-point tests."""
+        save_signer_state(self.signer_path, state)
 
     def _sign(self, message: Proposal | Vote) -> ProposalMsg | SignedVote | None:
         """Sign a message the guard has accepted (its state already synced)."""
