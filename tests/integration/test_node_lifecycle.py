@@ -12,8 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from qilian.crypto import get_suite
 from qilian.sdk.client import Client, build_tx
+from qilian.sdk.keys import load_key
 from qilian.sdk.verify import ProofInvalid, verify_state_response, verify_tx_response
+from qilian.types.core import compute_tx_hash
 
 from .conftest import Chain, make_chain
 
@@ -157,5 +160,52 @@ def test_sm2_chain_end_to_end(tmp_path: Path) -> None:
         assert v.receipt is not None and v.receipt.status == 0
         assert len(v.tx.signature) == 64 and len(v.tx.body.sender) == 65
         assert verify_state_response(chain.genesis, c.get_state("kv", "国密".encode())) == b"SM2/SM3"
+    finally:
+        chain.node.stop()
+
+
+SPINNER = """
+@export
+def spin():
+    n = 0
+    while True:
+        n = n + 1
+"""
+
+
+def test_status_answers_while_a_long_block_executes(tmp_path: Path) -> None:
+    """A block of loop-heavy contract calls takes seconds to execute; it runs on the execution thread, so the API
+    (and consensus) keep answering meanwhile: every /status within 200 ms."""
+    chain = make_chain(tmp_path, interval_ms=50)
+    chain.node.start()
+    try:
+        c = Client(chain.node.url)
+        admin = load_key(chain.home / "keys" / "org1-admin.pem")
+        res = c.call(admin, "contracts", "deploy", ["spinner", SPINNER])
+        assert res["receipt"]["status"] == "ok", res
+        address = res["receipt"]["result"]
+        h = c.get_status()["height"]
+        txs = [build_tx(chain.client_key, "test-chain", address, "spin", [], h + 100) for _ in range(6)]
+        last_hash = compute_tx_hash(get_suite("ed25519"), txs[-1].body).hex()
+        with httpx.Client(base_url=chain.node.url, timeout=10) as http:
+            for tx in txs:  # one block (each call burns its whole fuel: seconds of execution together)
+                r = http.post("/txs", content=tx.encode(), headers={"content-type": "application/octet-stream"})
+                assert r.status_code == 202, r.text
+            t0 = time.monotonic()
+            worst = 0.0
+            committed_at: float | None = None
+            deadline = t0 + 60
+            while time.monotonic() < deadline:
+                s = time.perf_counter()
+                r = http.get("/status")
+                worst = max(worst, time.perf_counter() - s)
+                assert r.status_code == 200
+                if committed_at is None and http.get(f"/txs/{last_hash}").status_code == 200:
+                    committed_at = time.monotonic()
+                    break
+                time.sleep(0.02)
+        assert committed_at is not None, "the spinning block was never committed"
+        assert committed_at - t0 > 1.0, f"the block took only {committed_at - t0:.2f} s: not a long block"
+        assert worst < 0.2, f"/status took {worst * 1000:.0f} ms while a block executed"
     finally:
         chain.node.stop()

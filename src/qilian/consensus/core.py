@@ -11,7 +11,10 @@ enabled. The priority (docs/spec/consensus.md) is
 L57, L61 and L65 are the handlers of `TimeoutElapsed` and run when their timer fires. Deciding first means a node
 that can decide never wastes a vote; skipping a round before voting means it never votes in a round it is leaving.
 
-The core counts its own messages itself (the shell must not feed them back). Deviations from the paper, all
+By default the core counts its own messages itself (the shell must not feed them back). With
+``count_own_votes=False`` (the node) it counts its own votes only when the shell feeds them back after signing them:
+a vote the signer guard refused, or one lost in a crash before it was signed, is then never counted — the core can
+never decide on a precommit of its own that does not exist. Deviations from the paper, all
 documented: the proposer also schedules timeoutPropose (so a slow `RequestValue` cannot stall it); L55 fires on
 "more than 1/3 of the power has sent messages of rounds ≥ r", which holds whenever the paper's condition does; and
 after a decision the core waits for `start_height(h + 1)` so the shell can commit first."""
@@ -68,6 +71,7 @@ class Core:
         id_of: Callable[[bytes], bytes] = compute_value_id,
         max_future_rounds: int = 10,
         max_buffered: int = 1000,
+        count_own_votes: bool = True,
     ) -> None:
         assert max_future_rounds >= 1 and max_buffered >= 0
         self.address = address
@@ -79,6 +83,8 @@ class Core:
         """Messages more than this many rounds ahead are not stored (only their round, for L55)."""
         self.max_buffered = max_buffered
         """Bound on messages buffered for the next height."""
+        self.count_own_votes = count_own_votes
+        """Count an own vote when it is broadcast (simulator) or only when the shell feeds it back signed (node)."""
         self.buffer: list[Input] = []
         """Messages for height + 1, replayed by `start_height`."""
         self.dropped = 0
@@ -251,7 +257,8 @@ class Core:
         if self.validators.get_power(self.address) == 0:
             return []
         v = Vote(vote_type, self.height, self.round, value_id, self.address)
-        self.keeper.process_vote(v, self.round)
+        if self.count_own_votes:
+            self.keeper.process_vote(v, self.round)
         return [Broadcast(v)]
 
     # ------------------------------------------------------------------------------------------------ rules

@@ -139,7 +139,8 @@ class Broadcast:
     """Sign (through the signer guard, persisted first) and send this message to all validators."""
 
     message: Proposal | Vote
-    """The proposal or vote; the core has already counted it itself."""
+    """The proposal or vote; the core has already counted it itself (a vote: unless ``count_own_votes`` is off,
+    then the shell feeds it back once signed)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,6 +56,9 @@ class NodeConfig:
     """P2P listen port (0: this node has no peers — a one-validator chain)."""
     peers: tuple[dict[str, Any], ...] = ()
     """The network's nodes: name, public_key (hex), host, port. The node's own entry is skipped."""
+    blocked_peers: tuple[str, ...] = ()
+    """Names of configured peers this node neither dials nor accepts (an operator's deny-list; fault tests use it
+    to cut single links of a network)."""
     timeouts: dict[str, int] = field(default_factory=dict)
     """Consensus timer overrides (TimeoutConfig field names, milliseconds)."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -112,6 +115,7 @@ def load_config(home: Path) -> NodeConfig:
         p2p_host=p2p.get("host", "127.0.0.1"),
         p2p_port=int(p2p.get("port", 0)),
         peers=tuple(doc.get("peers", [])),
+        blocked_peers=tuple(str(x) for x in p2p.get("blocked_peers", [])),
         timeouts={k: int(v) for k, v in doc.get("consensus", {}).items()},
     )
 
@@ -132,7 +136,10 @@ def save_config(cfg: NodeConfig) -> None:
     if cfg.timeouts:
         doc["consensus"] = dict(cfg.timeouts)
     if cfg.p2p_port:
-        doc["p2p"] = {"host": cfg.p2p_host, "port": cfg.p2p_port}
+        p2p: dict[str, Any] = {"host": cfg.p2p_host, "port": cfg.p2p_port}
+        if cfg.blocked_peers:
+            p2p["blocked_peers"] = list(cfg.blocked_peers)
+        doc["p2p"] = p2p
         doc["peers"] = [dict(p) for p in cfg.peers]
     (cfg.home / "node.toml").write_text(tomli_w.dumps(doc))
 

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +27,7 @@ from qilian.execution.contracts import compute_genesis_writes
 from qilian.execution.rules import ChainRules, TxRejected, check_tx_static, check_tx_window, is_valid_tx_signature
 from qilian.mempool.pool import Mempool, MempoolFull, PoolEntry
 from qilian.node.config import NodeConfig, load_genesis
+from qilian.node.limits import check_chain_params
 from qilian.sdk.keys import get_password_from_env, load_key
 from qilian.state import ZERO_HASH, MemoryNodeStore, StateTree
 from qilian.storage.store import ChainStore, ChainTip
@@ -42,7 +43,7 @@ from qilian.types.core import (
 log = logging.getLogger("qilian.node")
 
 SIG_CACHE_SIZE = 200_000
-"""Verified-signature cache entries (tx hash → verified), so a transaction is verified once."""
+"""Verified-signature cache entries (signature key → verified), so a signed transaction is verified once."""
 MAX_EVENT_QUEUE = 1000
 """Events buffered per /events subscriber; a subscriber that falls further behind is disconnected."""
 
@@ -51,9 +52,16 @@ VERIFY_THREADS = 2
 """Threads verifying transaction signatures of batches (the machine's 2 cores)."""
 
 
+def compute_sig_key(tx_hash: bytes, tx: Transaction) -> bytes:
+    """Key of a signature verdict: the body hash (which covers the sender's public key) followed by the signature
+    itself. A verdict is about these signed bytes; keyed by body hash alone, a body first seen with a valid
+    signature would let any later copy with a garbage signature skip the check."""
+    return tx_hash + tx.signature
+
+
 def _verify_chunk(suite: Any, items: list[tuple[Transaction, bytes]]) -> dict[bytes, bool]:
     """Runs on a verifier thread: no shared state touched."""
-    return {th: is_valid_tx_signature(suite, tx, th) for tx, th in items}
+    return {compute_sig_key(th, tx): is_valid_tx_signature(suite, tx, th) for tx, th in items}
 
 
 async def _run_chunk(loop: asyncio.AbstractEventLoop, pool: ThreadPoolExecutor, suite: Any,
@@ -88,6 +96,7 @@ class Node:
     def __init__(self, config: NodeConfig):
         self.config = config
         self.genesis = load_genesis(config.genesis_path)
+        check_chain_params(self.genesis.params)
         self.suite = get_suite(self.genesis.suite)
         self.rules = ChainRules.from_genesis(self.genesis, self.suite)
         self.genesis_hash = self.genesis.compute_hash(self.suite)
@@ -108,8 +117,11 @@ class Node:
         self.mempool = Mempool(config.mempool_max_txs, config.mempool_max_bytes)
         self._verify_pool = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="verify")
         self.verifying: dict[bytes, tuple[Transaction, asyncio.Future[dict[bytes, bool]]]] = {}
-        """Transactions whose signature check is running, by hash."""
+        """Transactions whose signature check is running, by signature key (:func:`compute_sig_key`)."""
+        self._verifying_by_hash: dict[bytes, bytes] = {}
+        """Body hash → signature key of one running check (block assembly looks transactions up by hash)."""
         self.sig_ok: OrderedDict[bytes, bool] = OrderedDict()
+        """Verified signatures by signature key (:func:`compute_sig_key`), oldest first."""
         self._commit_waiters: dict[bytes, list[asyncio.Future[tuple[int, int]]]] = {}
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self.on_tx_admitted: Callable[[bytes, bool], None] | None = None
@@ -193,10 +205,9 @@ class Node:
         full_at: int | None = None
         committed = self.store.get_committed(th for _, _, th, _ in todo)  # blocks may have landed meanwhile
         for i, tx, th, size in todo:
-            if not verdicts.get(th, True):
+            if not verdicts.get(compute_sig_key(th, tx), False):
                 results[i] = (th, "bad_signature", "signature does not verify for the sender key and this body")
                 continue
-            self._remember_sig(th)
             if full_at is not None:
                 results[i] = (th, "mempool_full", "not tried: the mempool filled up earlier in this batch")
                 continue
@@ -215,19 +226,22 @@ class Node:
         return BatchResult(tuple(results), full_at)
 
     async def process_verify_many(self, items: list[tuple[Transaction, bytes]]) -> dict[bytes, bool]:
-        """Signature verdicts for many transactions, computed on the verifier threads — each signature once:
-        cached verdicts are reused and a signature already being checked for another batch is awaited, not
-        checked again. While a check runs, the transaction is visible to block assembly (``verifying``)."""
+        """Signature verdicts for many transactions, keyed by :func:`compute_sig_key` (never by body hash alone:
+        one body may arrive with many signatures, and a verdict on one says nothing about another), computed on
+        the verifier threads — each signature once: cached verdicts are reused and a signature already being
+        checked for another batch is awaited, not checked again. While a check runs, the transaction is visible
+        to block assembly (:meth:`get_verifying_tx`)."""
         verdicts: dict[bytes, bool] = {}
         waits: list[tuple[bytes, asyncio.Future[dict[bytes, bool]]]] = []
         need: list[tuple[Transaction, bytes]] = []
         for tx, th in items:
-            if self.sig_ok.get(th):
-                verdicts[th] = True
-            elif th in self.verifying:
-                waits.append((th, self.verifying[th][1]))
-            elif th not in verdicts:
-                verdicts[th] = False  # placeholder until checked below
+            sk = compute_sig_key(th, tx)
+            if self.sig_ok.get(sk):
+                verdicts[sk] = True
+            elif sk in self.verifying:
+                waits.append((sk, self.verifying[sk][1]))
+            elif sk not in verdicts:
+                verdicts[sk] = False  # placeholder until checked below
                 need.append((tx, th))
         if need:
             loop = asyncio.get_running_loop()
@@ -237,22 +251,42 @@ class Node:
                 fut: asyncio.Future[dict[bytes, bool]] = asyncio.ensure_future(
                     _run_chunk(loop, self._verify_pool, self.suite, chunk))
                 for tx, th in chunk:
-                    self.verifying[th] = (tx, fut)
-                waits += [(th, fut) for _, th in chunk]
-        for th, fut in waits:
+                    sk = compute_sig_key(th, tx)
+                    self.verifying[sk] = (tx, fut)
+                    self._verifying_by_hash.setdefault(th, sk)
+                    waits.append((sk, fut))
+        for sk, fut in waits:
             try:
                 res = await asyncio.shield(fut)
             finally:
-                entry = self.verifying.get(th)
+                entry = self.verifying.get(sk)
                 if entry is not None and entry[1] is fut:
-                    del self.verifying[th]
-            verdicts[th] = res[th]
-            if res[th]:
-                self._remember_sig(th)
+                    del self.verifying[sk]
+                    th = sk[:len(sk) - len(entry[0].signature)]
+                    if self._verifying_by_hash.get(th) == sk:
+                        del self._verifying_by_hash[th]
+            verdicts[sk] = res[sk]
+            if res[sk]:
+                self._remember_sig(sk)
         return verdicts
 
-    def _remember_sig(self, tx_hash: bytes) -> None:
-        self.sig_ok[tx_hash] = True
+    def get_verifying_tx(self, tx_hash: bytes) -> Transaction | None:
+        """A transaction with this body hash whose signature check is running (for block assembly)."""
+        sk = self._verifying_by_hash.get(tx_hash)
+        entry = self.verifying.get(sk) if sk is not None else None
+        return entry[0] if entry is not None else None
+
+    def is_sig_verified(self, tx: Transaction, tx_hash: bytes) -> bool:
+        """Whether this very signature (not just this body) was verified for this body."""
+        return bool(self.sig_ok.get(compute_sig_key(tx_hash, tx)))
+
+    def get_sig_checked(self, txs: Sequence[Transaction], tx_hashes: Sequence[bytes]) -> dict[bytes, bool]:
+        """For ``check_block``: the body hashes of *these* transactions whose own signature is verified. The map
+        is built per block, so check_block's by-hash lookup can never vouch for a different signature."""
+        return {th: True for tx, th in zip(txs, tx_hashes, strict=True) if self.is_sig_verified(tx, th)}
+
+    def _remember_sig(self, sig_key: bytes) -> None:
+        self.sig_ok[sig_key] = True
         if len(self.sig_ok) > SIG_CACHE_SIZE:
             self.sig_ok.popitem(last=False)
 
@@ -302,7 +336,19 @@ class Node:
     # -- commit ------------------------------------------------------------------------------------------
 
     def process_apply_block(self, block: Block, commit: Commit, hashes: list[bytes]) -> list[Receipt]:
-        """Execute a decided block and commit it with its results in one synced write; then notify."""
+        """Execute a decided block and commit it with its results in one synced write; then notify. (Runs on the
+        caller's thread; the consensus driver runs :meth:`process_execute_and_store` on its worker thread and
+        :meth:`on_block_stored` on the event loop instead.)"""
+        receipts = self.process_execute_and_store(block, commit, hashes)
+        self.on_block_stored(block, commit, hashes, receipts)
+        return receipts
+
+    def process_execute_and_store(self, block: Block, commit: Commit, hashes: list[bytes]) -> list[Receipt]:
+        """Execute a decided block and commit block, commit, receipts and state in one synced LMDB write.
+
+        Thread-safe against the event loop: it touches only the store (LMDB: one writer, any number of readers in
+        other threads) and the stateless state tree — never the mempool, the waiters or the subscribers. One
+        caller at a time (the driver's single execution thread), blocks in height order."""
         t0 = time.perf_counter()
         tip = self.get_tip()
         result = execute_block(self.rules, self.store, block.txs, hashes, block.header.height,
@@ -316,12 +362,15 @@ class Node:
         t3 = time.perf_counter()
         log.debug("block %d: %d txs, execute %.1f ms, state %.1f ms (%d nodes), store %.1f ms",
                   block.header.height, len(hashes), (t1 - t0) * 1e3, (t2 - t1) * 1e3, len(nodes), (t3 - t2) * 1e3)
+        return list(result.receipts)
+
+    def on_block_stored(self, block: Block, commit: Commit, hashes: list[bytes], receipts: list[Receipt]) -> None:
+        """On the event loop, after a block is durable: drop its transactions from the mempool and notify."""
         self.mempool.process_remove(hashes)
         self.results_pending = bool(hashes)
         self.blocks_committed += 1
         self.txs_committed += len(hashes)
-        self._on_committed(block, commit, hashes, result.receipts)
-        return list(result.receipts)
+        self._on_committed(block, commit, hashes, receipts)
 
     def _on_committed(self, block: Block, commit: Commit, hashes: list[bytes], receipts: tuple[Receipt, ...]
                       | list[Receipt]) -> None:

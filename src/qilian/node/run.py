@@ -91,7 +91,7 @@ def make_driver(cfg: NodeConfig, node: Node) -> ConsensusDriver:
             listen_host=cfg.p2p_host, listen_port=cfg.p2p_port, tls_dir=cfg.tls_dir,
             on_message=lambda peer, msg: driver.on_message(peer, msg),
             on_peer_up=lambda peer: driver.on_peer_up(peer),
-            get_height=lambda: node.get_tip().height)
+            get_height=lambda: node.get_tip().height, blocked=frozenset(cfg.blocked_peers))
     driver = ConsensusDriver(node, transport, timeouts, cfg.wal_path, cfg.signer_state_path)
     node.on_tx_admitted = driver.on_tx_admitted
     node.consensus = driver

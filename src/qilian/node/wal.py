@@ -1,8 +1,12 @@
 """The consensus write-ahead log: every input the consensus core consumed at the current height, in order.
 
 Replaying the log into a fresh core gives the same round state (the core is deterministic), so a restarted node
-resumes where it was: same locks, same votes — it re-sends its own messages rather than making new ones. The log is
-synced before any of the node's own proposals or votes leave (DESIGN: "WAL before send").
+resumes where it was: same locks, same votes — it re-sends its own messages rather than making new ones.
+
+The file is opened unbuffered: :meth:`Wal.append` hands each record to the OS in one ``write`` call, so a process
+crash (SIGKILL) never loses an appended record — only a power loss can lose what was not yet synced. The node
+syncs the log before it persists the signer guard's state and before any of its own proposals or votes leave
+(docs/spec/consensus.md, "Order of durability"): a signature the guard has recorded always has its causes on disk.
 
 Framing: ``u32 length ‖ u32 crc32(payload) ‖ payload``. A crash can tear the last record; on open the log is read up
 to the last intact record and cut there — a torn tail is expected after SIGKILL, never a reason not to start. The
@@ -63,26 +67,39 @@ class Wal:
                 f.truncate(good)
                 f.flush()
                 os.fsync(f.fileno())
-        self._f: BinaryIO = open(path, "ab")
+        self._f: BinaryIO = open(path, "ab", buffering=0)
         self._dirty = False
+        self.syncs = 0
+        """fsync calls made (observability and tests)."""
 
     def append(self, record: Any) -> None:
-        """Buffer a record (written to the OS at once, synced by :meth:`sync`)."""
+        """Write a record to the OS at once (no user-space buffer a crash could lose); :meth:`sync` makes it
+        durable against power loss."""
         payload = encode_trusted(record)
-        self._f.write(_HEAD.pack(len(payload), zlib.crc32(payload)) + payload)
+        data = memoryview(_HEAD.pack(len(payload), zlib.crc32(payload)) + payload)
+        while data:
+            n = self._f.write(data)
+            if not n:
+                raise OSError("WAL write made no progress")
+            data = data[n:]
         self._dirty = True
+
+    @property
+    def is_dirty(self) -> bool:
+        """Whether records were appended since the last sync."""
+        return self._dirty
 
     def sync(self) -> None:
         """Make every appended record durable."""
         if self._dirty:
-            self._f.flush()
             os.fsync(self._f.fileno())
             self._dirty = False
+            self.syncs += 1
 
     def reset(self, height: int) -> None:
         """Start a new height: drop the old records (their block is committed) and write the height marker."""
         self._f.close()
-        self._f = open(self.path, "wb")
+        self._f = open(self.path, "wb", buffering=0)
         self.records = []
         self.append(["height", height])
         self.sync()

@@ -28,6 +28,8 @@ MAX_TXS_PER_BATCH: Final = 5000
 """Most transactions in one gossip batch or fetch answer."""
 MAX_HASHES: Final = 10_000
 """Most hashes in a proposal or fetch request."""
+MAX_TX_BYTES_ON_WIRE: Final = 1 << 20
+"""Largest transaction in a gossip batch or fetch answer (the chain's max_tx_bytes must fit)."""
 MAX_BLOCKS_PER_REPLY: Final = 64
 """Most blocks in one sync answer (also bounded by the frame size)."""
 DOMAIN_HELLO: Final = b"QILIAN/HELLO/1\x00"
@@ -79,7 +81,7 @@ class TxBatch(Wire):
     txs: tuple[bytes, ...]
     """Encoded transactions."""
 
-    WIRE: ClassVar[tuple[Kind, ...]] = (ListOf(Bytes(max_size=1 << 20), max_items=MAX_TXS_PER_BATCH),)
+    WIRE: ClassVar[tuple[Kind, ...]] = (ListOf(Bytes(max_size=MAX_TX_BYTES_ON_WIRE), max_items=MAX_TXS_PER_BATCH),)
 
 
 @dataclass(frozen=True, slots=True)

@@ -94,14 +94,18 @@ class Transport:
 
     def __init__(self, *, suite: Suite, private_key: bytes, public_key: bytes, chain_id: str, genesis_hash: bytes,
                  peers: list[PeerSpec], listen_host: str, listen_port: int, tls_dir: Path,
-                 on_message: OnMessage, on_peer_up: Callable[[Peer], None], get_height: Callable[[], int]):
+                 on_message: OnMessage, on_peer_up: Callable[[Peer], None], get_height: Callable[[], int],
+                 blocked: frozenset[str] = frozenset()):
         self.suite = suite
         self.private_key = private_key
         self.public_key = public_key
         self.address = suite.compute_address(public_key)
         self.chain_id = chain_id
         self.genesis_hash = genesis_hash
-        self.specs = {p.public_key: p for p in peers if p.public_key != public_key}
+        self.blocked = blocked
+        """Names of configured peers this node neither dials nor accepts (``[p2p] blocked_peers``)."""
+        self.specs = {p.public_key: p for p in peers if p.public_key != public_key and p.name not in blocked}
+        self._blocked_keys = {p.public_key for p in peers if p.name in blocked}
         self.listen_host = listen_host
         self.listen_port = listen_port
         crt, key, bundle = tls_dir / "node.crt", tls_dir / "node.key", tls_dir / "network.pem"
@@ -148,11 +152,12 @@ class Transport:
 
     # -- sending -----------------------------------------------------------------------------------------
 
-    def broadcast(self, msg: Wire) -> None:
-        """Send to every connected peer (encoded once)."""
+    def broadcast(self, msg: Wire, exclude: frozenset[bytes] | set[bytes] = frozenset()) -> None:
+        """Send to every connected peer except those in ``exclude`` (addresses); encoded once."""
         body = encode_message(msg)
-        for p in list(self.peers.values()):
-            p.send_frame(body)
+        for addr, p in list(self.peers.items()):
+            if addr not in exclude:
+                p.send_frame(body)
 
     def send(self, address: bytes, msg: Wire) -> bool:
         """Send to one peer if connected."""
@@ -208,6 +213,9 @@ class Transport:
                 raise PeerViolation("first message is not a Hello")
             if msg.chain_id != self.chain_id or msg.genesis_hash != self.genesis_hash:
                 raise PeerViolation(f"peer is on chain {msg.chain_id!r} with another genesis")
+            if msg.public_key in self._blocked_keys:
+                writer.close()
+                return None
             spec = self.specs.get(msg.public_key)
             if spec is None or (expected is not None and spec is not expected):
                 raise PeerViolation("peer key is not the configured node for this connection")
