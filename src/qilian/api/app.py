@@ -17,22 +17,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qilian import __version__
-from qilian.api.views import STATUS_NAMES, block_view, commit_view, header_view, receipt_view, tx_view
-from qilian.crypto import merkle
+from qilian.api.errors import ApiError
+from qilian.api.readside import ReadSide
+from qilian.api.views import receipt_view
 from qilian.execution.rules import TxRejected
 from qilian.mempool.pool import MempoolFull
 from qilian.node.node import Node
-from qilian.types.codec import CodecError, decode_raw, to_json_value
-from qilian.types.core import compute_tx_hash
+from qilian.types.codec import CodecError, decode_raw
 from qilian.types.genesis_json import genesis_to_json
-
-
-class ApiError(Exception):
-    """A client error with an HTTP status, a stable code and a message."""
-
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 def _err(status: int, code: str, message: str) -> JSONResponse:
@@ -47,10 +39,6 @@ def _parse_hash(text: str, what: str = "hash") -> bytes:
         return bytes.fromhex(t)
     except ValueError:
         raise ApiError(400, "bad_hash", f"{what} is not hex") from None
-
-
-def merkle_view(p: merkle.MerkleProof) -> dict[str, Any]:
-    return {"index": p.index, "size": p.size, "path": [h.hex() for h in p.path]}
 
 
 BODY_READ_TIMEOUT_S = 30.0
@@ -83,6 +71,8 @@ def create_app(node: Node) -> FastAPI:
         description="Submit transactions, read blocks, transactions and state with proofs, follow events.",
     )
     suite = node.suite
+    reads = ReadSide(node.store, suite)
+    app.state.reads = reads
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -218,71 +208,28 @@ def create_app(node: Node) -> FastAPI:
     @app.get("/txs/{tx_hash}", summary="A committed transaction with its receipt and inclusion proofs")
     async def get_tx(tx_hash: str) -> dict[str, Any]:
         th = _parse_hash(tx_hash)
-        loc = node.store.get_tx_location(th)
-        if loc is None:
+        doc = reads.get_tx(th)
+        if doc is None:
             if node.mempool.is_known(th):
                 raise ApiError(404, "pending", "transaction is in the mempool, not yet committed")
             raise ApiError(404, "not_found", f"no committed transaction {th.hex()}")
-        height, index = loc
-        block = node.store.get_block(height)
-        commit = node.store.get_commit(height)
-        receipts = node.store.get_receipts(height)
-        if block is None or commit is None or receipts is None:
-            raise ApiError(503, "unavailable", f"block {height} is not fully stored")
-        hashes = [compute_tx_hash(suite, tx.body) for tx in block.txs]
-        tx_proof = merkle.compute_proof(suite.hash, hashes, index)
-        receipt = receipts[index]
-        proof: dict[str, Any] = {
-            "tx": {"merkle": merkle_view(tx_proof), "header": header_view(suite, block.header),
-                   "commit": commit_view(commit)},
-            "receipt": None,
-        }
-        nxt = node.store.get_block(height + 1)
-        nxt_commit = node.store.get_commit(height + 1)
-        if nxt is not None and nxt_commit is not None:
-            rp = merkle.compute_proof(suite.hash, [r.encode() for r in receipts], index)
-            proof["receipt"] = {"merkle": merkle_view(rp), "header": header_view(suite, nxt.header),
-                                "commit": commit_view(nxt_commit)}
-        return {
-            "hash": th.hex(),
-            "height": height,
-            "index": index,
-            "tx": tx_view(suite, block.txs[index], th),
-            "receipt": receipt_view(receipt),
-            "proof": proof,
-        }
-
-    def _block(height: int) -> dict[str, Any]:
-        block = node.store.get_block(height)
-        if block is None:
-            raise ApiError(404, "not_found", f"no block at height {height} (the chain is at {node.get_tip().height})")
-        hashes = [compute_tx_hash(suite, tx.body) for tx in block.txs]
-        return block_view(suite, block, hashes, node.store.get_commit(height))
+        return doc
 
     @app.get("/blocks/latest", summary="The latest committed block")
     async def latest_block() -> dict[str, Any]:
-        tip = node.get_tip()
-        if tip.height == 0:
-            raise ApiError(404, "not_found", "no blocks yet")
-        return _block(tip.height)
+        return reads.get_block(None)
 
     @app.get("/blocks/{height}/tx_hashes", summary="Hashes and receipt statuses of a block's transactions")
     async def get_block_tx_hashes(height: int) -> dict[str, Any]:
         if not 1 <= height < 2**63:
             raise ApiError(400, "bad_height", "a height is an integer from 1 to 2**63-1")
-        block = node.store.get_block(height)
-        if block is None:
-            raise ApiError(404, "not_found", f"no block at height {height} (the chain is at {node.get_tip().height})")
-        receipts = node.store.get_receipts(height) or []
-        return {"height": height, "time_ms": block.header.time_ms,
-                "tx_hashes": [compute_tx_hash(suite, tx.body).hex() for tx in block.txs],
-                "statuses": [STATUS_NAMES.get(r.status, str(r.status)) for r in receipts]}
+        return reads.get_block_tx_hashes(height)
 
     @app.get("/blocks/{height}", summary="A committed block by height")
     async def get_block(height: int) -> dict[str, Any]:
         if not 1 <= height < 2**63:
             raise ApiError(400, "bad_height", "a height is an integer from 1 to 2**63-1")
-        return _block(height)
+        return reads.get_block(height)
 
     @app.get(
         "/state/{namespace}/{key:path}",
@@ -302,26 +249,7 @@ def create_app(node: Node) -> FastAPI:
             kb = get_raw_path_key(request)
         if len(namespace.encode()) > 255 or len(kb) > 1024:
             raise ApiError(400, "bad_key", "namespace is at most 255 bytes and key at most 1024 bytes")
-        tip = node.get_tip()
-        if tip.height == 0:
-            raise ApiError(404, "not_found", "no blocks yet: no state is committed in a header")
-        block = node.store.get_block(tip.height)
-        commit = node.store.get_commit(tip.height)
-        if block is None or commit is None:
-            raise ApiError(503, "unavailable", "tip block is not stored")
-        root = block.header.state_root
-        value = node.tree.get_value(root, namespace, kb)
-        proof = node.tree.get_proof(root, namespace, kb)
-        return {
-            "namespace": namespace,
-            "key": kb.hex(),
-            "value": None if value is None else value.hex(),
-            "value_text": _maybe_text(value),
-            "state_height": tip.height - 1,
-            "proof": to_json_value(proof.to_wire()),
-            "header": header_view(suite, block.header),
-            "commit": commit_view(commit),
-        }
+        return reads.get_state(namespace, kb)
 
     @app.websocket("/events")
     async def events(ws: WebSocket) -> None:
@@ -371,15 +299,6 @@ def create_app(node: Node) -> FastAPI:
 
     app.include_router(make_router(node, ApiError, _read_body))
     return app
-
-
-def _maybe_text(value: bytes | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        return value.decode()
-    except UnicodeDecodeError:
-        return None
 
 
 def get_raw_path_key(request: Request) -> bytes:
