@@ -9,18 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qilian import __version__
 from qilian.api.errors import ApiError
+from qilian.api.explorer import get_static_dir
+from qilian.api.explorer import make_router as make_explorer_router
+from qilian.api.metrics import NodeMetrics, get_readiness
 from qilian.api.readside import ReadSide
 from qilian.api.views import receipt_view
 from qilian.execution.rules import TxRejected
+from qilian.indexer.service import EmbeddedIndexer, Indexer, get_index_path
+from qilian.indexer.sqlite import SqliteIndex
 from qilian.mempool.pool import MempoolFull
 from qilian.node.node import Node
 from qilian.types.codec import CodecError, decode_raw
@@ -65,14 +73,67 @@ def _consensus_status(node: Node) -> dict[str, Any]:
 
 def create_app(node: Node) -> FastAPI:
     """The API of one node."""
+    suite = node.suite
+    reads = ReadSide(node.store, suite)
+    index = SqliteIndex(get_index_path(node.config.home))
+    embedded = EmbeddedIndexer(Indexer(node.store, suite, index))
+    metrics = NodeMetrics(node, lambda: {"qilian_indexed_height": index.get_last_height(),
+                                         "qilian_indexer_errors": embedded.errors})
+    node.commit_hooks += [metrics.on_commit, embedded.on_commit]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        embedded.start()
+        try:
+            yield
+        finally:
+            await embedded.stop()
+            index.close()
+
     app = FastAPI(
         title="Qilian node API",
         version=__version__,
-        description="Submit transactions, read blocks, transactions and state with proofs, follow events.",
+        description="Submit transactions, read blocks, transactions and state with proofs, follow events. "
+                    "The explorer is at /explorer/.",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
     )
-    suite = node.suite
-    reads = ReadSide(node.store, suite)
     app.state.reads = reads
+    app.state.index = index
+    app.middleware("http")(metrics.middleware)
+    static = get_static_dir()
+    app.mount("/static", StaticFiles(directory=static), name="static")
+    app.mount("/explorer/", StaticFiles(directory=static / "explorer", html=True), name="explorer")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        """Swagger UI from the packaged assets (no CDN: works offline)."""
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="Qilian node API",
+                                   swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+                                   swagger_css_url="/static/swagger/swagger-ui.css",
+                                   swagger_favicon_url="/static/swagger/favicon-32x32.png")
+
+    @app.get("/", include_in_schema=False)
+    @app.get("/explorer", include_in_schema=False)
+    async def to_explorer() -> RedirectResponse:
+        return RedirectResponse("/explorer/")
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+    async def get_metrics() -> Response:
+        return metrics.render()
+
+    @app.get("/health", summary="Liveness: the process serves requests")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "height": node.get_tip().height}
+
+    @app.get("/ready", summary="Readiness: consensus runs, > 2/3 of the power reachable, not catching up")
+    async def ready() -> JSONResponse:
+        ok, doc = get_readiness(node)
+        if ok:
+            return JSONResponse({"status": "ready", **doc})
+        return JSONResponse({"error": "not_ready", "message": doc.get("reason", "not ready"), **doc},
+                            status_code=503)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -298,6 +359,7 @@ def create_app(node: Node) -> FastAPI:
     from qilian.api.contracts import make_router
 
     app.include_router(make_router(node, ApiError, _read_body))
+    app.include_router(make_explorer_router(node, reads, index))
     return app
 
 

@@ -88,7 +88,7 @@ class ReadSide:
     def get_block_summaries(self, before: int | None, limit: int) -> dict[str, Any]:
         """Newest-first block summaries below ``before`` (exclusive; None: from the tip), at most ``limit``."""
         limit = max(1, min(limit, MAX_BLOCKS_PAGE))
-        items = []
+        items: list[dict[str, Any]] = []
         with self.store.begin_snapshot() as snap:
             tip = snap.get_tip().height
             top = tip if before is None else min(before - 1, tip)
