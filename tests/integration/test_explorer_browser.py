@@ -192,7 +192,7 @@ def test_explorer_in_chromium(world: tuple[Chain, dict[str, Any]], tmp_path: Pat
             assert _verdict(page) == "ok", page.inner_text("main")
             assert "Added" in page.inner_text("main")
             page.screenshot(path=str(shots / f"{suite}-transaction.png"), full_page=True)
-            visit(f"#/state/kv/greeting", "[data-testid=verify]", None)
+            visit("#/state/kv/greeting", "[data-testid=verify]", None)
             assert _verdict(page) == "ok", page.inner_text("main")
             assert "你好, Qilian" in page.inner_text("main")
             page.screenshot(path=str(shots / f"{suite}-state.png"), full_page=True)

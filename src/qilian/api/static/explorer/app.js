@@ -271,6 +271,12 @@ async function pageContract(addr) {
     h('p', {}, link(`#/account/${addr}`, 'all transactions to this contract →', '')));
 }
 
+/** Bytes shown from the hex the verifier checks (never from the node's readable copy): text if UTF-8. */
+function showBytes(hex) {
+  const b = V.hexToBytes(hex);
+  try { return new TextDecoder('utf-8', { fatal: true }).decode(b); } catch { return h('span', { class: 'mono' }, hex); }
+}
+
 async function pageState(ns, key) {
   const nsIn = h('input', { type: 'text', name: 'ns', value: ns || 'kv', placeholder: 'namespace (kv, c:evidence, …)' });
   const keyIn = h('input', { type: 'text', name: 'key', value: key || '', placeholder: 'key (text)' });
@@ -281,7 +287,7 @@ async function pageState(ns, key) {
     const doc = await api(`/state/${encodeURIComponent(ns)}/${encodeURIComponent(key)}`);
     parts.push(verifyControl('state value', (ctx) => V.verifyState(ctx, doc)),
       kv([['namespace', doc.namespace], ['key (hex)', h('span', { class: 'mono' }, doc.key)],
-        ['value', doc.value === null ? h('i', {}, 'absent') : (doc.value_text ?? h('span', { class: 'mono' }, doc.value))],
+        ['value', doc.value === null ? h('i', {}, 'absent') : showBytes(doc.value)],
         ['as of', h('span', {}, 'state after block ', blockLink(doc.state_height), ', committed in header ', blockLink(doc.header.height))],
         ['state root', h('span', { class: 'mono' }, doc.header.state_root)]]));
   }
@@ -332,7 +338,7 @@ async function pageEvidence() {
       kv([['title', rec.title], ['type', rec.type], ['uri', rec.uri], ['organisation', rec.owner_org],
         ['owner', accountLink(rec.owner)], ['block', blockLink(rec.height)], ['time', time(rec.time_ms)], ['transaction', txLink(txHash)]]),
       verifyControl('registration', check), dl,
-      h('p', { class: 'muted' }, 'The certificate is checked offline with `qilian evidence-check`.'));
+      h('p', { class: 'muted' }, 'The certificate is checked offline with `qilian evidence check CERT FILE`.'));
   };
   input.addEventListener('change', () => input.files[0] && handle(input.files[0]).catch((e) => result.replaceChildren(h('p', { class: 'err' }, e.message))));
   drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
