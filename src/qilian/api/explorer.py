@@ -16,7 +16,7 @@ from fastapi import APIRouter, Query
 
 from qilian.api.errors import ApiError
 from qilian.api.readside import MAX_BLOCKS_PAGE, ReadSide
-from qilian.indexer.sqlite import DEFAULT_PAGE, MAX_PAGE, IndexError_, SqliteIndex
+from qilian.indexer.sqlite import DEFAULT_PAGE, MAX_PAGE, IndexQueryError, SqliteIndex
 
 if TYPE_CHECKING:
     from qilian.node.node import Node
@@ -44,7 +44,7 @@ def make_router(node: Node, reads: ReadSide, index: SqliteIndex) -> APIRouter:
     def cursor_guard(fn: Any, *args: Any) -> Any:
         try:
             return fn(*args)
-        except IndexError_ as exc:
+        except IndexQueryError as exc:
             raise ApiError(400, "bad_cursor", str(exc)) from None
 
     @router.get("/blocks", summary="Newest-first block summaries (explorer list)")

@@ -57,7 +57,7 @@ CREATE INDEX IF NOT EXISTS contract_versions_by_name ON contract_versions (name)
 """
 
 
-class IndexError_(Exception):
+class IndexQueryError(Exception):
     """A bad query to the index (a malformed cursor)."""
 
 
@@ -151,12 +151,12 @@ def encode_cursor(height: int, idx: int, sub: int = 0) -> str:
 
 
 def decode_cursor(cursor: str | None) -> tuple[int, int, int] | None:
-    """Parse a cursor; raises IndexError_ on a malformed one."""
+    """Parse a cursor; raises IndexQueryError on a malformed one."""
     if cursor is None or cursor == "":
         return None
     parts = cursor.split(".")
     if len(parts) != 3 or not all(p.isdigit() and len(p) <= 20 for p in parts):
-        raise IndexError_(f"cursor {cursor[:40]!r} is not a cursor this API returned")
+        raise IndexQueryError(f"cursor {cursor[:40]!r} is not a cursor this API returned")
     return int(parts[0]), int(parts[1]), int(parts[2])
 
 
