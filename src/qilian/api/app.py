@@ -9,30 +9,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qilian import __version__
-from qilian.api.views import STATUS_NAMES, block_view, commit_view, header_view, receipt_view, tx_view
-from qilian.crypto import merkle
+from qilian.api.errors import ApiError
+from qilian.api.explorer import get_static_dir
+from qilian.api.explorer import make_router as make_explorer_router
+from qilian.api.metrics import NodeMetrics, get_readiness
+from qilian.api.readside import ReadSide
+from qilian.api.views import receipt_view
 from qilian.execution.rules import TxRejected
+from qilian.indexer.service import EmbeddedIndexer, Indexer, get_index_path
+from qilian.indexer.sqlite import SqliteIndex
 from qilian.mempool.pool import MempoolFull
 from qilian.node.node import Node
-from qilian.types.codec import CodecError, decode_raw, to_json_value
-from qilian.types.core import compute_tx_hash
+from qilian.types.codec import CodecError, decode_raw
 from qilian.types.genesis_json import genesis_to_json
-
-
-class ApiError(Exception):
-    """A client error with an HTTP status, a stable code and a message."""
-
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 def _err(status: int, code: str, message: str) -> JSONResponse:
@@ -47,10 +47,6 @@ def _parse_hash(text: str, what: str = "hash") -> bytes:
         return bytes.fromhex(t)
     except ValueError:
         raise ApiError(400, "bad_hash", f"{what} is not hex") from None
-
-
-def merkle_view(p: merkle.MerkleProof) -> dict[str, Any]:
-    return {"index": p.index, "size": p.size, "path": [h.hex() for h in p.path]}
 
 
 BODY_READ_TIMEOUT_S = 30.0
@@ -77,12 +73,67 @@ def _consensus_status(node: Node) -> dict[str, Any]:
 
 def create_app(node: Node) -> FastAPI:
     """The API of one node."""
+    suite = node.suite
+    reads = ReadSide(node.store, suite)
+    index = SqliteIndex(get_index_path(node.config.home))
+    embedded = EmbeddedIndexer(Indexer(node.store, suite, index))
+    metrics = NodeMetrics(node, lambda: {"qilian_indexed_height": index.get_last_height(),
+                                         "qilian_indexer_errors": embedded.errors})
+    node.commit_hooks += [metrics.on_commit, embedded.on_commit]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        embedded.start()
+        try:
+            yield
+        finally:
+            await embedded.stop()
+            index.close()
+
     app = FastAPI(
         title="Qilian node API",
         version=__version__,
-        description="Submit transactions, read blocks, transactions and state with proofs, follow events.",
+        description="Submit transactions, read blocks, transactions and state with proofs, follow events. "
+                    "The explorer is at /explorer/.",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
     )
-    suite = node.suite
+    app.state.reads = reads
+    app.state.index = index
+    app.middleware("http")(metrics.middleware)
+    static = get_static_dir()
+    app.mount("/static", StaticFiles(directory=static), name="static")
+    app.mount("/explorer/", StaticFiles(directory=static / "explorer", html=True), name="explorer")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        """Swagger UI from the packaged assets (no CDN: works offline)."""
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="Qilian node API",
+                                   swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+                                   swagger_css_url="/static/swagger/swagger-ui.css",
+                                   swagger_favicon_url="/static/swagger/favicon-32x32.png")
+
+    @app.get("/", include_in_schema=False)
+    @app.get("/explorer", include_in_schema=False)
+    async def to_explorer() -> RedirectResponse:
+        return RedirectResponse("/explorer/")
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+    async def get_metrics() -> Response:
+        return metrics.render()
+
+    @app.get("/health", summary="Liveness: the process serves requests")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "height": node.get_tip().height}
+
+    @app.get("/ready", summary="Readiness: consensus runs, > 2/3 of the power reachable, not catching up")
+    async def ready() -> JSONResponse:
+        ok, doc = get_readiness(node)
+        if ok:
+            return JSONResponse({"status": "ready", **doc})
+        return JSONResponse({"error": "not_ready", "message": doc.get("reason", "not ready"), **doc},
+                            status_code=503)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -218,71 +269,28 @@ def create_app(node: Node) -> FastAPI:
     @app.get("/txs/{tx_hash}", summary="A committed transaction with its receipt and inclusion proofs")
     async def get_tx(tx_hash: str) -> dict[str, Any]:
         th = _parse_hash(tx_hash)
-        loc = node.store.get_tx_location(th)
-        if loc is None:
+        doc = reads.get_tx(th)
+        if doc is None:
             if node.mempool.is_known(th):
                 raise ApiError(404, "pending", "transaction is in the mempool, not yet committed")
             raise ApiError(404, "not_found", f"no committed transaction {th.hex()}")
-        height, index = loc
-        block = node.store.get_block(height)
-        commit = node.store.get_commit(height)
-        receipts = node.store.get_receipts(height)
-        if block is None or commit is None or receipts is None:
-            raise ApiError(503, "unavailable", f"block {height} is not fully stored")
-        hashes = [compute_tx_hash(suite, tx.body) for tx in block.txs]
-        tx_proof = merkle.compute_proof(suite.hash, hashes, index)
-        receipt = receipts[index]
-        proof: dict[str, Any] = {
-            "tx": {"merkle": merkle_view(tx_proof), "header": header_view(suite, block.header),
-                   "commit": commit_view(commit)},
-            "receipt": None,
-        }
-        nxt = node.store.get_block(height + 1)
-        nxt_commit = node.store.get_commit(height + 1)
-        if nxt is not None and nxt_commit is not None:
-            rp = merkle.compute_proof(suite.hash, [r.encode() for r in receipts], index)
-            proof["receipt"] = {"merkle": merkle_view(rp), "header": header_view(suite, nxt.header),
-                                "commit": commit_view(nxt_commit)}
-        return {
-            "hash": th.hex(),
-            "height": height,
-            "index": index,
-            "tx": tx_view(suite, block.txs[index], th),
-            "receipt": receipt_view(receipt),
-            "proof": proof,
-        }
-
-    def _block(height: int) -> dict[str, Any]:
-        block = node.store.get_block(height)
-        if block is None:
-            raise ApiError(404, "not_found", f"no block at height {height} (the chain is at {node.get_tip().height})")
-        hashes = [compute_tx_hash(suite, tx.body) for tx in block.txs]
-        return block_view(suite, block, hashes, node.store.get_commit(height))
+        return doc
 
     @app.get("/blocks/latest", summary="The latest committed block")
     async def latest_block() -> dict[str, Any]:
-        tip = node.get_tip()
-        if tip.height == 0:
-            raise ApiError(404, "not_found", "no blocks yet")
-        return _block(tip.height)
+        return reads.get_block(None)
 
     @app.get("/blocks/{height}/tx_hashes", summary="Hashes and receipt statuses of a block's transactions")
     async def get_block_tx_hashes(height: int) -> dict[str, Any]:
         if not 1 <= height < 2**63:
             raise ApiError(400, "bad_height", "a height is an integer from 1 to 2**63-1")
-        block = node.store.get_block(height)
-        if block is None:
-            raise ApiError(404, "not_found", f"no block at height {height} (the chain is at {node.get_tip().height})")
-        receipts = node.store.get_receipts(height) or []
-        return {"height": height, "time_ms": block.header.time_ms,
-                "tx_hashes": [compute_tx_hash(suite, tx.body).hex() for tx in block.txs],
-                "statuses": [STATUS_NAMES.get(r.status, str(r.status)) for r in receipts]}
+        return reads.get_block_tx_hashes(height)
 
     @app.get("/blocks/{height}", summary="A committed block by height")
     async def get_block(height: int) -> dict[str, Any]:
         if not 1 <= height < 2**63:
             raise ApiError(400, "bad_height", "a height is an integer from 1 to 2**63-1")
-        return _block(height)
+        return reads.get_block(height)
 
     @app.get(
         "/state/{namespace}/{key:path}",
@@ -302,26 +310,7 @@ def create_app(node: Node) -> FastAPI:
             kb = get_raw_path_key(request)
         if len(namespace.encode()) > 255 or len(kb) > 1024:
             raise ApiError(400, "bad_key", "namespace is at most 255 bytes and key at most 1024 bytes")
-        tip = node.get_tip()
-        if tip.height == 0:
-            raise ApiError(404, "not_found", "no blocks yet: no state is committed in a header")
-        block = node.store.get_block(tip.height)
-        commit = node.store.get_commit(tip.height)
-        if block is None or commit is None:
-            raise ApiError(503, "unavailable", "tip block is not stored")
-        root = block.header.state_root
-        value = node.tree.get_value(root, namespace, kb)
-        proof = node.tree.get_proof(root, namespace, kb)
-        return {
-            "namespace": namespace,
-            "key": kb.hex(),
-            "value": None if value is None else value.hex(),
-            "value_text": _maybe_text(value),
-            "state_height": tip.height - 1,
-            "proof": to_json_value(proof.to_wire()),
-            "header": header_view(suite, block.header),
-            "commit": commit_view(commit),
-        }
+        return reads.get_state(namespace, kb)
 
     @app.websocket("/events")
     async def events(ws: WebSocket) -> None:
@@ -400,6 +389,7 @@ def create_app(node: Node) -> FastAPI:
     from qilian.api.gov import make_gov_router
 
     app.include_router(make_gov_router(node, ApiError))
+    app.include_router(make_explorer_router(node, reads, index))
     return app
 
 
@@ -422,15 +412,6 @@ def get_stored_messages(node: Node, height: int) -> list[dict[str, Any]]:
         for ev in r.events:
             out.append({"type": "event", "height": height, "tx_hash": r.tx_hash.hex(), **event_view(ev)})
     return out
-
-
-def _maybe_text(value: bytes | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        return value.decode()
-    except UnicodeDecodeError:
-        return None
 
 
 def get_raw_path_key(request: Request) -> bytes:

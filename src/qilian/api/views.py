@@ -9,38 +9,17 @@ from __future__ import annotations
 from typing import Any
 
 from qilian.crypto.suite import Suite
+from qilian.sdk.proofs import get_commit_doc, get_header_doc
 from qilian.types.codec import to_json_value
-from qilian.types.core import Block, BlockHeader, Commit, Event, Receipt, Transaction, compute_block_id
+from qilian.types.core import Block, Commit, Event, Receipt, Transaction
 
 STATUS_NAMES = {0: "ok", 1: "failed", 2: "out_of_fuel"}
 
 
-def header_view(suite: Suite, header: BlockHeader) -> dict[str, Any]:
-    return {
-        "block_id": compute_block_id(suite, header).hex(),
-        "chain_id": header.chain_id,
-        "height": header.height,
-        "time_ms": header.time_ms,
-        "prev_block_id": header.prev_block_id.hex(),
-        "last_commit_hash": header.last_commit_hash.hex(),
-        "txs_root": header.txs_root.hex(),
-        "tx_count": header.tx_count,
-        "state_root": header.state_root.hex(),
-        "receipts_root": header.receipts_root.hex(),
-        "validators_hash": header.validators_hash.hex(),
-        "proposer": header.proposer.hex(),
-        "encoded": header.encode().hex(),
-    }
-
-
-def commit_view(commit: Commit) -> dict[str, Any]:
-    return {
-        "height": commit.height,
-        "round": commit.round,
-        "block_id": commit.block_id.hex(),
-        "signatures": [{"validator": s.validator.hex(), "signature": s.signature.hex()} for s in commit.signatures],
-        "encoded": commit.encode().hex(),
-    }
+header_view = get_header_doc
+"""A header as JSON (the builder is shared with the SDK: qilian.sdk.proofs)."""
+commit_view = get_commit_doc
+"""A commit as JSON (shared with the SDK)."""
 
 
 def tx_view(suite: Suite, tx: Transaction, tx_hash: bytes) -> dict[str, Any]:

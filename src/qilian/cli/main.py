@@ -339,6 +339,7 @@ def up(
     for lch, _ in launched:
         console.print(f"  {lch.name}  API {lch.api}   docs {lch.api}/docs   log {lch.home / 'node.log'}",
                       soft_wrap=True)
+    console.print(f"explorer: {apis[0]}/explorer/   metrics: {apis[0]}/metrics", soft_wrap=True)
     console.print(f"try: qilian tx send kv put hello world --home {home} --node {apis[0]}", soft_wrap=True)
     if detach:
         console.print(f"running in the background; stop with: qilian down --home {home}")

@@ -131,6 +131,10 @@ class Node:
         """Transactions committed since this process started (for TPS in `qilian up`)."""
         self.consensus: Any = None
         """The consensus driver (node/consensus.py), set when the node runs."""
+        self.commit_hooks: list[Callable[[Block, Commit, list[bytes], Sequence[Receipt]], None]] = []
+        """Observers of each commit (indexer, metrics); they read, never write chain state."""
+        self.last_apply_s: tuple[float, float, float] = (0.0, 0.0, 0.0)
+        """Execute, state-tree and store seconds of the last committed block (for /metrics)."""
         tip = self.store.get_tip()
         last = self.store.get_block(tip.height) if tip.height else None
         # True while the last block's receipts and state are not yet committed by a later header.
@@ -360,6 +364,7 @@ class Node:
                            result.receipts_root)
         self.store.process_commit_block(block, commit, hashes, result.receipts, result.writes, nodes, new_tip)
         t3 = time.perf_counter()
+        self.last_apply_s = (t1 - t0, t2 - t1, t3 - t2)
         log.debug("block %d: %d txs, execute %.1f ms, state %.1f ms (%d nodes), store %.1f ms",
                   block.header.height, len(hashes), (t1 - t0) * 1e3, (t2 - t1) * 1e3, len(nodes), (t3 - t2) * 1e3)
         return list(result.receipts)
@@ -379,6 +384,11 @@ class Node:
             for fut in self._commit_waiters.pop(th, []):
                 if not fut.done():
                     fut.set_result((h, i))
+        for hook in self.commit_hooks:
+            try:
+                hook(block, commit, hashes, receipts)
+            except Exception:  # an observer's bug must never stop the chain
+                log.exception("commit hook %r failed at height %d", hook, h)
         if not self._subscribers:
             return
         from qilian.api.views import event_view

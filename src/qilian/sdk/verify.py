@@ -14,6 +14,7 @@ from typing import Any
 
 from qilian.crypto import get_suite, merkle
 from qilian.execution.block import BlockInvalid, check_commit
+from qilian.sdk.proofs import parse_merkle_doc
 from qilian.state import StateProof, verify_state_proof
 from qilian.types.codec import CodecError, from_json_value
 from qilian.types.core import BlockHeader, Commit, Genesis, Receipt, Transaction, compute_block_id, compute_tx_hash
@@ -78,11 +79,9 @@ def verify_header_and_commit(genesis: Genesis, header_doc: Any, commit_doc: Any)
 
 def _merkle(doc: Any) -> merkle.MerkleProof:
     try:
-        return merkle.MerkleProof.from_wire(
-            [doc["index"], doc["size"], [bytes.fromhex(h) for h in doc["path"]]]
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ProofInvalid(f"malformed Merkle proof: {exc}") from None
+        return parse_merkle_doc(doc)
+    except ValueError as exc:
+        raise ProofInvalid(str(exc)) from None
 
 
 def verify_tx_response(genesis: Genesis, resp: dict[str, Any], require_receipt: bool = True) -> VerifiedTx:

@@ -236,3 +236,69 @@ class ChainStore:
         """Number of live state keys."""
         with self.env.begin() as txn:
             return int(txn.stat(self._values)["entries"])
+
+    # -- snapshots ---------------------------------------------------------------------------------------
+
+    def begin_snapshot(self) -> StoreSnapshot:
+        """A consistent read view: every read through it sees the chain at one tip, whatever commits meanwhile
+        (one LMDB read transaction). Use it as a context manager; it must be closed."""
+        return StoreSnapshot(self)
+
+
+class StoreSnapshot:
+    """Reads of one LMDB read transaction, so a query that reads a block, its commit, the next block and state
+    nodes never mixes two heights. Short-lived: an open snapshot pins the pages it sees."""
+
+    def __init__(self, store: ChainStore):
+        self._store = store
+        self._txn = store.env.begin()
+
+    def __enter__(self) -> StoreSnapshot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End the read transaction."""
+        self._txn.abort()
+
+    def get_tip(self) -> ChainTip:
+        """The tip as of the snapshot."""
+        raw = self._txn.get(b"tip", db=self._store._meta)
+        if raw is None:
+            raise StoreCorrupt("store has no tip: not initialised")
+        h, bid, t, sr, rr = decode_raw(raw)
+        return ChainTip(h, bid, t, sr, rr)
+
+    def get_block(self, height: int) -> Block | None:
+        """Block at a height, or None."""
+        raw = self._txn.get(_height_key(height), db=self._store._blocks)
+        return None if raw is None else Block.decode(bytes(raw))
+
+    def get_commit(self, height: int) -> Commit | None:
+        """Commit of the block at a height, or None."""
+        raw = self._txn.get(_height_key(height), db=self._store._commits)
+        return None if raw is None else Commit.decode(bytes(raw))
+
+    def get_receipts(self, height: int) -> list[Receipt] | None:
+        """Receipts of the block at a height, or None."""
+        raw = self._txn.get(_height_key(height), db=self._store._receipts)
+        return None if raw is None else [Receipt.from_wire(r) for r in decode_raw(bytes(raw))]
+
+    def get_tx_location(self, tx_hash: bytes) -> tuple[int, int] | None:
+        """(height, index) of a committed transaction."""
+        raw = self._txn.get(tx_hash, db=self._store._txindex)
+        if raw is None:
+            return None
+        return _U64.unpack(raw[:8])[0], struct.unpack(">I", raw[8:])[0]
+
+    def get_state(self, namespace: str, key: bytes) -> bytes | None:
+        """Value of a state key after the snapshot's tip."""
+        raw = self._txn.get(compute_value_key(namespace, key), db=self._store._values)
+        return None if raw is None else bytes(raw)
+
+    def get_node(self, node_hash: bytes) -> bytes | None:
+        """A state-tree node (the NodeStore interface), as of the snapshot."""
+        raw = self._txn.get(node_hash, db=self._store._nodes)
+        return None if raw is None else bytes(raw)

@@ -1,0 +1,142 @@
+"""Explorer routes: paginated index queries, search, block lists, validators — and the explorer's static pages.
+
+Index-backed routes (``/contracts``, ``/accounts/{addr}/txs``, ``/events``, ``/search``) answer from the SQLite
+index, which may trail the chain by a moment; each answer says up to which height it is indexed
+(``indexed_height``). Anything a client must trust is not here: it verifies blocks, transactions and state through
+the proof-carrying routes (``/blocks/{h}``, ``/txs/{hash}``, ``/state/...``).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Final
+
+from fastapi import APIRouter, Query
+
+from qilian.api.errors import ApiError
+from qilian.api.readside import MAX_BLOCKS_PAGE, ReadSide
+from qilian.indexer.sqlite import DEFAULT_PAGE, MAX_PAGE, IndexQueryError, SqliteIndex
+
+if TYPE_CHECKING:
+    from qilian.node.node import Node
+
+MAX_QUERY_TEXT: Final = 128
+"""Longest search text or filter value accepted."""
+
+
+def get_static_dir() -> Path:
+    """The packaged static assets (explorer pages, Swagger UI), shipped in the wheel as package data."""
+    return Path(str(resources.files("qilian.api") / "static"))
+
+
+def _is_address(text: str) -> bool:
+    return len(text) == 40 and all(c in "0123456789abcdef" for c in text)
+
+
+def make_router(node: Node, reads: ReadSide, index: SqliteIndex) -> APIRouter:
+    """The explorer's JSON routes over the read side and the index."""
+    router = APIRouter()
+
+    def indexed() -> int:
+        return index.get_last_height()
+
+    def cursor_guard(fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except IndexQueryError as exc:
+            raise ApiError(400, "bad_cursor", str(exc)) from None
+
+    @router.get("/blocks", summary="Newest-first block summaries (explorer list)")
+    async def list_blocks(before: Annotated[int | None, Query(ge=1, lt=2**63)] = None,
+                          limit: Annotated[int, Query(ge=1, le=MAX_BLOCKS_PAGE)] = DEFAULT_PAGE) -> dict[str, Any]:
+        return reads.get_block_summaries(before, limit)
+
+    @router.get("/validators", summary="Genesis validators with organisation and their recent signatures")
+    async def validators() -> dict[str, Any]:
+        act = reads.get_signing_activity()
+        suite = node.suite
+        orgs: dict[bytes, str] = {}
+        for org in node.genesis.organisations:
+            for m in org.members:
+                orgs[suite.compute_address(m.public_key)] = org.name
+        return {
+            "tip": act["tip"], "window": act["window"], "total_power": node.genesis.validators.total_power,
+            "validators": [{"address": v.address.hex(), "public_key": v.public_key.hex(), "power": v.power,
+                            "organisation": orgs.get(v.address), "last_signed": act["last_signed"].get(v.address.hex()),
+                            "signed_in_window": act["signed"].get(v.address.hex(), 0)}
+                           for v in node.genesis.validators.validators],
+            "organisations": [{"name": o.name, "members": [{"name": m.name, "roles": list(m.roles),
+                                                            "address": suite.compute_address(m.public_key).hex()}
+                                                           for m in o.members]}
+                              for o in node.genesis.organisations],
+        }
+
+    @router.get("/contracts", summary="Deployed contracts, newest first (from the index)")
+    async def list_contracts(cursor: Annotated[str | None, Query(max_length=64)] = None,
+                             limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE) -> dict[str, Any]:
+        items, nxt = cursor_guard(index.get_contracts, cursor, limit)
+        return {"items": items, "next_cursor": nxt, "indexed_height": indexed()}
+
+    @router.get("/contracts/{address}/versions", summary="Every version of a contract with its source")
+    async def contract_versions(address: str) -> dict[str, Any]:
+        if len(address) > MAX_QUERY_TEXT:
+            raise ApiError(400, "bad_address", "address too long")
+        vs = index.get_contract_versions(address)
+        if not vs:
+            raise ApiError(404, "not_found", f"no contract at {address} in the index")
+        return {"address": address, "indexed_height": indexed(),
+                "versions": [{"version": v.version, "name": v.name, "deployer": v.deployer, "height": v.height,
+                              "tx_hash": v.tx_hash or None, "source": v.source} for v in vs]}
+
+    @router.get("/accounts/{address}/txs", summary="Transactions sent by an address or targeting it, newest first")
+    async def account_txs(address: str, cursor: Annotated[str | None, Query(max_length=64)] = None,
+                          limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE) -> dict[str, Any]:
+        a = address.lower().removeprefix("0x")
+        if not _is_address(a) and not (0 < len(a) <= MAX_QUERY_TEXT and a.isidentifier()):
+            raise ApiError(400, "bad_address", "an account is 40 hex digits (or a module/system contract name)")
+        rows, nxt = cursor_guard(index.get_txs_of, a, cursor, limit)
+        return {"address": a, "items": [_row(r) for r in rows], "next_cursor": nxt, "indexed_height": indexed()}
+
+    @router.get("/events", summary="Committed events, oldest first, by source and/or name (from the index)")
+    async def list_events(source: Annotated[str | None, Query(max_length=MAX_QUERY_TEXT)] = None,
+                          name: Annotated[str | None, Query(max_length=MAX_QUERY_TEXT)] = None,
+                          from_height: Annotated[int, Query(ge=0, lt=2**62)] = 0,
+                          cursor: Annotated[str | None, Query(max_length=64)] = None,
+                          limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE) -> dict[str, Any]:
+        rows, nxt = cursor_guard(index.get_events, source, name, from_height, cursor, limit)
+        return {"items": [_row(r) for r in rows], "next_cursor": nxt, "indexed_height": indexed()}
+
+    @router.get("/proposers/{address}/blocks", summary="Blocks proposed by a validator, newest first")
+    async def proposer_blocks(address: str, cursor: Annotated[str | None, Query(max_length=64)] = None,
+                              limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE) -> dict[str, Any]:
+        a = address.lower().removeprefix("0x")
+        if not _is_address(a):
+            raise ApiError(400, "bad_address", "a proposer is 40 hex digits")
+        items, nxt = cursor_guard(index.get_blocks_by_proposer, a, cursor, limit)
+        return {"address": a, "items": items, "next_cursor": nxt, "indexed_height": indexed()}
+
+    @router.get("/search", summary="Find a block (height or ID), transaction, account or contract (address/name)")
+    async def search(q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_TEXT)]) -> dict[str, Any]:
+        tip = node.get_tip().height
+        results = index.search(q, tip)
+        t = q.strip().lower().removeprefix("0x")
+        if len(t) == 64 and not any(r["kind"] == "tx" for r in results):
+            # Not indexed yet (or the index is behind): the block store knows every committed transaction.
+            try:
+                loc = node.store.get_tx_location(bytes.fromhex(t))
+            except ValueError:
+                loc = None
+            if loc is not None:
+                results.insert(0, {"kind": "tx", "id": t, "label": f"transaction at {loc[0]}:{loc[1]}"})
+        return {"query": q, "results": results, "indexed_height": indexed()}
+
+    @router.get("/indexer", summary="How far the index is")
+    async def indexer_status() -> dict[str, Any]:
+        return {"indexed_height": indexed(), "tip": node.get_tip().height, "txs": index.get_tx_count()}
+
+    return router
+
+
+def _row(r: Any) -> dict[str, Any]:
+    return {k: getattr(r, k) for k in r.__slots__}

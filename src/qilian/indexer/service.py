@@ -1,0 +1,184 @@
+"""The indexer: turns committed blocks from the block store into index rows.
+
+It reads the block store only — never the node's memory — so it can run embedded in the node (woken by a commit
+hook), or offline over a stopped node's data (``qilian indexer``), and both give the same index. Catching up walks
+from the last indexed height to the store's tip; the gap detector re-indexes any height missing below it (a
+row deleted or lost) from the same store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from qilian.api.views import STATUS_NAMES
+from qilian.contracts.system import SYSTEM_CONTRACTS
+from qilian.crypto.suite import Suite
+from qilian.execution.contracts import CONTRACTS_MODULE
+from qilian.indexer.sqlite import ContractVersion, EventRow, HeightRows, SqliteIndex, TxRow
+from qilian.storage.store import ChainStore
+from qilian.types.codec import to_json_value
+from qilian.types.core import Block, Commit, Receipt, compute_block_id, compute_tx_hash
+
+log = logging.getLogger("qilian.indexer")
+
+INDEX_FILE: Final = "index.sqlite"
+"""File name of the index, in ``<home>/index/``."""
+MAX_BLOCKS_PER_PASS: Final = 500
+"""Most heights one catch-up pass indexes before yielding (so a long catch-up never holds a thread for long)."""
+MAX_GAPS_PER_PASS: Final = 100
+"""Most missing heights the gap detector repairs in one pass."""
+IDLE_WAKE_S: Final = 2.0
+"""The embedded indexer also wakes this often without a commit (to repair gaps, to retry after an error)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PassResult:
+    """What one catch-up pass did."""
+
+    indexed: int
+    """Heights indexed in order."""
+    repaired: int
+    """Missing heights re-indexed by the gap detector."""
+    last_height: int
+    """Last indexed height afterwards."""
+    tip: int
+    """Store tip seen by the pass."""
+
+
+def get_index_path(home: Path) -> Path:
+    """Where a node home's index lives."""
+    return home / "index" / INDEX_FILE
+
+
+def compute_height_rows(suite: Suite, block: Block, commit: Commit | None, receipts: list[Receipt]) -> HeightRows:
+    """The index rows of one committed block (pure: the same block always gives the same rows)."""
+    h = block.header
+    txs: list[TxRow] = []
+    events: list[EventRow] = []
+    contracts: list[ContractVersion] = []
+    for i, tx in enumerate(block.txs):
+        th = compute_tx_hash(suite, tx.body).hex()
+        r = receipts[i] if i < len(receipts) else None
+        b = tx.body
+        sender = suite.compute_address(b.sender).hex()
+        status = "unknown" if r is None else STATUS_NAMES.get(r.status, str(r.status))
+        target = b.to
+        if b.to == CONTRACTS_MODULE and r is not None and r.status == 0 and isinstance(r.result, str):
+            target = r.result  # the deployed or upgraded contract's address
+            args = list(b.args)
+            name = args[0] if b.method == "deploy" and args and isinstance(args[0], str) else ""
+            source = args[1] if len(args) > 1 and isinstance(args[1], str) else ""
+            contracts.append(ContractVersion(r.result, 1 if b.method == "deploy" else 0, name, sender, h.height, i,
+                                             th, source))
+        txs.append(TxRow(th, h.height, i, sender, target, b.method, status, "" if r is None else r.error,
+                         0 if r is None else r.fuel_used, h.time_ms))
+        if r is not None:
+            for k, ev in enumerate(r.events):
+                events.append(EventRow(h.height, i, k, th, ev.source, ev.name, to_json_value(ev.data)))
+    block_row = (compute_block_id(suite, h).hex(), h.time_ms, h.proposer.hex(), h.tx_count,
+                 -1 if commit is None else commit.round, 0 if commit is None else len(commit.signatures))
+    return HeightRows(h.height, block_row, tuple(txs), tuple(events), tuple(contracts))
+
+
+def compute_genesis_rows() -> HeightRows:
+    """Height 0: the system contracts every chain has from genesis."""
+    return HeightRows(0, (), (), (), tuple(
+        ContractVersion(name, 1, name, "", 0, i, "", source)
+        for i, (name, source) in enumerate(sorted(SYSTEM_CONTRACTS.items()))))
+
+
+class Indexer:
+    """Feeds an index from a block store. Not thread-safe: one pass at a time (the embedded runner ensures it)."""
+
+    def __init__(self, store: ChainStore, suite: Suite, index: SqliteIndex):
+        self.store, self.suite, self.index = store, suite, index
+        if index.get_last_height() == 0 and not index.get_contract_versions(next(iter(sorted(SYSTEM_CONTRACTS)))):
+            index.process_height(compute_genesis_rows(), advance=False)
+
+    def process_height(self, height: int, advance: bool) -> bool:
+        """Index one height from the store; False when the store does not hold it (yet)."""
+        with self.store.begin_snapshot() as snap:
+            block, commit, receipts = snap.get_block(height), snap.get_commit(height), snap.get_receipts(height)
+        if block is None:
+            return False
+        self.index.process_height(compute_height_rows(self.suite, block, commit, receipts or []), advance)
+        return True
+
+    def process_pass(self, max_blocks: int = MAX_BLOCKS_PER_PASS) -> PassResult:
+        """Index up to ``max_blocks`` heights after the last indexed one, then repair gaps below it."""
+        tip = self.store.get_tip().height
+        last = self.index.get_last_height()
+        done = 0
+        while last < tip and done < max_blocks:
+            if not self.process_height(last + 1, advance=True):
+                break
+            last += 1
+            done += 1
+        repaired = 0
+        for h in self.index.get_missing_heights(last, MAX_GAPS_PER_PASS):
+            if self.process_height(h, advance=False):
+                repaired += 1
+        if repaired:
+            log.warning("indexer: re-indexed %d missing heights", repaired)
+        return PassResult(done, repaired, last, tip)
+
+    def process_all(self) -> PassResult:
+        """Catch up completely (used offline and by tests)."""
+        total, repaired = 0, 0
+        while True:
+            r = self.process_pass()
+            total += r.indexed
+            repaired += r.repaired
+            if r.indexed == 0 or r.last_height >= r.tip:
+                return PassResult(total, repaired, r.last_height, r.tip)
+
+
+class EmbeddedIndexer:
+    """Runs an :class:`Indexer` inside the node: each commit wakes it; it indexes on a worker thread, so the
+    event loop (consensus, API) never waits for SQLite."""
+
+    def __init__(self, indexer: Indexer):
+        self.indexer = indexer
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.errors = 0
+        """Passes that failed (logged, retried at the next wake)."""
+        self.on_pass: Callable[[PassResult], None] | None = None
+        """Called after each pass (metrics)."""
+
+    def on_commit(self, *_: object) -> None:
+        """The node's commit hook: wake the runner (cheap; the work happens on a thread)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Start the runner task on the running loop."""
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="indexer")
+
+    async def stop(self) -> None:
+        """Stop the runner, letting a running pass finish its current height."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), IDLE_WAKE_S)
+            self._wake.clear()
+            try:
+                r = await asyncio.to_thread(self.indexer.process_pass)
+            except Exception:
+                self.errors += 1
+                log.exception("indexer pass failed; retrying")
+                continue
+            if self.on_pass is not None:
+                self.on_pass(r)
+            if r.last_height < r.tip:
+                self._wake.set()  # more to do: keep going without waiting for the next commit
