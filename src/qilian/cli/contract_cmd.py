@@ -147,7 +147,7 @@ def contract_deploy(
     try:
         compile_contract(source)  # the same check the chain makes, before paying for a transaction
     except ContractRejected as exc:
-        _fail(f"{file}: {exc}")
+        _fail(f"{file}: {exc}" + (f" — {exc.detail}" if exc.detail else ""))
     args: list[Any] = [name or file.stem, source]
     if init is not None:
         types = get_param_types(source, "init")
