@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import platform
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
@@ -182,6 +183,7 @@ def create_app(node: Node) -> FastAPI:
             "state_root": tip.state_root.hex(),
             "mempool_size": len(node.mempool),
             "version": __version__,
+            "python": platform.python_version(),
             **_consensus_status(node),
         }
 
