@@ -16,7 +16,9 @@ from qilian.execution.modules.contract import ContractCallModule, ContractsModul
 from qilian.execution.modules.gov import GovModule
 from qilian.execution.modules.kv import KvModule
 
-MODULES: Final[tuple[Module, ...]] = (KvModule(), ContractsModule(), GovModule())
+# Scenario apps (src/qilian/apps/<name>/module.py), imported after the built-in modules they build on.
+from qilian.apps.trace.module import TraceModule  # noqa: E402,I001
+MODULES: Final[tuple[Module, ...]] = (KvModule(), ContractsModule(), GovModule(), TraceModule())
 """Built-in modules, in hook order."""
 CONTRACT_CALLS: Final = ContractCallModule()
 """Runs calls whose target is a contract."""
