@@ -753,6 +753,7 @@ def bench_state(
 
 def _register_subcommands() -> None:
     """Command groups that live in their own modules (imported last: they use this module's helpers)."""
+    from qilian.apps.trace.cli import trace_app
     from qilian.cli import ops_cmd
     from qilian.cli.bootstrap_cmd import genesis_app, org_app
     from qilian.cli.contract_cmd import contract_app, evidence_app
@@ -765,6 +766,7 @@ def _register_subcommands() -> None:
     app.add_typer(org_app, name="org")
     app.add_typer(genesis_app, name="genesis")
     app.add_typer(gov_app, name="gov")
+    app.add_typer(trace_app, name="trace")
 
 
 if __name__ != "__main__":

@@ -297,7 +297,7 @@ class TraceModule(Module):
         elif method == "transact":
             for item_id in event["epcList"]:
                 rec = load(item_id)
-                top_id, top = get_outermost(get, item_id, rec)
+                _, top = get_outermost(get, item_id, rec)
                 if top["custodian"] != org:
                     raise CallFailed(f"item {quote(item_id)} is in the custody of {top['custodian']}, not {org}")
         elif method == "aggregate":
@@ -347,7 +347,7 @@ class TraceModule(Module):
                 parent = load(parent_id)
                 if parent["kind"] != "aggregate":
                     raise CallFailed(f"{quote(parent_id)} is an item, not an aggregate (case, pallet …)")
-                top_id, top = get_outermost(get, parent_id, parent)
+                _, top = get_outermost(get, parent_id, parent)
                 if top["custodian"] != org or top["status"] != ACTIVE or parent["status"] != ACTIVE:
                     raise CallFailed(f"aggregate {quote(parent_id)} is not active in the custody of {org}")
             if len(parent["children"]) + len(children) > MAX_CHILDREN:
@@ -374,7 +374,7 @@ class TraceModule(Module):
             parent["children"] = [*parent["children"], *children]
         else:
             parent = load(parent_id)
-            top_id, top = get_outermost(get, parent_id, parent)
+            _, top = get_outermost(get, parent_id, parent)
             if top["custodian"] != org or top["status"] != ACTIVE:
                 raise CallFailed(f"aggregate {quote(parent_id)} is in the custody of {top['custodian']} "
                                  f"({top['status']}), not active with {org}")

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from typing import Final
 
+from qilian.apps.trace.module import TraceModule  # scenario apps: src/qilian/apps/<name>/module.py
 from qilian.execution.contracts import is_contract_target
 from qilian.execution.modules.base import Module
 from qilian.execution.modules.contract import ContractCallModule, ContractsModule
 from qilian.execution.modules.gov import GovModule
 from qilian.execution.modules.kv import KvModule
 
-# Scenario apps (src/qilian/apps/<name>/module.py), imported after the built-in modules they build on.
-from qilian.apps.trace.module import TraceModule  # noqa: E402,I001
 MODULES: Final[tuple[Module, ...]] = (KvModule(), ContractsModule(), GovModule(), TraceModule())
 """Built-in modules, in hook order."""
 CONTRACT_CALLS: Final = ContractCallModule()
