@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from typing import Final
 
-from qilian.apps.trace.module import TraceModule  # scenario apps: src/qilian/apps/<name>/module.py
+from qilian.apps.iot.module import IotModule  # scenario apps: src/qilian/apps/<name>/module.py
+from qilian.apps.trace.module import TraceModule
 from qilian.execution.contracts import is_contract_target
 from qilian.execution.modules.base import Module
 from qilian.execution.modules.contract import ContractCallModule, ContractsModule
 from qilian.execution.modules.gov import GovModule
 from qilian.execution.modules.kv import KvModule
 
-MODULES: Final[tuple[Module, ...]] = (KvModule(), ContractsModule(), GovModule(), TraceModule())
+MODULES: Final[tuple[Module, ...]] = (KvModule(), ContractsModule(), GovModule(), TraceModule(), IotModule())
 """Built-in modules, in hook order."""
 CONTRACT_CALLS: Final = ContractCallModule()
 """Runs calls whose target is a contract."""
