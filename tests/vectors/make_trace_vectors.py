@@ -11,7 +11,8 @@ from qilian.crypto import get_suite
 
 EVENTS = [
     {"type": "ObjectEvent", "action": "ADD", "bizStep": "commissioning", "eventTime": "2025-05-01T08:00:00+08:00",
-     "epcList": ["urn:epc:id:sgtin:0614141.107346.2017"], "ilmd": {"lotNumber": "urn:epc:class:lgtin:0614141.107346.L1"},
+     "epcList": ["urn:epc:id:sgtin:0614141.107346.2017"],
+     "ilmd": {"lotNumber": "urn:epc:class:lgtin:0614141.107346.L1"},
      "readPoint": {"id": "urn:epc:id:sgln:0614141.00777.0"}},
     {"type": "ObjectEvent", "action": "OBSERVE", "bizStep": "shipping", "eventTime": "2025-05-02T09:30:00Z",
      "epcList": ["urn:epc:id:sscc:0614141.1234567890"], "disposition": "in_transit",

@@ -753,6 +753,7 @@ def bench_state(
 
 def _register_subcommands() -> None:
     """Command groups that live in their own modules (imported last: they use this module's helpers)."""
+    from qilian.apps.copyright.cli import copyright_app
     from qilian.apps.iot.cli import iot_app
     from qilian.apps.trace.cli import trace_app
     from qilian.cli import ops_cmd
@@ -769,6 +770,7 @@ def _register_subcommands() -> None:
     app.add_typer(gov_app, name="gov")
     app.add_typer(trace_app, name="trace")
     app.add_typer(iot_app, name="iot")
+    app.add_typer(copyright_app, name="copyright")
 
 
 if __name__ != "__main__":
