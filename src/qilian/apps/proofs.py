@@ -149,7 +149,8 @@ def run_check(node: Node, api_error: type[Exception], module: str, doc: dict[str
         raise api_error(400, "malformed", str(exc)) from None
     ok, result = simulate_call(node, module, method, values, key)
     if not ok:
-        raise api_error(422, "refused", f"{module}.{method}: {result}")
+        prefix = f"{module}.{method}: "
+        raise api_error(422, "refused", str(result) if str(result).startswith(prefix) else prefix + str(result))
     return {"ok": True, "result": to_json_value(result)}
 
 

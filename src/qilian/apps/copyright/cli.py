@@ -32,6 +32,11 @@ copyright_app = typer.Typer(help="Copyright (版权): register works, transfer r
 NumberArg = Annotated[str, typer.Argument(help="Registration number (42 or QC-00000042).")]
 
 
+def _number(text: str) -> int | str:
+    """A registration number as the chain takes it: 42, or the text QC-00000042."""
+    return int(text) if text.isdigit() else text
+
+
 @copyright_app.command("register")
 def register(files: Annotated[list[Path], typer.Argument(help="The work's file(s); only their digests leave "
                                                                "this machine.")],
@@ -68,7 +73,7 @@ def transfer(number: NumberArg, to: Annotated[str, typer.Option("--to", help="Ne
              key: KeyOpt = None, password_env: PasswordEnvOpt = None, home: HomeOpt = DEFAULT_HOME,
              node: NodeOpt = DEFAULT_NODE) -> None:
     """Transfer the rights to another organisation (signed by a key of the current holder)."""
-    res = process_call(node, _client_key(home, key, password_env), "copyright", "transfer", [number, to, note])
+    res = process_call(node, _client_key(home, key, password_env), "copyright", "transfer", [_number(number), to, note])
     console.print(f"[green]transferred[/green] {escape(number)} to {escape(to)} at height {res['height']}")
 
 
@@ -86,7 +91,7 @@ def license_cmd(number: NumberArg, to: Annotated[str, typer.Option("--to", help=
     first = start if start is not None else int(get_json(node, "/status")["height"])
     grant = {"licensee": to, "kind": "exclusive" if exclusive else "non-exclusive", "territory": territory,
              "from": first, "to": until, "terms": terms}
-    res = process_call(node, _client_key(home, key, password_env), "copyright", "license", [number, grant])
+    res = process_call(node, _client_key(home, key, password_env), "copyright", "license", [_number(number), grant])
     console.print(f"[green]licensed[/green] {escape(number)} to {escape(to)} ({grant['kind']}, {escape(territory)}, "
                   f"heights {first}..{until}) at height {res['height']}")
 
@@ -102,7 +107,7 @@ def dispute(number: NumberArg, reason: Annotated[str | None, typer.Option(help="
         _fail("give --reason TEXT to raise a dispute or --clear TEXT to clear it")
     kp = load_signing_key(get_key_path(home, key, "admin"), password_env)
     method, text = ("dispute", reason) if reason is not None else ("clear", clear)
-    res = process_call(node, kp, "copyright", method, [number, text])
+    res = process_call(node, kp, "copyright", method, [_number(number), text])
     console.print(f"{escape(number)}: dispute {'raised' if method == 'dispute' else 'cleared'} at height "
                   f"{res['height']}")
 
