@@ -266,3 +266,30 @@ def check(proof: Annotated[Path, typer.Argument(help="Proof from `qilian iot pro
                   f"{cr.count}, root {cr.root.hex()[:16]}…) on chain {escape(cr.chain_id)}")
     if genesis is None:
         console.print("  (trusting the genesis inside the proof; pass --genesis to pin your own copy)")
+
+
+def bench_iot(devices: Annotated[int, typer.Option(help="Simulated devices.")] = 1000,
+              readings: Annotated[int, typer.Option(help="Readings in all.")] = 100_000,
+              batch: Annotated[int, typer.Option(help="Readings per anchored batch.")] = 10_000,
+              home: HomeOpt = DEFAULT_HOME, node: NodeOpt = DEFAULT_NODE,
+              password_env: PasswordEnvOpt = None) -> None:
+    """Anchor readings of many simulated devices through one gateway on a running chain (e.g. `qilian up`);
+    reports readings/min and the chain load (docs/apps/iot.md)."""
+    from rich.table import Table
+
+    from qilian.apps.iot.bench import run_iot_bench
+
+    if not 1 <= devices <= 2000 or readings < devices or batch < 1:
+        _fail("--devices is 1..2000 (the batch device-set limit), --readings at least --devices, --batch at least 1")
+    admin = load_signing_key(get_key_path(home, None, "admin"), password_env)
+    gateway = _client_key(home, None, password_env)
+    r = run_iot_bench(node, admin, gateway, devices, readings, batch, lambda m: console.print(f"[dim]{m}[/dim]"))
+    table = Table("metric", "value", title=f"qilian bench iot: {devices:,} devices, {readings:,} readings, batches "
+                                          f"of {batch:,}")
+    table.add_row("gateway readings/min (verify + Merkle + anchor + commit)", f"{r.gateway_readings_per_min:,.0f}")
+    table.add_row("  of which verify / tree / anchor s", f"{r.verify_s:.1f} / {r.tree_s:.1f} / {r.anchor_s:.1f}")
+    table.add_row("device signatures/s (one core, reference)", f"{r.sign_per_s:,.0f}")
+    table.add_row("anchoring transactions", f"{r.batches:,} ({r.txs_per_reading:.6f} per reading)")
+    table.add_row("transaction bytes per reading", f"{r.tx_bytes_per_reading:.2f}")
+    table.add_row("state bytes per reading (approx.)", f"{r.state_bytes_per_reading:.2f}")
+    console.print(table)
