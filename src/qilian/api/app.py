@@ -392,6 +392,13 @@ def create_app(node: Node) -> FastAPI:
 
     app.include_router(make_gov_router(node, ApiError))
     app.include_router(make_explorer_router(node, reads, index))
+    from qilian.apps.copyright.api import make_copyright_router
+    from qilian.apps.iot.api import make_iot_router
+    from qilian.apps.trace.api import make_trace_router
+
+    app.include_router(make_trace_router(node, ApiError))
+    app.include_router(make_iot_router(node, ApiError))
+    app.include_router(make_copyright_router(node, ApiError))
     return app
 
 

@@ -33,7 +33,7 @@ DRAIN_TIMEOUT_S = 30.0
 """After the last submission, how long to wait for accepted transactions to commit before counting them failed."""
 MAX_PRESIGNED = 2_000_000
 """Most transactions signed up front (bounds memory and set-up time in ``--max`` runs)."""
-WORKLOADS = ("kv", "evidence", "transfer")
+WORKLOADS = ("kv", "evidence", "transfer", "trace")
 """kv: built-in key-value puts; evidence: registrations in the evidence system contract (unique digests);
 transfer: token transfers in a contract the benchmark deploys first (qilian.bench.contracts_bench.TOKEN_SOURCE)."""
 BENCH_TOKEN_NAME = "bench-token"
@@ -129,6 +129,10 @@ def build_call(workload: str, i: int, tag: str, token: str = "") -> tuple[str, s
         return "evidence", "register", [digest, f"document {i}", "bench", ""]
     if workload == "transfer":
         return token, "transfer", [f"account-{i % 1000}", 1]
+    if workload == "trace":  # one EPCIS commissioning event per transaction (qilian.apps.trace)
+        return "trace", "commission", [{"type": "ObjectEvent", "action": "ADD", "bizStep": "commissioning",
+                                        "eventTime": "2025-05-01T08:00:00+08:00", "epcList": [f"urn:bench:{tag}:{i}"],
+                                        "ilmd": {"lotNumber": f"urn:bench:lot:{tag}:{i // 1000}"}}]
     raise ValueError(f"unknown workload {workload!r}; choose one of {', '.join(WORKLOADS)}")
 
 

@@ -637,7 +637,7 @@ def bench_micro(
 def bench_network(
     validators: Annotated[int, typer.Option(help="Validators of the network started for the run.")] = 4,
     suite: Annotated[str, typer.Option(help="Crypto suite: ed25519 or sm2.")] = "ed25519",
-    workload: Annotated[str, typer.Option(help="Transactions to send: evidence, transfer or kv.")] = "evidence",
+    workload: Annotated[str, typer.Option(help="Transactions to send: evidence, transfer, kv or trace.")] = "evidence",
     rate: Annotated[int | None, typer.Option(help="Submissions per second (default: --max).")] = None,
     max_rate: Annotated[bool, typer.Option("--max", help="Submit as fast as the network admits.")] = False,
     duration: Annotated[float, typer.Option(help="Seconds of submission.")] = 30.0,
@@ -754,6 +754,9 @@ def bench_state(
 
 def _register_subcommands() -> None:
     """Command groups that live in their own modules (imported last: they use this module's helpers)."""
+    from qilian.apps.copyright.cli import copyright_app
+    from qilian.apps.iot.cli import bench_iot, iot_app
+    from qilian.apps.trace.cli import trace_app
     from qilian.cli import ops_cmd
     from qilian.cli.bootstrap_cmd import genesis_app, org_app
     from qilian.cli.contract_cmd import contract_app, evidence_app
@@ -766,6 +769,10 @@ def _register_subcommands() -> None:
     app.add_typer(org_app, name="org")
     app.add_typer(genesis_app, name="genesis")
     app.add_typer(gov_app, name="gov")
+    app.add_typer(trace_app, name="trace")
+    app.add_typer(iot_app, name="iot")
+    app.add_typer(copyright_app, name="copyright")
+    bench_app.command("iot")(bench_iot)
 
 
 if __name__ != "__main__":

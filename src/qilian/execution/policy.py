@@ -73,6 +73,22 @@ DEFAULT_POLICIES: Final[Mapping[str, Policy]] = {
     "contract.unfreeze": Policy("MAJORITY", (), GOVERNING_ROLES),
     "gov.propose": Policy("ANY", (), GOVERNING_ROLES),
     "gov.set_policy": Policy("MAJORITY", (), GOVERNING_ROLES),
+    # Scenario apps (docs/apps/): the modules enforce custody and holder rules; these say who may try.
+    "trace.commission": Policy("ANY", (), SENDING_ROLE_LIST),
+    "trace.observe": Policy("ANY", (), SENDING_ROLE_LIST),
+    "trace.ship": Policy("ANY", (), SENDING_ROLE_LIST),
+    "trace.receive": Policy("ANY", (), SENDING_ROLE_LIST),
+    "trace.decommission": Policy("ANY", (), SENDING_ROLE_LIST),
+    "trace.aggregate": Policy("ANY", (), SENDING_ROLE_LIST),
+    "trace.transform": Policy("ANY", (), SENDING_ROLE_LIST),
+    "trace.transact": Policy("ANY", (), SENDING_ROLE_LIST),
+    "trace.recall": Policy("SELF", (), GOVERNING_ROLES),
+    "iot.device": Policy("ANY", (), GOVERNING_ROLES),
+    "iot.anchor": Policy("ANY", (), SENDING_ROLE_LIST),
+    "copyright.register": Policy("ANY", (), SENDING_ROLE_LIST),
+    "copyright.transfer": Policy("ANY", (), SENDING_ROLE_LIST),
+    "copyright.license": Policy("ANY", (), SENDING_ROLE_LIST),
+    "copyright.dispute": Policy("ANY", (), GOVERNING_ROLES),
 }
 """The policies every chain starts with (seeded into state at genesis). A new contract harms nobody, so any
 organisation's admin deploys; a contract is upgraded by its own organisation's admin; system contracts, freezes
