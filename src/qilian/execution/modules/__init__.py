@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from typing import Final
 
+from qilian.apps.payments.module import AssetModule, SettleModule
 from qilian.execution.contracts import is_contract_target
 from qilian.execution.modules.base import Module
 from qilian.execution.modules.contract import ContractCallModule, ContractsModule
 from qilian.execution.modules.gov import GovModule
 from qilian.execution.modules.kv import KvModule
 
-MODULES: Final[tuple[Module, ...]] = (KvModule(), ContractsModule(), GovModule())
+MODULES: Final[tuple[Module, ...]] = (KvModule(), ContractsModule(), GovModule(),
+                                      AssetModule(), SettleModule())
 """Built-in modules, in hook order."""
 CONTRACT_CALLS: Final = ContractCallModule()
 """Runs calls whose target is a contract."""
