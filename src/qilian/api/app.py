@@ -400,6 +400,9 @@ def create_app(node: Node) -> FastAPI:
     from qilian.api.gov import make_gov_router
 
     app.include_router(make_gov_router(node, ApiError))
+    from qilian.apps.payments.api import make_payments_router
+
+    app.include_router(make_payments_router(node, ApiError))
     return app
 
 

@@ -765,6 +765,10 @@ def _register_subcommands() -> None:
     app.add_typer(org_app, name="org")
     app.add_typer(genesis_app, name="genesis")
     app.add_typer(gov_app, name="gov")
+    from qilian.apps.payments.cli import asset_app, settle_app
+
+    app.add_typer(asset_app, name="asset")
+    app.add_typer(settle_app, name="settle")
 
 
 if __name__ != "__main__":

@@ -727,12 +727,13 @@ class SettleModule(_ArityModule):
         env.process_require("settle.net", (call.member.to_approver(),))
         cycle = get_cycle(env.state.get)
         obligations = get_obligations(env.state.get, cycle)
+        instructions = compute_instructions(obligations)
         result = {"cycle": cycle, "closed": env.height, "closed_by": call.member.organisation,
-                  "obligations": obligations, "instructions": compute_instructions(obligations)}
+                  "obligations": obligations, "instructions": instructions}
         env.state.put(SETTLE_NAMESPACE, compute_netting_key(cycle), encode_trusted(result))
         env.state.put(SETTLE_NAMESPACE, b"cycle", encode_trusted(cycle + 1))
         return Outcome(result, (Event(SETTLE_MODULE, "Netted", {
-            "cycle": cycle, "instructions": len(result["instructions"])}),))
+            "cycle": cycle, "instructions": len(instructions)}),))
 
 
 __all__ = [
