@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from qilian.apps.identity.module import DidModule
 from qilian.apps.payments.module import AssetModule, SettleModule
 from qilian.execution.contracts import is_contract_target
 from qilian.execution.modules.base import Module
@@ -18,7 +19,7 @@ from qilian.execution.modules.gov import GovModule
 from qilian.execution.modules.kv import KvModule
 
 MODULES: Final[tuple[Module, ...]] = (KvModule(), ContractsModule(), GovModule(),
-                                      AssetModule(), SettleModule())
+                                      AssetModule(), SettleModule(), DidModule())
 """Built-in modules, in hook order."""
 CONTRACT_CALLS: Final = ContractCallModule()
 """Runs calls whose target is a contract."""
