@@ -403,6 +403,9 @@ def create_app(node: Node) -> FastAPI:
     from qilian.apps.payments.api import make_payments_router
 
     app.include_router(make_payments_router(node, ApiError))
+    from qilian.apps.identity.api import make_identity_router
+
+    app.include_router(make_identity_router(node, ApiError))
     return app
 
 

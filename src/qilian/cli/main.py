@@ -769,6 +769,10 @@ def _register_subcommands() -> None:
 
     app.add_typer(asset_app, name="asset")
     app.add_typer(settle_app, name="settle")
+    from qilian.apps.identity.cli import did_app, vc_app
+
+    app.add_typer(did_app, name="did")
+    app.add_typer(vc_app, name="vc")
 
 
 if __name__ != "__main__":
