@@ -406,6 +406,9 @@ def create_app(node: Node) -> FastAPI:
     from qilian.apps.identity.api import make_identity_router
 
     app.include_router(make_identity_router(node, ApiError))
+    from qilian.apps.registry.api import make_registry_router
+
+    app.include_router(make_registry_router(node, ApiError))
     return app
 
 

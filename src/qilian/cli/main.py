@@ -773,6 +773,9 @@ def _register_subcommands() -> None:
 
     app.add_typer(did_app, name="did")
     app.add_typer(vc_app, name="vc")
+    from qilian.apps.registry.cli import registry_app
+
+    app.add_typer(registry_app, name="registry")
 
 
 if __name__ != "__main__":

@@ -81,7 +81,7 @@ def asset_balance(symbol: str, account: Annotated[str, typer.Argument(help="Acco
 
 
 @asset_app.command("show")
-def asset_show(symbol: str, node: NodeOpt = DEFAULT_NODE) -> None:
+def asset_show(symbol: str, node: NodeOpt = DEFAULT_NODE, home: HomeOpt = DEFAULT_HOME) -> None:
     """An asset: issuer, decimals, supply."""
     print_doc(get_json(node, f"/apps/assets/{symbol}"))
 

@@ -12,6 +12,7 @@ from typing import Final
 
 from qilian.apps.identity.module import DidModule
 from qilian.apps.payments.module import AssetModule, SettleModule
+from qilian.apps.registry.module import RegistryModule
 from qilian.execution.contracts import is_contract_target
 from qilian.execution.modules.base import Module
 from qilian.execution.modules.contract import ContractCallModule, ContractsModule
@@ -19,7 +20,8 @@ from qilian.execution.modules.gov import GovModule
 from qilian.execution.modules.kv import KvModule
 
 MODULES: Final[tuple[Module, ...]] = (KvModule(), ContractsModule(), GovModule(),
-                                      AssetModule(), SettleModule(), DidModule())
+                                      AssetModule(), SettleModule(), DidModule(),
+                                      RegistryModule())
 """Built-in modules, in hook order."""
 CONTRACT_CALLS: Final = ContractCallModule()
 """Runs calls whose target is a contract."""
