@@ -16,7 +16,7 @@ from qilian.execution.messages import MAX_RECEIPT_ERROR, compute_ascii_escaped, 
 from qilian.types.core import STATUS_FAILED, STATUS_OK, Receipt
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_contracts_runtime import ADMIN, CLIENT, SUITE, DictState, _run_block  # noqa: E402
+from test_contracts_runtime import ADMIN, CLIENT, SUITE, DictState, _run_block
 
 
 @given(st.text(max_size=3000))
