@@ -67,6 +67,26 @@ def test_payments_walkthrough(chain: OrgChain, tmp_path: Path) -> None:
     broken.write_text(json.dumps(doc))
     assert "no payment leg" in c.refused("settle", "swap", str(broken), "--key", c.key("bank-a-client"))
 
+    # conflicting swaps submitted at once: the maker's 49_000 HKD cover one 30_000 offer, not two
+    from qilian.apps.payments.module import compute_signed_offer
+    from qilian.sdk.client import Client, build_tx
+    from qilian.sdk.keys import load_key
+
+    maker, takers = load_key(Path(c.key("bank-b-client"))), [load_key(Path(c.key(k))) for k in
+                                                            ("bank-a-client", "bank-a-admin")]
+    c.cli("asset", "transfer", "CNY", c.addr("bank-a-admin"), "1000", "--key", c.key("bank-a-client"))
+    with Client(c.node.url) as api:
+        h = api.get_status()["height"]
+        txs = [build_tx(t, "apps-chain", "settle", "swap", compute_signed_offer(
+            suite, maker.private_key, maker.public_key, "apps-chain", ["HKD", 30_000, "CNY", 100, "", h + 50, i]),
+            h + 50) for i, t in enumerate(takers)]
+        hashes = [api.submit(tx)["hash"] for tx in txs]
+        receipts = [api.submit(tx, wait="commit")["receipt"] for tx in txs]
+    assert len(set(hashes)) == 2
+    assert sorted(r["status"] for r in receipts) == ["failed", "ok"]
+    assert "insufficient balance: the maker holds 19000 HKD, needs 30000" in [r["error"] for r in receipts
+                                                                             if r["status"] == "failed"][0]
+
     # escrow released by the payer on receipt of the goods
     p = c.cli("settle", "escrow", "CNY", "5000", b, "--timeout", "50", "--condition", "bill of lading 0xabc",
               "--key", c.key("bank-a-client"))
@@ -95,10 +115,11 @@ def test_payments_walkthrough(chain: OrgChain, tmp_path: Path) -> None:
         c.cli("tx", "send", "kv", "put", "tick", "tock", "--key", c.key("fxdesk-client"))
     p = c.cli("asset", "balance", "HKD", a)
     doc = json.loads(p.stdout)
-    assert doc["balance"] == 1000
+    assert doc["balance"] in (1000, 31000)  # whichever taker won the race
+    assert doc["balance"] == c.get(f"/apps/assets/HKD/balances/{a}")["proven_balance"]
     accounts = [a, b, ta, tb, ESCROW_ACCOUNT, *(c.addr(f"{o}-{r}") for o in ("bank-a", "bank-b", "fxdesk")
                                                     for r in ("admin",))]
-    for sym, supply in (("CNY", 1_100_000), ("HKD", 1_050_000)):
+    for sym, supply in (("CNY", 1_100_000), ("HKD", 1_050_000)):  # issued; nothing burned
         assert c.get(f"/apps/assets/{sym}")["supply"] == supply
         total = 0
         for acct in accounts:
