@@ -84,8 +84,8 @@ def test_payments_walkthrough(chain: OrgChain, tmp_path: Path) -> None:
         receipts = [api.submit(tx, wait="commit")["receipt"] for tx in txs]
     assert len(set(hashes)) == 2
     assert sorted(r["status"] for r in receipts) == ["failed", "ok"]
-    assert "insufficient balance: the maker holds 19000 HKD, needs 30000" in [r["error"] for r in receipts
-                                                                             if r["status"] == "failed"][0]
+    failed = next(r for r in receipts if r["status"] == "failed")
+    assert "insufficient balance: the maker holds 19000 HKD, needs 30000" in failed["error"]
 
     # escrow released by the payer on receipt of the goods
     p = c.cli("settle", "escrow", "CNY", "5000", b, "--timeout", "50", "--condition", "bill of lading 0xabc",
