@@ -399,6 +399,15 @@ def create_app(node: Node) -> FastAPI:
     app.include_router(make_trace_router(node, ApiError))
     app.include_router(make_iot_router(node, ApiError))
     app.include_router(make_copyright_router(node, ApiError))
+    from qilian.apps.payments.api import make_payments_router
+
+    app.include_router(make_payments_router(node, ApiError))
+    from qilian.apps.identity.api import make_identity_router
+
+    app.include_router(make_identity_router(node, ApiError))
+    from qilian.apps.registry.api import make_registry_router
+
+    app.include_router(make_registry_router(node, ApiError))
     return app
 
 

@@ -773,6 +773,17 @@ def _register_subcommands() -> None:
     app.add_typer(iot_app, name="iot")
     app.add_typer(copyright_app, name="copyright")
     bench_app.command("iot")(bench_iot)
+    from qilian.apps.payments.cli import asset_app, settle_app
+
+    app.add_typer(asset_app, name="asset")
+    app.add_typer(settle_app, name="settle")
+    from qilian.apps.identity.cli import did_app, vc_app
+
+    app.add_typer(did_app, name="did")
+    app.add_typer(vc_app, name="vc")
+    from qilian.apps.registry.cli import registry_app
+
+    app.add_typer(registry_app, name="registry")
 
 
 if __name__ != "__main__":

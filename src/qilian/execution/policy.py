@@ -89,6 +89,15 @@ DEFAULT_POLICIES: Final[Mapping[str, Policy]] = {
     "copyright.transfer": Policy("ANY", (), SENDING_ROLE_LIST),
     "copyright.license": Policy("ANY", (), SENDING_ROLE_LIST),
     "copyright.dispute": Policy("ANY", (), GOVERNING_ROLES),
+    # apps (issue 17): payments and settlement, identity, government registries
+    "asset.create": Policy("ANY", (), GOVERNING_ROLES),
+    "asset.issue": Policy("SELF", (), GOVERNING_ROLES),
+    "asset.transfer": Policy("ANY", (), SENDING_ROLE_LIST),
+    "fx.quote": Policy("ANY", (), GOVERNING_ROLES),
+    "settle.net": Policy("ANY", (), GOVERNING_ROLES),
+    "did.write": Policy("ANY", (), SENDING_ROLE_LIST),
+    "registry.create": Policy("ANY", (), GOVERNING_ROLES),
+    "registry.submit": Policy("ANY", (), SENDING_ROLE_LIST),
 }
 """The policies every chain starts with (seeded into state at genesis). A new contract harms nobody, so any
 organisation's admin deploys; a contract is upgraded by its own organisation's admin; system contracts, freezes
