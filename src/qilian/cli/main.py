@@ -637,7 +637,8 @@ def bench_micro(
 def bench_network(
     validators: Annotated[int, typer.Option(help="Validators of the network started for the run.")] = 4,
     suite: Annotated[str, typer.Option(help="Crypto suite: ed25519 or sm2.")] = "ed25519",
-    workload: Annotated[str, typer.Option(help="Transactions to send: evidence, transfer, kv, trace or transfer-asset.")] = "evidence",
+    workload: Annotated[str, typer.Option(help="Transactions to send: evidence, transfer, kv, trace or "
+                                               "transfer-asset.")] = "evidence",
     rate: Annotated[int | None, typer.Option(help="Submissions per second (default: --max).")] = None,
     max_rate: Annotated[bool, typer.Option("--max", help="Submit as fast as the network admits.")] = False,
     duration: Annotated[float, typer.Option(help="Seconds of submission.")] = 30.0,
