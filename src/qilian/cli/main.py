@@ -758,6 +758,7 @@ def _register_subcommands() -> None:
     from qilian.cli.bootstrap_cmd import genesis_app, org_app
     from qilian.cli.contract_cmd import contract_app, evidence_app
     from qilian.cli.gov_cmd import gov_app
+    from qilian.cli.members_cmd import member_app, validator_app
 
     app.command("status")(ops_cmd.status)
     app.command("events")(ops_cmd.events)
@@ -766,6 +767,8 @@ def _register_subcommands() -> None:
     app.add_typer(org_app, name="org")
     app.add_typer(genesis_app, name="genesis")
     app.add_typer(gov_app, name="gov")
+    app.add_typer(validator_app, name="validator")
+    app.add_typer(member_app, name="member")
 
 
 if __name__ != "__main__":
