@@ -67,7 +67,6 @@ def test_g2_g5_validator_set_changes_under_load(tmp_path: Path) -> None:
     text = genesis_to_json(genesis)
     for path in [net.root / "genesis.json", *(n.home / "genesis.json" for n in net.nodes)]:
         path.write_text(text)
-    root = str(net.root)
     admin1, admin2 = str(net.root / "keys" / "org1-admin.pem"), str(net.root / "keys" / "org2-admin.pem")
     url = net.nodes[2].url
     load = Load(net, threads=2)
@@ -148,11 +147,10 @@ def test_g2_g5_validator_set_changes_under_load(tmp_path: Path) -> None:
     enc = bytearray(bytes.fromhex(bad["entries"][1]["commit"]["encoded"]))
     enc[-5] ^= 0xFF
     bad["entries"][1]["commit"] = dict(bad["entries"][1]["commit"], encoded=enc.hex())
-    with pytest.raises(ProofInvalid, match="validator path entry 1 .*does not verify"):
+    with pytest.raises(ProofInvalid, match=r"validator path entry 1 .*does not verify"):
         verify_validator_path(genesis, bad)
 
     for n in net.nodes:
         n.stop()
     p = _cli(net.root, "verify-ledger", "--home", str(net.nodes[3].home))
     assert "OK" in _out(p).upper()
-    del root
