@@ -762,6 +762,7 @@ def _register_subcommands() -> None:
     from qilian.cli.bootstrap_cmd import genesis_app, org_app
     from qilian.cli.contract_cmd import contract_app, evidence_app
     from qilian.cli.gov_cmd import gov_app
+    from qilian.cli.members_cmd import member_app, validator_app
 
     app.command("status")(ops_cmd.status)
     app.command("events")(ops_cmd.events)
@@ -785,6 +786,8 @@ def _register_subcommands() -> None:
     from qilian.apps.registry.cli import registry_app
 
     app.add_typer(registry_app, name="registry")
+    app.add_typer(validator_app, name="validator")
+    app.add_typer(member_app, name="member")
 
 
 if __name__ != "__main__":

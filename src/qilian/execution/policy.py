@@ -98,10 +98,19 @@ DEFAULT_POLICIES: Final[Mapping[str, Policy]] = {
     "did.write": Policy("ANY", (), SENDING_ROLE_LIST),
     "registry.create": Policy("ANY", (), GOVERNING_ROLES),
     "registry.submit": Policy("ANY", (), SENDING_ROLE_LIST),
+    "gov.set_param": Policy("MAJORITY", (), GOVERNING_ROLES),
+    "org.add": Policy("MAJORITY", (), GOVERNING_ROLES),
+    "org.remove": Policy("MAJORITY", (), GOVERNING_ROLES),
+    "org.update": Policy("MAJORITY", (), GOVERNING_ROLES),
+    "member.add": Policy("SELF", (), GOVERNING_ROLES),
+    "member.revoke": Policy("SELF", (), GOVERNING_ROLES),
+    "member.rotate": Policy("SELF", (), GOVERNING_ROLES),
+    "validator.update": Policy("MAJORITY", (), GOVERNING_ROLES),
 }
 """The policies every chain starts with (seeded into state at genesis). A new contract harms nobody, so any
-organisation's admin deploys; a contract is upgraded by its own organisation's admin; system contracts, freezes
-and the policy table itself need a majority of the organisations' admins, through governance."""
+organisation's admin deploys; a contract is upgraded by its own organisation's admin; system contracts, freezes,
+the policy table, chain parameters, the organisations and the validator set need a majority of the organisations'
+admins, through governance; an organisation adds, revokes and rotates its own keys (SELF)."""
 
 RESOURCES: Final = tuple(sorted(DEFAULT_POLICIES))
 """Every resource a policy may be set for (a typo in ``set_policy`` is refused rather than stored)."""

@@ -99,6 +99,7 @@ from qilian.types.core import (
     Commit,
     CommitSig,
     Transaction,
+    ValidatorSet,
     compute_commit_hash,
     compute_tx_hash,
     compute_vote_sign_bytes,
@@ -138,11 +139,6 @@ class _Parts:
     sender: bytes | None
 
 
-def to_consensus_validators(genesis_validators: Any) -> ConsensusValidators:
-    """The core's view of a validator set: address → power."""
-    return ConsensusValidators({v.address: v.power for v in genesis_validators.validators})
-
-
 class ConsensusDriver:
     """One node's consensus: the core plus everything with IO around it."""
 
@@ -153,11 +149,12 @@ class ConsensusDriver:
         self.suite = node.suite
         self.chain_id = node.rules.chain_id
         self.params = node.genesis.params
-        self.vset = to_consensus_validators(node.genesis.validators)
-        self.pubkeys = {v.address: v.public_key for v in node.genesis.validators.validators}
+        self.valsets = node.valsets
+        """Validator set of each height, from chain state (node/valsets.py)."""
         self.address = node.key.address
         # The core counts our own votes only once we have signed them (see _on_broadcast).
-        self.core = Core(self.address, self.vset, timeouts, id_of=self.suite.hash, count_own_votes=False,
+        self.core = Core(self.address, self._get_vset(self.get_tip_height() + 1), timeouts, id_of=self.suite.hash,
+                         count_own_votes=False,
                          max_future_rounds=ROUND_WINDOW)
         self.wal = Wal(wal_path)
         self.signer_path = signer_path
@@ -223,6 +220,12 @@ class ConsensusDriver:
 
     def get_tip_height(self) -> int:
         return self.node.get_tip().height
+
+    def _get_vset(self, height: int) -> ConsensusValidators:
+        """The core's validator set of a height the node is about to run (tip + 1: always known)."""
+        vset = self.valsets.get_consensus(height)
+        assert vset is not None, f"validator set of height {height} is unknown"
+        return vset
 
     def _get_base_height(self) -> int:
         """The highest height decided and committed or executing: the next one to decide is one above."""
@@ -316,7 +319,7 @@ class ConsensusDriver:
         self.wal.reset(height)
         self._clear_height()
         self.started = True
-        self._execute(self.core.start_height(height, self.vset), replay=False)
+        self._execute(self.core.start_height(height, self._get_vset(height)), replay=False)
         waiting = self.future.pop(height, [])
         self.future = {h: v for h, v in self.future.items() if h > height}
         self.future_count = sum(len(v) for v in self.future.values())
@@ -366,7 +369,7 @@ class ConsensusDriver:
             if rec[0] == "s" or (rec[0] == "v" and item.validator == self.address):
                 self._signed[self._own_key(item)] = item
         self.started = True
-        outs = self.core.start_height(tip + 1, self.vset)
+        outs = self.core.start_height(tip + 1, self._get_vset(tip + 1))
         pending_request: RequestValue | None = None
         pending_validate: dict[bytes, ValidateValue] = {}
 
@@ -691,12 +694,19 @@ class ConsensusDriver:
                       if k[0] == PRECOMMIT and k[1] == height and k[2] == round_ and k[3] == block_id)
         commit = Commit(height, round_, block_id, tuple(CommitSig(v, s) for v, s in sigs))
         try:
-            check_commit(self.suite, self.chain_id, self.node.genesis.validators, commit, block_id, height)
+            check_commit(self.suite, self.chain_id, self._get_validators(height), commit, block_id, height)
         except BlockInvalid as exc:
             log.warning("decided height %d but its commit does not pass yet (%s); waiting for precommits or sync",
                         height, exc)
             return None
         return commit
+
+    def _get_validators(self, height: int) -> ValidatorSet:
+        """The validator set that signs block ``height`` (tip + 1 here: always known)."""
+        vset = self.valsets.get(height)
+        if vset is None:
+            raise BlockInvalid(f"the validator set of height {height} is not known yet")
+        return vset
 
     def _retry_decision(self) -> None:
         if self.pending_decision is None:
@@ -866,9 +876,11 @@ class ConsensusDriver:
         key = (sv.kind, sv.height, sv.round, sv.block_id, sv.validator)
         if key in self.sigs or not self._is_relevant(sv.height):
             return
-        pub = self.pubkeys.get(sv.validator)
+        if not self.valsets.is_known(sv.height):
+            return  # beyond tip + 2: cannot be checked yet; anti-entropy re-sends it when it matters
+        pub = self.valsets.get_public_key(sv.height, sv.validator)
         if pub is None:
-            raise PeerViolation(f"vote by {sv.validator.hex()}, not a validator")
+            raise PeerViolation(f"vote by {sv.validator.hex()}, not a validator of height {sv.height}")
         far = sv.round > self._get_round_limit(sv.height)
         if not far and (self._slot_values.get((sv.height, sv.round, sv.kind, sv.validator), 0) >= MAX_VALUES_PER_SLOT
                         or not self._has_room(sv.height)):
@@ -907,9 +919,10 @@ class ConsensusDriver:
         p = self._to_proposal(msg)
         if p.value_id in self.parts and self.parts[p.value_id].msg.round == msg.round:
             return
-        if msg.proposer != self.vset.get_proposer(h.height, msg.round):
-            return  # not this round's proposer: the core would ignore it; never stored
-        pub = self.pubkeys.get(msg.proposer)
+        vset = self.valsets.get_consensus(h.height)
+        if vset is None or msg.proposer != vset.get_proposer(h.height, msg.round):
+            return  # set not known yet, or not this round's proposer: the core would ignore it; never stored
+        pub = self.valsets.get_public_key(h.height, msg.proposer)
         if pub is None:
             raise PeerViolation(f"proposal by {msg.proposer.hex()}, not a validator")
         far = msg.round > self._get_round_limit(h.height)
@@ -1057,8 +1070,8 @@ class ConsensusDriver:
                 hashes = [compute_tx_hash(self.suite, tx.body) for tx in block.txs]
                 try:
                     block_id = self.suite.hash(block.header.encode())
-                    check_commit(self.suite, self.chain_id, self.node.genesis.validators, commit, block_id,
-                                 block.header.height)
+                    check_commit(self.suite, self.chain_id, self._get_validators(block.header.height), commit,
+                                 block_id, block.header.height)
                 except BlockInvalid as exc:
                     raise PeerViolation(f"synced block {block.header.height} has no valid commit: {exc}") from None
                 if block.header.prev_block_id != tip.block_id:
