@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -14,10 +13,9 @@ import httpx
 from qilian.execution.contracts import compute_contract_address
 from qilian.sdk.client import Client, build_tx
 from qilian.sdk.keys import load_key
-from qilian.types.codec import encode
 from qilian.types.core import compute_tx_hash
 
-from .netutil import audit, make_net
+from .netutil import audit, make_net, post_batches, wait_committed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "contracts"))
 from hostile_cases import CASES
@@ -44,19 +42,9 @@ def test_hostile_library_on_a_four_validator_network(tmp_path: Path) -> None:
                              nonce=50_000 + i) for i, case in enumerate(refused)]
         with httpx.Client(timeout=60) as http:
             for batch, node in ((deploys + rejected, net.nodes[1]), (calls, net.nodes[2])):
-                for i in range(0, len(batch), 200):
-                    r = http.post(node.url + "/txs/batch", content=encode([t.encode() for t in batch[i:i + 200]]),
-                                  headers={"content-type": "application/octet-stream"})
-                    assert r.status_code == 200 and not r.json()["rejected"], r.text[:500]
-                hashes = {compute_tx_hash(admin.suite, t.body).hex() for t in batch}
-                deadline = time.monotonic() + 120
-                while hashes and time.monotonic() < deadline:
-                    for h in list(hashes)[:100]:
-                        if http.get(f"{net.nodes[0].url}/txs/{h}").status_code == 200:
-                            hashes.discard(h)
-                    if hashes:
-                        time.sleep(0.3)
-                assert not hashes, f"{len(hashes)} transactions not committed in 120 s"
+                post_batches(http, node.url, batch)
+                wait_committed(http, net.nodes[0].url,
+                               {compute_tx_hash(admin.suite, t.body).hex() for t in batch}, 120)
         assert all(n.is_alive() for n in net.nodes), "a validator died of a contract"
         # The chain still commits ordinary work, and every node agrees on all of it.
         after = c.call(net.client_key, "kv", "put", ["after", "hostile"])
