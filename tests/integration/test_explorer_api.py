@@ -110,10 +110,15 @@ def test_index_routes_metrics_and_resume(tmp_path: Path) -> None:
         assert "block" in kinds(block_id)
         assert "account" in kinds(me)
         assert "contract" in kinds(addr) and "contract" in kinds("count")
-        blocks = http.get("/blocks", params={"limit": 3}).json()
-        assert [b["height"] for b in blocks["items"]] == [tip, tip - 1, tip - 2]
+        # The newest blocks, newest first (the chain may commit a block meanwhile: compare with a stable tip).
+        for _ in range(50):
+            top = http.get("/status").json()["height"]
+            blocks = http.get("/blocks", params={"limit": 3}).json()
+            if http.get("/status").json()["height"] == top:
+                break
+        assert [b["height"] for b in blocks["items"]] == [top, top - 1, top - 2]
         vals = http.get("/validators").json()["validators"]
-        assert vals and vals[0]["last_signed"] == tip
+        assert vals and vals[0]["last_signed"] >= tip
 
         # Bad input gets a named 4xx.
         for path, code in (("/accounts/a-b/txs", "bad_address"), ("/accounts/" + me + "/txs?cursor=x", "bad_cursor"),
