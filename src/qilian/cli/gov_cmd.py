@@ -385,8 +385,8 @@ def gov_verify_history(
     try:
         g = genesis_from_json(gpath.read_text())
         text = file.read_text()
-    except (OSError, CodecError) as exc:
-        _fail(f"cannot read {gpath if genesis is None else genesis} or {file}: {exc}")
+    except (OSError, ValueError, CodecError) as exc:  # ValueError: not UTF-8
+        _fail(f"cannot read {gpath} or {file}: {exc}")
         raise AssertionError("unreachable") from None
     try:
         verified = verify_history_text(g, text)
