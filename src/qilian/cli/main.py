@@ -788,6 +788,10 @@ def _register_subcommands() -> None:
     app.add_typer(registry_app, name="registry")
     app.add_typer(validator_app, name="validator")
     app.add_typer(member_app, name="member")
+    from qilian.cli import regulator_cmd
+
+    for name in ("freeze", "unfreeze", "abolish", "appeal"):
+        app.command(name)(getattr(regulator_cmd, name))
 
 
 if __name__ != "__main__":
