@@ -529,7 +529,7 @@ async function pageDid(did) {
 
 async function pageAsset(symbol) {
   const a = await api(`/apps/assets/${encodeURIComponent(symbol)}`);
-  const evs = await api(`/events?source=asset&limit=200`).then((d) => d.items.filter((e) => e.data.symbol === symbol)).catch(() => []);
+  const evs = await api(`/events?source=asset&limit=100`).then((d) => d.items.filter((e) => e.data.symbol === symbol)).catch(() => []);
   const holders = [...new Set(evs.flatMap((e) => [e.data.to, e.data.from]).filter((x) => /^[0-9a-f]{40}$/.test(x || '')))];
   const balances = await Promise.all(holders.map((acct) => api(`/apps/assets/${encodeURIComponent(symbol)}/balances/${acct}`).then((b) => b.balance).catch(() => null)));
   const balKey = (acct) => concat(utf8.encode('b'), utf8.encode(symbol), new Uint8Array([0]), V.hexToBytes(acct));
