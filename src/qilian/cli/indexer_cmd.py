@@ -75,3 +75,52 @@ def indexer(
         index.close()
         store.close()
     console.print(f"indexed {total} heights in {time.monotonic() - t0:.1f}s; last indexed height {last}")
+
+
+def bench_explorer(
+    txs: Annotated[int, typer.Option(help="Transactions in the index (built once; an index holding them is "
+                                          "attached).", min=1, max=10_000_000)] = 200_000,
+    backend: Annotated[str, typer.Option(help="sqlite or postgres.")] = "sqlite",
+    postgres: Annotated[str | None, typer.Option(
+        "--postgres", help="PostgreSQL URL (default with --backend postgres: a throwaway local server).")] = None,
+    index: Annotated[str | None, typer.Option(
+        "--index", help="SQLite index file to build or attach (default: a temporary file).")] = None,
+    requests: Annotated[int, typer.Option(help="Requests per route.", min=10, max=1_000_000)] = 2_000,
+    concurrency: Annotated[int, typer.Option(help="Client threads (requests in flight).", min=1, max=64)] = 4,
+    txs_per_block: Annotated[int, typer.Option(help="Transactions per synthetic block.", min=1,
+                                               max=100_000)] = 500,
+) -> None:
+    """Explorer API latency (p50/p95/p99 per route) over an index of many transactions (docs/benchmarks.md)."""
+    import contextlib
+    import tempfile
+    from pathlib import Path
+
+    from rich.table import Table
+
+    from qilian.bench.explorer_bench import ExplorerBenchConfig, run_explorer_bench
+    from qilian.indexer.service import open_index
+
+    if backend not in ("sqlite", "postgres"):
+        _fail("--backend is sqlite or postgres")
+    cfg = ExplorerBenchConfig(txs=txs, txs_per_block=txs_per_block, requests=requests, concurrency=concurrency)
+    with contextlib.ExitStack() as stack:
+        if backend == "postgres" and not postgres:
+            from qilian.bench.pg_server import create_database, run_pg_server
+
+            server = stack.enter_context(run_pg_server())
+            postgres = create_database(server, "bench")
+            err.print(f"[dim]throwaway PostgreSQL at {postgres}[/dim]")
+        if backend == "sqlite" and not index:
+            index = str(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="qilian-bench-"))) / "ix.sqlite")
+        ix = open_index(Path("."), backend, postgres or "" if backend == "postgres" else index or "")
+        stack.callback(ix.close)
+        build, rows = run_explorer_bench(ix, cfg, lambda m: err.print(f"[dim]{m}[/dim]"))
+    what = "attached" if build.attached and not build.seconds else f"built in {build.seconds:.1f}s " \
+           f"({build.rate:,.0f} tx/s)"
+    table = Table("route", "requests", "errors", "p50 ms", "p95 ms", "p99 ms", "req/s",
+                  title=f"qilian bench explorer: {backend}, {build.txs:,} txs in {build.heights:,} blocks "
+                        f"({what}), {concurrency} in flight")
+    for r in rows:
+        table.add_row(r.route, f"{r.requests:,}", str(r.errors), f"{r.p50_ms:.2f}", f"{r.p95_ms:.2f}",
+                      f"{r.p99_ms:.2f}", f"{r.rps:,.0f}")
+    console.print(table)

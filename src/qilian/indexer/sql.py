@@ -317,10 +317,14 @@ class SqlIndex(ABC):
         limit = _page(limit)
         pos = decode_cursor(cursor)
         h, i = (pos[0], pos[1]) if pos else (TOP_HEIGHT, TOP_IDX)
-        sql = ("SELECT * FROM txs WHERE sender=? AND (height < ? OR (height = ? AND idx < ?)) "
-               "UNION SELECT * FROM txs WHERE target=? AND (height < ? OR (height = ? AND idx < ?)) "
+        # Each side is cut to one page before the union: a hot account's union never sorts all its rows.
+        sql = ("SELECT * FROM (SELECT * FROM txs WHERE sender=? AND (height < ? OR (height = ? AND idx < ?)) "
+               "ORDER BY height DESC, idx DESC LIMIT ?) AS s "
+               "UNION SELECT * FROM (SELECT * FROM txs WHERE target=? AND (height < ? OR (height = ? AND idx < ?)) "
+               "ORDER BY height DESC, idx DESC LIMIT ?) AS t "
                "ORDER BY height DESC, idx DESC LIMIT ?")
-        rows = [TxRow(*r) for r in self._rows(sql, (address, h, h, i, address, h, h, i, limit + 1))]
+        n = limit + 1
+        rows = [TxRow(*r) for r in self._rows(sql, (address, h, h, i, n, address, h, h, i, n, n))]
         nxt = encode_cursor(rows[limit - 1].height, rows[limit - 1].idx) if len(rows) > limit else None
         return rows[:limit], nxt
 
