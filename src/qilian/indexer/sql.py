@@ -70,6 +70,7 @@ CREATE TABLE IF NOT EXISTS events (
   height {I} NOT NULL, tx_idx {I} NOT NULL, ev_idx {I} NOT NULL, tx_hash {T} NOT NULL,
   source {T} NOT NULL, name {T} NOT NULL, data {T} NOT NULL, PRIMARY KEY (height, tx_idx, ev_idx));
 CREATE INDEX IF NOT EXISTS events_by_source ON events (source, name, height, tx_idx, ev_idx);
+CREATE INDEX IF NOT EXISTS events_by_source_height ON events (source, height, tx_idx, ev_idx);
 CREATE INDEX IF NOT EXISTS events_by_name ON events (name, height, tx_idx, ev_idx);
 CREATE TABLE IF NOT EXISTS contract_versions (
   address {T} NOT NULL, version {I} NOT NULL, name {T} NOT NULL, deployer {T} NOT NULL,
