@@ -762,10 +762,13 @@ def _register_subcommands() -> None:
     from qilian.cli.bootstrap_cmd import genesis_app, org_app
     from qilian.cli.contract_cmd import contract_app, evidence_app
     from qilian.cli.gov_cmd import gov_app
+    from qilian.cli.indexer_cmd import bench_explorer, indexer
     from qilian.cli.members_cmd import member_app, validator_app
 
     app.command("status")(ops_cmd.status)
     app.command("events")(ops_cmd.events)
+    app.command("indexer")(indexer)
+    bench_app.command("explorer")(bench_explorer)
     app.add_typer(contract_app, name="contract")
     app.add_typer(evidence_app, name="evidence")
     app.add_typer(org_app, name="org")
