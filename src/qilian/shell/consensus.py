@@ -525,14 +525,14 @@ class ConsensusReactor:
         wire = self._sign(message)
         if wire is None:
             return
+        if self.observer is not None:
+            self.observer.on_signed(wire)
         if isinstance(wire, ProposalMsg):
             self.wal.append(WalOwnProposal(wire))
         else:
             self.wal.append(WalVote(wire))
             self._note_vote(wire, own=True)
         self.wal.sync()  # (3)
-        if self.observer is not None:
-            self.observer.on_signed(wire)
         self._signed[key] = wire
         self.own.append(wire)
         if not replay and self.network is not None:

@@ -110,6 +110,11 @@ class Checker:
             self._fail("double-sign", node, f"correct validator {signer.hex()[:8]} signed {_brief(earlier)} and "
                                             f"{_brief(message)}")
 
+    def has_signed(self, message: Proposal | Vote) -> bool:
+        """Whether a correct node signed exactly this message."""
+        signer = message.proposer if isinstance(message, Proposal) else message.validator
+        return self._correct_signed.get((signer, message.height, message.round, compute_step(message))) == message
+
     def on_send_own(self, node: int, address: bytes, wire: ProposalMsg | SignedVote) -> None:
         """A correct node put a consensus message on the wire: if it is its own, it must be one it signed
         through its guard (a restart re-sends what it signed, never something new or altered)."""

@@ -30,7 +30,7 @@ from qilian.types.codec import CodecError
 from qilian.types.core import Block, Commit, Receipt, Transaction, compute_tx_hash
 
 
-class SimCrash(BaseException):  # noqa: N818 — not an error: the simulated process death
+class SimCrash(BaseException):
     """The node dies here. A BaseException so no ``except Exception`` in the shell can swallow it."""
 
 

@@ -16,6 +16,7 @@ extra signed messages of each behaviour)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import heapq
 import itertools
@@ -305,8 +306,8 @@ class World:
         self.powers = tuple(setup.between(1, 10) for _ in range(n)) if cfg.weighted else (1,) * n
         self.client_key = self.suite.private_key_from_seed(hashlib.sha256(b"qilian-sim-client").digest())
         client_pub = self.suite.get_public_key(self.client_key)
-        members = tuple(Member(f"node{i}", pubs[i], ("validator",)) for i in range(n)) + (
-            Member("client", client_pub, ("member",)),)
+        members = (*(Member(f"node{i}", pubs[i], ("validator",)) for i in range(n)),
+                   Member("client", client_pub, ("member",)))
         self.genesis = Genesis(CHAIN_ID, SUITE, GENESIS_TIME_MS, (Organisation("org1", members),),
                                ValidatorSet(tuple(Validator(addrs[i], pubs[i], self.powers[i]) for i in range(n))),
                                SIM_PARAMS)
@@ -396,7 +397,7 @@ class World:
         self._tail.append(line)
 
     def drifted(self, node: SimNode, ticks: int) -> int:
-        return max(0, ticks * (1000 + self.drift[node.idx]) // 1000)
+        return 0 if ticks <= 0 else max(1, ticks * (1000 + self.drift[node.idx]) // 1000)
 
     def send(self, src: SimNode, dst: SimNode, msg: Wire) -> bool:
         """Put a message on the link src → dst (lost, duplicated or delayed by the seed)."""
@@ -552,7 +553,11 @@ class World:
         shell = node.shell
         if shell is not None:
             core = shell.consensus.core
-            node.lock_at_crash = (core.height, core.locked_round)
+            # A lock binds only once its precommit is signed: a core may lock (L36) and die before signing, and
+            # then nothing of the lock ever left the node, nor needs to survive (its causes may be unsynced).
+            signed = core.locked_round >= 0 and self.checker.has_signed(
+                Vote(VoteType.PRECOMMIT, core.height, core.locked_round, core.locked_id, node.address))
+            node.lock_at_crash = (core.height, core.locked_round) if signed else (-1, -1)
             for rule, count in core.rule_counts.items():
                 node.rules[rule] = node.rules.get(rule, 0) + count
             node.synced += shell.blocksync.blocks_synced if shell.blocksync is not None else 0
@@ -629,6 +634,13 @@ class World:
 
     def _schedule_faults(self) -> None:
         cfg = self.cfg
+        if cfg.crash_every:
+            t = 0
+            while True:
+                t += self.rng_fault.between(100, max(cfg.crash_every, 100))
+                if t >= cfg.chaos_ticks:
+                    break
+                self._push(t, _FAULT, -1, 0, "torn" if self.rng_fault.chance(500) else "crash")
         kinds = [k for k in ("partition", "asym", "isolate", "crash", "torn") if k in cfg.faults]
         if not kinds:
             return
@@ -710,9 +722,8 @@ class World:
         if node.role == "equivocate" and isinstance(msg, ProposalMsg):
             h = msg.header
             bad = self.rng_byz.below(4) == 0  # one time in four the second block is invalid (wrong parent)
-            header = type(h)(**{**{f: getattr(h, f) for f in h.__dataclass_fields__},
-                                "time_ms": h.time_ms + 1 + self.rng_byz.below(1000),
-                                **({"prev_block_id": bytes(32)} if bad else {})})
+            header = dataclasses.replace(h, time_ms=h.time_ms + 1 + self.rng_byz.below(1000),
+                                         prev_block_id=bytes(32) if bad else h.prev_block_id)
             bid = self.suite.hash(header.encode())
             sig = self.suite.sign(node.private_key, compute_proposal_sign_bytes(CHAIN_ID, h.height, msg.round, bid,
                                                                                 msg.valid_round))
