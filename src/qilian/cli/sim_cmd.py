@@ -84,6 +84,7 @@ def sim(
                   TextColumn("{task.fields[bad]} failing"), console=err, transient=True) as progress:
         task = progress.add_task("sweep", total=None if crash_sweep else sweep, bad=0)
         failing = 0
+        crashes = 0
 
         def on_result(r: object) -> None:
             nonlocal reported, failing, crashes
@@ -100,8 +101,6 @@ def sim(
                 if reported < show_failures:
                     reported += 1
                     _print_failure(r, show_trace=True, violations=True, out=progress.console)
-
-        crashes = 0
 
         def should_stop() -> bool:
             return (deadline is not None and time.monotonic() > deadline) or (0 < crash_sweep <= crashes)

@@ -17,6 +17,7 @@ extra signed messages of each behaviour)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import heapq
 import itertools
@@ -259,7 +260,7 @@ class ByzantineNetwork(SimNetwork):
         node = self.node
         own = (isinstance(msg, ProposalMsg) and msg.proposer == node.address) or (
             isinstance(msg, SignedVote) and msg.validator == node.address)
-        if not own or node.role in ("dup-key",):
+        if not isinstance(msg, ProposalMsg | SignedVote) or not own:
             super().broadcast(msg, exclude)
             return
         self.world.byzantine_send(node, msg)
@@ -543,9 +544,8 @@ class World:
             self.checker.on_restart(node.idx, shell.consensus.core, node.lock_at_crash)
         for other in self.nodes:
             if other.idx != node.idx and other.up and other.shell is not None and other.address != node.address:
-                self._call(node, lambda o=other: shell.on_peer_up(o.address))
-                osh = other.shell
-                self._call(other, lambda n=node, s=osh: s.on_peer_up(n.address))
+                self._call(node, functools.partial(shell.on_peer_up, other.address))
+                self._call(other, functools.partial(other.shell.on_peer_up, node.address))
 
     def _crash(self, node: SimNode, why: str) -> None:
         if not node.up:
