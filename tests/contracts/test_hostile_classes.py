@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +23,7 @@ from qilian.contracts import (
     sandbox_run,
 )
 from qilian.contracts.runtime import Context, ErrorCode
+from tests.interpreters import get_python
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "unit"))
@@ -149,13 +149,7 @@ def test_outcomes_identical_under_hash_seeds() -> None:
 
 @pytest.mark.parametrize("version", ["3.12", "3.13"])
 def test_outcomes_identical_under_other_cpythons(version: str) -> None:
-    pyenv = Path.home() / ".pyenv" / "versions"
-    found = sorted(pyenv.glob(f"{version}.*")) if pyenv.is_dir() else []
-    python = str(found[-1] / "bin" / "python") if found else shutil.which(f"python{version}")
-    if not python:
-        pytest.skip(f"CPython {version} is not installed")
-    probe = subprocess.run([python, "-c", "import ormsgpack"], capture_output=True, timeout=60,
-                           env=dict(os.environ, PYTHONPATH=os.environ.get("PYTHONPATH", "")))
-    if probe.returncode != 0:
-        pytest.skip(f"CPython {version} has no ormsgpack (the codec's dependency) installed")
+    python = get_python(version)
+    if python is None:
+        pytest.skip(f"no CPython {version} venv with the project installed (.ci/run makes .venv-py{version[2:]})")
     assert _outcomes(python, "0") == _outcomes(sys.executable, "0")

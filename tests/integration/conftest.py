@@ -33,6 +33,8 @@ class NodeProc:
     home: Path
     port: int
     proc: subprocess.Popen[bytes] | None = None
+    python: str | None = None
+    """The interpreter to run the node with (default: this test's)."""
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -46,7 +48,7 @@ class NodeProc:
         log = open(self.log_path, "ab")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "qilian.cli.main", "node", "start", "--home", str(self.home),
+            [self.python or sys.executable, "-m", "qilian.cli.main", "node", "start", "--home", str(self.home),
              "--port", str(self.port)],
             stdout=log, stderr=subprocess.STDOUT, env=env,
         )

@@ -26,6 +26,7 @@ from typing import Any
 from qilian.crypto import get_suite, merkle
 from qilian.types import codec
 from qilian.types.core import (
+    BLOCK_VERSION,
     PRECOMMIT,
     STATUS_FAILED,
     STATUS_OK,
@@ -213,6 +214,7 @@ def build_examples() -> dict[str, Any]:
     validator_address = ed.compute_address(ed_pk)
     vset = ValidatorSet((Validator(validator_address, ed_pk, 10),))
     header = BlockHeader(
+        version=BLOCK_VERSION,
         chain_id="qilian-test",
         height=2,
         time_ms=1_700_000_001_000,
@@ -223,6 +225,7 @@ def build_examples() -> dict[str, Any]:
         state_root=_h("state after block 1"),
         receipts_root=_h("receipts of block 1"),
         validators_hash=vset.compute_hash(ed),
+        next_validators_hash=vset.compute_hash(ed),
         proposer=validator_address,
     )
     block_id = compute_block_id(ed, header)
@@ -260,8 +263,9 @@ def build_examples() -> dict[str, Any]:
             ("BlockHeader (height 2)", header),
             (
                 "BlockHeader (height 1: empty prev_block_id and last_commit_hash)",
-                BlockHeader("qilian-test", 1, 1_700_000_000_000, b"", b"", merkle.compute_root(ed.hash, []), 0,
-                            bytes(32), merkle.compute_root(ed.hash, []), vset.compute_hash(ed), validator_address),
+                BlockHeader(BLOCK_VERSION, "qilian-test", 1, 1_700_000_000_000, b"", b"",
+                            merkle.compute_root(ed.hash, []), 0, bytes(32), merkle.compute_root(ed.hash, []),
+                            vset.compute_hash(ed), vset.compute_hash(ed), validator_address),
             ),
             ("CommitSig", commit.signatures[0]),
             ("Commit", commit),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import platform
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
@@ -182,6 +183,7 @@ def create_app(node: Node) -> FastAPI:
             "state_root": tip.state_root.hex(),
             "mempool_size": len(node.mempool),
             "version": __version__,
+            "python": platform.python_version(),
             **_consensus_status(node),
         }
 
@@ -390,6 +392,22 @@ def create_app(node: Node) -> FastAPI:
 
     app.include_router(make_gov_router(node, ApiError))
     app.include_router(make_explorer_router(node, reads, index))
+    from qilian.apps.copyright.api import make_copyright_router
+    from qilian.apps.iot.api import make_iot_router
+    from qilian.apps.trace.api import make_trace_router
+
+    app.include_router(make_trace_router(node, ApiError))
+    app.include_router(make_iot_router(node, ApiError))
+    app.include_router(make_copyright_router(node, ApiError))
+    from qilian.apps.payments.api import make_payments_router
+
+    app.include_router(make_payments_router(node, ApiError))
+    from qilian.apps.identity.api import make_identity_router
+
+    app.include_router(make_identity_router(node, ApiError))
+    from qilian.apps.registry.api import make_registry_router
+
+    app.include_router(make_registry_router(node, ApiError))
     return app
 
 

@@ -10,10 +10,21 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter
 
 from qilian.api.views import commit_view, header_view
+from qilian.execution.members import (
+    CURRENT_KEY,
+    NEXT_KEY,
+    ORG_NAMESPACE,
+    REVOKED_NAMESPACE,
+    VALIDATOR_NAMESPACE,
+    get_org,
+    get_org_names,
+    get_revoked,
+)
 from qilian.execution.modules import get_registry
 from qilian.execution.modules.gov import GOV_NAMESPACE, Proposal, compute_proposal_key, get_proposal_count
-from qilian.execution.policy import POLICY_NAMESPACE, RESOURCES, decode_policy
+from qilian.execution.policy import MEMBER_NAMESPACE, POLICY_NAMESPACE, RESOURCES, decode_policy
 from qilian.types.codec import decode_raw, to_json_value
+from qilian.types.core import ValidatorSet
 
 if TYPE_CHECKING:
     from qilian.node.node import Node
@@ -102,5 +113,97 @@ def make_gov_router(node: Node, api_error: type[Exception]) -> APIRouter:
         # ``proposal`` is the latest executed state; ``state`` proves the value committed by the latest header
         # (one block behind, execution being deferred).
         return {"proposal": to_json_value(decode_raw(raw)), "state": state}
+
+    # -- membership and validators (chain state; docs/governance.md) ------------------------------------
+
+    def member_doc(public_key: bytes) -> dict[str, Any]:
+        raw = node.store.get_state(MEMBER_NAMESPACE, public_key)
+        doc: dict[str, Any] = {"public_key": public_key.hex(), "address": node.suite.compute_address(public_key).hex()}
+        if raw is not None:
+            org, name, roles = decode_raw(raw)
+            doc.update(org=org, name=name, roles=list(roles))
+        revoked = get_revoked(node.store.get_state, public_key)
+        if revoked is not None:
+            doc.update(org=revoked[0], name=revoked[1], revoked_at=revoked[2], reason=revoked[3])
+        return doc
+
+    @router.get("/gov/orgs", summary="Organisations and their keys (latest executed state)")
+    async def orgs() -> list[dict[str, Any]]:
+        out = []
+        for name in get_org_names(node.rules, node.store.get_state):
+            rec = get_org(node.store.get_state, name)
+            if rec is None:
+                continue
+            out.append({"name": name, "added": rec[0], "info": rec[1], "members": [member_doc(k) for k in rec[2]]})
+        return out
+
+    @router.get("/gov/orgs/{name}", summary="One organisation with a state proof of its record")
+    async def org(name: str) -> dict[str, Any]:
+        rec = get_org(node.store.get_state, name)
+        if rec is None:
+            raise api_error(404, "not_found", f"no organisation {name[:64]!r}")
+        return {"name": name, "added": rec[0], "info": rec[1], "members": [member_doc(k) for k in rec[2]],
+                "state": proven(ORG_NAMESPACE, name.encode())}
+
+    @router.get("/gov/members/{public_key}", summary="A key's membership (or revocation) with state proofs")
+    async def member(public_key: str) -> dict[str, Any]:
+        try:
+            key = bytes.fromhex(public_key)
+        except ValueError:
+            raise api_error(400, "bad_key", "a public key is hex") from None
+        if not key or len(key) > 65:
+            raise api_error(400, "bad_key", "a public key is 1..65 bytes")
+        return {**member_doc(key), "state": proven(MEMBER_NAMESPACE, key),
+                "revoked_state": proven(REVOKED_NAMESPACE, key)}
+
+    def set_doc(vset: ValidatorSet) -> dict[str, Any]:
+        return {"hash": vset.compute_hash(node.suite).hex(), "total_power": vset.total_power,
+                "validators": [{"address": v.address.hex(), "public_key": v.public_key.hex(), "power": v.power,
+                                "member": member_doc(v.public_key)} for v in vset.validators]}
+
+    @router.get("/gov/validators", summary="The validator sets of the next two heights, with state proofs")
+    async def validators() -> dict[str, Any]:
+        tip = node.get_tip()
+        current, nxt = node.valsets.get_sets_at_root(tip.state_root)
+        doc: dict[str, Any] = {"tip": tip.height, "current": {"height": tip.height + 1, **set_doc(current)},
+                               "next": {"height": tip.height + 2, **set_doc(nxt)}}
+        if tip.height:
+            doc["state"] = proven(VALIDATOR_NAMESPACE, CURRENT_KEY)
+            doc["next_state"] = proven(VALIDATOR_NAMESPACE, NEXT_KEY)
+        return doc
+
+    @router.get("/gov/validators/path", summary="Validator-set changes from genesis to a height (light clients)")
+    async def validator_path(to: int | None = None) -> dict[str, Any]:
+        tip = node.get_tip().height
+        target = tip if to is None else to
+        if not 1 <= target <= tip:
+            raise api_error(400, "bad_height", f"to is a committed height 1..{tip}")
+        return get_validator_path(target)
+
+    def get_validator_path(target: int) -> dict[str, Any]:
+        """Scan the headers up to ``target`` for heights whose signing set differs from the previous one's;
+        link each sequentially only when the 1/3 trust rule cannot (the path stays small)."""
+        from qilian.sdk.proofs import get_validator_path_doc
+        from qilian.sdk.verify import compute_trusted_power
+
+        entries: list[Any] = []
+        prev_block = node.store.get_block(1)
+        if prev_block is None:
+            raise api_error(503, "unavailable", "block 1 is not stored")
+        trusted = node.genesis.validators
+        for h in range(2, target + 1):
+            block = node.store.get_block(h)
+            if block is None:
+                raise api_error(503, "unavailable", f"block {h} is not stored")
+            if block.header.validators_hash != prev_block.header.validators_hash:
+                commit, vset = node.store.get_commit(h), node.valsets.get(h)
+                prev_commit = node.store.get_commit(h - 1)
+                if commit is None or vset is None or prev_commit is None:
+                    raise api_error(503, "unavailable", f"commit of block {h} is not stored")
+                skip = 3 * compute_trusted_power(node.genesis, trusted, commit) > trusted.total_power
+                entries.append((block, commit, vset, None if skip else (prev_block, prev_commit)))
+                trusted = vset
+            prev_block = block
+        return get_validator_path_doc(node.suite, entries)
 
     return router

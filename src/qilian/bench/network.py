@@ -33,9 +33,11 @@ DRAIN_TIMEOUT_S = 30.0
 """After the last submission, how long to wait for accepted transactions to commit before counting them failed."""
 MAX_PRESIGNED = 2_000_000
 """Most transactions signed up front (bounds memory and set-up time in ``--max`` runs)."""
-WORKLOADS = ("kv", "evidence", "transfer")
+WORKLOADS = ("kv", "evidence", "transfer", "trace", "transfer-asset")
 """kv: built-in key-value puts; evidence: registrations in the evidence system contract (unique digests);
-transfer: token transfers in a contract the benchmark deploys first (qilian.bench.contracts_bench.TOKEN_SOURCE)."""
+transfer: token transfers in a contract the benchmark deploys first (qilian.bench.contracts_bench.TOKEN_SOURCE);
+transfer-asset: transfers of the built-in asset ledger (asset BENCH, created and minted first)."""
+BENCH_ASSET = "BENCH"
 BENCH_TOKEN_NAME = "bench-token"
 
 
@@ -129,6 +131,14 @@ def build_call(workload: str, i: int, tag: str, token: str = "") -> tuple[str, s
         return "evidence", "register", [digest, f"document {i}", "bench", ""]
     if workload == "transfer":
         return token, "transfer", [f"account-{i % 1000}", 1]
+    if workload == "trace":  # one EPCIS commissioning event per transaction (qilian.apps.trace)
+        return "trace", "commission", [{"type": "ObjectEvent", "action": "ADD", "bizStep": "commissioning",
+                                        "eventTime": "2025-05-01T08:00:00+08:00", "epcList": [f"urn:bench:{tag}:{i}"],
+                                        "ilmd": {"lotNumber": f"urn:bench:lot:{tag}:{i // 1000}"}}]
+    if workload == "transfer-asset":
+        import hashlib
+
+        return "asset", "transfer", [BENCH_ASSET, hashlib.sha256(f"account-{i % 1000}".encode()).hexdigest()[:40], 1]
     raise ValueError(f"unknown workload {workload!r}; choose one of {', '.join(WORKLOADS)}")
 
 
@@ -314,9 +324,11 @@ def run_network_bench(cfg: NetBenchConfig, say: Callable[[str], None],
         rate = cfg.rate if cfg.rate else None
         n = int((rate or ceiling * 1.5) * cfg.duration_s)
         n = max(cfg.batch, min(n, MAX_PRESIGNED))
-        role = "admin" if cfg.workload == "transfer" else "client"
+        role = "admin" if cfg.workload in ("transfer", "transfer-asset") else "client"
         key_path = sorted((root / "keys").glob(f"*-{role}.pem"))[0]
         token = _deploy_token(apis[0], key_path) if cfg.workload == "transfer" else ""
+        if cfg.workload == "transfer-asset":
+            _create_bench_asset(apis[0], key_path)
         height = int(httpx.get(apis[0] + "/status", timeout=5).json()["height"])
         say(f"pre-signing {n:,} {cfg.workload} transactions in {os.cpu_count()} processes …")
         txs = presign(key_path, chain_id, cfg.workload, n, height + 900, lambda k: progress("signing", k, n),
@@ -386,6 +398,22 @@ def _deploy_token(api: str, key_path: Path) -> str:
     if "already deployed" in str(receipt.get("error")):
         return str(receipt["error"]).split(" at ")[1].split(";")[0]
     raise RuntimeError(f"could not deploy the benchmark token: {receipt.get('error')}")
+
+
+def _create_bench_asset(api: str, key_path: Path) -> None:
+    """Create the benchmark asset (or find it created) and mint its admin enough to send from."""
+    from qilian.sdk.client import Client
+    from qilian.sdk.keys import load_key
+
+    key = load_key(key_path)
+    with Client(api) as c:
+        res = c.call(key, "asset", "create", [BENCH_ASSET, "benchmark asset", 0])
+        error = str((res.get("receipt") or {}).get("error") or "")
+        if error and "exists already" not in error:
+            raise RuntimeError(f"could not create the benchmark asset: {error}")
+        res = c.call(key, "asset", "mint", [BENCH_ASSET, key.address.hex(), 10**15])
+    if (res.get("receipt") or {}).get("status") != "ok":
+        raise RuntimeError(f"could not mint the benchmark asset: {(res.get('receipt') or {}).get('error')}")
 
 
 def _raise_mempool(root: Path, max_txs: int) -> None:

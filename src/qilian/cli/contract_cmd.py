@@ -147,7 +147,7 @@ def contract_deploy(
     try:
         compile_contract(source)  # the same check the chain makes, before paying for a transaction
     except ContractRejected as exc:
-        _fail(f"{file}: {exc}")
+        _fail(f"{file}: {exc}" + (f" — {exc.detail}" if exc.detail else ""))
     args: list[Any] = [name or file.stem, source]
     if init is not None:
         types = get_param_types(source, "init")
@@ -324,6 +324,8 @@ def evidence_verify(
                 if tx["proof"]["receipt"] is not None and state.get("value") is not None:
                     sender = Transaction.decode(bytes.fromhex(tx["tx"]["encoded"])).body.sender
                     member = c.get_state(MEMBER_NAMESPACE, compute_member_key(sender))
+                    top = max(int(d["header"]["height"]) for d in (state, member, tx["proof"]["receipt"]))
+                    path = c.get_validator_path(top)
                     break
             except ApiFailure:
                 pass
@@ -331,7 +333,8 @@ def evidence_verify(
                 _fail("the block that proves the receipt has not been committed yet; try again shortly")
             time.sleep(0.2)
     try:
-        cert = make_certificate(genesis, tx, state, digest, member)
+        cert = make_certificate(genesis, tx, state, digest, member,
+                                validator_path=path if path["entries"] else None)
     except ProofInvalid as exc:
         _fail(f"the node's proofs do not check out: {exc}")
         return

@@ -637,7 +637,8 @@ def bench_micro(
 def bench_network(
     validators: Annotated[int, typer.Option(help="Validators of the network started for the run.")] = 4,
     suite: Annotated[str, typer.Option(help="Crypto suite: ed25519 or sm2.")] = "ed25519",
-    workload: Annotated[str, typer.Option(help="Transactions to send: evidence, transfer or kv.")] = "evidence",
+    workload: Annotated[str, typer.Option(help="Transactions to send: evidence, transfer, kv, trace or "
+                                               "transfer-asset.")] = "evidence",
     rate: Annotated[int | None, typer.Option(help="Submissions per second (default: --max).")] = None,
     max_rate: Annotated[bool, typer.Option("--max", help="Submit as fast as the network admits.")] = False,
     duration: Annotated[float, typer.Option(help="Seconds of submission.")] = 30.0,
@@ -754,10 +755,14 @@ def bench_state(
 
 def _register_subcommands() -> None:
     """Command groups that live in their own modules (imported last: they use this module's helpers)."""
+    from qilian.apps.copyright.cli import copyright_app
+    from qilian.apps.iot.cli import bench_iot, iot_app
+    from qilian.apps.trace.cli import trace_app
     from qilian.cli import ops_cmd
     from qilian.cli.bootstrap_cmd import genesis_app, org_app
     from qilian.cli.contract_cmd import contract_app, evidence_app
     from qilian.cli.gov_cmd import gov_app
+    from qilian.cli.members_cmd import member_app, validator_app
 
     app.command("status")(ops_cmd.status)
     app.command("events")(ops_cmd.events)
@@ -766,6 +771,23 @@ def _register_subcommands() -> None:
     app.add_typer(org_app, name="org")
     app.add_typer(genesis_app, name="genesis")
     app.add_typer(gov_app, name="gov")
+    app.add_typer(trace_app, name="trace")
+    app.add_typer(iot_app, name="iot")
+    app.add_typer(copyright_app, name="copyright")
+    bench_app.command("iot")(bench_iot)
+    from qilian.apps.payments.cli import asset_app, settle_app
+
+    app.add_typer(asset_app, name="asset")
+    app.add_typer(settle_app, name="settle")
+    from qilian.apps.identity.cli import did_app, vc_app
+
+    app.add_typer(did_app, name="did")
+    app.add_typer(vc_app, name="vc")
+    from qilian.apps.registry.cli import registry_app
+
+    app.add_typer(registry_app, name="registry")
+    app.add_typer(validator_app, name="validator")
+    app.add_typer(member_app, name="member")
 
 
 if __name__ != "__main__":

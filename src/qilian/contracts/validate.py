@@ -91,13 +91,115 @@ ARG_TYPES: Final = frozenset({"int", "str", "bytes", "bool", "list", "dict", "An
 
 
 class ContractRejected(ValueError):
-    """A contract the chain will not deploy: names the line and the rule."""
+    """A contract the chain will not deploy: names the line and the rule.
 
-    def __init__(self, line: int, rule: str, message: str):
+    ``str()`` is what a deployment's receipt carries, so it is composed only of facts every supported interpreter
+    agrees on; ``detail`` may hold the interpreter's own explanation (a parser message), for people only — the CLI
+    shows it, the chain never records it."""
+
+    def __init__(self, line: int, rule: str, message: str, detail: str = ""):
         super().__init__(f"line {line}: [{rule}] {message}")
         self.line = line
         self.rule = rule
         self.message = message
+        self.detail = detail
+
+
+GRAMMAR: Final = (3, 11)
+"""The Python grammar contracts are written in, whatever CPython runs the node (docs/contracts.md, "Why a contract
+cannot depend on the interpreter")."""
+SYNTAX_MESSAGE: Final = "the source is not valid contract syntax (the Python 3.11 grammar)"
+"""The one on-chain text of every parse failure: where and why a parser gives up differs between CPython
+versions, so neither is recorded."""
+
+
+def _syntax_error(detail: str) -> ContractRejected:
+    return ContractRejected(0, "syntax", SYNTAX_MESSAGE, detail)
+
+
+def is_pinned_string_syntax(segment: str) -> bool:
+    """Whether the string literal tokens in ``segment`` (one string expression: adjacent literals, possibly with
+    whitespace and comments between them) mean the same under every supported CPython.
+
+    Two things do not: f-strings that use PEP 701 (3.12+: the enclosing quote, backslashes, comments or line
+    breaks inside a replacement field — 3.11 rejects them, later versions accept them), and ``\\N{name}``
+    escapes (resolved against the interpreter's Unicode database, which grows between versions). Refusing both
+    in every version makes the set of accepted sources, and what they mean, the same everywhere. Bounded work:
+    one pass over the segment."""
+    i, n = 0, len(segment)
+    while i < n:
+        c = segment[i]
+        if c in " \t\r\n\f":
+            i += 1
+            continue
+        if c == "\\" and segment[i + 1:i + 2] == "\n":
+            i += 2
+            continue
+        if c == "#":
+            j = segment.find("\n", i)
+            i = n if j < 0 else j
+            continue
+        j = i
+        while j < n and segment[j] in "rRbBuUfF":
+            j += 1
+        prefix = segment[i:j].lower()
+        if j >= n or segment[j] not in "'\"":
+            return False
+        q = segment[j]
+        quote = q * 3 if segment[j:j + 3] == q * 3 else q
+        k = j + len(quote)
+        is_f, is_raw, is_bytes = "f" in prefix, "r" in prefix, "b" in prefix
+        depth = 0
+        while True:
+            if k >= n:
+                return False
+            ch = segment[k]
+            if depth == 0:
+                if segment.startswith(quote, k):
+                    k += len(quote)
+                    break
+                if ch == "\\":
+                    if segment[k + 1:k + 3] == "N{" and not is_raw and not is_bytes:
+                        return False
+                    k += 2
+                    continue
+                if ch == "\n" and len(quote) == 1:
+                    return False
+                if is_f and ch == "{":
+                    if segment[k + 1:k + 2] == "{":
+                        k += 2
+                        continue
+                    depth = 1
+                elif is_f and ch == "}":
+                    if segment[k + 1:k + 2] != "}":
+                        return False
+                    k += 1
+                k += 1
+            else:
+                if ch in "\\#\n" or ch == q:
+                    return False
+                if ch in "{[(":
+                    depth += 1
+                elif ch in "}])":
+                    depth -= 1
+                k += 1
+        i = k
+    return True
+
+
+def _check_pinned_strings(source: str, tree: ast.Module) -> None:
+    inner: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.JoinedStr):
+            inner.update(id(v) for v in ast.walk(node) if v is not node)
+    for node in ast.walk(tree):
+        if id(node) in inner:
+            continue
+        if isinstance(node, ast.JoinedStr) or (isinstance(node, ast.Constant) and type(node.value) in (str, bytes)):
+            segment = ast.get_source_segment(source, node)
+            if segment is None or not is_pinned_string_syntax(segment):
+                raise _syntax_error(f"line {_line(node)}: f-string fields may not contain the string's own quote, "
+                                    f"backslashes, comments or line breaks, and \\N{{…}} escapes are not allowed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,11 +258,12 @@ def validate_source(source: str) -> tuple[ast.Module, ContractInfo]:
     if any("coding" in ln and ln.lstrip().startswith("#") for ln in first):
         raise ContractRejected(1, "encoding", "encoding declarations are not allowed (sources are UTF-8)")
     try:
-        tree = ast.parse(source, mode="exec", type_comments=False)
+        tree = ast.parse(source, mode="exec", type_comments=False, feature_version=GRAMMAR)
     except SyntaxError as exc:
-        raise ContractRejected(int(exc.lineno or 0), "syntax", str(exc.msg)) from None
+        raise _syntax_error(f"line {exc.lineno}: {exc.msg}") from None
     except (ValueError, RecursionError, MemoryError) as exc:
-        raise ContractRejected(0, "syntax", f"source does not parse: {type(exc).__name__}") from None
+        raise _syntax_error(f"the parser gave up: {type(exc).__name__}") from None
+    _check_pinned_strings(source, tree)
     _check_depth(tree)
     exports: list[str] = []
     storage: list[str] = []
@@ -201,11 +304,14 @@ def validate_source(source: str) -> tuple[ast.Module, ContractInfo]:
 
 
 def _check_depth(tree: ast.AST) -> None:
+    """Nesting beyond MAX_AST_DEPTH is reported exactly as a parse failure: very deep sources are where CPython
+    versions' parsers differ (one builds the tree, another runs out of stack), so both outcomes must read the
+    same on chain."""
     stack: list[tuple[ast.AST, int]] = [(tree, 0)]
     while stack:
         node, d = stack.pop()
         if d > MAX_AST_DEPTH:
-            raise ContractRejected(_line(node), "too-deep", f"nesting deeper than {MAX_AST_DEPTH}")
+            raise _syntax_error(f"line {_line(node)}: nesting deeper than {MAX_AST_DEPTH}")
         stack.extend((c, d + 1) for c in ast.iter_child_nodes(node))
 
 

@@ -21,6 +21,7 @@ from qilian.execution.modules.gov import GOV_MODULE
 from qilian.execution.modules.kv import MAX_KV_KEY, MAX_KV_VALUE
 from qilian.execution.rules import (
     ChainRules,
+    MemberLookup,
     TxRejected,
     check_tx_static,
     check_tx_window,
@@ -28,6 +29,7 @@ from qilian.execution.rules import (
 )
 from qilian.types.codec import MAX_MESSAGE_BYTES, encode_trusted
 from qilian.types.core import (
+    BLOCK_VERSION,
     MAX_BLOCK_TXS_BOUND,
     PRECOMMIT,
     STATUS_FAILED,
@@ -80,16 +82,18 @@ def execute_tx(env: BlockEnv, tx: Transaction, tx_hash: bytes) -> Receipt:
     body = tx.body
     module = get_module(body.to)
     try:
-        member = env.rules.members.get(body.sender)
-        if module is None or member is None:  # admission refuses both; a block carrying one is invalid
+        member = env.get_member(body.sender)
+        if module is None or member is None:
+            # Admission refuses both and a block carrying one is invalid, but a key revoked by an earlier
+            # transaction of this very block is no member from here on.
             raise CallFailed(f"no module or contract named {quote(body.to)}" if module is None
-                             else "sender is not a member")
+                             else "sender is not a member (revoked)")
         call = TxCall(tx, tx_hash, member, env.rules.suite.compute_address(body.sender).hex())
         try:
             out = module.execute(env, call)
         finally:
             if module.name == GOV_MODULE:
-                env.policies.clear()  # a governance call may have changed (or rolled back) a policy
+                env.process_forget()  # a governance call may have changed (or rolled back) governed state
     except CallFailed as exc:
         overlay.tx_writes = {}
         return Receipt(tx_hash, STATUS_FAILED, compute_receipt_error(str(exc)), 0, None, ())
@@ -110,6 +114,16 @@ def execute_tx(env: BlockEnv, tx: Transaction, tx_hash: bytes) -> Receipt:
     return receipt
 
 
+def process_begin_block(env: BlockEnv) -> None:
+    """Run every module's begin-of-block hook, in registry order (the validator set decided two blocks ago
+    becomes the current one here); their writes join the block's."""
+    for module in MODULES:
+        env.state.tx_writes = {}
+        module.begin_block(env)
+        env.state.block_writes.update(env.state.tx_writes)
+    env.state.tx_writes = {}
+
+
 def process_end_block(env: BlockEnv) -> None:
     """Run every module's end-of-block hook, in registry order; their writes join the block's."""
     for module in MODULES:
@@ -127,6 +141,7 @@ def execute_block(rules: ChainRules, state: StateReader, txs: Sequence[Transacti
     overlay = Overlay(state, block_writes)
     env = BlockEnv(rules, overlay, ContractExecutor(rules.suite, overlay, refuse_frozen=True), height, time_ms,
                    receipt_bytes_left=MAX_BLOCK_RECEIPT_BYTES)
+    process_begin_block(env)
     receipts = tuple(execute_tx(env, tx, h) for tx, h in zip(txs, tx_hashes, strict=True))
     process_end_block(env)
     root = merkle.compute_root(rules.suite.hash, [r.encode() for r in receipts])
@@ -193,7 +208,19 @@ class ParentInfo:
     receipts_root: bytes
     """Receipts root of the parent."""
     validators: ValidatorSet
-    """Validator set of the parent's height."""
+    """Validator set of the child's height (``current`` in the parent's state): it signs the child."""
+    next_validators: ValidatorSet | None = None
+    """Set of the height after the child (``next`` in the parent's state); None: the same as ``validators``."""
+    last_validators: ValidatorSet | None = None
+    """Set of the parent's own height, which signed the parent's commit; None: the same as ``validators``."""
+    get_member: MemberLookup | None = None
+    """Membership in the parent's state (None: genesis membership — a state-less test)."""
+
+    def get_next_validators(self) -> ValidatorSet:
+        return self.validators if self.next_validators is None else self.next_validators
+
+    def get_last_validators(self) -> ValidatorSet:
+        return self.validators if self.last_validators is None else self.last_validators
 
 
 def check_block(rules: ChainRules, parent: ParentInfo, block: Block, tx_hashes: Sequence[bytes],
@@ -204,8 +231,10 @@ def check_block(rules: ChainRules, parent: ParentInfo, block: Block, tx_hashes: 
     a hash is already on chain (replay); ``sig_checked`` holds signatures already verified (the mempool cache)."""
     suite = rules.suite
     h = block.header
+    if h.version != BLOCK_VERSION:
+        raise BlockInvalid(f"block {h.height} is of protocol version {h.version}; this node runs {BLOCK_VERSION}")
     if h.chain_id != rules.chain_id:
-        raise BlockInvalid(f"block is for chain {h.chain_id!r}")
+        raise BlockInvalid(f"block is for chain {quote(h.chain_id)}")
     if h.height != parent.height + 1:
         raise BlockInvalid(f"block height {h.height} does not follow {parent.height}")
     if h.prev_block_id != parent.block_id:
@@ -218,6 +247,8 @@ def check_block(rules: ChainRules, parent: ParentInfo, block: Block, tx_hashes: 
         raise BlockInvalid(f"block {h.height} receipts root does not match block {parent.height}'s receipts")
     if h.validators_hash != parent.validators.compute_hash(suite):
         raise BlockInvalid(f"block {h.height} names a different validator set")
+    if h.next_validators_hash != parent.get_next_validators().compute_hash(suite):
+        raise BlockInvalid(f"block {h.height} names a different next validator set")
     if parent.validators.get_by_address(h.proposer) is None:
         raise BlockInvalid(f"block {h.height} proposer {h.proposer.hex()} is not a validator")
     if h.tx_count != len(block.txs) or len(tx_hashes) != len(block.txs):
@@ -234,7 +265,8 @@ def check_block(rules: ChainRules, parent: ParentInfo, block: Block, tx_hashes: 
             raise BlockInvalid(f"block {h.height} lacks the commit of block {parent.height}")
         if h.last_commit_hash != compute_commit_hash(suite, block.last_commit):
             raise BlockInvalid(f"block {h.height} last_commit_hash does not match its last commit")
-        check_commit(suite, rules.chain_id, parent.validators, block.last_commit, parent.block_id, parent.height)
+        check_commit(suite, rules.chain_id, parent.get_last_validators(), block.last_commit, parent.block_id,
+                     parent.height)
     seen: set[bytes] = set()
     for i, (tx, th) in enumerate(zip(block.txs, tx_hashes, strict=True)):
         where = f"block {h.height} tx {i} ({th.hex()[:16]}…)"
@@ -242,7 +274,7 @@ def check_block(rules: ChainRules, parent: ParentInfo, block: Block, tx_hashes: 
             raise BlockInvalid(f"{where}: duplicate transaction in the block")
         seen.add(th)
         try:
-            check_tx_static(rules, tx, len(encode_trusted(tx.to_wire())))
+            check_tx_static(rules, tx, len(encode_trusted(tx.to_wire())), parent.get_member)
             check_tx_window(rules, tx, h.height)
         except TxRejected as exc:
             raise BlockInvalid(f"{where}: {exc.message}") from None
@@ -262,6 +294,7 @@ def make_header(rules: ChainRules, parent: ParentInfo, time_ms: int, tx_hashes: 
     """The header a proposer builds on ``parent``; time is an input (the pure core has no clock)."""
     suite = rules.suite
     return BlockHeader(
+        version=BLOCK_VERSION,
         chain_id=rules.chain_id,
         height=parent.height + 1,
         time_ms=max(time_ms, parent.time_ms),
@@ -272,6 +305,7 @@ def make_header(rules: ChainRules, parent: ParentInfo, time_ms: int, tx_hashes: 
         state_root=parent.state_root,
         receipts_root=parent.receipts_root,
         validators_hash=parent.validators.compute_hash(suite),
+        next_validators_hash=parent.get_next_validators().compute_hash(suite),
         proposer=proposer,
     )
 

@@ -17,7 +17,9 @@ from qilian.contracts import (
     compute_deploy_fuel,
 )
 from qilian.contracts.system import SYSTEM_CONTRACTS
+from qilian.crypto import get_suite
 from qilian.crypto.suite import Suite
+from qilian.execution.members import compute_membership_genesis_writes
 from qilian.execution.messages import quote
 from qilian.execution.policy import MEMBER_NAMESPACE, compute_default_policy_writes
 from qilian.types.codec import CodecError, decode_raw, encode_trusted
@@ -72,6 +74,7 @@ def compute_genesis_writes(genesis: Genesis) -> dict[tuple[str, bytes], bytes | 
     for org in genesis.organisations:
         for m in org.members:
             writes[(MEMBER_NAMESPACE, m.public_key)] = encode_trusted([org.name, m.name, list(m.roles)])
+    writes.update(compute_membership_genesis_writes(genesis, get_suite(genesis.suite).compute_address))
     return writes
 
 

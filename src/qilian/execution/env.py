@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from qilian.execution.chain import ChainRules, MemberInfo
+from qilian.execution.members import get_member, get_org_names
 from qilian.execution.policy import Approver, Policy, PolicyError, Verdict, compute_verdict, get_policy
 from qilian.state import StateError, validate_write
 from qilian.types.core import STATUS_OK, Event, Transaction
@@ -113,6 +114,28 @@ class BlockEnv:
     policies: dict[str, Policy] = field(default_factory=dict)
     """Policies read in this block, so a block of many kv writes reads each policy once (cleared whenever a
     governance call runs, since it may change them)."""
+    members: dict[bytes, MemberInfo | None] = field(default_factory=dict)
+    """Memberships read in this block (cleared with ``policies``: governance may revoke or add keys)."""
+    org_names: tuple[str, ...] | None = None
+    """Organisations of the chain as of this point of the block (None: not read yet)."""
+
+    def get_member(self, public_key: bytes) -> MemberInfo | None:
+        """The membership of a key at this point of the block (a key revoked earlier in it is no member)."""
+        if public_key not in self.members:
+            self.members[public_key] = get_member(self.rules, self.state.get, public_key)
+        return self.members[public_key]
+
+    def get_org_names(self) -> tuple[str, ...]:
+        """Every organisation at this point of the block: the scope of a policy that names none."""
+        if self.org_names is None:
+            self.org_names = get_org_names(self.rules, self.state.get)
+        return self.org_names
+
+    def process_forget(self) -> None:
+        """Drop what was read of governed state: a governance call may have changed (or rolled back) it."""
+        self.policies.clear()
+        self.members.clear()
+        self.org_names = None
 
     def get_policy(self, resource: str) -> Policy:
         """The policy in force for ``resource`` at this point of the block."""
@@ -127,7 +150,7 @@ class BlockEnv:
 
     def process_require(self, resource: str, approvers: Iterable[Approver], self_org: str | None = None) -> Verdict:
         """Raise CallFailed with the policy's refusal unless ``approvers`` satisfy ``resource``'s policy."""
-        verdict = compute_verdict(resource, self.get_policy(resource), approvers, self.rules.org_names, self_org)
+        verdict = compute_verdict(resource, self.get_policy(resource), approvers, self.get_org_names(), self_org)
         if not verdict.ok:
             raise CallFailed(verdict.message)
         return verdict

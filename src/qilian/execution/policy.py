@@ -73,10 +73,44 @@ DEFAULT_POLICIES: Final[Mapping[str, Policy]] = {
     "contract.unfreeze": Policy("MAJORITY", (), GOVERNING_ROLES),
     "gov.propose": Policy("ANY", (), GOVERNING_ROLES),
     "gov.set_policy": Policy("MAJORITY", (), GOVERNING_ROLES),
+    # Scenario apps (docs/apps/): the modules enforce custody and holder rules; these say who may try.
+    "trace.commission": Policy("ANY", (), SENDING_ROLE_LIST),
+    "trace.observe": Policy("ANY", (), SENDING_ROLE_LIST),
+    "trace.ship": Policy("ANY", (), SENDING_ROLE_LIST),
+    "trace.receive": Policy("ANY", (), SENDING_ROLE_LIST),
+    "trace.decommission": Policy("ANY", (), SENDING_ROLE_LIST),
+    "trace.aggregate": Policy("ANY", (), SENDING_ROLE_LIST),
+    "trace.transform": Policy("ANY", (), SENDING_ROLE_LIST),
+    "trace.transact": Policy("ANY", (), SENDING_ROLE_LIST),
+    "trace.recall": Policy("SELF", (), GOVERNING_ROLES),
+    "iot.device": Policy("ANY", (), GOVERNING_ROLES),
+    "iot.anchor": Policy("ANY", (), SENDING_ROLE_LIST),
+    "copyright.register": Policy("ANY", (), SENDING_ROLE_LIST),
+    "copyright.transfer": Policy("ANY", (), SENDING_ROLE_LIST),
+    "copyright.license": Policy("ANY", (), SENDING_ROLE_LIST),
+    "copyright.dispute": Policy("ANY", (), GOVERNING_ROLES),
+    # apps (issue 17): payments and settlement, identity, government registries
+    "asset.create": Policy("ANY", (), GOVERNING_ROLES),
+    "asset.issue": Policy("SELF", (), GOVERNING_ROLES),
+    "asset.transfer": Policy("ANY", (), SENDING_ROLE_LIST),
+    "fx.quote": Policy("ANY", (), GOVERNING_ROLES),
+    "settle.net": Policy("ANY", (), GOVERNING_ROLES),
+    "did.write": Policy("ANY", (), SENDING_ROLE_LIST),
+    "registry.create": Policy("ANY", (), GOVERNING_ROLES),
+    "registry.submit": Policy("ANY", (), SENDING_ROLE_LIST),
+    "gov.set_param": Policy("MAJORITY", (), GOVERNING_ROLES),
+    "org.add": Policy("MAJORITY", (), GOVERNING_ROLES),
+    "org.remove": Policy("MAJORITY", (), GOVERNING_ROLES),
+    "org.update": Policy("MAJORITY", (), GOVERNING_ROLES),
+    "member.add": Policy("SELF", (), GOVERNING_ROLES),
+    "member.revoke": Policy("SELF", (), GOVERNING_ROLES),
+    "member.rotate": Policy("SELF", (), GOVERNING_ROLES),
+    "validator.update": Policy("MAJORITY", (), GOVERNING_ROLES),
 }
 """The policies every chain starts with (seeded into state at genesis). A new contract harms nobody, so any
-organisation's admin deploys; a contract is upgraded by its own organisation's admin; system contracts, freezes
-and the policy table itself need a majority of the organisations' admins, through governance."""
+organisation's admin deploys; a contract is upgraded by its own organisation's admin; system contracts, freezes,
+the policy table, chain parameters, the organisations and the validator set need a majority of the organisations'
+admins, through governance; an organisation adds, revokes and rotates its own keys (SELF)."""
 
 RESOURCES: Final = tuple(sorted(DEFAULT_POLICIES))
 """Every resource a policy may be set for (a typo in ``set_policy`` is refused rather than stored)."""

@@ -7,14 +7,22 @@ its block with a failed receipt — that failure is a fact every node agrees on.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from qilian.crypto.suite import Suite
 from qilian.execution.chain import ChainRules, MemberInfo, TxRejected
 from qilian.execution.modules import get_module
 from qilian.types.core import SENDING_ROLES, Transaction, compute_tx_sign_bytes
 
+MemberLookup = Callable[[bytes], MemberInfo | None]
+"""Membership of a key in the state a transaction is checked against (the tip's, for admission; the parent's,
+for a block): membership is chain state, changed by governance."""
 
-def check_tx_static(rules: ChainRules, tx: Transaction, encoded_size: int) -> MemberInfo:
-    """Rules that depend on the transaction alone: chain, size, sender membership, target. Returns the sender.
+
+def check_tx_static(rules: ChainRules, tx: Transaction, encoded_size: int,
+                    get_member: MemberLookup | None = None) -> MemberInfo:
+    """Rules that depend on the transaction and the membership of its sender: chain, size, sender membership (in
+    the state ``get_member`` reads; genesis membership when None — a state-less test), target. Returns the sender.
 
     The signature is checked separately (once, on admission, then cached): see :func:`is_valid_tx_signature`.
     """
@@ -30,9 +38,10 @@ def check_tx_static(rules: ChainRules, tx: Transaction, encoded_size: int) -> Me
             f"sender key is {len(body.sender)} bytes; suite {rules.suite.name} keys are "
             f"{rules.suite.public_key_size}",
         )
-    member = rules.members.get(body.sender)
+    member = rules.members.get(body.sender) if get_member is None else get_member(body.sender)
     if member is None:
-        raise TxRejected("not_member", "sender key is not a member of any organisation of this chain")
+        raise TxRejected("not_member", "sender key is not a member of any organisation of this chain (or it "
+                                       "was revoked)")
     if not member.roles & SENDING_ROLES:
         raise TxRejected("forbidden", f"sender {member.organisation}/{member.name} has no role that may transact")
     module = get_module(body.to)
@@ -63,4 +72,5 @@ def check_tx_window(rules: ChainRules, tx: Transaction, height: int) -> None:
         )
 
 
-__all__ = ["ChainRules", "MemberInfo", "TxRejected", "check_tx_static", "check_tx_window", "is_valid_tx_signature"]
+__all__ = ["ChainRules", "MemberInfo", "MemberLookup", "TxRejected", "check_tx_static", "check_tx_window",
+           "is_valid_tx_signature"]

@@ -94,6 +94,13 @@ class Mempool:
                 n += 1
         return n
 
+    def process_remove_senders(self, senders: Iterable[bytes]) -> int:
+        """Evict every waiting transaction signed by one of ``senders`` (keys governance just revoked: they can
+        never enter a block again); returns how many were dropped."""
+        keys = set(senders)
+        dead = [h for h, e in self._entries.items() if e.tx.body.sender in keys]
+        return self.process_remove(dead)
+
     def get_entries(self) -> list[PoolEntry]:
         """All waiting entries, oldest first."""
         return list(self._entries.values())

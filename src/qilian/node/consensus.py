@@ -20,16 +20,17 @@ from typing import TYPE_CHECKING, Any
 from qilian.consensus.core import Core
 from qilian.consensus.signer import SignerState
 from qilian.consensus.timeouts import TimeoutConfig
+from qilian.consensus.validators import ValidatorSet as ConsensusValidators
 from qilian.execution.block import ParentInfo
 from qilian.mempool.pool import Mempool
 from qilian.node.signer_store import load_signer_state, save_signer_state
 from qilian.node.wal import Wal
 from qilian.p2p.transport import Peer, Transport
-from qilian.shell.consensus import StateDiverged, to_consensus_validators
+from qilian.shell.consensus import StateDiverged
 from qilian.shell.ports import SignerStore, TimerHandle, WalFile
 from qilian.shell.shell import Shell
 from qilian.shell.timing import ShellTiming
-from qilian.types.core import Block, Commit, Receipt, Transaction
+from qilian.types.core import Block, Commit, Receipt, Transaction, ValidatorSet
 from qilian.types.struct import Wire
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("qilian.consensus")
 
-__all__ = ["ConsensusDriver", "StateDiverged", "to_consensus_validators"]
+__all__ = ["ConsensusDriver", "StateDiverged"]
 
 
 class AsyncioClock:
@@ -99,7 +100,8 @@ class FileSignerStore:
 
 
 class NodeLedger:
-    """Ledger port over the node's LMDB store; execution runs on one worker thread, one block at a time."""
+    """Ledger port over the node's LMDB store; execution runs on one worker thread, one block at a time. The
+    validator set of each height comes from chain state through ``node.valsets`` (gov2's lookup)."""
 
     def __init__(self, node: Node, exec_pool: ThreadPoolExecutor):
         self.node = node
@@ -117,6 +119,15 @@ class NodeLedger:
 
     def get_committed(self, tx_hashes: Iterable[bytes]) -> set[bytes]:
         return self.node.store.get_committed(tx_hashes)
+
+    def get_validators(self, height: int) -> ValidatorSet | None:
+        return self.node.valsets.get(height)
+
+    def get_consensus_validators(self, height: int) -> ConsensusValidators | None:
+        return self.node.valsets.get_consensus(height)
+
+    def get_public_key(self, height: int, address: bytes) -> bytes | None:
+        return self.node.valsets.get_public_key(height, address)
 
     def execute_and_store(self, block: Block, commit: Commit, hashes: list[bytes],
                           done: Callable[[list[Receipt] | None, BaseException | None], None]) -> None:

@@ -25,11 +25,12 @@ from qilian.execution.block import (
     execute_block,
 )
 from qilian.execution.contracts import compute_genesis_writes
+from qilian.execution.members import get_member, get_validator_sets
 from qilian.execution.rules import ChainRules
 from qilian.state import MemoryNodeStore, StateError, StateTree
 from qilian.storage.store import ChainStore, compute_value_key
 from qilian.types.codec import CodecError, encode_trusted
-from qilian.types.core import Block, compute_block_id
+from qilian.types.core import Block, ValidatorSet, compute_block_id
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,15 @@ def verify_ledger(data_dir: Path, progress: Callable[[int, int], None] | None = 
         genesis_root, genesis_nodes = tree.apply_writes(b"\x00" * 32, genesis_writes)
         nodes.put_nodes(genesis_nodes)
         state.values.update({k: v for k, v in genesis_writes.items() if v is not None})
-        parent = ParentInfo(0, b"", genesis.genesis_time_ms, genesis_root, compute_empty_root(suite),
+        def get_parent(height: int, block_id: bytes, time_ms: int, root: bytes, receipts_root: bytes,
+                       last: ValidatorSet) -> ParentInfo:
+            """Everything of a block's validity from the re-executed state of its parent: the sets that sign
+            it and the next one, the set that signed the parent, and the membership of that height."""
+            current, nxt = get_validator_sets(rules, state.get_state)
+            return ParentInfo(height, block_id, time_ms, root, receipts_root, current, nxt, last,
+                              lambda key: get_member(rules, state.get_state, key))
+
+        parent = get_parent(0, b"", genesis.genesis_time_ms, genesis_root, compute_empty_root(suite),
                             genesis.validators)
         seen_txs: set[bytes] = set()
         checked = 0
@@ -132,8 +141,8 @@ def verify_ledger(data_dir: Path, progress: Callable[[int, int], None] | None = 
                 else:
                     state.values[k] = v
             seen_txs.update(hashes)
-            parent = ParentInfo(height, block_id, block.header.time_ms, new_root, result.receipts_root,
-                                genesis.validators)
+            parent = get_parent(height, block_id, block.header.time_ms, new_root, result.receipts_root,
+                                parent.validators)
             checked += 1
             expected_height += 1
             if progress is not None:

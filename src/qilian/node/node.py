@@ -24,10 +24,20 @@ from qilian.execution.block import (
     execute_block,
 )
 from qilian.execution.contracts import compute_genesis_writes
-from qilian.execution.rules import ChainRules, TxRejected, check_tx_static, check_tx_window, is_valid_tx_signature
+from qilian.execution.members import get_member
+from qilian.execution.policy import MEMBER_NAMESPACE
+from qilian.execution.rules import (
+    ChainRules,
+    MemberInfo,
+    TxRejected,
+    check_tx_static,
+    check_tx_window,
+    is_valid_tx_signature,
+)
 from qilian.mempool.pool import Mempool, MempoolFull, PoolEntry
 from qilian.node.config import NodeConfig, load_genesis
 from qilian.node.limits import check_chain_params
+from qilian.node.valsets import ValidatorSets
 from qilian.sdk.keys import get_password_from_env, load_key
 from qilian.state import ZERO_HASH, MemoryNodeStore, StateTree
 from qilian.storage.store import ChainStore, ChainTip
@@ -114,6 +124,12 @@ class Node:
             genesis_writes, genesis_nodes,
         )
         self.tree = StateTree(self.suite.hash, self.store)
+        self.valsets = ValidatorSets(self.store, self.suite, self.rules)
+        """The validator set of each height, read from chain state (never from genesis)."""
+        self._members: tuple[int, dict[bytes, MemberInfo | None]] = (-1, {})
+        """(tip height, key → membership read at that tip): admission's membership cache."""
+        self._revoked_in_block: list[bytes] = []
+        """Keys the block just stored revoked (execution thread → event loop): their waiting txs are evicted."""
         self.mempool = Mempool(config.mempool_max_txs, config.mempool_max_bytes)
         self._verify_pool = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="verify")
         self.verifying: dict[bytes, tuple[Transaction, asyncio.Future[dict[bytes, bool]]]] = {}
@@ -146,9 +162,25 @@ class Node:
         return self.store.get_tip()
 
     def get_parent_info(self, tip: ChainTip) -> ParentInfo:
-        """The facts the next block builds on."""
+        """The facts the next block builds on: the validator sets of tip, tip+1 and tip+2 and the membership, all
+        from the state of ``tip`` (docs/governance.md: a change decided in block h signs from h+2)."""
+        current, nxt = self.valsets.get_sets_at_root(tip.state_root)
+        last = self.valsets.get(tip.height) if tip.height else current
         return ParentInfo(tip.height, tip.block_id, tip.time_ms, tip.state_root, tip.receipts_root,
-                          self.genesis.validators)
+                          current, nxt, last, self.get_member)
+
+    def get_member(self, public_key: bytes) -> MemberInfo | None:
+        """The membership of a key in the state of the committed tip (cached until the tip moves)."""
+        height = self.store.get_tip().height
+        cached_at, cache = self._members
+        if cached_at != height:
+            cache = {}
+            self._members = (height, cache)
+        if public_key not in cache:
+            if len(cache) > SIG_CACHE_SIZE:
+                cache.clear()
+            cache[public_key] = get_member(self.rules, self.store.get_state, public_key)
+        return cache[public_key]
 
     # -- admission ---------------------------------------------------------------------------------------
 
@@ -196,7 +228,7 @@ class Node:
                 if th in committed:
                     results[i] = (th, "committed", "")
                     continue
-                check_tx_static(self.rules, tx, len(raw))
+                check_tx_static(self.rules, tx, len(raw), self.get_member)
                 check_tx_window(self.rules, tx, next_height)
             except CodecError as exc:
                 results[i] = (b"", "malformed", str(exc))
@@ -363,6 +395,7 @@ class Node:
         new_tip = ChainTip(block.header.height, commit.block_id, block.header.time_ms, new_root,
                            result.receipts_root)
         self.store.process_commit_block(block, commit, hashes, result.receipts, result.writes, nodes, new_tip)
+        self._revoked_in_block = [k for (ns, k), v in result.writes.items() if ns == MEMBER_NAMESPACE and v is None]
         t3 = time.perf_counter()
         self.last_apply_s = (t1 - t0, t2 - t1, t3 - t2)
         log.debug("block %d: %d txs, execute %.1f ms, state %.1f ms (%d nodes), store %.1f ms",
@@ -372,6 +405,12 @@ class Node:
     def on_block_stored(self, block: Block, commit: Commit, hashes: list[bytes], receipts: list[Receipt]) -> None:
         """On the event loop, after a block is durable: drop its transactions from the mempool and notify."""
         self.mempool.process_remove(hashes)
+        revoked, self._revoked_in_block = self._revoked_in_block, []
+        if revoked:
+            evicted = self.mempool.process_remove_senders(revoked)
+            if evicted:
+                log.info("block %d revoked %d key(s); evicted %d of their waiting transactions",
+                         block.header.height, len(revoked), evicted)
         self.results_pending = bool(hashes)
         self.blocks_committed += 1
         self.txs_committed += len(hashes)

@@ -18,13 +18,16 @@ from typing import Any, Final
 
 from qilian.crypto import get_suite
 from qilian.execution.policy import MEMBER_NAMESPACE
-from qilian.sdk.verify import ProofInvalid, verify_state_response, verify_tx_response
+from qilian.sdk.verify import ProofInvalid, verify_state_response, verify_tx_response, verify_validator_path
 from qilian.types.codec import CodecError, decode_raw, encode_trusted, from_json_value, to_json_value
 from qilian.types.core import STATUS_OK, Genesis
 from qilian.types.genesis_json import genesis_from_json, genesis_to_json
 
-CERT_VERSION: Final = 2
-"""2 adds the membership proof of the registering key (version 1 certificates named an owner nobody proved)."""
+CERT_VERSION: Final = 3
+"""2 adds the membership proof of the registering key (version 1 certificates named an owner nobody proved); 3 adds
+``validator_path``, the validator-set changes from genesis to the proofs' heights (absent while the set is
+genesis's)."""
+ACCEPTED_VERSIONS: Final = (2, 3)
 EVIDENCE_CONTRACT: Final = "evidence"
 """Name of the evidence system contract."""
 
@@ -72,9 +75,11 @@ def compute_member_key(public_key: bytes) -> bytes:
 
 
 def make_certificate(genesis: Genesis, tx_response: dict[str, Any], state_response: dict[str, Any],
-                     digest: bytes, member_response: dict[str, Any]) -> dict[str, Any]:
+                     digest: bytes, member_response: dict[str, Any],
+                     validator_path: dict[str, Any] | None = None) -> dict[str, Any]:
     """Assemble a certificate from a node's answers (checked here too, so a bad node cannot hand one out).
-    ``member_response`` is the state proof of the registering key's ``sys:member`` entry."""
+    ``member_response`` is the state proof of the registering key's ``sys:member`` entry; ``validator_path``
+    (``GET /gov/validators/path``) carries the validator-set changes from genesis to the proofs' heights."""
     cert = {
         "type": "qilian-evidence-certificate",
         "version": CERT_VERSION,
@@ -85,6 +90,8 @@ def make_certificate(genesis: Genesis, tx_response: dict[str, Any], state_respon
         "state": state_response,
         "member": member_response,
     }
+    if validator_path is not None:
+        cert["validator_path"] = validator_path
     check_certificate(cert)
     return cert
 
@@ -93,7 +100,7 @@ def check_certificate(cert: dict[str, Any], pinned_genesis: Genesis | None = Non
                       file_bytes: bytes | None = None) -> CheckedEvidence:
     """Verify a certificate offline; raises ProofInvalid naming what does not hold."""
     try:
-        if cert.get("type") != "qilian-evidence-certificate" or cert.get("version") != CERT_VERSION:
+        if cert.get("type") != "qilian-evidence-certificate" or cert.get("version") not in ACCEPTED_VERSIONS:
             raise ProofInvalid("not a Qilian evidence certificate of a known version")
         genesis = genesis_from_json(json.dumps(cert["genesis"]))
         suite = get_suite(genesis.suite)
@@ -101,7 +108,8 @@ def check_certificate(cert: dict[str, Any], pinned_genesis: Genesis | None = Non
         if pinned_genesis is not None and pinned_genesis.compute_hash(get_suite(pinned_genesis.suite)) != ghash:
             raise ProofInvalid("the certificate is for another chain than the trusted genesis")
         digest = bytes.fromhex(cert["digest"])
-        v = verify_tx_response(genesis, cert["tx"], require_receipt=True)
+        trusted = verify_validator_path(genesis, cert.get("validator_path"))
+        v = verify_tx_response(genesis, cert["tx"], require_receipt=True, trusted=trusted)
         body = v.tx.body
         if body.to != EVIDENCE_CONTRACT or body.method != "register" or len(body.args) != 4 or \
                 body.args[0] != digest or type(body.args[1]) is not str or type(body.args[2]) is not str:
@@ -115,7 +123,7 @@ def check_certificate(cert: dict[str, Any], pinned_genesis: Genesis | None = Non
         if cert["state"].get("namespace") != f"c:{EVIDENCE_CONTRACT}" or bytes.fromhex(
                 cert["state"].get("key", "")) != compute_record_key(digest):
             raise ProofInvalid("the state proof is not for this digest's record")
-        stored = verify_state_response(genesis, cert["state"])
+        stored = verify_state_response(genesis, cert["state"], trusted)
         if stored is None or decode_raw(stored) != record:
             raise ProofInvalid("the state proof does not show this record")
         if file_bytes is not None and suite.hash(file_bytes) != digest:
@@ -124,7 +132,7 @@ def check_certificate(cert: dict[str, Any], pinned_genesis: Genesis | None = Non
         if member_doc.get("namespace") != MEMBER_NAMESPACE or bytes.fromhex(
                 member_doc.get("key", "")) != compute_member_key(body.sender):
             raise ProofInvalid("the membership proof is not for the key that signed the registration")
-        member_raw = verify_state_response(genesis, member_doc)
+        member_raw = verify_state_response(genesis, member_doc, trusted)
         if member_raw is None:
             raise ProofInvalid("the key that signed the registration is not a member of the chain")
         member = decode_raw(member_raw)

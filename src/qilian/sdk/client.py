@@ -107,6 +107,10 @@ class Client:
     def get_block(self, height: int | str = "latest") -> dict[str, Any]:
         return self._json(self.http.get(f"/blocks/{height}"))
 
+    def get_validator_path(self, to: int) -> dict[str, Any]:
+        """Validator-set changes from genesis up to height ``to`` (checked by ``verify_validator_path``)."""
+        return self._json(self.http.get("/gov/validators/path", params={"to": to}))
+
     def get_state(self, namespace: str, key: bytes) -> dict[str, Any]:
         return self._json(
             self.http.get(f"/state/{namespace}/{key.hex()}", params={"encoding": "hex"})

@@ -15,7 +15,7 @@ from qilian.crypto import merkle
 from qilian.crypto.suite import Suite
 from qilian.state import StateProof
 from qilian.types.codec import to_json_value
-from qilian.types.core import Block, BlockHeader, Commit, Receipt, compute_block_id
+from qilian.types.core import Block, BlockHeader, Commit, Receipt, ValidatorSet, compute_block_id
 
 
 def get_header_doc(suite: Suite, header: BlockHeader) -> dict[str, Any]:
@@ -32,6 +32,8 @@ def get_header_doc(suite: Suite, header: BlockHeader) -> dict[str, Any]:
         "state_root": header.state_root.hex(),
         "receipts_root": header.receipts_root.hex(),
         "validators_hash": header.validators_hash.hex(),
+        "next_validators_hash": header.next_validators_hash.hex(),
+        "version": header.version,
         "proposer": header.proposer.hex(),
         "encoded": header.encode().hex(),
     }
@@ -46,6 +48,27 @@ def get_commit_doc(commit: Commit) -> dict[str, Any]:
         "signatures": [{"validator": s.validator.hex(), "signature": s.signature.hex()} for s in commit.signatures],
         "encoded": commit.encode().hex(),
     }
+
+
+PATH_TYPE = "qilian-validator-path"
+"""Type tag of a validator-set change path (docs/governance.md, "Light clients")."""
+PATH_VERSION = 1
+
+
+def get_validator_path_doc(suite: Suite, entries: Sequence[tuple[Block, Commit, ValidatorSet,
+                                                                   tuple[Block, Commit] | None]]) -> dict[str, Any]:
+    """A validator-set change path: for each height h whose signing set differs from h−1's, in height order, the
+    header and commit of h and the set V that signs it, and — where the 1/3 trust rule cannot carry the light
+    client from the previous set — the header and commit of h−1 (``parent``: signed by the previous set, its
+    ``next_validators_hash`` names V)."""
+    out = []
+    for block, commit, vset, parent in entries:
+        e: dict[str, Any] = {"height": block.header.height, "validators": vset.encode().hex(),
+                             "header": get_header_doc(suite, block.header), "commit": get_commit_doc(commit)}
+        if parent is not None:
+            e["parent"] = {"header": get_header_doc(suite, parent[0].header), "commit": get_commit_doc(parent[1])}
+        out.append(e)
+    return {"type": PATH_TYPE, "version": PATH_VERSION, "entries": out}
 
 
 def get_merkle_doc(proof: merkle.MerkleProof) -> dict[str, Any]:

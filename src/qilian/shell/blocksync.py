@@ -173,8 +173,10 @@ class BlockSyncReactor:
             hashes = [compute_tx_hash(suite, tx.body) for tx in block.txs]
             try:
                 block_id = suite.hash(block.header.encode())
-                check_commit(suite, self.ledger.rules.chain_id, self.ledger.rules.genesis.validators, commit,
-                             block_id, block.header.height)
+                validators = self.ledger.get_validators(block.header.height)  # tip + 1: known
+                if validators is None:
+                    raise BlockInvalid(f"the validator set of height {block.header.height} is not known yet")
+                check_commit(suite, self.ledger.rules.chain_id, validators, commit, block_id, block.header.height)
             except BlockInvalid as exc:
                 self.network.report_violation(sender, f"synced block {block.header.height} has no valid commit: "
                                                       f"{exc}")

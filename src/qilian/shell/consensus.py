@@ -140,11 +140,6 @@ class Parts:
     """The peer it came from (asked first for missing transactions)."""
 
 
-def to_consensus_validators(validators: Any) -> ConsensusValidators:
-    """The core's view of a validator set: address → power."""
-    return ConsensusValidators({v.address: v.power for v in validators.validators})
-
-
 def compute_own_key(m: ProposalMsg | SignedVote | Proposal | Vote) -> tuple[int, int, int]:
     """(height, round, step) of an own message: at most one signed message each."""
     if isinstance(m, ProposalMsg):
@@ -179,12 +174,12 @@ class ConsensusReactor:
         self.suite = rules.suite
         self.chain_id = rules.chain_id
         self.params = rules.genesis.params
-        self.vset = to_consensus_validators(rules.genesis.validators)
-        self.pubkeys = {v.address: v.public_key for v in rules.genesis.validators.validators}
         self.address = signer.address
-        # The core counts our own votes only once we have signed them (see _on_broadcast).
-        self.core = Core(self.address, self.vset, timeouts, id_of=self.suite.hash, count_own_votes=False,
-                         max_future_rounds=ROUND_WINDOW)
+        # The core counts our own votes only once we have signed them (see _on_broadcast). Its validator set is
+        # that of each height it runs (get_vset): this node may be an observer of some heights and a validator
+        # of others.
+        self.core = Core(self.address, self.get_vset(self.get_tip_height() + 1), timeouts, id_of=self.suite.hash,
+                         count_own_votes=False, max_future_rounds=ROUND_WINDOW)
         self.guard: SignerState = signer_store.load()
         self.blocks_source: BlockSource | None = None
         self.sync: SyncControl | None = None
@@ -249,6 +244,13 @@ class ConsensusReactor:
 
     def get_round(self) -> int:
         return self.core.round
+
+    def get_vset(self, height: int) -> ConsensusValidators:
+        """The core's validator set of a height the node is about to run: tip + 1, whose set is ``current`` in
+        the tip's state and so always known. A node whose key is not in it is an observer of that height."""
+        vset = self.ledger.get_consensus_validators(height)
+        assert vset is not None, f"validator set of height {height} is unknown"
+        return vset
 
     def start(self) -> None:
         """Replay the WAL (before any peer hears from us), then pace heights and watch for a stuck height."""
@@ -440,7 +442,11 @@ class ConsensusReactor:
     def _core_step(self, inp: Input | None) -> list[Output]:
         """One step of the core (``None``: start the height tip + 1), shown to the observer."""
         lock = (self.core.locked_round, self.core.locked_id)
-        outs = self.core.start_height(self.get_tip_height() + 1, self.vset) if inp is None else self.core.process(inp)
+        if inp is None:
+            height = self.get_tip_height() + 1
+            outs = self.core.start_height(height, self.get_vset(height))
+        else:
+            outs = self.core.process(inp)
         if self.observer is not None:
             self.observer.on_core_step(self.core, outs, lock)
         return outs
@@ -669,7 +675,10 @@ class ConsensusReactor:
                       if k[0] == PRECOMMIT and k[1] == height and k[2] == round_ and k[3] == block_id)
         commit = Commit(height, round_, block_id, tuple(CommitSig(v, s) for v, s in sigs))
         try:
-            check_commit(self.suite, self.chain_id, self.rules.genesis.validators, commit, block_id, height)
+            validators = self.ledger.get_validators(height)
+            if validators is None:  # tip + 1 here, so always known; a guard, not a path
+                raise BlockInvalid(f"the validator set of height {height} is not known yet")
+            check_commit(self.suite, self.chain_id, validators, commit, block_id, height)
         except BlockInvalid as exc:
             log.warning("decided height %d but its commit does not pass yet (%s); waiting for precommits or sync",
                         height, exc)
@@ -729,9 +738,11 @@ class ConsensusReactor:
         key = (sv.kind, sv.height, sv.round, sv.block_id, sv.validator)
         if key in self.sigs or not self._is_relevant(sv.height):
             return
-        pub = self.pubkeys.get(sv.validator)
+        if self.ledger.get_validators(sv.height) is None:
+            return  # beyond tip + 2: its set cannot be known yet; anti-entropy re-sends it when it matters
+        pub = self.ledger.get_public_key(sv.height, sv.validator)
         if pub is None:
-            raise PeerViolation(f"vote by {sv.validator.hex()}, not a validator")
+            raise PeerViolation(f"vote by {sv.validator.hex()}, not a validator of height {sv.height}")
         far = sv.round > self._get_round_limit(sv.height)
         if not far and (self._slot_values.get((sv.height, sv.round, sv.kind, sv.validator), 0) >= MAX_VALUES_PER_SLOT
                         or not self._has_room(sv.height)):
@@ -770,11 +781,12 @@ class ConsensusReactor:
         p = self._to_proposal(msg)
         if p.value_id in self.parts and self.parts[p.value_id].msg.round == msg.round:
             return
-        if msg.proposer != self.vset.get_proposer(h.height, msg.round):
-            return  # not this round's proposer: the core would ignore it; never stored
-        pub = self.pubkeys.get(msg.proposer)
+        vset = self.ledger.get_consensus_validators(h.height)
+        if vset is None or msg.proposer != vset.get_proposer(h.height, msg.round):
+            return  # set not known yet, or not this round's proposer (L22/L28): the core would ignore it
+        pub = self.ledger.get_public_key(h.height, msg.proposer)
         if pub is None:
-            raise PeerViolation(f"proposal by {msg.proposer.hex()}, not a validator")
+            raise PeerViolation(f"proposal by {msg.proposer.hex()}, not a validator of height {h.height}")
         far = msg.round > self._get_round_limit(h.height)
         if not far and (self._parts_per_round.get((h.height, msg.round), 0) >= MAX_PROPOSALS_PER_ROUND
                         or not self._has_room(h.height)):

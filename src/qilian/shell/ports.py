@@ -15,11 +15,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
 from qilian.consensus.signer import SignerState
+from qilian.consensus.validators import ValidatorSet as ConsensusValidators
 from qilian.execution.block import ParentInfo
 from qilian.execution.rules import ChainRules
 from qilian.mempool.pool import Mempool
 from qilian.shell.wal import WalRecord
-from qilian.types.core import Block, Commit, Receipt, Transaction
+from qilian.types.core import Block, Commit, Receipt, Transaction, ValidatorSet
 from qilian.types.struct import Wire
 
 
@@ -113,6 +114,18 @@ class Ledger(Protocol):
 
     def get_committed(self, tx_hashes: Iterable[bytes]) -> set[bytes]:
         """Those of ``tx_hashes`` already on chain."""
+
+    def get_validators(self, height: int) -> ValidatorSet | None:
+        """The validator set that signs block ``height``, from chain state (a change decided in block h signs from
+        h+2, docs/governance.md); None when it is not known yet (beyond tip + 2). Never genesis's by default: the
+        shell checks every vote, proposal and commit against the set of its own height."""
+
+    def get_consensus_validators(self, height: int) -> ConsensusValidators | None:
+        """The consensus core's view (address → power) of :meth:`get_validators`; the node's key absent from it
+        makes this node an observer of that height (it follows, never proposes or votes)."""
+
+    def get_public_key(self, height: int, address: bytes) -> bytes | None:
+        """The key of a validator of ``height``; None when ``address`` is none of them or the set is unknown."""
 
     def execute_and_store(self, block: Block, commit: Commit, hashes: list[bytes],
                           done: Callable[[list[Receipt] | None, BaseException | None], None]) -> None:

@@ -17,17 +17,20 @@ exercises the torn-tail cut the node runs."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from qilian.consensus.signer import SignerState
+from qilian.consensus.validators import ValidatorSet as ConsensusValidators
 from qilian.execution.block import ParentInfo, execute_block
-from qilian.execution.chain import TxRejected
+from qilian.execution.chain import MemberInfo, TxRejected
+from qilian.execution.members import get_member
 from qilian.execution.rules import ChainRules, check_tx_static, check_tx_window, is_valid_tx_signature
+from qilian.execution.valsets import ValidatorSetBook
 from qilian.mempool.pool import Mempool, MempoolFull, PoolEntry
 from qilian.shell.wal import WalHeight, WalRecord, decode_frames, encode_frame
 from qilian.state import MemoryNodeStore, StateTree
 from qilian.types.codec import CodecError
-from qilian.types.core import Block, Commit, Receipt, Transaction, compute_tx_hash
+from qilian.types.core import Block, Commit, Receipt, Transaction, ValidatorSet, compute_tx_hash
 
 
 class SimCrash(BaseException):
@@ -39,7 +42,9 @@ class Ledger:
     """The durable chain of one node (what LMDB holds)."""
 
     tip: ParentInfo
-    """The last committed block's facts (genesis facts at height 0)."""
+    """The last committed block's facts (genesis facts at height 0) with the validator sets read from its state
+    (``validators`` signs tip + 1, ``next_validators`` tip + 2, ``last_validators`` signed the tip); its
+    ``get_member`` is left None here (a closure over one incarnation's memory) and set by the ledger port."""
     blocks: dict[int, bytes] = field(default_factory=dict)
     """Height → canonical block bytes."""
     commits: dict[int, Commit] = field(default_factory=dict)
@@ -152,6 +157,9 @@ Later = Callable[[int, Callable[[], None]], None]
 
 class MemLedger:
     """Ledger port over ``Disk.ledger``: real execution (:func:`execute_block`) and state tree, one atomic store.
+    The validator set of a height is read from this real state by the node's own lookup
+    (:class:`~qilian.execution.valsets.ValidatorSetBook`), so a governance change in a simulated block takes effect
+    at H+2 exactly as on a node.
 
     Tree nodes are content-addressed and never deleted, so every node of a world shares one node store: sharing
     changes no root and no durability (a node only ever reaches nodes under roots it stored)."""
@@ -165,9 +173,33 @@ class MemLedger:
         self._later = later
         self._delay = delay
         self._on_stored = on_stored
+        self.valsets = ValidatorSetBook(rules.suite, rules, self._get_tip, self._get_header_root,
+                                        self._tree.get_value)
+        """The validator set of each height, from this node's state (never genesis's by default)."""
+
+    def _get_tip(self) -> tuple[int, bytes]:
+        tip = self.disk.ledger.tip
+        return tip.height, tip.state_root
+
+    def _get_header_root(self, height: int) -> bytes | None:
+        raw = self.disk.ledger.blocks.get(height)
+        return None if raw is None else Block.decode(raw).header.state_root
 
     def get_parent_info(self) -> ParentInfo:
-        return self.disk.ledger.tip
+        return replace(self.disk.ledger.tip, get_member=self.get_member)
+
+    def get_member(self, public_key: bytes) -> MemberInfo | None:
+        """Membership of a key in the tip's state."""
+        return get_member(self.rules, self.get_state, public_key)
+
+    def get_validators(self, height: int) -> ValidatorSet | None:
+        return self.valsets.get(height)
+
+    def get_consensus_validators(self, height: int) -> ConsensusValidators | None:
+        return self.valsets.get_consensus(height)
+
+    def get_public_key(self, height: int, address: bytes) -> bytes | None:
+        return self.valsets.get_public_key(height, address)
 
     def get_block_bytes(self, height: int) -> bytes | None:
         return self.disk.ledger.blocks.get(height)
@@ -201,7 +233,9 @@ class MemLedger:
                     ledger.values.pop(k, None)
                 else:
                     ledger.values[k] = v
-            ledger.tip = ParentInfo(h.height, commit.block_id, h.time_ms, root, result.receipts_root, tip.validators)
+            current, nxt = self.valsets.get_sets_at_root(root)
+            ledger.tip = ParentInfo(h.height, commit.block_id, h.time_ms, root, result.receipts_root, current, nxt,
+                                    tip.validators)
             self._on_stored(block, commit, hashes)
             done(list(result.receipts), None)
 
@@ -252,7 +286,7 @@ class SimTxPool:
         if self.ledger.get_committed([th]):
             return th, "committed", ""
         try:
-            check_tx_static(self.rules, tx, len(raw))
+            check_tx_static(self.rules, tx, len(raw), self.ledger.get_member)
             check_tx_window(self.rules, tx, self.ledger.get_parent_info().height + 1)
         except TxRejected as exc:
             return th, exc.code, exc.message

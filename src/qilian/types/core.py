@@ -42,6 +42,10 @@ ROLES: Final = ("admin", "member", "validator", "observer")
 SENDING_ROLES: Final = frozenset({"admin", "member", "validator"})
 """Roles allowed to sign transactions."""
 
+BLOCK_VERSION: Final = 1
+"""Protocol version a header names: the block format and state-transition rules it follows. Version 1 added
+``version`` and ``next_validators_hash`` and moved membership and validator sets into state (docs/governance.md)."""
+
 PREVOTE: Final = 1
 PRECOMMIT: Final = 2
 
@@ -204,6 +208,8 @@ class BlockHeader(Wire):
     header of the next block.
     """
 
+    version: int
+    """Protocol version (BLOCK_VERSION): a node refuses a block of a version it does not run."""
     chain_id: str
     """The chain."""
     height: int
@@ -224,10 +230,15 @@ class BlockHeader(Wire):
     """Merkle root of the receipts of block height-1 (empty-tree root at height 1)."""
     validators_hash: bytes
     """Hash of the validator set that signs this block."""
+    next_validators_hash: bytes
+    """Hash of the validator set that signs the next block: a change decided in block h is in state after h,
+    hence in this hash of header h+1 and signs from h+2 on (Tendermint's rule), so a light client can follow
+    the set header by header."""
     proposer: bytes
     """Address of the validator that proposed this block."""
 
     WIRE: ClassVar[tuple[Kind, ...]] = (
+        UInt(),
         Text(64),
         UInt(),
         UInt(),
@@ -235,6 +246,7 @@ class BlockHeader(Wire):
         _hash32_or_empty,
         _hash32,
         UInt(),
+        _hash32,
         _hash32,
         _hash32,
         _hash32,

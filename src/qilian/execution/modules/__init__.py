@@ -10,13 +10,21 @@ from __future__ import annotations
 
 from typing import Final
 
+from qilian.apps.copyright.module import CopyrightModule  # scenario apps: src/qilian/apps/<name>/module.py
+from qilian.apps.identity.module import DidModule
+from qilian.apps.iot.module import IotModule
+from qilian.apps.payments.module import AssetModule, SettleModule
+from qilian.apps.registry.module import RegistryModule
+from qilian.apps.trace.module import TraceModule
 from qilian.execution.contracts import is_contract_target
 from qilian.execution.modules.base import Module
 from qilian.execution.modules.contract import ContractCallModule, ContractsModule
 from qilian.execution.modules.gov import GovModule
 from qilian.execution.modules.kv import KvModule
 
-MODULES: Final[tuple[Module, ...]] = (KvModule(), ContractsModule(), GovModule())
+MODULES: Final[tuple[Module, ...]] = (KvModule(), ContractsModule(), GovModule(),
+                                      TraceModule(), IotModule(), CopyrightModule(),
+                                      AssetModule(), SettleModule(), DidModule(), RegistryModule())
 """Built-in modules, in hook order."""
 CONTRACT_CALLS: Final = ContractCallModule()
 """Runs calls whose target is a contract."""

@@ -36,6 +36,9 @@ class Module:
         """Run one call; raise CallFailed (or return a failed Outcome) and none of its writes survive."""
         raise NotImplementedError
 
+    def begin_block(self, env: BlockEnv) -> None:
+        """Called once before the block's first transaction; its writes go straight into the block's writes."""
+
     def end_block(self, env: BlockEnv) -> None:
         """Called once after the block's last transaction; its writes go straight into the block's writes."""
 

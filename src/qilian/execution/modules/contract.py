@@ -15,6 +15,7 @@ from qilian.execution.contracts import (
     is_system_contract,
 )
 from qilian.execution.env import BlockEnv, CallFailed, Outcome, TxCall
+from qilian.execution.members import get_member_by_address
 from qilian.execution.messages import quote
 from qilian.execution.modules.base import Module, expect_args
 from qilian.types.core import STATUS_FAILED, STATUS_OUT_OF_FUEL, Event, Transaction
@@ -34,11 +35,12 @@ def get_context(env: BlockEnv, call: TxCall, this: str) -> Context:
                    call.sender)
 
 
-def get_owner_org(rules: ChainRules, deployer: str) -> str | None:
-    """The organisation that owns a contract: its deployer's (None for system contracts, deployer "")."""
+def get_owner_org(env: BlockEnv, deployer: str) -> str | None:
+    """The organisation that owns a contract: its deployer's in this state — kept after the deployer's key is
+    rotated or revoked (None for system contracts, deployer "")."""
     if not deployer:
         return None
-    member = rules.members_by_address.get(deployer)
+    member = get_member_by_address(env.rules, env.state.get, deployer)
     return member.organisation if member else None
 
 
@@ -73,7 +75,7 @@ class ContractsModule(Module):
             code = get_code(env.state.get, address)
             if code is None:
                 raise CallFailed(f"no contract at {address}")
-            verdict = env.process_require("contract.upgrade", (me,), get_owner_org(env.rules, code[1]))
+            verdict = env.process_require("contract.upgrade", (me,), get_owner_org(env, code[1]))
             return compute_outcome(env.contracts.upgrade(address, source, list(verdict.found), "tx"))
         raise CallFailed(f"contracts has no method {quote(call.method)}")
 

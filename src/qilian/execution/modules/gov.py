@@ -28,6 +28,12 @@ from qilian.execution.env import BlockEnv, CallFailed, Outcome, TxCall
 from qilian.execution.messages import quote
 from qilian.execution.modules.base import Module, expect_args
 from qilian.execution.modules.contract import compute_outcome, get_owner_org
+from qilian.execution.modules.orgs import (
+    MEMBERSHIP_ACTIONS,
+    compute_membership_target,
+    process_membership_action,
+    process_promote_validators,
+)
 from qilian.execution.policy import (
     POLICY_NAMESPACE,
     RESOURCES,
@@ -61,9 +67,11 @@ MAX_PENDING: Final = 256
 MAX_ENDORSEMENTS: Final = 64
 """Endorsements one ``gov.execute`` may carry (each costs a signature check in execution)."""
 
-ACTION_ARITY: Final = {"contract.upgrade": 2, "gov.set_policy": 4, "contract.freeze": 1, "contract.unfreeze": 1}
+ACTION_ARITY: Final = {"contract.upgrade": 2, "gov.set_policy": 4, "contract.freeze": 1, "contract.unfreeze": 1,
+                       **MEMBERSHIP_ACTIONS}
 """Action kind → number of arguments: ``[contract.upgrade, address, source]``, ``[gov.set_policy, resource, rule,
-orgs, roles]``, ``[contract.freeze, address]``, ``[contract.unfreeze, address]``."""
+orgs, roles]``, ``[contract.freeze, address]``, ``[contract.unfreeze, address]``, and the membership and
+validator actions of :data:`qilian.execution.modules.orgs.MEMBERSHIP_ACTIONS`."""
 
 PENDING: Final = "pending"
 EXECUTED: Final = "executed"
@@ -232,23 +240,25 @@ def compute_action_target(env: BlockEnv, action: Action) -> tuple[str, str | Non
         code = get_code(env.state.get, address)
         if code is None:
             raise CallFailed(f"no contract at {address}")
-        return "contract.upgrade", get_owner_org(env.rules, code[1])
+        return "contract.upgrade", get_owner_org(env, code[1])
     if action.kind == "gov.set_policy":
-        compute_new_policy(env.rules, action)
+        compute_new_policy(env, action)
         return "gov.set_policy", None
+    if action.kind in MEMBERSHIP_ACTIONS:
+        return compute_membership_target(env, action.kind, action.args)
     address = action.args[0]
     if get_code(env.state.get, address) is None:
         raise CallFailed(f"no contract at {address}")
     return action.kind, None
 
 
-def compute_new_policy(rules: ChainRules, action: Action) -> tuple[str, Policy]:
+def compute_new_policy(env: BlockEnv, action: Action) -> tuple[str, Policy]:
     """The (resource, policy) a set_policy action would store; CallFailed if it is not well formed."""
     resource, rule, orgs, roles = action.args
     if resource not in RESOURCES:
         raise CallFailed(f"unknown resource {quote(resource)}; resources: {', '.join(RESOURCES)}")
     try:
-        policy = compute_policy(rule, orgs, roles, rules.org_names)
+        policy = compute_policy(rule, orgs, roles, env.get_org_names())
     except PolicyError as exc:
         raise CallFailed(f"set_policy {resource}: {exc}") from None
     if policy.rule == "FORBIDDEN" and resource in UNLOCKABLE:
@@ -261,12 +271,16 @@ def process_action(env: BlockEnv, action: Action, approvers: list[str], via: str
     if action.kind == "contract.upgrade":
         return compute_outcome(env.contracts.upgrade(action.args[0], action.args[1], approvers, via))
     if action.kind == "gov.set_policy":
-        resource, policy = compute_new_policy(env.rules, action)
+        resource, policy = compute_new_policy(env, action)
         env.state.put(POLICY_NAMESPACE, resource.encode(), encode_policy(policy))
         env.policies.clear()
         return Outcome(resource, (Event(GOV_MODULE, "PolicySet", {
             "resource": resource, "rule": policy.rule, "orgs": list(policy.orgs), "roles": list(policy.roles),
             "approvers": approvers, "via": via}),))
+    if action.kind in MEMBERSHIP_ACTIONS:
+        out = process_membership_action(env, action.kind, action.args, approvers, via)
+        env.process_forget()
+        return out
     address = action.args[0]
     frozen = get_frozen(env.state.get, address)
     if action.kind == "contract.freeze":
@@ -341,7 +355,7 @@ class GovModule(Module):
         events = [Event(GOV_MODULE, "Proposed", {"id": pid, "kind": action.kind, "resource": resource,
                                                  "proposer_org": p.proposer_org})]
         policy = env.get_policy(resource)
-        scope = compute_scope(policy, env.rules.org_names, self_org)
+        scope = compute_scope(policy, env.get_org_names(), self_org)
         if is_counted(policy, scope, call.member.to_approver()):
             p = replace(p, votes=(self._vote_of(env, call, True),))
         p, more = self._process_tally(env, p)
@@ -360,7 +374,7 @@ class GovModule(Module):
                 raise CallFailed(f"organisation {v.org} has already voted on proposal {pid} ({v.org}/{v.member} at "
                                  f"height {v.height}); an organisation counts once")
         policy = env.get_policy(p.resource)
-        scope = compute_scope(policy, env.rules.org_names, p.self_org or None)
+        scope = compute_scope(policy, env.get_org_names(), p.self_org or None)
         if not is_counted(policy, scope, me):
             raise CallFailed(f"the vote of {me.org}/{me.name} would not count: policy {p.resource} is "
                              f"{policy.describe()}" + (f" (owner {p.self_org})" if policy.rule == "SELF" else ""))
@@ -381,6 +395,10 @@ class GovModule(Module):
         _put_proposal(env, p)
         _put_pending(env, [i for i in _get_pending(env) if i != p.id])
         return Outcome(p.summary(), (Event(GOV_MODULE, "Revoked", {"id": p.id}),))
+
+    def begin_block(self, env: BlockEnv) -> None:
+        """Promote the validator set decided two blocks ago (see process_promote_validators)."""
+        process_promote_validators(env)
 
     def end_block(self, env: BlockEnv) -> None:
         """Expire the pending proposals whose last voting height is this one (a vote later is refused)."""
@@ -418,7 +436,7 @@ class GovModule(Module):
         policy = env.get_policy(p.resource)
         self_org = p.self_org or None
         yes = [v.to_approver() for v in p.votes if v.yes]
-        verdict = compute_verdict(p.resource, policy, yes, env.rules.org_names, self_org)
+        verdict = compute_verdict(p.resource, policy, yes, env.get_org_names(), self_org)
         if verdict.ok:
             saved = dict(env.state.tx_writes)
             try:
@@ -427,14 +445,14 @@ class GovModule(Module):
                 out = Outcome(status=1, error=str(exc))
             if out.status != STATUS_OK:
                 env.state.tx_writes = saved
-                env.policies.clear()
+                env.process_forget()
                 return (replace(p, status=FAILED, decided=env.height, result=out.error),
                         (Event(GOV_MODULE, "Failed", {"id": p.id, "error": out.error[:512]}),))
             return (replace(p, status=EXECUTED, decided=env.height),
                     (*out.events, Event(GOV_MODULE, "Executed", {"id": p.id, "approvers": list(verdict.found)})))
         voted = {v.org for v in p.votes}
-        undecided = [o for o in compute_scope(policy, env.rules.org_names, self_org) if o not in voted]
-        if not is_reachable(p.resource, policy, yes, undecided, env.rules.org_names, self_org):
+        undecided = [o for o in compute_scope(policy, env.get_org_names(), self_org) if o not in voted]
+        if not is_reachable(p.resource, policy, yes, undecided, env.get_org_names(), self_org):
             return (replace(p, status=REJECTED, decided=env.height, result=verdict.message),
                     (Event(GOV_MODULE, "Rejected", {"id": p.id}),))
         return p, ()
@@ -460,7 +478,7 @@ class GovModule(Module):
         resource, self_org = compute_action_target(env, action)
         policy = env.get_policy(resource)
         approvers = [call.member.to_approver()]
-        scope = compute_scope(policy, env.rules.org_names, self_org)
+        scope = compute_scope(policy, env.get_org_names(), self_org)
         for i, e in enumerate(endorsements):
             approvers.append(self._check_endorsement(env, i, e, sign_bytes, policy, resource, scope))
         verdict = env.process_require(resource, approvers, self_org)
@@ -476,7 +494,7 @@ class GovModule(Module):
         """The approver of one endorsement, or CallFailed naming why it does not count."""
         if type(e) is not list or len(e) != 2 or type(e[0]) is not bytes or type(e[1]) is not bytes:
             raise CallFailed(f"endorsement {i} is not [public_key, signature]")
-        member = env.rules.members.get(e[0])
+        member = env.get_member(e[0])
         if member is None:
             raise CallFailed(f"endorsement {i}: key {e[0].hex()[:16]}… is not a member of any organisation")
         who = f"{member.organisation}/{member.name}"

@@ -325,9 +325,16 @@ async function pageEvidence() {
       if (!vs.value) throw new V.ProofInvalid('the state proof shows no record');
       const stored = V.decode(vs.value);
       if (V.bytesToHex(stored.get('digest')) !== dhex || asHex(stored.get('tx_hash')) !== txHash) throw new V.ProofInvalid('the proven record is for another digest or transaction');
-      cert = { type: 'qilian-evidence-certificate', version: 1, chain_id: genesisDoc.chain_id, digest: dhex, genesis: genesisDoc, tx, state: st };
+      // The owner organisation is proven by the signing key's membership entry, never taken from the record.
+      const senderHex = V.bytesToHex(body[1]);
+      const mem = await api(`/state/sys:member/${senderHex}?encoding=hex`);
+      const vm = V.verifyState(c, mem);
+      if (!vm.value) throw new V.ProofInvalid('the key that signed the registration is not a member of the chain');
+      const member = V.decode(vm.value);
+      if (!Array.isArray(member) || member.length !== 3 || stored.get('owner_org') !== member[0]) throw new V.ProofInvalid(`the record names owner ${stored.get('owner_org')} but the registration was signed by a key of ${member[0]}`);
+      cert = { type: 'qilian-evidence-certificate', version: 2, chain_id: genesisDoc.chain_id, digest: dhex, genesis: genesisDoc, tx, state: st, member: mem };
       dl.disabled = false;
-      return { steps: [...vt.steps, ...vs.steps, 'record in state matches the registration'] };
+      return { steps: [...vt.steps, ...vs.steps, 'record in state matches the registration', ...vm.steps, `signed by a key of ${member[0]} (membership proven)`] };
     };
     const dl = h('button', { disabled: true, 'data-testid': 'download-cert', onclick: () => {
       const blob = new Blob([JSON.stringify(cert, null, 2)], { type: 'application/json' });

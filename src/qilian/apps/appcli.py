@@ -1,0 +1,99 @@
+"""What the scenario apps' commands share: sign and send a call and fail with the receipt's error, read a state
+entry with its proof checked against the trusted genesis, print a result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from qilian.cli.errors import UserError
+
+KeyOpt = Annotated[Path | None, typer.Option("--key", help="Signing key: a PEM file, or admin|client for the home's "
+                                                           "key of that role.")]
+
+
+def get_signing_key(home: Path, key: Path | None, default_role: str = "client") -> Any:
+    """The key a command signs with (``--key FILE``, ``--key admin|client``, or the home's key of the role)."""
+    from qilian.cli.main import get_key_path, load_signing_key
+
+    return load_signing_key(get_key_path(home, key, default_role), None)
+
+
+def process_send(node: str, key: Any, module: str, method: str, args: list[Any]) -> dict[str, Any]:
+    """Submit a call, wait for its commit and return the receipt; a refusal or failed receipt is a UserError
+    naming the problem (the command exits 1, nothing was written)."""
+    from qilian.sdk.client import ApiFailure, Client
+
+    try:
+        with Client(node) as c:
+            res = c.call(key, module, method, args, wait="commit")
+    except ApiFailure as exc:
+        raise UserError(f"node refused the transaction: {exc.code}: {exc.message}") from None
+    if res.get("status") != "committed":
+        raise UserError(f"not committed yet ({res.get('status')}); check later with: qilian tx get {res.get('hash')}")
+    receipt = res.get("receipt") or {}
+    if receipt.get("status") != "ok":
+        raise UserError(f"refused: {receipt.get('error')}")
+    return dict(receipt, hash=res.get("hash"))
+
+
+def get_result(receipt: dict[str, Any]) -> Any:
+    """A receipt's result as codec values (bytes back from their JSON form)."""
+    from qilian.types.codec import from_json_value
+
+    return from_json_value(receipt.get("result"))
+
+
+def get_proven(node: str, home: Path, genesis: Path | None, namespace: str, key: bytes) -> tuple[bytes | None, int]:
+    """The value at (namespace, key) and the state height, proven against the trusted genesis's validators."""
+    from qilian.cli.main import _load_trusted_genesis
+    from qilian.sdk.client import ApiFailure, Client
+    from qilian.sdk.verify import ProofInvalid, verify_state_response
+
+    g = _load_trusted_genesis(home, genesis)
+    try:
+        with Client(node) as c:
+            res = c.get_state(namespace, key)
+    except ApiFailure as exc:
+        raise UserError(f"{exc.code}: {exc.message}") from None
+    try:
+        value = verify_state_response(g, res)
+    except ProofInvalid as exc:
+        raise UserError(f"PROOF INVALID: {exc}") from None
+    return value, int(res["state_height"])
+
+
+def get_json(node: str, path: str) -> Any:
+    """GET a JSON document from the node; a 4xx is a UserError with the node's message."""
+    import httpx
+
+    r = httpx.get(node.rstrip("/") + path, timeout=30)
+    doc = r.json()
+    if r.status_code >= 400:
+        raise UserError(f"{doc.get('error')}: {doc.get('message')}")
+    return doc
+
+
+def print_doc(doc: Any) -> None:
+    """A JSON result, bytes shown as hex."""
+    from qilian.cli.main import _print_json
+    from qilian.types.codec import to_json_value
+
+    _print_json(to_json_value(doc))
+
+
+def get_account(text: str, home: Path) -> str:
+    """An account from the command line: 40 hex digits, or a key file / home key role whose address it is."""
+    from qilian.cli.main import get_key_path
+
+    t = text.lower().removeprefix("0x")
+    if len(t) == 40 and all(c in "0123456789abcdef" for c in t):
+        return t
+    path = Path(text)
+    if not path.exists() and text not in ("admin", "client"):
+        raise UserError(f"{text!r} is neither an account (40 hex digits) nor a key file")
+    from qilian.sdk.keys import load_key
+
+    return load_key(get_key_path(home, path, "client")).address.hex()

@@ -1,0 +1,1 @@
+"""The copyright app (docs/apps/copyright.md)."""

@@ -1,0 +1,1 @@
+"""The iot app (docs/apps/iot.md)."""

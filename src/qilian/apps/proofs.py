@@ -1,0 +1,158 @@
+"""Node-side proof documents for the apps' API routers: the same shapes as ``GET /txs/{hash}`` and
+``GET /state/{namespace}/{key}``, so :mod:`qilian.sdk.verify` checks them and a certificate can carry them as they
+are. Also the generic "record with its history" bundle the trace and copyright certificates are made of."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from qilian.api.views import commit_view, header_view, receipt_view, tx_view
+from qilian.crypto import merkle
+from qilian.execution.policy import MEMBER_NAMESPACE
+from qilian.types.codec import CodecError, decode_raw, from_json_value, to_json_value
+from qilian.types.core import Transaction, compute_tx_hash
+from qilian.types.genesis_json import genesis_to_json
+
+if TYPE_CHECKING:
+    from qilian.node.node import Node
+
+
+class ProofUnavailable(Exception):
+    """The node cannot (yet) build a proof: ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _merkle_view(p: merkle.MerkleProof) -> dict[str, Any]:
+    return {"index": p.index, "size": p.size, "path": [h.hex() for h in p.path]}
+
+
+def get_tx_doc(node: Node, tx_hash: bytes, require_receipt: bool = True) -> dict[str, Any]:
+    """A committed transaction with its inclusion and receipt proofs (the ``GET /txs/{hash}`` document)."""
+    suite = node.suite
+    loc = node.store.get_tx_location(tx_hash)
+    if loc is None:
+        raise ProofUnavailable(404, "not_found", f"no committed transaction {tx_hash.hex()}")
+    height, index = loc
+    block, commit, receipts = (node.store.get_block(height), node.store.get_commit(height),
+                               node.store.get_receipts(height))
+    if block is None or commit is None or receipts is None:
+        raise ProofUnavailable(503, "unavailable", f"block {height} is not fully stored")
+    hashes = [compute_tx_hash(suite, tx.body) for tx in block.txs]
+    proof: dict[str, Any] = {"tx": {"merkle": _merkle_view(merkle.compute_proof(suite.hash, hashes, index)),
+                                    "header": header_view(suite, block.header), "commit": commit_view(commit)},
+                             "receipt": None}
+    nxt, nxt_commit = node.store.get_block(height + 1), node.store.get_commit(height + 1)
+    if nxt is not None and nxt_commit is not None:
+        rp = merkle.compute_proof(suite.hash, [r.encode() for r in receipts], index)
+        proof["receipt"] = {"merkle": _merkle_view(rp), "header": header_view(suite, nxt.header),
+                            "commit": commit_view(nxt_commit)}
+    elif require_receipt:
+        raise ProofUnavailable(409, "not_yet", f"the receipt of {tx_hash.hex()} is proven by block {height + 1}, "
+                                               f"not committed yet; ask again after the next block")
+    return {"hash": tx_hash.hex(), "height": height, "index": index,
+            "tx": tx_view(suite, block.txs[index], tx_hash), "receipt": receipt_view(receipts[index]),
+            "proof": proof}
+
+
+def get_state_doc(node: Node, namespace: str, key: bytes) -> dict[str, Any]:
+    """A state value (or its absence) with its proof against the latest header (the ``GET /state`` document)."""
+    tip = node.get_tip()
+    if tip.height == 0:
+        raise ProofUnavailable(404, "not_found", "no blocks yet: no state is committed in a header")
+    block, commit = node.store.get_block(tip.height), node.store.get_commit(tip.height)
+    if block is None or commit is None:
+        raise ProofUnavailable(503, "unavailable", "tip block is not stored")
+    root = block.header.state_root
+    value = node.tree.get_value(root, namespace, key)
+    return {"namespace": namespace, "key": key.hex(), "value": None if value is None else value.hex(),
+            "state_height": tip.height - 1,
+            "proof": to_json_value(node.tree.get_proof(root, namespace, key).to_wire()),
+            "header": header_view(node.suite, block.header), "commit": commit_view(commit)}
+
+
+def get_proven_record(state_doc: dict[str, Any]) -> Any:
+    """The decoded value of a state document (None when absent); the verifier re-checks it."""
+    return None if state_doc["value"] is None else decode_raw(bytes.fromhex(state_doc["value"]))
+
+
+def make_bundle(node: Node, namespace: str, key: bytes, tx_hashes: Iterable[bytes], txs: dict[str, Any],
+                members: dict[str, Any]) -> dict[str, Any]:
+    """One record's part of a certificate: its state proof and the hashes of its history's transactions, whose
+    documents go into ``txs`` and whose signers' membership proofs go into ``members`` (shared by all records)."""
+    hashes = []
+    for th in tx_hashes:
+        h = th.hex()
+        if h not in txs:
+            doc = get_tx_doc(node, th)
+            txs[h] = doc
+            sender = Transaction.decode(bytes.fromhex(doc["tx"]["encoded"])).body.sender
+            if sender.hex() not in members:
+                members[sender.hex()] = get_state_doc(node, MEMBER_NAMESPACE, sender)
+        hashes.append(h)
+    return {"state": get_state_doc(node, namespace, key), "events": hashes}
+
+
+def get_genesis_doc(node: Node) -> Any:
+    """The chain's genesis as JSON (what a certificate's verifier trusts, unless it pins its own)."""
+    import json
+
+    return json.loads(genesis_to_json(node.genesis))
+
+
+
+
+def simulate_call(node: Node, to: str, method: str, args: list[Any], sender: bytes) -> tuple[bool, Any]:
+    """Run a module call against the latest executed state without a transaction: (True, result) or (False,
+    the refusal). Lets the CLI and API name a problem (wrong custodian, unknown item …) before anything is sent;
+    nothing is written. The chain decides again when the real transaction executes."""
+    from qilian.execution.chain import TxRejected
+    from qilian.execution.contracts import ContractExecutor
+    from qilian.execution.env import BlockEnv, CallFailed, Overlay, TxCall
+    from qilian.execution.modules import get_module
+    from qilian.execution.rules import check_tx_static
+    from qilian.types.core import TxBody
+
+    tip = node.get_tip()
+    body = TxBody(node.genesis.chain_id, sender, 0, tip.height + 1, to, method, tuple(args))
+    tx = Transaction(body, b"")
+    try:
+        member = check_tx_static(node.rules, tx, len(tx.encode()))
+    except TxRejected as exc:
+        return False, exc.message
+    module = get_module(to)
+    assert module is not None  # check_tx_static refuses unknown targets
+    overlay = Overlay(node.store, {})
+    env = BlockEnv(node.rules, overlay, ContractExecutor(node.suite, overlay), tip.height + 1, tip.time_ms)
+    call = TxCall(tx, compute_tx_hash(node.suite, body), member, node.suite.compute_address(sender).hex())
+    try:
+        out = module.execute(env, call)
+    except CallFailed as exc:
+        return False, str(exc)
+    if out.status != 0:
+        return False, out.error
+    return True, out.result
+
+
+def run_check(node: Node, api_error: type[Exception], module: str, doc: dict[str, Any]) -> dict[str, Any]:
+    """The body of every app's ``POST /<app>/check``."""
+    method, args, sender = doc.get("method"), doc.get("args"), doc.get("sender")
+    if type(method) is not str or type(args) is not list or type(sender) is not str:
+        raise api_error(400, "malformed", 'body must be {"method": text, "args": [...], "sender": hex}')
+    try:
+        values = from_json_value(args)
+        key = bytes.fromhex(sender)
+    except (CodecError, ValueError) as exc:
+        raise api_error(400, "malformed", str(exc)) from None
+    ok, result = simulate_call(node, module, method, values, key)
+    if not ok:
+        prefix = f"{module}.{method}: "
+        raise api_error(422, "refused", str(result) if str(result).startswith(prefix) else prefix + str(result))
+    return {"ok": True, "result": to_json_value(result)}
+
+
+__all__ = ["ProofUnavailable", "get_genesis_doc", "get_proven_record", "get_state_doc", "get_tx_doc", "make_bundle",
+           "run_check", "simulate_call"]

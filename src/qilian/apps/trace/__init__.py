@@ -1,0 +1,1 @@
+"""The trace app (docs/apps/trace.md)."""
