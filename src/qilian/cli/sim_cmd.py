@@ -42,6 +42,11 @@ def sim(
                                                    "random correct node every 100..N ticks (0: off).")] = 0,
     crash_sweep: Annotated[int, typer.Option(help="Run seeds until this many crash points were taken (sets "
                                                   "--crash-every 600 unless given).")] = 0,
+    valset_changes: Annotated[bool, typer.Option("--valset-changes", help="Governance adds the spare node (an "
+                                                 "observer until then), changes a power and removes a validator "
+                                                 "during the run (H+2 rule; equal powers).")] = False,
+    early_valsets: Annotated[str, typer.Option(help="Negative control: these node indices (comma-separated) apply "
+                                                    "a validator-set change at H+1; violations expected.")] = "",
     trace: Annotated[bool, typer.Option("--trace", help="Print the trace tail even when the run passes.")] = False,
     show_failures: Annotated[int, typer.Option(help="Failing seeds reported in full in a sweep.")] = 3,
 ) -> None:
@@ -59,7 +64,9 @@ def sim(
                         behaviours=parse_behaviours(behaviours), weighted=weighted,
                         chaos_ticks=DEFAULT_CHAOS_TICKS if chaos_ticks is None else chaos_ticks,
                         liveness_bound_ticks=DEFAULT_LIVENESS_BOUND if liveness_bound is None else liveness_bound,
-                        allow_unsafe=allow_unsafe, amnesia=amnesia, crash_every=crash_every)
+                        allow_unsafe=allow_unsafe, amnesia=amnesia, crash_every=crash_every,
+                        valset_changes=valset_changes,
+                        early_valsets=tuple(int(i) for i in early_valsets.split(",") if i.strip()))
         if sweep <= 0:
             from qilian.sim.world import World
 

@@ -6,20 +6,26 @@ oracle. Each check records a `Violation` instead of raising, so one run reports 
 Checked (docs/spec/consensus.md, "Invariants"):
 1. agreement — no two correct nodes store different blocks at one height;
 2. validity — every stored block extends the block stored below it (and passed the shell's `check_block`);
-3. commit certificate — every stored commit passes `check_commit` (real signatures of > 2/3 of the power), checked
-   when it is stored and again over the whole stored chain after every restart;
+3. commit certificate — every stored commit passes `check_commit` (real signatures of > 2/3 of the power) against
+   the validator set of its own height, checked when it is stored and again over the whole stored chain after
+   every restart; the oracle keeps that set itself (genesis's, then each governance change the world submitted,
+   from two heights after the block that carries it — the H+2 rule), and every stored header must name it
+   (``validators_hash``) and the next one (``next_validators_hash``);
 4. no double signing — no correct validator signs two different messages for one (height, round, step), across
    restarts; the signer guard never refuses a correct node (a refusal means a replay diverged); and after a
    restart a node re-sends only what it signed (every own message on the wire was signed through the guard);
-5. locking — lockedRound ≤ validRound ≤ round after every step; a correct precommit for v in r has a polka
+5. validator sets — a correct core runs each height with the oracle's set of that height (an observer's key is
+   absent from it, so it neither proposes nor votes);
+6. locking — lockedRound ≤ validRound ≤ round after every step; a correct precommit for v in r has a polka
    (> 2/3 signed prevotes) for v in r; a correct prevote for v ≠ lockedValue in round r answers a proposal with
    lockedRound ≤ vr < r and a polka for v in vr (L22/L28); a restart never loses a lock;
-6. transactions — one is stored at most once, and an acknowledged one (stored by a correct node: what
+7. transactions — one is stored at most once, and an acknowledged one (stored by a correct node: what
    `wait=commit` answers) is never lost: every correct node that reached its height holds it there;
-7. liveness and the event budget — checked by the world."""
+8. liveness and the event budget — checked by the world."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from qilian.consensus import Core, Proposal, ValidatorSet, Vote, VoteType
@@ -28,7 +34,7 @@ from qilian.crypto.suite import Suite
 from qilian.execution.block import BlockInvalid, check_commit
 from qilian.p2p.messages import ProposalMsg
 from qilian.types.codec import CodecError
-from qilian.types.core import PREVOTE, Block, Commit
+from qilian.types.core import PREVOTE, Block, Commit, Validator
 from qilian.types.core import ValidatorSet as ChainValidators
 from qilian.types.core import Vote as SignedVote
 
@@ -38,7 +44,7 @@ class Violation:
     """One broken invariant."""
 
     kind: str
-    """agreement, validity, certificate, double-sign, guard-refused, resend, locking, tx-twice, tx-lost,
+    """agreement, validity, certificate, valset, double-sign, guard-refused, resend, locking, tx-twice, tx-lost,
     divergence, peer-violation, exception, liveness, budget."""
     tick: int
     """Simulated time it was found."""
@@ -62,15 +68,24 @@ class Checker:
 
     def __init__(self, powers: dict[bytes, int], suite: Suite, chain_id: str, validators: ChainValidators) -> None:
         self.validators = ValidatorSet(powers)
+        """The genesis set as the core sees it."""
         self.suite = suite
         self.chain_id = chain_id
         self.chain_validators = validators
+        """The genesis set."""
+        self.expected_updates: dict[bytes, tuple[tuple[bytes, bytes, int], ...]] = {}
+        """Governance transaction hash → the validator updates (address, public key, power; 0 removes) it makes."""
+        self.decided_updates: dict[int, tuple[tuple[bytes, bytes, int], ...]] = {}
+        """Height whose block carries a validator update → the update (it signs from that height + 2)."""
+        self._sets: dict[int, ChainValidators] = {}
+        self._consensus_sets: dict[int, ValidatorSet] = {}
         self.signed: set[Proposal | Vote] = set()
         """Every message signed by the holder of its key."""
         self.signed_wires: set[ProposalMsg | SignedVote] = set()
         """Every wire message a correct node signed through its guard (what it may ever send as its own)."""
-        self._prevote_power: dict[tuple[int, int, bytes | None], int] = {}
-        self._prevoters: set[tuple[int, int, bytes | None, bytes]] = set()
+        self._prevoters: dict[tuple[int, int, bytes | None], set[bytes]] = {}
+        """(height, round, value ID) → validators that signed a prevote for it (weighed with the set of the
+        height when asked: a message may be signed before the oracle knows its height's set)."""
         self._correct_signed: dict[tuple[bytes, int, int, int], Proposal | Vote] = {}
         self.stored: dict[int, bytes] = {}
         """height → block ID first stored by a correct node."""
@@ -91,12 +106,8 @@ class Checker:
         """A message was signed (and may now be sent and relayed by anyone)."""
         self.signed.add(message)
         if isinstance(message, Vote) and message.type == VoteType.PREVOTE:
-            key = (message.height, message.round, message.value_id, message.validator)
-            if key not in self._prevoters:
-                self._prevoters.add(key)
-                pk = (message.height, message.round, message.value_id)
-                self._prevote_power[pk] = self._prevote_power.get(pk, 0) + self.validators.get_power(
-                    message.validator)
+            self._prevoters.setdefault((message.height, message.round, message.value_id), set()).add(
+                message.validator)
         if not correct:
             return
         if wire is not None:
@@ -128,8 +139,52 @@ class Checker:
         self._fail("guard-refused", node, f"{_brief(message)}: {reason}")
 
     def is_polka(self, height: int, round: int, value_id: bytes | None) -> bool:
-        """Signed prevotes of more than 2/3 of the power for `value_id` in (height, round)."""
-        return self.validators.is_quorum(self._prevote_power.get((height, round, value_id), 0))
+        """Signed prevotes of more than 2/3 of the power of the set of `height` for `value_id` in (height, round)."""
+        vset = self.get_consensus_set(height)
+        power = sum(vset.get_power(v) for v in self._prevoters.get((height, round, value_id), ()))
+        return vset.is_quorum(power)
+
+    # ------------------------------------------------------------------------------------------------ sets
+
+    def expect_validator_update(self, tx_hash: bytes, updates: Sequence[tuple[bytes, bytes, int]]) -> None:
+        """The world submitted a governance transaction that updates the validator set (it is built valid: the
+        oracle applies it from two heights after the block that carries it)."""
+        self.expected_updates[tx_hash] = tuple(updates)
+
+    def get_set(self, height: int) -> ChainValidators:
+        """The set that must sign `height`: genesis's with every update carried by a block ≤ height − 2, in height
+        order (the oracle's own model of the H+2 rule, not the node's lookup)."""
+        vset = self._sets.get(height)
+        if vset is None:
+            powers = {v.address: v for v in self.chain_validators.validators}
+            changed = False
+            for h in sorted(self.decided_updates):
+                if h > height - 2:
+                    break
+                for address, public_key, power in self.decided_updates[h]:
+                    changed = True
+                    if power == 0:
+                        powers.pop(address, None)
+                    else:
+                        powers[address] = Validator(address, public_key, power)
+            vset = ChainValidators(tuple(powers[a] for a in sorted(powers))) if changed else self.chain_validators
+            self._sets[height] = vset
+        return vset
+
+    def get_consensus_set(self, height: int) -> ValidatorSet:
+        """The core's view of :meth:`get_set`."""
+        cv = self._consensus_sets.get(height)
+        if cv is None:
+            cv = self._consensus_sets[height] = ValidatorSet({v.address: v.power for v in
+                                                              self.get_set(height).validators})
+        return cv
+
+    def _note_updates(self, height: int, hashes: list[bytes]) -> None:
+        updates = [u for th in hashes for u in self.expected_updates.get(th, ())]
+        if updates and height not in self.decided_updates:
+            self.decided_updates[height] = tuple(updates)
+            self._sets = {h: s for h, s in self._sets.items() if h < height + 2}
+            self._consensus_sets = {h: s for h, s in self._consensus_sets.items() if h < height + 2}
 
     # ------------------------------------------------------------------------------------------------ storage
 
@@ -147,10 +202,17 @@ class Checker:
         below = self.stored.get(h - 1)
         if h > 1 and below is not None and block.header.prev_block_id != below:
             self._fail("validity", node, f"height {h}: block does not extend the stored block {below.hex()[:8]}")
+        self._note_updates(h, hashes)
         try:
-            check_commit(self.suite, self.chain_id, self.chain_validators, commit, block_id, h)
+            check_commit(self.suite, self.chain_id, self.get_set(h), commit, block_id, h)
         except BlockInvalid as exc:
-            self._fail("certificate", node, f"height {h}: stored commit fails check_commit: {exc}")
+            self._fail("certificate", node, f"height {h}: stored commit fails check_commit with the set of its "
+                                            f"height: {exc}")
+        if block.header.validators_hash != self.get_set(h).compute_hash(self.suite):
+            self._fail("valset", node, f"height {h}: header names a validator set other than the set of height {h}")
+        if block.header.next_validators_hash != self.get_set(h + 1).compute_hash(self.suite):
+            self._fail("valset", node, f"height {h}: header names a next validator set other than the set of "
+                                       f"height {h + 1}")
         for th in hashes:
             at = self.acked.get(th)
             if at is None:
@@ -169,7 +231,7 @@ class Checker:
                 block_id = self.suite.hash(block.header.encode())
                 if block.header.prev_block_id != prev:
                     raise BlockInvalid("does not extend the stored block below")
-                check_commit(self.suite, self.chain_id, self.chain_validators, commits[h], block_id, h)
+                check_commit(self.suite, self.chain_id, self.get_set(h), commits[h], block_id, h)
             except (BlockInvalid, CodecError, KeyError) as exc:
                 self._fail("certificate", node, f"after restart, stored height {h}: {exc}")
                 return
@@ -189,6 +251,9 @@ class Checker:
                      ) -> None:
         """After a correct core consumed one input (or started a height): `own` are the messages it asked to
         sign, in order; `lock_before` its (lockedRound, id(lockedValue)) before the step."""
+        if dict(core.validators.powers) != dict(self.get_consensus_set(core.height).powers):
+            self._fail("valset", node, f"h{core.height}: the core runs with a validator set other than the set of "
+                                       f"height {core.height} (a change signs from two heights after its block)")
         if not (core.locked_round <= core.valid_round <= core.round):
             self._fail("locking", node, f"h{core.height}: lockedRound {core.locked_round} validRound "
                                         f"{core.valid_round} round {core.round}")

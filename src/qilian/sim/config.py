@@ -76,6 +76,13 @@ class SimConfig:
     running correct node every 100..`crash_every` ticks of the chaos phase (0: only the schedule's crashes)."""
     trace_tail: int = 60
     """How many last trace lines a failure report shows."""
+    valset_changes: bool = False
+    """Governance changes the validator set during the run: the client (an admin) proposes, one after the other,
+    adding a spare node that starts as an observer, doubling a correct validator's power and removing another
+    correct validator; each signs from two blocks after the one that decided it (H+2)."""
+    early_valsets: tuple[int, ...] = ()
+    """Negative control: these node indices apply a validator-set change one height early (H+1) in the set their
+    shell asks for; the checkers must catch it."""
 
     def __post_init__(self) -> None:
         assert 1 <= self.nodes <= MAX_NODES, f"nodes must be in 1..{MAX_NODES}"
@@ -87,6 +94,8 @@ class SimConfig:
         assert not bad and self.behaviours, f"unknown behaviours {sorted(bad)}; known: {', '.join(BEHAVIOURS)}"
         assert self.chaos_ticks >= 0 and self.liveness_bound_ticks > 0 and self.max_events > 0
         assert self.gossip_ticks > 0 and self.trace_tail >= 0 and self.crash_every >= 0
+        assert not self.valset_changes or (self.nodes >= 4 and not self.weighted), \
+            "validator-set changes need at least 4 equal-power validators (the rails: at most 1/3 of the power moved)"
 
 
 def parse_faults(text: str) -> frozenset[str]:

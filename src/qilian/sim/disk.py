@@ -248,6 +248,25 @@ class MemLedger:
     """Set by the world: the node's transaction pool (its mempool drops committed transactions)."""
 
 
+class EarlyValsetLedger(MemLedger):
+    """Negative control (``SimConfig.early_valsets``): a ledger port whose set lookup applies a validator-set
+    change one height early — the set of tip + 1 is read as the tip state's ``next`` (the H+1 bug). Block building
+    and checking keep the right sets; only what the consensus reactor asks is wrong, as a shell that mis-reads the
+    rule would be. The oracle's certificate and peer checks must catch it."""
+
+    def _get_early(self, height: int) -> int:
+        return height + 1 if height == self.disk.ledger.tip.height + 1 else height
+
+    def get_validators(self, height: int) -> ValidatorSet | None:
+        return self.valsets.get(self._get_early(height))
+
+    def get_consensus_validators(self, height: int) -> ConsensusValidators | None:
+        return self.valsets.get_consensus(self._get_early(height))
+
+    def get_public_key(self, height: int, address: bytes) -> bytes | None:
+        return self.valsets.get_public_key(self._get_early(height), address)
+
+
 class SimTxPool:
     """TxPool port: admission with the node's pure rules (chain, size, membership, window, signature once)."""
 

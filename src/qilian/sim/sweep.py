@@ -97,4 +97,8 @@ def format_replay_command(cfg: SimConfig) -> str:
         parts.append("--amnesia")
     if cfg.crash_every:
         parts.append(f"--crash-every {cfg.crash_every}")
+    if cfg.valset_changes:
+        parts.append("--valset-changes")
+    if cfg.early_valsets:
+        parts.append(f"--early-valsets {','.join(str(i) for i in cfg.early_valsets)}")
     return " ".join(parts)

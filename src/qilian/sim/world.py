@@ -48,7 +48,7 @@ from qilian.shell.shell import Shell
 from qilian.shell.timing import ShellTiming
 from qilian.sim.checkers import Checker, Violation, compute_core_message
 from qilian.sim.config import FAULTS, SimConfig
-from qilian.sim.disk import Disk, Ledger, MemLedger, MemSignerStore, MemWal, SimCrash, SimTxPool
+from qilian.sim.disk import Disk, EarlyValsetLedger, Ledger, MemLedger, MemSignerStore, MemWal, SimCrash, SimTxPool
 from qilian.sim.rng import Rng
 from qilian.state import ZERO_HASH, MemoryNodeStore, StateTree
 from qilian.types.core import (
@@ -63,6 +63,7 @@ from qilian.types.core import (
     TxBody,
     Validator,
     ValidatorSet,
+    compute_tx_hash,
     compute_vote_sign_bytes,
     sign_tx,
 )
@@ -300,15 +301,17 @@ class World:
         self.rng_disk = root.fork("disk")
         n = cfg.nodes
         self.suite = get_suite(SUITE)
+        spares = 1 if cfg.valset_changes else 0  # validator-role nodes outside the genesis set: observers
         keys = [self.suite.private_key_from_seed(hashlib.sha256(b"qilian-sim-validator:%d" % i).digest())
-                for i in range(n)]
+                for i in range(n + spares)]
         pubs = [self.suite.get_public_key(k) for k in keys]
         addrs = [self.suite.compute_address(p) for p in pubs]
         self.powers = tuple(setup.between(1, 10) for _ in range(n)) if cfg.weighted else (1,) * n
         self.client_key = self.suite.private_key_from_seed(hashlib.sha256(b"qilian-sim-client").digest())
         client_pub = self.suite.get_public_key(self.client_key)
-        members = (*(Member(f"node{i}", pubs[i], ("validator",)) for i in range(n)),
-                   Member("client", client_pub, ("member",)))
+        # With validator-set changes the client is the organisation's admin: its proposal alone is a majority.
+        members = (*(Member(f"node{i}", pubs[i], ("validator",)) for i in range(n + spares)),
+                   Member("client", client_pub, ("admin", "member") if spares else ("member",)))
         self.genesis = Genesis(CHAIN_ID, SUITE, GENESIS_TIME_MS, (Organisation("org1", members),),
                                ValidatorSet(tuple(Validator(addrs[i], pubs[i], self.powers[i]) for i in range(n))),
                                SIM_PARAMS)
@@ -328,6 +331,24 @@ class World:
             copies = 2 if name == "dup-key" else 1
             for _ in range(copies):
                 self.nodes.append(SimNode(len(self.nodes), addrs[i], keys[i], name, self._new_disk()))
+        for i in range(n, n + spares):
+            self.nodes.append(SimNode(len(self.nodes), addrs[i], keys[i], CORRECT, self._new_disk()))
+        correct_validators = [i for i in range(n) if i not in byz]
+        self.gov_plan: list[tuple[tuple[bytes, bytes, int], ...]] = []
+        """Validator-set changes the client proposes, one after the other (cfg.valset_changes)."""
+        if spares:
+            c0, c1 = correct_validators[0], correct_validators[1]
+            self.gov_plan = [((addrs[n], pubs[n], 1),),  # the observer becomes a validator
+                             ((addrs[c0], pubs[c0], 2),),  # a power change
+                             ((addrs[c1], pubs[c1], 0),)]  # a removal (then an observer)
+        self.gov_next = 0
+        """Index in gov_plan of the change being proposed."""
+        self.gov_raw: bytes | None = None
+        """The signed proposal of that change (re-sent unchanged until a correct node stores it)."""
+        self.gov_hash = b""
+        self.gov_sent_at = 0
+        self.gov_after = 3
+        """The next change is proposed once a correct node stored this height."""
         m = len(self.nodes)
         self.base_delay = [[setup.between(2, 25) for _ in range(m)] for _ in range(m)]
         self.drift = [setup.between(-50, 50) if "drift" in cfg.faults else 0 for _ in range(m)]
@@ -514,8 +535,9 @@ class World:
         def later(delay: int, fn: Callable[[], None]) -> None:
             self.push_call(node, epoch, delay, fn, _Timer())
 
-        ledger = MemLedger(disk, self.rules, self.tree_nodes, later, lambda: 1 + self.rng_disk.below(12),
-                           lambda b, c, h: self._on_stored(node, b, c, h))
+        ledger_cls = EarlyValsetLedger if node.idx in self.cfg.early_valsets else MemLedger
+        ledger = ledger_cls(disk, self.rules, self.tree_nodes, later, lambda: 1 + self.rng_disk.below(12),
+                            lambda b, c, h: self._on_stored(node, b, c, h))
         holder: list[Shell] = []
         pool = SimTxPool(self.rules, ledger, later, lambda raw, fc: holder[0].on_tx_admitted(raw, fc))
         ledger.pool = pool
@@ -616,6 +638,8 @@ class World:
         up = [n for n in self.nodes if n.is_correct and n.up and n.pool is not None]
         if not up:
             return
+        if self.gov_next < len(self.gov_plan):
+            self._on_governance(up)
         node = up[self.rng_app.below(len(up))]
         self.txs_submitted += 1
         body = TxBody(CHAIN_ID, self.suite.get_public_key(self.client_key), self.txs_submitted,
@@ -629,6 +653,40 @@ class World:
         if result and result[0] == "accepted":
             self.txs_accepted += 1
         self._trace(f"{self.now} {node.idx} tx{self.txs_submitted} {result[0] if result else 'crash'}")
+
+    def _on_governance(self, up: list[SimNode]) -> None:
+        """The client (the organisation's admin) proposes the next validator-set change of the plan — a real
+        ``gov.propose`` of ``validator.update``, executed at once (a majority of one) — and re-sends the same signed
+        bytes until a correct node stores it (a crash may lose it from a mempool). The oracle is told what it
+        changes; it applies the change from two heights after the block that carries it."""
+        if self.gov_raw is not None:
+            at = self.checker.acked.get(self.gov_hash)
+            if at is not None:
+                self._trace(f"{self.now} G change {self.gov_next} stored at h{at}")
+                self.gov_next += 1
+                self.gov_raw = None
+                self.gov_after = at + 3
+                return
+            if self.now - self.gov_sent_at < 1500:
+                return
+        elif max(self.checker.stored, default=0) < self.gov_after:
+            return
+        node = up[self.rng_app.below(len(up))]
+        if self.gov_raw is None:
+            updates = self.gov_plan[self.gov_next]
+            action = ["validator.update", [[pub, power] for _, pub, power in updates]]
+            body = TxBody(CHAIN_ID, self.suite.get_public_key(self.client_key), 1_000_000 + self.gov_next,
+                          node.disk.ledger.tip.height + 500, "gov", "propose", (action,))
+            tx = sign_tx(self.suite, self.client_key, body)
+            self.gov_raw = tx.encode()
+            self.gov_hash = compute_tx_hash(self.suite, body)
+            self.checker.expect_validator_update(self.gov_hash, updates)
+        self.gov_sent_at = self.now
+        raw, pool = self.gov_raw, node.pool
+        assert pool is not None
+        result: list[str] = []
+        self._call(node, lambda: result.append(pool.submit(raw, True)[1]))
+        self._trace(f"{self.now} {node.idx} G change {self.gov_next} {result[0] if result else 'crash'}")
 
     # ------------------------------------------------------------------------------------------------ faults
 
@@ -801,6 +859,7 @@ class World:
             "crash points": sum(n.disk.crash_points for n in self.nodes),
             "txs acknowledged": len(self.checker.acked),
             "peer violations": self.peer_violations,
+            "validator-set changes": len(self.checker.decided_updates),
         }
         heights = min((n.height - 1 for n in correct), default=0)
         live = None if self.done_tick is None else self.done_tick - self.heal_tick
