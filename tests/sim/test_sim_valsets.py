@@ -51,10 +51,13 @@ def test_an_observer_votes_only_from_two_heights_after_it_is_added() -> None:
 
 
 def test_negative_control_a_change_applied_at_h_plus_1_is_caught() -> None:
-    """Nodes whose set lookup applies a change one height early: on one correct node the core runs the wrong set
-    (``valset``); on every node the chain stores a commit the set of its height does not sign (``certificate``)."""
+    """Nodes whose set lookup applies a change one height early: a correct core runs the wrong set (``valset``,
+    the first check to fire). Without that check the same bug on every node is still caught: the chain stores a
+    commit that the set of its height does not sign (``certificate``)."""
     base = dataclasses.replace(CHANGES, byzantine=0, crash_every=0, faults=frozenset())
     some = run_simulation(dataclasses.replace(base, seed=1, early_valsets=(0, 2)))
     assert "valset" in {v.kind for v in some.violations}, _explain(some)
-    every = run_simulation(dataclasses.replace(base, seed=1, early_valsets=(0, 1, 2, 3, 4)))
-    assert "certificate" in {v.kind for v in every.violations}, _explain(every)
+    every = World(dataclasses.replace(base, seed=1, early_valsets=(0, 1, 2, 3, 4)))
+    every.checker.on_core_step = lambda *args: None  # type: ignore[method-assign]  # the certificate check alone
+    r = every.run()
+    assert "certificate" in {v.kind for v in r.violations}, _explain(r)
