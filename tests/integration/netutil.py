@@ -16,7 +16,8 @@ import httpx
 from qilian.node.config import init_network, load_genesis
 from qilian.sdk.client import build_tx
 from qilian.sdk.keys import KeyPair, load_key
-from qilian.types.core import ChainParams
+from qilian.types.codec import encode
+from qilian.types.core import ChainParams, Transaction
 
 from .conftest import NodeProc
 
@@ -172,3 +173,24 @@ def audit(net: Net, acked: list[str], nodes: list[NodeProc] | None = None) -> in
                 r = http.get(f"{n.url}/txs/{a}")
                 assert r.status_code == 200, f"acknowledged transaction {a} missing on {n.home.name}"
     return top
+
+
+def post_batches(http: httpx.Client, url: str, txs: list[Transaction], size: int = 200) -> None:
+    """POST /txs/batch in chunks; every transaction must be admitted."""
+    for i in range(0, len(txs), size):
+        r = http.post(url + "/txs/batch", content=encode([t.encode() for t in txs[i:i + size]]),
+                      headers={"content-type": "application/octet-stream"})
+        assert r.status_code == 200 and not r.json()["rejected"], r.text[:500]
+
+
+def wait_committed(http: httpx.Client, url: str, hashes: set[str], timeout: float) -> None:
+    """Wait (deadline-bound) until every hash is a committed transaction on the node at ``url``."""
+    pending = set(hashes)
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        for h in list(pending)[:200]:
+            if http.get(f"{url}/txs/{h}").status_code == 200:
+                pending.discard(h)
+        if pending:
+            time.sleep(0.3)
+    assert not pending, f"{len(pending)} of {len(hashes)} transactions not committed in {timeout:.0f} s"

@@ -67,3 +67,23 @@ def test_closed_event_subscribers_free_their_slots_on_an_idle_chain(chain: Chain
                     return
 
     asyncio.run(cycle())
+
+
+def test_openapi_documents_raw_bodies_and_the_error_shape(chain: Chain) -> None:
+    doc = httpx.get(chain.node.url + "/openapi.json", timeout=10).json()
+    assert set(doc["paths"]["/txs"]["post"]["requestBody"]["content"]) == {"application/octet-stream",
+                                                                          "application/json"}
+    assert "application/octet-stream" in doc["paths"]["/txs/batch"]["post"]["requestBody"]["content"]
+    q = doc["paths"]["/contracts/{address}/query"]["post"]["requestBody"]["content"]["application/json"]
+    assert q["schema"]["required"] == ["method"]
+    assert doc["components"]["schemas"]["Error"]["required"] == ["error", "message"]
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            assert op["responses"]["400"]["content"]["application/json"]["schema"] == {
+                "$ref": "#/components/schemas/Error"}, (path, method)
+    # The documented shape is the real one: a 404 and a 422 both answer it.
+    for url in ("/txs/" + "00" * 32, "/blocks/latest?x=1", "/txs/zz", "/txs?wait=never"):
+        r = httpx.get(chain.node.url + url, timeout=10) if "wait" not in url else \
+            httpx.post(chain.node.url + url, content=b"", timeout=10)
+        if r.status_code >= 400:
+            assert set(r.json()) == {"error", "message"}, (url, r.text)

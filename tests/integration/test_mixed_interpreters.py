@@ -5,7 +5,6 @@ situation of a consortium whose organisations install Qilian on the Python their
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -14,11 +13,10 @@ import pytest
 from qilian.execution.contracts import compute_contract_address
 from qilian.sdk.client import Client, build_tx
 from qilian.sdk.keys import load_key
-from qilian.types.codec import encode
 from qilian.types.core import compute_tx_hash
 from tests.interpreters import get_python
 
-from .netutil import audit, make_net
+from .netutil import audit, make_net, post_batches, wait_committed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "vectors"))
 from block_corpus import PROBE
@@ -51,22 +49,11 @@ def test_validators_on_three_cpythons_agree(tmp_path: Path) -> None:
         tip = dep["height"]
         txs = [build_tx(net.client_key, net.chain_id, addr, m, a, tip + 500, nonce=i)
                for i, (m, a) in enumerate(FAILING[i % len(FAILING)] for i in range(CALLS))]
+        hashes = [compute_tx_hash(admin.suite, t.body).hex() for t in txs]
         with httpx.Client(timeout=60) as http:
             for i in range(0, CALLS, 250):  # spread over the nodes of every interpreter
-                node = net.nodes[(i // 250) % 4]
-                r = http.post(node.url + "/txs/batch", content=encode([t.encode() for t in txs[i:i + 250]]),
-                              headers={"content-type": "application/octet-stream"})
-                assert r.status_code == 200 and not r.json()["rejected"], r.text[:500]
-            hashes = [compute_tx_hash(admin.suite, t.body).hex() for t in txs]
-            deadline = time.monotonic() + 120
-            pending = set(hashes)
-            while pending and time.monotonic() < deadline:
-                for h in list(pending)[:200]:
-                    if http.get(f"{net.nodes[0].url}/txs/{h}").status_code == 200:
-                        pending.discard(h)
-                if pending:
-                    time.sleep(0.5)
-            assert not pending, f"{len(pending)} of {CALLS} calls not committed in 120 s"
+                post_batches(http, net.nodes[(i // 250) % 4].url, txs[i:i + 250], 250)
+            wait_committed(http, net.nodes[0].url, set(hashes), 120)
         # Every node is alive (a divergent state root stops a node on purpose) and agrees on everything.
         assert all(n.is_alive() for n in net.nodes), "a node stopped (state diverged?)"
         # One more block, so the last call block's state root is in a header every node signed.

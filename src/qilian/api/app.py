@@ -25,6 +25,7 @@ from qilian.api.errors import ApiError
 from qilian.api.explorer import get_static_dir
 from qilian.api.explorer import make_router as make_explorer_router
 from qilian.api.metrics import NodeMetrics, get_readiness
+from qilian.api.openapi import BATCH_BODY, TX_BODY, process_error_responses
 from qilian.api.readside import ReadSide
 from qilian.api.views import receipt_view
 from qilian.execution.rules import TxRejected
@@ -196,6 +197,7 @@ def create_app(node: Node) -> FastAPI:
     @app.post(
         "/txs",
         summary="Submit a signed transaction",
+        openapi_extra={"requestBody": TX_BODY},
         description="Body: the canonical transaction bytes (application/octet-stream) or JSON {\"tx\": hex}. "
         "wait=commit blocks until the transaction is in a committed block (or the timeout passes).",
     )
@@ -242,6 +244,7 @@ def create_app(node: Node) -> FastAPI:
     @app.post(
         "/txs/batch",
         summary="Submit many signed transactions at once",
+        openapi_extra={"requestBody": BATCH_BODY},
         description="Body: the canonical encoding of an array of encoded transactions (at most MAX_BATCH_TXS, "
                     "MAX_BATCH_BYTES in all). Each is admitted exactly as by POST /txs; the answer counts them and "
                     "lists the rejected ones by index. If the mempool fills up, the rest of the batch is not "
@@ -408,6 +411,17 @@ def create_app(node: Node) -> FastAPI:
     from qilian.apps.registry.api import make_registry_router
 
     app.include_router(make_registry_router(node, ApiError))
+
+    def get_openapi_doc() -> dict[str, Any]:
+        """The OpenAPI document with the raw-body routes' request bodies and the one error shape."""
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            app.openapi_schema = process_error_responses(get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes))
+        return app.openapi_schema
+
+    app.openapi = get_openapi_doc  # type: ignore[method-assign]
     return app
 
 

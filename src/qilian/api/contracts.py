@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 
+from qilian.api.openapi import QUERY_BODY
 from qilian.contracts import ContractRejected, compile_contract
 from qilian.execution.block import query_contract
 from qilian.execution.contracts import get_code, is_contract_target
@@ -63,6 +64,7 @@ def make_router(node: Node, api_error: type[Exception], read_body: Any) -> APIRo
     @router.post(
         "/contracts/{address}/query",
         summary="Call a contract function read-only (no transaction; writes fail the query)",
+        openapi_extra={"requestBody": QUERY_BODY},
         description='Body: {"method": "get", "args": [...], "fuel": 1000000, "sender": "<address hex>"}; args in '
                     'the JSON form of codec values (bytes as {"hex": …}). Runs against the state after the latest '
                     "block.",

@@ -215,6 +215,14 @@ def contract_query(
         raise typer.Exit(1)
 
 
+def get_contract_doc(node: str, address: str) -> dict[str, Any]:
+    """GET /contracts/{address}; a refusal is reported by the CLI's error layer."""
+    from qilian.sdk.client import Client
+
+    with Client(node) as c:
+        return c.get_contract(address)
+
+
 @contract_app.command("show")
 def contract_show(
     address: Annotated[str, typer.Argument(help="Contract address (or system contract name).")],
@@ -222,14 +230,8 @@ def contract_show(
 ) -> None:
     """A contract's deployer, version and exported functions."""
     from qilian.cli.main import print_facts
-    from qilian.sdk.client import ApiFailure, Client
 
-    try:
-        with Client(node) as c:
-            doc = c.get_contract(address)
-    except ApiFailure as exc:
-        _fail(f"{exc.code}: {exc.message}")
-        return
+    doc = get_contract_doc(node, address)
     print_facts({"address": doc["address"], "deployer": doc["deployer"] or "(system contract)",
                  "version": doc["version"], "exports": ", ".join(doc["exports"]),
                  "source lines": len(str(doc["source"]).splitlines())})
@@ -241,17 +243,7 @@ def contract_source(
     node: NodeOpt = DEFAULT_NODE,
 ) -> None:
     """Print a contract's Python source exactly as stored on chain."""
-    import sys
-
-    from qilian.sdk.client import ApiFailure, Client
-
-    try:
-        with Client(node) as c:
-            doc = c.get_contract(address)
-    except ApiFailure as exc:
-        _fail(f"{exc.code}: {exc.message}")
-        return
-    sys.stdout.write(str(doc["source"]))
+    sys.stdout.write(str(get_contract_doc(node, address)["source"]))
 
 
 def _digest(node: str, file: Path) -> tuple[bytes, str]:

@@ -79,6 +79,10 @@ def compute_message(exc: BaseException) -> str | None:
     """The one-line explanation of an exception a user can act on, or None for an unexpected one."""
     if isinstance(exc, UserError):
         return str(exc)
+    from qilian.sdk.client import ApiFailure
+
+    if isinstance(exc, ApiFailure):
+        return f"the node answered {exc.status} {exc.code}: {exc.message}"
     http = _http_error(exc) if isinstance(exc, Exception) else None
     if http is not None:
         return http
