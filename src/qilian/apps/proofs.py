@@ -61,19 +61,15 @@ def get_tx_doc(node: Node, tx_hash: bytes, require_receipt: bool = True) -> dict
 
 
 def get_state_doc(node: Node, namespace: str, key: bytes) -> dict[str, Any]:
-    """A state value (or its absence) with its proof against the latest header (the ``GET /state`` document)."""
-    tip = node.get_tip()
-    if tip.height == 0:
-        raise ProofUnavailable(404, "not_found", "no blocks yet: no state is committed in a header")
-    block, commit = node.store.get_block(tip.height), node.store.get_commit(tip.height)
-    if block is None or commit is None:
-        raise ProofUnavailable(503, "unavailable", "tip block is not stored")
-    root = block.header.state_root
-    value = node.tree.get_value(root, namespace, key)
-    return {"namespace": namespace, "key": key.hex(), "value": None if value is None else value.hex(),
-            "state_height": tip.height - 1,
-            "proof": to_json_value(node.tree.get_proof(root, namespace, key).to_wire()),
-            "header": header_view(node.suite, block.header), "commit": commit_view(commit)}
+    """A state value (or its absence) with its proof against the latest header (the read side's one-snapshot
+    ``GET /state`` document)."""
+    from qilian.api.errors import ApiError
+    from qilian.api.readside import ReadSide
+
+    try:
+        return ReadSide(node.store, node.suite).get_state(namespace, key)
+    except ApiError as exc:
+        raise ProofUnavailable(exc.status, exc.code, exc.message) from None
 
 
 def get_proven_record(state_doc: dict[str, Any]) -> Any:
