@@ -9,8 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 
-from qilian.api.views import commit_view, header_view, receipt_view, tx_view
-from qilian.crypto import merkle
 from qilian.execution.policy import MEMBER_NAMESPACE
 from qilian.types.codec import CodecError, decode_raw, from_json_value, to_json_value
 from qilian.types.core import Transaction, compute_tx_hash
@@ -28,36 +26,23 @@ class ProofUnavailable(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def _merkle_view(p: merkle.MerkleProof) -> dict[str, Any]:
-    return {"index": p.index, "size": p.size, "path": [h.hex() for h in p.path]}
-
-
 def get_tx_doc(node: Node, tx_hash: bytes, require_receipt: bool = True) -> dict[str, Any]:
-    """A committed transaction with its inclusion and receipt proofs (the ``GET /txs/{hash}`` document)."""
-    suite = node.suite
-    loc = node.store.get_tx_location(tx_hash)
-    if loc is None:
+    """A committed transaction with its inclusion and receipt proofs: the read side's one-snapshot
+    ``GET /txs/{hash}`` document; with ``require_receipt``, 409 until the block that proves the receipt exists."""
+    from qilian.api.errors import ApiError
+    from qilian.api.readside import ReadSide
+
+    try:
+        doc = ReadSide(node.store, node.suite).get_tx(tx_hash)
+    except ApiError as exc:
+        raise ProofUnavailable(exc.status, exc.code, exc.message) from None
+    if doc is None:
         raise ProofUnavailable(404, "not_found", f"no committed transaction {tx_hash.hex()}")
-    height, index = loc
-    block, commit, receipts = (node.store.get_block(height), node.store.get_commit(height),
-                               node.store.get_receipts(height))
-    if block is None or commit is None or receipts is None:
-        raise ProofUnavailable(503, "unavailable", f"block {height} is not fully stored")
-    hashes = [compute_tx_hash(suite, tx.body) for tx in block.txs]
-    proof: dict[str, Any] = {"tx": {"merkle": _merkle_view(merkle.compute_proof(suite.hash, hashes, index)),
-                                    "header": header_view(suite, block.header), "commit": commit_view(commit)},
-                             "receipt": None}
-    nxt, nxt_commit = node.store.get_block(height + 1), node.store.get_commit(height + 1)
-    if nxt is not None and nxt_commit is not None:
-        rp = merkle.compute_proof(suite.hash, [r.encode() for r in receipts], index)
-        proof["receipt"] = {"merkle": _merkle_view(rp), "header": header_view(suite, nxt.header),
-                            "commit": commit_view(nxt_commit)}
-    elif require_receipt:
-        raise ProofUnavailable(409, "not_yet", f"the receipt of {tx_hash.hex()} is proven by block {height + 1}, "
-                                               f"not committed yet; ask again after the next block")
-    return {"hash": tx_hash.hex(), "height": height, "index": index,
-            "tx": tx_view(suite, block.txs[index], tx_hash), "receipt": receipt_view(receipts[index]),
-            "proof": proof}
+    if require_receipt and doc["proof"]["receipt"] is None:
+        raise ProofUnavailable(409, "not_yet", f"the receipt of {tx_hash.hex()} is proven by block "
+                                               f"{doc['height'] + 1}, not committed yet; ask again after the next "
+                                               f"block")
+    return doc
 
 
 def get_state_doc(node: Node, namespace: str, key: bytes) -> dict[str, Any]:
