@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
-from qilian.types.core import Block, Commit, Receipt
+from qilian.types.core import PREVOTE, Block, Commit, Receipt
 
 if TYPE_CHECKING:
     from qilian.node.node import Node
@@ -31,6 +31,8 @@ BLOCK_TIME_BUCKETS: Final = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.
 """Seconds buckets for the time between consecutive blocks."""
 ROUND_BUCKETS: Final = (1, 2, 3, 4, 6, 10)
 """Buckets of consensus rounds needed per height (1 = decided in round 0)."""
+VOTE_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0)
+"""Seconds buckets for the first-vote-to-quorum delay of a round's prevotes and precommits."""
 MAX_ROUTE_LABELS: Final = 64
 """Most distinct route labels recorded; unknown paths share one label (no label explosion from scanners)."""
 
@@ -85,6 +87,9 @@ class NodeMetrics:
         self.events = Counter("qilian_events_emitted", "Contract and module events committed", registry=r)
         self.api = Histogram("qilian_api_request_seconds", "API request latency by route",
                              ["route", "method", "status"], buckets=STEP_BUCKETS, registry=r)
+        self.vote_quorum = Histogram("qilian_vote_quorum_seconds",
+                                     "Time from a round's first vote of a type to votes of a quorum of the power",
+                                     ["type"], buckets=VOTE_BUCKETS, registry=r)
         self._last_time_ms: int | None = None
         self._routes: set[str] = set()
 
@@ -101,6 +106,14 @@ class NodeMetrics:
         self.phase.labels("commit").observe(sto)
         self.block_txs.observe(len(hashes))
         self.events.inc(sum(len(r.events) for r in receipts))
+        self.observe_vote_quorums()
+
+    def observe_vote_quorums(self) -> None:
+        """Move the consensus reactor's recorded first-vote-to-quorum delays into the histogram."""
+        delays = getattr(self.node.consensus, "quorum_delays", None)
+        while delays:
+            kind, ms = delays.popleft()
+            self.vote_quorum.labels("prevote" if kind == PREVOTE else "precommit").observe(ms / 1000)
 
     def get_route_label(self, request: Request) -> str:
         """The route template (``/blocks/{height}``), not the raw path, so labels stay few."""
@@ -126,6 +139,7 @@ class NodeMetrics:
 
     def render(self) -> Response:
         """The exposition for a scrape."""
+        self.observe_vote_quorums()
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE)
 
 

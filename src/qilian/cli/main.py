@@ -750,6 +750,33 @@ def bench_network(
     console.print("wrote " + ", ".join(str(p) for p in paths if p is not None), soft_wrap=True)
 
 
+@bench_app.command("votes")
+def bench_votes(
+    validators: Annotated[int, typer.Option(help="Validators of the network started for the run.")] = 4,
+    seconds: Annotated[float, typer.Option(help="Seconds of each phase (light, then full-fuel blocks).")] = 30.0,
+    block_interval_ms: Annotated[int, typer.Option(help="Block interval of the network started.")] = 500,
+    attach: Annotated[Path | None, typer.Option(help="Attach to the running network of this home instead.")]
+    = None,
+) -> None:
+    """Whether full-fuel blocks delay the validators' votes: first-vote-to-quorum p50/p99 with light blocks and
+    with blocks that spend MAX_BLOCK_FUEL, in one run (docs/benchmarks.md)."""
+    from qilian.bench.votes_bench import VotesBenchConfig, format_rows, run_votes_bench, summarise
+
+    cfg = VotesBenchConfig(validators=validators, seconds=seconds, block_interval_ms=block_interval_ms,
+                           home=attach)
+    try:
+        res = run_votes_bench(cfg, lambda m: err.print(f"[dim]{m}[/dim]"))
+    except RuntimeError as exc:
+        _fail(str(exc))
+        return
+    table = Table("phase", "blocks", "execute ms/block", "vote", "quorums", "p50 ms", "p99 ms",
+                  title=f"qilian bench votes: {res.validators} validators, block interval {res.block_interval_ms} ms")
+    for row in format_rows(res):
+        table.add_row(*row)
+    console.print(table)
+    console.print_json(data=summarise(res))
+
+
 @bench_app.command("contracts")
 def bench_contracts(
     calls: Annotated[int, typer.Option(help="Calls per workload.")] = 20_000,

@@ -21,6 +21,7 @@ that (re)connects and by anti-entropy while a height is stuck."""
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -96,6 +97,10 @@ log = logging.getLogger("qilian.consensus")
 
 MAX_EVIDENCE = 1000
 """Equivocation evidence kept in memory (newest first to go into blocks once evidence is carried on chain)."""
+MAX_VOTE_TIMINGS = 4096
+"""(height, round, type) vote timings tracked at once (rounds beyond it are not timed)."""
+MAX_QUORUM_DELAYS = 4096
+"""Most recent first-vote-to-quorum delays kept for ``/metrics``."""
 
 
 class ShellObserver(Protocol):
@@ -227,6 +232,11 @@ class ConsensusReactor:
         self.future_count = 0
         self.relayed = 0
         """Consensus messages of other validators relayed to peers."""
+        self._vote_timing: dict[tuple[int, int, int], list[int]] = {}
+        """(height, round, type) → [monotonic ms of its first vote seen, power seen so far, 1 once a quorum]."""
+        self.quorum_delays: deque[tuple[int, int]] = deque(maxlen=MAX_QUORUM_DELAYS)
+        """(vote type, ms) from the first vote of a (height, round, type) to a quorum of that type: how long the
+        validators take to vote once one has. Observation only (``/metrics``, ``qilian bench votes``)."""
         self._ae_turn = 0
         self._timers: dict[object, TimerHandle] = {}
         self._pace_timer: TimerHandle | None = None
@@ -352,6 +362,7 @@ class ConsensusReactor:
         self.sigs = {k: v for k, v in self.sigs.items() if k[1] > tip}
         self._slot_values = {k: v for k, v in self._slot_values.items() if k[0] > tip}
         self._far = {k: v for k, v in self._far.items() if k[0] > tip}
+        self._vote_timing = {k: v for k, v in self._vote_timing.items() if k[0] > tip}
         self.held = {h: v for h, v in self.held.items() if h > tip}
         # Peers that already started the next height sent messages for it while we finished this one.
         self.peer_activity = bool(self.future.get(tip + 1))
@@ -904,9 +915,33 @@ class ConsensusReactor:
         """Remember a verified vote: its signature (commits, dedup), its slot count, and (others') for re-sending."""
         self.sigs[(sv.kind, sv.height, sv.round, sv.block_id, sv.validator)] = sv.signature
         slot = (sv.height, sv.round, sv.kind, sv.validator)
+        first_of_slot = slot not in self._slot_values
         self._slot_values[slot] = self._slot_values.get(slot, 0) + 1
+        if first_of_slot:
+            self._note_vote_timing(sv)
         if not own:
             self._hold(sv.height, sv)
+
+    def _note_vote_timing(self, sv: SignedVote) -> None:
+        """Time from the first vote of a (height, round, type) to a quorum of that type (each validator's power
+        counted once). Execution runs beside consensus on a worker thread; this is the figure that shows whether
+        a long block delays the other validators' votes (docs/benchmarks.md, ``qilian bench votes``)."""
+        key = (sv.height, sv.round, sv.kind)
+        now = self.clock.get_monotonic_ms()
+        timing = self._vote_timing.get(key)
+        if timing is None:
+            if len(self._vote_timing) >= MAX_VOTE_TIMINGS:
+                return
+            timing = self._vote_timing[key] = [now, 0, 0]
+        if timing[2]:
+            return
+        vset = self.ledger.get_consensus_validators(sv.height)
+        if vset is None:
+            return
+        timing[1] += vset.get_power(sv.validator)
+        if vset.is_quorum(timing[1]):
+            timing[2] = 1
+            self.quorum_delays.append((sv.kind, now - timing[0]))
 
     def _note_proposal(self, msg: ProposalMsg, sender: bytes | None) -> None:
         value_id = self.suite.hash(msg.header.encode())
