@@ -162,6 +162,8 @@ class EmbeddedIndexer:
 
     def __init__(self, indexer: Indexer):
         self.indexer = indexer
+        self.last_height = indexer.index.get_last_height()
+        """Last indexed height after the latest pass (read by /metrics without querying the index on the loop)."""
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.errors = 0
@@ -195,6 +197,7 @@ class EmbeddedIndexer:
                 self.errors += 1
                 log.exception("indexer pass failed; retrying")
                 continue
+            self.last_height = r.last_height
             if self.on_pass is not None:
                 self.on_pass(r)
             if r.last_height < r.tip:
