@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qilian import __version__
 from qilian.api.errors import ApiError
-from qilian.api.explorer import get_static_dir, open_node_index
+from qilian.api.explorer import IndexReads, get_static_dir, open_node_index
 from qilian.api.explorer import make_router as make_explorer_router
 from qilian.api.metrics import NodeMetrics, get_readiness
 from qilian.api.openapi import BATCH_BODY, TX_BODY, process_error_responses
@@ -78,7 +78,9 @@ def create_app(node: Node) -> FastAPI:
     reads = ReadSide(node.store, suite)
     index = open_node_index(node)
     embedded = EmbeddedIndexer(Indexer(node.store, suite, index))
-    metrics = NodeMetrics(node, lambda: {"qilian_indexed_height": index.get_last_height(),
+    index_reads = IndexReads()
+    # From the indexer's last pass, not a query: /metrics runs on the event loop.
+    metrics = NodeMetrics(node, lambda: {"qilian_indexed_height": embedded.last_height,
                                          "qilian_indexer_errors": embedded.errors})
     node.commit_hooks += [metrics.on_commit, embedded.on_commit]
 
@@ -89,6 +91,7 @@ def create_app(node: Node) -> FastAPI:
             yield
         finally:
             await embedded.stop()
+            index_reads.close()
             index.close()
 
     app = FastAPI(
@@ -393,7 +396,7 @@ def create_app(node: Node) -> FastAPI:
     from qilian.api.gov import make_gov_router
 
     app.include_router(make_gov_router(node, ApiError))
-    app.include_router(make_explorer_router(node, reads, index))
+    app.include_router(make_explorer_router(node, reads, index, index_reads))
     from qilian.apps.copyright.api import make_copyright_router
     from qilian.apps.iot.api import make_iot_router
     from qilian.apps.trace.api import make_trace_router

@@ -13,11 +13,13 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 from starlette.requests import Request
 from starlette.responses import Response
 
+from qilian.node.wal import Wal
 from qilian.types.core import PREVOTE, Block, Commit, Receipt
 
 if TYPE_CHECKING:
@@ -64,6 +66,14 @@ class _NodeCollector(Collector):
                                     value=len(t.peers) if t is not None else 0)
             yield CounterMetricFamily("qilian_p2p_violations", "Protocol violations by peers",
                                       value=t.violations if t is not None else 0)
+            if isinstance(d.wal, Wal):
+                st = d.wal.sync_times
+                buckets = [(floatToGoString(b), float(n)) for b, n in st.get_cumulative()]
+                yield HistogramMetricFamily(
+                    "qilian_wal_fsync_seconds", "Consensus WAL fsync latency (each own vote and proposal waits "
+                    "for one)", buckets=buckets, sum_value=st.sum_s)
+                yield GaugeMetricFamily("qilian_wal_fsync_max_seconds", "Slowest consensus WAL fsync since start",
+                                        value=st.max_s)
         for name, value in self.extra().items():
             yield GaugeMetricFamily(name, name.replace("_", " "), value=value)
 

@@ -81,6 +81,22 @@ function getContext() {
   return ctxPromise;
 }
 
+const MAX_PATH_ROUNDS = 8; // validator-path fetches per check: a check touches a few heights, each may need one
+
+/** Run a check; when a header names a validator set the page does not trust yet, fetch the validator path up to
+ * that height (GET /gov/validators/path), follow it from the sets already verified (V.extendTrust keeps them in
+ * the context, so each change is checked once per page) and run the check again. */
+async function runCheck(ctx, check) {
+  for (let round = 0; ; round++) {
+    try {
+      return await check(ctx);
+    } catch (e) {
+      if (!(e instanceof V.NeedValidatorPath) || round >= MAX_PATH_ROUNDS) throw e;
+      V.extendTrust(ctx, await api(`/gov/validators/path?to=${e.height}`), e.height);
+    }
+  }
+}
+
 /** A "Verify" button whose verdict (green/red) comes from re-checking ``doc`` in the page. */
 function verifyControl(label, check) {
   const out = h('div', { class: 'verdict', 'data-testid': 'verdict', 'data-verdict': 'pending', hidden: true });
@@ -91,7 +107,7 @@ function verifyControl(label, check) {
     try {
       const ctx = await getContext();
       if (ctx.pinMismatch) throw new V.ProofInvalid('genesis differs from the pinned one');
-      const res = await check(ctx);
+      const res = await runCheck(ctx, check);
       out.dataset.verdict = 'ok';
       out.replaceChildren(h('b', {}, `✔ ${label} verified`), h('ul', {}, res.steps.map((s) => h('li', {}, s))));
     } catch (e) {
@@ -334,6 +350,8 @@ async function pageEvidence() {
       const member = V.decode(vm.value);
       if (!Array.isArray(member) || member.length !== 3 || stored.get('owner_org') !== member[0]) throw new V.ProofInvalid(`the record names owner ${stored.get('owner_org')} but the registration was signed by a key of ${member[0]}`);
       cert = { type: 'qilian-evidence-certificate', version: 2, chain_id: genesisDoc.chain_id, digest: dhex, genesis: genesisDoc, tx, state: st, member: mem };
+      // After a validator-set change the proofs need the path from genesis (certificate version 3).
+      if (c.trusted.path) Object.assign(cert, { version: 3, validator_path: c.trusted.path });
       dl.disabled = false;
       return { steps: [...vt.steps, ...vs.steps, 'record in state matches the registration', ...vm.steps, `signed by a key of ${member[0]} (membership proven)`] };
     };
