@@ -69,7 +69,8 @@ def _consensus_status(node: Node) -> dict[str, Any]:
                           "blocks_synced": d.blocks_synced},
             "txs_committed": node.txs_committed,
             "peers": sorted(p.spec.name for p in t.peers.values()) if t else [],
-            "p2p_violations": t.violations if t else 0}
+            "p2p_violations": t.violations if t else 0,
+            "p2p_refused": t.refused if t else 0}
 
 
 def create_app(node: Node) -> FastAPI:

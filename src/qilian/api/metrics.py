@@ -62,6 +62,8 @@ class _NodeCollector(Collector):
                                     value=len(t.peers) if t is not None else 0)
             yield CounterMetricFamily("qilian_p2p_violations", "Protocol violations by peers",
                                       value=t.violations if t is not None else 0)
+            yield CounterMetricFamily("qilian_p2p_refused", "Peers refused or dropped: not a node registered in "
+                                      "chain state", value=t.refused if t is not None else 0)
         for name, value in self.extra().items():
             yield GaugeMetricFamily(name, name.replace("_", " "), value=value)
 

@@ -55,7 +55,11 @@ class NodeConfig:
     p2p_port: int = 0
     """P2P listen port (0: this node has no peers — a one-validator chain)."""
     peers: tuple[dict[str, Any], ...] = ()
-    """The network's nodes: name, public_key (hex), host, port. The node's own entry is skipped."""
+    """Address book: name, public_key (hex), host, port of nodes to dial when chain state registers no endpoint
+    for them. Who is *admitted* is chain state's call, never this list's. The node's own entry is skipped."""
+    seeds: tuple[str, ...] = ()
+    """``[p2p] seeds``: ``host:port`` addresses to dial whatever node key answers (a joining node needs only the
+    genesis and one seed; it learns the others' endpoints from chain state)."""
     blocked_peers: tuple[str, ...] = ()
     """Names of configured peers this node neither dials nor accepts (an operator's deny-list; fault tests use it
     to cut single links of a network)."""
@@ -123,6 +127,7 @@ def load_config(home: Path) -> NodeConfig:
         p2p_host=p2p.get("host", "127.0.0.1"),
         p2p_port=int(p2p.get("port", 0)),
         peers=tuple(doc.get("peers", [])),
+        seeds=tuple(str(x) for x in p2p.get("seeds", [])),
         blocked_peers=tuple(str(x) for x in p2p.get("blocked_peers", [])),
         timeouts={k: int(v) for k, v in doc.get("consensus", {}).items()},
         indexer_backend=backend,
@@ -151,8 +156,11 @@ def save_config(cfg: NodeConfig) -> None:
         p2p: dict[str, Any] = {"host": cfg.p2p_host, "port": cfg.p2p_port}
         if cfg.blocked_peers:
             p2p["blocked_peers"] = list(cfg.blocked_peers)
+        if cfg.seeds:
+            p2p["seeds"] = list(cfg.seeds)
         doc["p2p"] = p2p
-        doc["peers"] = [dict(p) for p in cfg.peers]
+        if cfg.peers:
+            doc["peers"] = [dict(p) for p in cfg.peers]
     (cfg.home / "node.toml").write_text(tomli_w.dumps(doc))
 
 

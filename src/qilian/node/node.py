@@ -26,6 +26,7 @@ from qilian.execution.block import (
 from qilian.execution.contracts import compute_genesis_writes
 from qilian.execution.members import get_member
 from qilian.execution.modules.regulator import check_admission_not_frozen
+from qilian.execution.nodes import ENDPOINT_NAMESPACE, RegisteredNode, get_registered_node, get_registered_nodes
 from qilian.execution.policy import MEMBER_NAMESPACE
 from qilian.execution.rules import (
     ChainRules,
@@ -131,6 +132,10 @@ class Node:
         """(tip height, key → membership read at that tip): admission's membership cache."""
         self._revoked_in_block: list[bytes] = []
         """Keys the block just stored revoked (execution thread → event loop): their waiting txs are evicted."""
+        self._nodes_changed = False
+        """The block just stored changed membership or endpoints (execution thread → event loop)."""
+        self.on_nodes_changed: Callable[[], None] | None = None
+        """Set by the P2P wiring: re-read the registered nodes (who is admitted, where to dial) after such a block."""
         self.mempool = Mempool(config.mempool_max_txs, config.mempool_max_bytes)
         self._verify_pool = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="verify")
         self.verifying: dict[bytes, tuple[Transaction, asyncio.Future[dict[bytes, bool]]]] = {}
@@ -182,6 +187,14 @@ class Node:
                 cache.clear()
             cache[public_key] = get_member(self.rules, self.store.get_state, public_key)
         return cache[public_key]
+
+    def get_registered_node(self, public_key: bytes) -> RegisteredNode | None:
+        """The node chain state registers under this key at the committed tip (P2P admission), or None."""
+        return get_registered_node(self.store.get_state, public_key)
+
+    def get_registered_nodes(self) -> tuple[RegisteredNode, ...]:
+        """Every node chain state registers at the committed tip, with its endpoint (where P2P dials)."""
+        return get_registered_nodes(self.rules, self.store.get_state)
 
     # -- admission ---------------------------------------------------------------------------------------
 
@@ -399,6 +412,7 @@ class Node:
                            result.receipts_root)
         self.store.process_commit_block(block, commit, hashes, result.receipts, result.writes, nodes, new_tip)
         self._revoked_in_block = [k for (ns, k), v in result.writes.items() if ns == MEMBER_NAMESPACE and v is None]
+        self._nodes_changed = any(ns in (MEMBER_NAMESPACE, ENDPOINT_NAMESPACE) for ns, _ in result.writes)
         t3 = time.perf_counter()
         self.last_apply_s = (t1 - t0, t2 - t1, t3 - t2)
         log.debug("block %d: %d txs, execute %.1f ms, state %.1f ms (%d nodes), store %.1f ms",
@@ -414,6 +428,10 @@ class Node:
             if evicted:
                 log.info("block %d revoked %d key(s); evicted %d of their waiting transactions",
                          block.header.height, len(revoked), evicted)
+        if self._nodes_changed:
+            self._nodes_changed = False
+            if self.on_nodes_changed is not None:
+                self.on_nodes_changed()
         self.results_pending = bool(hashes)
         self.blocks_committed += 1
         self.txs_committed += len(hashes)

@@ -39,6 +39,7 @@ from qilian.execution.members import (
     is_seeded,
 )
 from qilian.execution.messages import quote
+from qilian.execution.nodes import ENDPOINT_NAMESPACE, NODE_ROLES, EndpointError, compute_endpoint
 from qilian.execution.policy import MAX_RULE_NUMBER, MEMBER_NAMESPACE
 from qilian.types.codec import decode_raw, encode_trusted
 from qilian.types.core import Event
@@ -50,13 +51,14 @@ MAX_ORG_MEMBERS: Final = 1000
 
 MEMBERSHIP_ACTIONS: Final = {
     "org.add": 3, "org.remove": 1, "org.update": 2, "member.add": 4, "member.revoke": 2, "member.rotate": 2,
-    "validator.update": 1, "gov.set_param": 2,
+    "validator.update": 1, "gov.set_param": 2, "node.endpoint": 2,
 }
 """Action kind → number of arguments: ``[org.add, name, members, info]`` (members: ``[[name, public_key, roles],
 …]``), ``[org.remove, name]``, ``[org.update, name, info]``, ``[member.add, org, name, public_key, roles]``,
 ``[member.revoke, public_key, reason]``, ``[member.rotate, old_public_key, new_public_key]``,
-``[validator.update, [[public_key, power], …]]`` (power 0 removes), ``[gov.set_param, name, value]``. The
-resource of each is its kind."""
+``[validator.update, [[public_key, power], …]]`` (power 0 removes), ``[gov.set_param, name, value]``,
+``[node.endpoint, public_key, "host:port"]`` (empty text removes it; execution/nodes.py). The resource of each is
+its kind."""
 
 
 def _fail(exc: MembershipError) -> CallFailed:
@@ -135,6 +137,8 @@ def _write_member(env: BlockEnv, org: str, name: str, public_key: bytes, roles: 
 
 def _write_revoked(env: BlockEnv, org: str, name: str, public_key: bytes, reason: str) -> None:
     env.state.put(MEMBER_NAMESPACE, public_key, None)
+    if env.state.get(ENDPOINT_NAMESPACE, public_key) is not None:  # a revoked node is no longer dialled
+        env.state.put(ENDPOINT_NAMESPACE, public_key, None)
     env.state.put(REVOKED_NAMESPACE, public_key, encode_trusted([org, name, env.height, reason]))
     env.members.pop(public_key, None)
 
@@ -219,7 +223,25 @@ def compute_membership_target(env: BlockEnv, kind: str, args: tuple[Any, ...]) -
     if kind == "gov.set_param":
         compute_param(args[0], args[1])
         return kind, None
+    if kind == "node.endpoint":
+        return kind, _check_endpoint_action(env, args)
     raise CallFailed(f"unknown action {quote(kind)}")  # pragma: no cover - compute_action checked the kind
+
+
+def _check_endpoint_action(env: BlockEnv, args: tuple[Any, ...]) -> str:
+    """The organisation owning the node key of a ``node.endpoint`` action (SELF: it says where its own node
+    listens); CallFailed unless the key is a member with a node role and the endpoint is ``host:port`` or empty."""
+    key, endpoint = args
+    org, _, roles = _get_member_entry(env, key, "node.endpoint")
+    if not NODE_ROLES & set(roles):
+        raise CallFailed(f"node.endpoint: key {key.hex()[:16]}… of {org} has no node role "
+                         f"({', '.join(sorted(NODE_ROLES))}); only node keys have endpoints")
+    if endpoint != "":
+        try:
+            compute_endpoint(endpoint)
+        except EndpointError as exc:
+            raise CallFailed(f"node.endpoint: {exc}") from None
+    return org
 
 
 def _check_info(info: Any) -> dict[str, str]:
@@ -335,6 +357,13 @@ def process_membership_action(env: BlockEnv, kind: str, args: tuple[Any, ...], a
         return Outcome(readable, (Event(MODULE, "ValidatorsUpdated", {
             "updates": readable, "effective_height": env.height + 2, "validators": len(proposed.validators),
             "total_power": proposed.total_power, **who}),))
+    if kind == "node.endpoint":
+        key, endpoint = args
+        org = _check_endpoint_action(env, args)
+        env.state.put(ENDPOINT_NAMESPACE, key, endpoint.encode() if endpoint else None)
+        address = env.rules.suite.compute_address(key).hex()
+        return Outcome(address, (Event(MODULE, "EndpointSet", {"org": org, "address": address,
+                                                                "endpoint": endpoint, **who}),))
     name, value = args
     stored = compute_param(name, value)
     env.state.put(PARAM_NAMESPACE, name.encode(), encode_trusted(stored))
