@@ -23,6 +23,7 @@ from qilian.execution.members import (
 from qilian.execution.modules import get_registry
 from qilian.execution.modules.gov import GOV_NAMESPACE, Proposal, compute_proposal_key, get_proposal_count
 from qilian.execution.modules.regulator import REGULATOR_NAMESPACE, get_regulation
+from qilian.execution.nodes import ENDPOINT_NAMESPACE
 from qilian.execution.policy import MEMBER_NAMESPACE, POLICY_NAMESPACE, RESOURCES, decode_policy
 from qilian.types.codec import decode_raw, to_json_value
 from qilian.types.core import ValidatorSet, compute_tx_hash
@@ -142,6 +143,32 @@ def make_gov_router(node: Node, api_error: type[Exception]) -> APIRouter:
             raise api_error(400, "bad_key", "a public key is 1..65 bytes")
         return {**member_doc(key), "state": proven(MEMBER_NAMESPACE, key),
                 "revoked_state": proven(REVOKED_NAMESPACE, key)}
+
+    @router.get("/gov/nodes", summary="Nodes registered in chain state (P2P admission) and their endpoints")
+    async def nodes() -> dict[str, Any]:
+        """Every node key chain state registers (a member with role validator or observer) with its endpoint;
+        these are the keys this node admits as peers. ``connected`` says whether this node is linked to it."""
+        t = node.consensus.transport if node.consensus is not None else None
+        connected = set(t.peers) if t is not None else set()
+        out = []
+        for reg in node.get_registered_nodes():
+            address = node.suite.compute_address(reg.public_key)
+            out.append({"org": reg.org, "name": reg.name, "roles": sorted(reg.roles),
+                        "public_key": reg.public_key.hex(), "address": address.hex(), "endpoint": reg.endpoint,
+                        "connected": address in connected, "self": reg.public_key == node.key.public_key})
+        return {"tip": node.get_tip().height, "nodes": out}
+
+    @router.get("/gov/nodes/{public_key}", summary="A node key's endpoint with a state proof")
+    async def node_endpoint(public_key: str) -> dict[str, Any]:
+        try:
+            key = bytes.fromhex(public_key)
+        except ValueError:
+            raise api_error(400, "bad_key", "a public key is hex") from None
+        if not key or len(key) > 65:
+            raise api_error(400, "bad_key", "a public key is 1..65 bytes")
+        reg = node.get_registered_node(key)
+        return {**member_doc(key), "registered": reg is not None, "endpoint": reg.endpoint if reg else "",
+                "state": proven(ENDPOINT_NAMESPACE, key), "member_state": proven(MEMBER_NAMESPACE, key)}
 
     def set_doc(vset: ValidatorSet) -> dict[str, Any]:
         return {"hash": vset.compute_hash(node.suite).hex(), "total_power": vset.total_power,

@@ -87,7 +87,7 @@ class NodeConfig:
 
     @property
     def tls_dir(self) -> Path:
-        """TLS key, certificate and the network's certificate bundle."""
+        """TLS key and certificate (made at first start when missing)."""
         return self.home / "tls"
 
     @property
@@ -269,8 +269,8 @@ def init_network(
     genesis_time_ms: int | None = None,
     timeouts: dict[str, int] | None = None,
 ) -> NetworkInitResult:
-    """Create an N-validator network: one home per node (key, TLS identity, config listing every peer) and the
-    organisations' keys. Validators are spread over the organisations in turn.
+    """Create an N-validator network: one home per node (key, TLS identity, config with every peer as its address
+    book) and the organisations' keys. Validators are spread over the organisations in turn.
 
     ``hosts`` names the machine of each node (default: all on 127.0.0.1, ports counting up from the bases); with
     distinct hosts every node uses the base ports and listens for peers on all interfaces."""
@@ -313,14 +313,13 @@ def init_network(
         params=params or ChainParams(),
     )
     check_genesis(genesis, suite.compute_address)
-    certs = [create_tls_identity(root / f"node{i}" / "tls", f"node{i}") for i in range(validators)]
-    bundle = b"".join(c.read_bytes() for c in certs)
+    for i in range(validators):  # TLS encrypts; admission is by node key in chain state (no trust bundle)
+        create_tls_identity(root / f"node{i}" / "tls", f"node{i}")
     peers = tuple({"name": f"node{i}", "public_key": k.public_key.hex(), "host": hosts[i],
                    "port": p2p_port + i if local else p2p_port} for i, k in enumerate(node_keys))
     configs = []
     for i in range(validators):
         home = root / f"node{i}"
-        (home / "tls" / "network.pem").write_bytes(bundle)
         (home / "genesis.json").write_text(genesis_to_json(genesis))
         cfg = NodeConfig(home=home, name=f"node{i}", key_file=f"keys/node{i}.pem",
                          api_port=api_port + i if local else api_port,
