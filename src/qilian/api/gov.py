@@ -14,6 +14,7 @@ from qilian.execution.members import (
     CURRENT_KEY,
     NEXT_KEY,
     ORG_NAMESPACE,
+    PARAM_NAMESPACE,
     REVOKED_NAMESPACE,
     VALIDATOR_NAMESPACE,
     get_org,
@@ -24,6 +25,7 @@ from qilian.execution.modules import get_registry
 from qilian.execution.modules.gov import GOV_NAMESPACE, Proposal, compute_proposal_key, get_proposal_count
 from qilian.execution.modules.regulator import REGULATOR_NAMESPACE, get_regulation
 from qilian.execution.nodes import ENDPOINT_NAMESPACE
+from qilian.execution.params import PENDING_KEY, get_chain_limits, get_param_specs, get_pending_changes
 from qilian.execution.policy import MEMBER_NAMESPACE, POLICY_NAMESPACE, RESOURCES, decode_policy
 from qilian.types.codec import decode_raw, to_json_value
 from qilian.types.core import ValidatorSet, compute_tx_hash
@@ -143,6 +145,23 @@ def make_gov_router(node: Node, api_error: type[Exception]) -> APIRouter:
             raise api_error(400, "bad_key", "a public key is 1..65 bytes")
         return {**member_doc(key), "state": proven(MEMBER_NAMESPACE, key),
                 "revoked_state": proven(REVOKED_NAMESPACE, key)}
+
+    @router.get("/gov/params", summary="Chain parameters in force at the next height, bounds, schedule, proofs")
+    async def params() -> dict[str, Any]:
+        """Fuel prices and block limits in force at the next height (execution/params.py), each with its hard
+        bounds and a state proof of its stored entry (absent: genesis's value applies) and of the schedule."""
+        tip = node.get_tip()
+        specs = get_param_specs(node.genesis.params)
+        limits = get_chain_limits(node.genesis.params, node.store.get_state, tip.height + 1).to_value()
+        doc: dict[str, Any] = {
+            "tip": tip.height, "height": tip.height + 1,
+            "params": [{"name": n, "value": limits[n], "low": s.low, "high": s.high, "doc": s.doc}
+                       for n, s in specs.items()],
+            "scheduled": [{"height": h, "changes": c} for h, c in get_pending_changes(node.store.get_state)]}
+        if tip.height:
+            doc["state"] = {n: proven(PARAM_NAMESPACE, n.encode()) for n in specs}
+            doc["scheduled_state"] = proven(PARAM_NAMESPACE, PENDING_KEY)
+        return doc
 
     @router.get("/gov/nodes", summary="Nodes registered in chain state (P2P admission) and their endpoints")
     async def nodes() -> dict[str, Any]:

@@ -27,6 +27,7 @@ from qilian.execution.contracts import compute_genesis_writes
 from qilian.execution.members import get_member
 from qilian.execution.modules.regulator import check_admission_not_frozen
 from qilian.execution.nodes import ENDPOINT_NAMESPACE, RegisteredNode, get_registered_node, get_registered_nodes
+from qilian.execution.params import get_chain_params
 from qilian.execution.policy import MEMBER_NAMESPACE
 from qilian.execution.rules import (
     ChainRules,
@@ -46,6 +47,7 @@ from qilian.storage.store import ChainStore, ChainTip
 from qilian.types.codec import CodecError
 from qilian.types.core import (
     Block,
+    ChainParams,
     Commit,
     Receipt,
     Transaction,
@@ -132,6 +134,9 @@ class Node:
         """(tip height, key → membership read at that tip): admission's membership cache."""
         self._revoked_in_block: list[bytes] = []
         """Keys the block just stored revoked (execution thread → event loop): their waiting txs are evicted."""
+        self._params: tuple[tuple[bytes, int], ChainParams] = ((b"", -1), self.genesis.params)
+        """((state root, height), limits in force at the height after it): the block limits' cache (keyed by
+        height too: an empty block keeps the root while a scheduled change may fall due)."""
         self._nodes_changed = False
         """The block just stored changed membership or endpoints (execution thread → event loop)."""
         self.on_nodes_changed: Callable[[], None] | None = None
@@ -173,7 +178,16 @@ class Node:
         current, nxt = self.valsets.get_sets_at_root(tip.state_root)
         last = self.valsets.get(tip.height) if tip.height else current
         return ParentInfo(tip.height, tip.block_id, tip.time_ms, tip.state_root, tip.receipts_root,
-                          current, nxt, last, self.get_member)
+                          current, nxt, last, self.get_member, self.get_chain_params(tip))
+
+    def get_chain_params(self, tip: ChainTip) -> ChainParams:
+        """The block limits in force at tip + 1 (governed; execution/params.py), read from the tip's state."""
+        cached_at, params = self._params
+        if cached_at != (tip.state_root, tip.height):
+            params = get_chain_params(self.genesis.params, lambda ns, key: self.tree.get_value(
+                tip.state_root, ns, key), tip.height + 1)
+            self._params = ((tip.state_root, tip.height), params)
+        return params
 
     def get_member(self, public_key: bytes) -> MemberInfo | None:
         """The membership of a key in the state of the committed tip (cached until the tip moves)."""

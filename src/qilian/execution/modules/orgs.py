@@ -40,6 +40,16 @@ from qilian.execution.members import (
 )
 from qilian.execution.messages import quote
 from qilian.execution.nodes import ENDPOINT_NAMESPACE, NODE_ROLES, EndpointError, compute_endpoint
+from qilian.execution.params import (
+    MAX_ACTIVATION_DELAY,
+    MAX_PENDING_CHANGES,
+    MIN_ACTIVATION_DELAY,
+    PENDING_KEY,
+    ParamError,
+    compute_param_changes,
+    encode_pending_changes,
+    get_pending_changes,
+)
 from qilian.execution.policy import MAX_RULE_NUMBER, MEMBER_NAMESPACE
 from qilian.types.codec import decode_raw, encode_trusted
 from qilian.types.core import Event
@@ -51,14 +61,15 @@ MAX_ORG_MEMBERS: Final = 1000
 
 MEMBERSHIP_ACTIONS: Final = {
     "org.add": 3, "org.remove": 1, "org.update": 2, "member.add": 4, "member.revoke": 2, "member.rotate": 2,
-    "validator.update": 1, "gov.set_param": 2, "node.endpoint": 2,
+    "validator.update": 1, "gov.set_param": 2, "node.endpoint": 2, "chain.set_params": 2,
 }
 """Action kind → number of arguments: ``[org.add, name, members, info]`` (members: ``[[name, public_key, roles],
 …]``), ``[org.remove, name]``, ``[org.update, name, info]``, ``[member.add, org, name, public_key, roles]``,
 ``[member.revoke, public_key, reason]``, ``[member.rotate, old_public_key, new_public_key]``,
 ``[validator.update, [[public_key, power], …]]`` (power 0 removes), ``[gov.set_param, name, value]``,
-``[node.endpoint, public_key, "host:port"]`` (empty text removes it; execution/nodes.py). The resource of each is
-its kind."""
+``[node.endpoint, public_key, "host:port"]`` (empty text removes it; execution/nodes.py),
+``[chain.set_params, {name: value}, height]`` (fuel prices and block limits from ``height``, 0: two blocks after
+the executing one; execution/params.py). The resource of each is its kind."""
 
 
 def _fail(exc: MembershipError) -> CallFailed:
@@ -225,6 +236,9 @@ def compute_membership_target(env: BlockEnv, kind: str, args: tuple[Any, ...]) -
         return kind, None
     if kind == "node.endpoint":
         return kind, _check_endpoint_action(env, args)
+    if kind == "chain.set_params":
+        compute_params_schedule(env, args)
+        return kind, None
     raise CallFailed(f"unknown action {quote(kind)}")  # pragma: no cover - compute_action checked the kind
 
 
@@ -242,6 +256,43 @@ def _check_endpoint_action(env: BlockEnv, args: tuple[Any, ...]) -> str:
         except EndpointError as exc:
             raise CallFailed(f"node.endpoint: {exc}") from None
     return org
+
+
+def compute_params_schedule(env: BlockEnv, args: tuple[Any, ...]) -> tuple[int, dict[str, int]]:
+    """(effective height, checked changes) of a ``chain.set_params`` executing now; CallFailed naming the hard
+    bound a value breaks, or why the height cannot be. Height 0 means the earliest: two blocks from now."""
+    changes, height = args
+    try:
+        checked = compute_param_changes(env.rules.genesis.params, changes)
+    except ParamError as exc:
+        raise CallFailed(f"chain.set_params: {exc}") from None
+    earliest = env.height + MIN_ACTIVATION_DELAY
+    if type(height) is not int or height < 0:
+        raise CallFailed("chain.set_params: the effective height is a block height (0: the earliest)")
+    if height == 0:
+        height = earliest
+    latest = env.height + MAX_ACTIVATION_DELAY
+    if not earliest <= height <= latest:
+        raise CallFailed(f"chain.set_params: effective height {height} must be {earliest}..{latest} when executed "
+                         f"at height {env.height} (a change applies two blocks after the one that decides it at the "
+                         f"earliest)")
+    if len(get_pending_changes(env.state.get)) >= MAX_PENDING_CHANGES:
+        raise CallFailed(f"chain.set_params: {MAX_PENDING_CHANGES} changes are scheduled already")
+    return height, checked
+
+
+def process_promote_params(env: BlockEnv) -> None:
+    """Begin-of-block: the scheduled parameter changes due at this height become the values in force (the
+    readers already applied them from the schedule; this keeps the schedule short)."""
+    pending = get_pending_changes(env.state.get)
+    due = [c for h, c in pending if h <= env.height]
+    if not due:
+        return
+    for changes in due:
+        for name, value in changes.items():
+            env.state.put(PARAM_NAMESPACE, name.encode(), encode_trusted(value))
+    env.state.put(PARAM_NAMESPACE, PENDING_KEY, encode_pending_changes([(h, c) for h, c in pending
+                                                                        if h > env.height]))
 
 
 def _check_info(info: Any) -> dict[str, str]:
@@ -357,6 +408,15 @@ def process_membership_action(env: BlockEnv, kind: str, args: tuple[Any, ...], a
         return Outcome(readable, (Event(MODULE, "ValidatorsUpdated", {
             "updates": readable, "effective_height": env.height + 2, "validators": len(proposed.validators),
             "total_power": proposed.total_power, **who}),))
+    if kind == "chain.set_params":
+        height, checked = compute_params_schedule(env, args)
+        pending = get_pending_changes(env.state.get)
+        merged = dict(next((c for h, c in pending if h == height), {}))
+        merged.update(checked)
+        pending = sorted([*((h, c) for h, c in pending if h != height), (height, merged)], key=lambda e: e[0])
+        env.state.put(PARAM_NAMESPACE, PENDING_KEY, encode_pending_changes(pending))
+        return Outcome({"effective_height": height, "changes": checked}, (Event(MODULE, "ParamsScheduled", {
+            "changes": checked, "effective_height": height, **who}),))
     if kind == "node.endpoint":
         key, endpoint = args
         org = _check_endpoint_action(env, args)
@@ -384,6 +444,8 @@ __all__ = [
     "compute_membership_target",
     "compute_new_validators",
     "compute_param",
+    "compute_params_schedule",
     "process_membership_action",
+    "process_promote_params",
     "process_promote_validators",
 ]
