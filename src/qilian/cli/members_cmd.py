@@ -180,13 +180,41 @@ def validator_add(
     """Propose a node as validator (policy validator.update). It signs from two blocks after the deciding one; a
     validator that is down or behind only lowers the network's fault tolerance, so this refuses unless the
     candidate answers and has caught up (or --force)."""
+    pub = _public_key(public_key)
     if not force:
         if not candidate:
             _fail("give --candidate URL of the new node's API (it must be reachable and caught up), or --force")
         problem = check_caught_up(node, candidate, wait)
         if problem:
             _fail(f"refusing to add a validator that is not caught up: {problem} (use --force to add it anyway)")
-    _finish(["validator.update", [[_public_key(public_key), power]]], out, propose, key, home, node)
+    else:
+        warning = get_force_prediction(node, pub, power)
+        if warning:
+            console.print(f"[yellow]--force:[/yellow] {warning}")
+    _finish(["validator.update", [[pub, power]]], out, propose, key, home, node)
+
+
+def get_force_prediction(node: str, public_key: bytes, power: int) -> str:
+    """What a forced addition does if the candidate stays down (docs/governance.md, "Forcing a change"): the
+    validators that signed the latest commit keep the chain going only if they hold more than 2/3 of the new
+    set's power. Empty when they do (or the network cannot be asked)."""
+    try:
+        sets = _get(node, "/gov/validators")
+        tip = int(sets["tip"])
+        commit = _get(node, f"/blocks/{tip}").get("commit") or {}
+    except (KeyError, ValueError, TypeError):
+        return ""
+    signers = {s["validator"] for s in commit.get("signatures", [])}
+    powers = {v["public_key"]: v["power"] for v in sets["next"]["validators"]}
+    powers[public_key.hex()] = power
+    addresses = {v["public_key"]: v["address"] for v in sets["next"]["validators"]}
+    total = sum(powers.values())
+    live = sum(p for k, p in powers.items() if addresses.get(k) in signers)
+    if 3 * live > 2 * total:
+        return ""
+    return (f"the validators that signed block {tip} hold {live} of the new set's {total} voting power, not more "
+            f"than 2/3: if the candidate stays down, the chain stalls two blocks after the change is decided and "
+            f"resumes when the candidate (or enough of the others) is up and caught up")
 
 
 @validator_app.command("remove")
