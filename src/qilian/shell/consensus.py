@@ -704,6 +704,15 @@ class ConsensusReactor:
 
     def _commit_decided(self, block: Block, commit: Commit) -> None:
         parent = self.ledger.get_parent_info()
+        if block.header.height <= parent.height:
+            # Block sync stored this height while the core was still deciding it (an observer or a catching-up
+            # node follows both): nothing to apply — unless the stored block is another one.
+            stored = self.ledger.get_commit(block.header.height)
+            if stored is None or stored.block_id != commit.block_id:
+                self._fatal(f"block {block.header.height} decided by the network is not the one block sync stored")
+                return
+            self.on_synced()
+            return
         if (block.header.state_root, block.header.receipts_root) != (parent.state_root, parent.receipts_root):
             self._fatal(f"block {block.header.height} decided by the network carries state root "
                         f"{block.header.state_root.hex()[:16]}…, this node has {parent.state_root.hex()[:16]}…")
