@@ -158,6 +158,8 @@ class JoinBenchConfig:
     """Offered load in transactions per second (kv.put), for the whole run."""
     batch: int = 25
     """Transactions per POST /txs/batch (batches are paced to the rate)."""
+    clients: int = 4
+    """Client threads sharing the schedule."""
     phase_s: float = 20.0
     """Seconds of the phases before and after the join."""
     block_interval_ms: int = 200
@@ -204,49 +206,63 @@ class JoinBenchResult:
     network_dir: str = ""
 
 
-class _LoadGenerator(threading.Thread):
-    """Paced kv.put submissions in batches, round-robin over the given APIs; counts what it sent when."""
+class _LoadGenerator:
+    """Paced kv.put submissions in batches from several client threads sharing one schedule (batch k is due at
+    k × batch ÷ rate s), round-robin over the given APIs; counts what was sent when. A thread that falls behind
+    sends at once, so the offered rate holds while the machine is busy."""
 
-    def __init__(self, apis: list[str], key: KeyPair, chain_id: str, rate: int, batch: int):
-        super().__init__(daemon=True)
+    def __init__(self, apis: list[str], key: KeyPair, chain_id: str, rate: int, batch: int, clients: int = 4):
         self.apis, self.key, self.chain_id = apis, key, chain_id
         self.rate, self.batch = min(rate, MAX_RATE), batch
         self.sent: list[tuple[float, int]] = []
         self.rejected = 0
         self.errors: dict[str, int] = {}
         self.stop = threading.Event()
+        self._lock = threading.Lock()
+        self._next = 0
+        self._height = 0
+        self._t0 = 0.0
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
 
-    def run(self) -> None:
+    def start(self) -> None:
+        self._height = get_height(self.apis[0])
+        self._t0 = time.monotonic()
+        for t in self._threads:
+            t.start()
+
+    def join(self, timeout: float) -> None:
+        for t in self._threads:
+            t.join(timeout)
+
+    def _run(self) -> None:
         from qilian.sdk.client import build_tx
         from qilian.types.codec import encode_trusted
 
-        t0 = time.monotonic()
-        k = 0
-        i = 0
         with httpx.Client(timeout=30) as http:
-            height = get_height(self.apis[0])
             while not self.stop.is_set():
-                due = t0 + k * self.batch / self.rate
+                with self._lock:
+                    k = self._next
+                    self._next += 1
+                due = self._t0 + k * self.batch / self.rate
                 if due > time.monotonic():
                     time.sleep(due - time.monotonic())
                 if k % 40 == 0:
                     try:
-                        height = get_height(self.apis[0])
+                        self._height = get_height(self.apis[0])
                     except httpx.HTTPError:
                         pass
-                txs = [build_tx(self.key, self.chain_id, "kv", "put", [f"join-{i + j}".encode(), b"v" * 100],
-                                height + 500).encode() for j in range(self.batch)]
-                i += self.batch
-                api = self.apis[k % len(self.apis)]
-                k += 1
+                txs = [build_tx(self.key, self.chain_id, "kv", "put", [f"join-{k}-{j}".encode(), b"v" * 100],
+                                self._height + 500).encode() for j in range(self.batch)]
                 try:
-                    r = http.post(api + "/txs/batch", content=encode_trusted(txs),
+                    r = http.post(self.apis[k % len(self.apis)] + "/txs/batch", content=encode_trusted(txs),
                                   headers={"content-type": "application/octet-stream"})
                     doc = r.json()
-                    self.rejected += len(doc.get("rejected", []))
-                    self.sent.append((time.monotonic(), len(txs)))
+                    with self._lock:
+                        self.rejected += len(doc.get("rejected", []))
+                        self.sent.append((time.monotonic(), len(txs)))
                 except (httpx.HTTPError, ValueError) as exc:
-                    self.errors[type(exc).__name__] = self.errors.get(type(exc).__name__, 0) + 1
+                    with self._lock:
+                        self.errors[type(exc).__name__] = self.errors.get(type(exc).__name__, 0) + 1
 
     def count(self, t0: float, t1: float) -> int:
         return sum(n for t, n in self.sent if t0 <= t < t1)
@@ -316,7 +332,8 @@ def run_join_bench(cfg: JoinBenchConfig, say: Callable[[str], None]) -> JoinBenc
         need = (n + 1) // 2 + 1  # MAJORITY of the n + 1 organisations once the joiner is in (also enough of n)
         watcher = _BlockWatcher(apis[0], get_height(apis[0]))
         watcher.start()
-        load = _LoadGenerator(apis, load_key(root / "keys" / "org1-client.pem"), "bench-join", cfg.rate, cfg.batch)
+        load = _LoadGenerator(apis, load_key(root / "keys" / "org1-client.pem"), "bench-join", cfg.rate, cfg.batch,
+                              cfg.clients)
         load.start()
         time.sleep(3)  # warm-up: the pipeline fills
         say(f"phase before: {cfg.phase_s:.0f} s at {cfg.rate} tx/s …")
