@@ -214,29 +214,24 @@ def make_gov_router(node: Node, api_error: type[Exception]) -> APIRouter:
         return get_validator_path(target)
 
     def get_validator_path(target: int) -> dict[str, Any]:
-        """Scan the headers up to ``target`` for heights whose signing set differs from the previous one's;
-        link each sequentially only when the 1/3 trust rule cannot (the path stays small)."""
+        """The heights up to ``target`` whose signing set differs from the previous one's come from the
+        governance index (kept at commit: O(changes), never a scan of the headers); each is linked sequentially
+        only when the 1/3 trust rule cannot (the path stays small). One snapshot: no answer mixes two tips."""
         from qilian.sdk.proofs import get_validator_path_doc
         from qilian.sdk.verify import compute_trusted_power
 
         entries: list[Any] = []
-        prev_block = node.store.get_block(1)
-        if prev_block is None:
-            raise api_error(503, "unavailable", "block 1 is not stored")
         trusted = node.genesis.validators
-        for h in range(2, target + 1):
-            block = node.store.get_block(h)
-            if block is None:
-                raise api_error(503, "unavailable", f"block {h} is not stored")
-            if block.header.validators_hash != prev_block.header.validators_hash:
-                commit, vset = node.store.get_commit(h), node.valsets.get(h)
-                prev_commit = node.store.get_commit(h - 1)
-                if commit is None or vset is None or prev_commit is None:
-                    raise api_error(503, "unavailable", f"commit of block {h} is not stored")
+        with node.store.begin_snapshot() as snap:
+            for h in snap.get_validator_change_heights(target):
+                block, prev_block = snap.get_block(h), snap.get_block(h - 1)
+                commit, prev_commit = snap.get_commit(h), snap.get_commit(h - 1)
+                vset = node.valsets.get(h)
+                if block is None or prev_block is None or commit is None or prev_commit is None or vset is None:
+                    raise api_error(503, "unavailable", f"block {h} or its parent is not fully stored")
                 skip = 3 * compute_trusted_power(node.genesis, trusted, commit) > trusted.total_power
                 entries.append((block, commit, vset, None if skip else (prev_block, prev_commit)))
                 trusted = vset
-            prev_block = block
         return get_validator_path_doc(node.suite, entries)
 
     # -- regulation and the audit trail -----------------------------------------------------------------
@@ -256,9 +251,10 @@ def make_gov_router(node: Node, api_error: type[Exception]) -> APIRouter:
 
     @router.get("/gov/history", summary="Governance transactions of a range of heights, with their proofs")
     async def history(from_: Annotated[int, Query(alias="from")], to: int, index: int = 0) -> dict[str, Any]:
-        """Scan blocks ``from``..``to`` (at most MAX_HISTORY_RANGE heights; ``to`` below the tip, whose receipts
-        the next block commits) for ``gov`` and ``regulator`` transactions; at most MAX_HISTORY_PAGE entries,
-        then ``next`` names where to continue (``from`` and ``index`` within that block)."""
+        """The ``gov`` and ``regulator`` transactions of blocks ``from``..``to`` (at most MAX_HISTORY_RANGE
+        heights; ``to`` below the tip, whose receipts the next block commits), found through the governance
+        index (only the blocks that hold one are read); at most MAX_HISTORY_PAGE entries, then ``next`` names
+        where to continue (``from`` and ``index`` within that block)."""
         from qilian.sdk.history import MAX_HISTORY_PAGE, MAX_HISTORY_RANGE, get_history_entry_doc, is_governance_tx
 
         tip = node.get_tip().height
@@ -272,14 +268,19 @@ def make_gov_router(node: Node, api_error: type[Exception]) -> APIRouter:
         entries: list[dict[str, Any]] = []
         next_doc: dict[str, int] | None = None
         with node.store.begin_snapshot() as snap:
-            for h in range(from_, to + 1):
+            by_height: dict[int, list[int]] = {}
+            found = 0
+            for h, i in snap.iter_gov_positions(from_, index, to):  # the governance index: no block scan
+                if found > MAX_HISTORY_PAGE:  # one past the page: where `next` continues
+                    break
+                by_height.setdefault(h, []).append(i)
+                found += 1
+            for h, positions in by_height.items():
                 block = snap.get_block(h)
                 if block is None:
                     raise api_error(503, "unavailable", f"block {h} is not stored")
-                start = index if h == from_ else 0
-                positions = [i for i, tx in enumerate(block.txs) if i >= start and is_governance_tx(tx)]
-                if not positions:
-                    continue
+                if any(i >= len(block.txs) or not is_governance_tx(block.txs[i]) for i in positions):
+                    raise api_error(503, "unavailable", f"the governance index disagrees with block {h}")
                 commit, receipts = snap.get_commit(h), snap.get_receipts(h)
                 child, child_commit = snap.get_block(h + 1), snap.get_commit(h + 1)
                 if commit is None or receipts is None or child is None or child_commit is None:

@@ -66,6 +66,14 @@ VERIFY_THREADS = 2
 """Threads verifying transaction signatures of batches (the machine's 2 cores)."""
 
 
+def compute_gov_positions(block: Block) -> list[int]:
+    """Indexes of a block's governance transactions (``gov`` and ``regulator``: the history export's entries),
+    for the governance index kept at commit."""
+    from qilian.sdk.history import is_governance_tx
+
+    return [i for i, tx in enumerate(block.txs) if is_governance_tx(tx)]
+
+
 def compute_sig_key(tx_hash: bytes, tx: Transaction) -> bytes:
     """Key of a signature verdict: the body hash (which covers the sender's public key) followed by the signature
     itself. A verdict is about these signed bytes; keyed by body hash alone, a body first seen with a valid
@@ -128,6 +136,9 @@ class Node:
             genesis_writes, genesis_nodes,
         )
         self.tree = StateTree(self.suite.hash, self.store)
+        if self.store.get_index_height() < self.store.get_tip().height:
+            n = self.store.process_index_backfill(compute_gov_positions)
+            log.info("governance index: %d stored blocks indexed (a database from before the index)", n)
         self.valsets = ValidatorSets(self.store, self.suite, self.rules)
         """The validator set of each height, read from chain state (never from genesis)."""
         self._members: tuple[int, dict[bytes, MemberInfo | None]] = (-1, {})
@@ -424,7 +435,8 @@ class Node:
         t2 = time.perf_counter()
         new_tip = ChainTip(block.header.height, commit.block_id, block.header.time_ms, new_root,
                            result.receipts_root)
-        self.store.process_commit_block(block, commit, hashes, result.receipts, result.writes, nodes, new_tip)
+        self.store.process_commit_block(block, commit, hashes, result.receipts, result.writes, nodes, new_tip,
+                                        compute_gov_positions(block))
         self._revoked_in_block = [k for (ns, k), v in result.writes.items() if ns == MEMBER_NAMESPACE and v is None]
         self._nodes_changed = any(ns in (MEMBER_NAMESPACE, ENDPOINT_NAMESPACE) for ns, _ in result.writes)
         t3 = time.perf_counter()
