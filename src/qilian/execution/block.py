@@ -160,7 +160,8 @@ def query_contract(rules: ChainRules, state: StateReader, address: str, method: 
     """A read-only call against ``state`` (no transaction, nothing written; a write fails the query)."""
     overlay = Overlay(state, {})
     ctx = Context(sender, "", height, time_ms, "", address, sender)
-    return ContractExecutor(rules.suite, overlay).call(ctx, method, args, fuel, read_only=True)
+    prices = get_chain_limits(rules.genesis.params, overlay.get, height).prices  # as a transaction would pay
+    return ContractExecutor(rules.suite, overlay, prices=prices).call(ctx, method, args, fuel, read_only=True)
 
 
 def compute_txs_root(suite: Suite, tx_hashes: Sequence[bytes]) -> bytes:

@@ -330,7 +330,8 @@ def compute_new_validators(env: BlockEnv, value: Any) -> tuple[Any, Any, list[li
 def compute_param(name: Any, value: Any) -> Any:
     """The canonical stored value of a parameter; CallFailed if the name or value is not allowed."""
     if name not in PARAMS:
-        raise CallFailed(f"unknown parameter {quote(name)}; parameters: {', '.join(PARAMS)}")
+        raise CallFailed(f"unknown parameter {quote(name)}; parameters: {', '.join(PARAMS)} (fuel prices and block "
+                         f"limits: the chain.set_params action)")
     if name == PARAM_MIN_VALIDATORS:
         if type(value) is not int or not 1 <= value <= MAX_VALIDATORS:
             raise CallFailed(f"{name} is an integer 1..{MAX_VALIDATORS}")
