@@ -69,7 +69,8 @@ def _consensus_status(node: Node) -> dict[str, Any]:
                           "blocks_synced": d.blocks_synced},
             "txs_committed": node.txs_committed,
             "peers": sorted(p.spec.name for p in t.peers.values()) if t else [],
-            "p2p_violations": t.violations if t else 0}
+            "p2p_violations": t.violations if t else 0,
+            "p2p_refused": t.refused if t else 0}
 
 
 def create_app(node: Node) -> FastAPI:
@@ -302,11 +303,13 @@ def create_app(node: Node) -> FastAPI:
     @app.get(
         "/state/{namespace}/{key:path}",
         summary="A state value with its proof",
-        description="The value (or its absence) as of the state root in the latest header, with a proof against "
-        "that root, the header and its commit. key is text, or hex with encoding=hex.",
+        description="The value (or its absence) as of the state root in the latest header (or the header of "
+        "`height`: the state block `height`'s transactions ran against), with a proof against that root, the "
+        "header and its commit. key is text, or hex with encoding=hex.",
     )
     async def get_state(
-        request: Request, namespace: str, key: str, encoding: Annotated[Literal["text", "hex"], Query()] = "text"
+        request: Request, namespace: str, key: str, encoding: Annotated[Literal["text", "hex"], Query()] = "text",
+        height: int | None = None,
     ) -> dict[str, Any]:
         if encoding == "hex":
             try:
@@ -317,7 +320,9 @@ def create_app(node: Node) -> FastAPI:
             kb = get_raw_path_key(request)
         if len(namespace.encode()) > 255 or len(kb) > 1024:
             raise ApiError(400, "bad_key", "namespace is at most 255 bytes and key at most 1024 bytes")
-        return reads.get_state(namespace, kb)
+        if height is not None and not 1 <= height < 2**63:
+            raise ApiError(400, "bad_height", "a height is an integer from 1 to 2**63-1")
+        return reads.get_state(namespace, kb, height)
 
     @app.websocket("/events")
     async def events(ws: WebSocket) -> None:

@@ -66,6 +66,8 @@ class _NodeCollector(Collector):
                                     value=len(t.peers) if t is not None else 0)
             yield CounterMetricFamily("qilian_p2p_violations", "Protocol violations by peers",
                                       value=t.violations if t is not None else 0)
+            yield CounterMetricFamily("qilian_p2p_refused", "Peers refused or dropped: not a node registered in "
+                                      "chain state", value=t.refused if t is not None else 0)
             if isinstance(d.wal, Wal):
                 st = d.wal.sync_times
                 buckets = [(floatToGoString(b), float(n)) for b, n in st.get_cumulative()]

@@ -120,15 +120,21 @@ class ReadSide:
 
     # -- state -------------------------------------------------------------------------------------------
 
-    def get_state(self, namespace: str, key: bytes) -> dict[str, Any]:
-        """A state value (or its absence) with a proof against the state root in the latest header."""
+    def get_state(self, namespace: str, key: bytes, height: int | None = None) -> dict[str, Any]:
+        """A state value (or its absence) with a proof against the state root in the header of ``height`` (None:
+        the latest). Header h commits the state *after block h − 1* — the state block h's transactions were
+        checked and executed against — so ``height = h`` proves what held when a transaction of block h ran
+        (a key's membership when it registered a document, say), however the state changed since."""
         with self.store.begin_snapshot() as snap:
             tip = snap.get_tip()
             if tip.height == 0:
                 raise ApiError(404, "not_found", "no blocks yet: no state is committed in a header")
-            block, commit = snap.get_block(tip.height), snap.get_commit(tip.height)
+            at = tip.height if height is None else height
+            if not 1 <= at <= tip.height:
+                raise ApiError(404, "not_found", f"no header at height {at} (the chain is at {tip.height})")
+            block, commit = snap.get_block(at), snap.get_commit(at)
             if block is None or commit is None:
-                raise ApiError(503, "unavailable", "tip block is not stored")
+                raise ApiError(503, "unavailable", f"block {at} is not stored")
             tree = StateTree(self.suite.hash, snap)
             root = block.header.state_root
             value = tree.get_value(root, namespace, key)

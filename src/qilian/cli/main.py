@@ -777,6 +777,35 @@ def bench_votes(
     console.print_json(data=summarise(res))
 
 
+@bench_app.command("join")
+def bench_join(
+    validators: Annotated[int, typer.Option(help="Validators at the start (one organisation each).")] = 4,
+    suite: Annotated[str, typer.Option(help="Crypto suite: ed25519 or sm2.")] = "ed25519",
+    rate: Annotated[int, typer.Option(help="Offered load, kv.put transactions per second.", min=1, max=5000)]
+    = 250,
+    phase: Annotated[float, typer.Option(help="Seconds of load before and after the join.", min=1)] = 20.0,
+    batch: Annotated[int, typer.Option(help="Transactions per POST /txs/batch.", min=1, max=5000)] = 25,
+    block_interval_ms: Annotated[int, typer.Option(help="Block interval of the network.", min=1)] = 200,
+    out: Annotated[Path, typer.Option(help="Where results go.")] = Path("bench-results"),
+) -> None:
+    """A new organisation's validator joins a loaded network (genesis + seed, org.add, catch-up from genesis,
+    validator.update, first signature): TPS before / during / after and the catch-up time (docs/benchmarks.md)."""
+    from qilian.bench.join import JoinBenchConfig, JoinError, format_join_markdown, run_join_bench, write_join_outputs
+
+    cfg = JoinBenchConfig(validators=validators, suite=suite, rate=rate, batch=batch, phase_s=phase,
+                          block_interval_ms=block_interval_ms, out_dir=out)
+    try:
+        res = run_join_bench(cfg, lambda m: err.print(f"[dim]{m}[/dim]"))
+    except (JoinError, RuntimeError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    console.print(format_join_markdown(res))
+    paths = write_join_outputs(res, out)
+    console.print("wrote " + ", ".join(str(p) for p in paths), soft_wrap=True)
+    if not (res.heights_contiguous and res.set_changed_at == res.decided_height + 2):
+        _fail("a check failed: a height was skipped or the set did not change at decided + 2")
+
+
 @bench_app.command("contracts")
 def bench_contracts(
     calls: Annotated[int, typer.Option(help="Calls per workload.")] = 20_000,

@@ -20,6 +20,7 @@ from qilian.execution.modules import MODULES, get_module
 from qilian.execution.modules.gov import GOV_MODULE
 from qilian.execution.modules.kv import MAX_KV_KEY, MAX_KV_VALUE
 from qilian.execution.modules.regulator import check_sender_not_frozen, is_contract_frozen
+from qilian.execution.params import get_chain_limits
 from qilian.execution.rules import (
     ChainRules,
     MemberLookup,
@@ -37,6 +38,7 @@ from qilian.types.core import (
     STATUS_OK,
     Block,
     BlockHeader,
+    ChainParams,
     Commit,
     Receipt,
     Transaction,
@@ -141,8 +143,10 @@ def execute_block(rules: ChainRules, state: StateReader, txs: Sequence[Transacti
     ``time_ms`` are the block's, what contracts see as ``ctx.height`` and ``ctx.time_ms``)."""
     block_writes: Writes = {}
     overlay = Overlay(state, block_writes)
-    executor = ContractExecutor(rules.suite, overlay, refuse_frozen=True,
-                                is_frozen=lambda address: is_contract_frozen(overlay.get, address, height))
+    limits = get_chain_limits(rules.genesis.params, overlay.get, height)  # governed: in force at this height
+    executor = ContractExecutor(rules.suite, overlay, limits.max_block_fuel, refuse_frozen=True,
+                                is_frozen=lambda address: is_contract_frozen(overlay.get, address, height),
+                                prices=limits.prices)
     env = BlockEnv(rules, overlay, executor, height, time_ms, receipt_bytes_left=MAX_BLOCK_RECEIPT_BYTES)
     process_begin_block(env)
     receipts = tuple(execute_tx(env, tx, h) for tx, h in zip(txs, tx_hashes, strict=True))
@@ -156,7 +160,8 @@ def query_contract(rules: ChainRules, state: StateReader, address: str, method: 
     """A read-only call against ``state`` (no transaction, nothing written; a write fails the query)."""
     overlay = Overlay(state, {})
     ctx = Context(sender, "", height, time_ms, "", address, sender)
-    return ContractExecutor(rules.suite, overlay).call(ctx, method, args, fuel, read_only=True)
+    prices = get_chain_limits(rules.genesis.params, overlay.get, height).prices  # as a transaction would pay
+    return ContractExecutor(rules.suite, overlay, prices=prices).call(ctx, method, args, fuel, read_only=True)
 
 
 def compute_txs_root(suite: Suite, tx_hashes: Sequence[bytes]) -> bytes:
@@ -218,6 +223,12 @@ class ParentInfo:
     """Set of the parent's own height, which signed the parent's commit; None: the same as ``validators``."""
     get_member: MemberLookup | None = None
     """Membership in the parent's state (None: genesis membership — a state-less test)."""
+    params: ChainParams | None = None
+    """The block limits in force at the child's height, from the parent's state (execution/params.py); None:
+    genesis's (a state-less test)."""
+
+    def get_params(self, genesis: ChainParams) -> ChainParams:
+        return genesis if self.params is None else self.params
 
     def get_next_validators(self) -> ValidatorSet:
         return self.validators if self.next_validators is None else self.next_validators
@@ -256,8 +267,9 @@ def check_block(rules: ChainRules, parent: ParentInfo, block: Block, tx_hashes: 
         raise BlockInvalid(f"block {h.height} proposer {h.proposer.hex()} is not a validator")
     if h.tx_count != len(block.txs) or len(tx_hashes) != len(block.txs):
         raise BlockInvalid(f"block {h.height} tx_count {h.tx_count} but it holds {len(block.txs)}")
-    if len(block.txs) > rules.genesis.params.max_block_txs:
-        raise BlockInvalid(f"block {h.height} holds more than {rules.genesis.params.max_block_txs} transactions")
+    max_txs = parent.get_params(rules.genesis.params).max_block_txs
+    if len(block.txs) > max_txs:
+        raise BlockInvalid(f"block {h.height} holds more than {max_txs} transactions")
     if h.txs_root != compute_txs_root(suite, tx_hashes):
         raise BlockInvalid(f"block {h.height} transactions root does not match its transactions")
     if parent.height == 0:

@@ -26,6 +26,7 @@ from qilian.execution.block import (
 )
 from qilian.execution.contracts import compute_genesis_writes
 from qilian.execution.members import get_member, get_validator_sets
+from qilian.execution.params import get_chain_params
 from qilian.execution.rules import ChainRules
 from qilian.state import MemoryNodeStore, StateError, StateTree
 from qilian.storage.store import ChainStore, compute_value_key
@@ -98,7 +99,8 @@ def verify_ledger(data_dir: Path, progress: Callable[[int, int], None] | None = 
             it and the next one, the set that signed the parent, and the membership of that height."""
             current, nxt = get_validator_sets(rules, state.get_state)
             return ParentInfo(height, block_id, time_ms, root, receipts_root, current, nxt, last,
-                              lambda key: get_member(rules, state.get_state, key))
+                              lambda key: get_member(rules, state.get_state, key),
+                              get_chain_params(genesis.params, state.get_state, height + 1))
 
         parent = get_parent(0, b"", genesis.genesis_time_ms, genesis_root, compute_empty_root(suite),
                             genesis.validators)

@@ -26,6 +26,8 @@ from qilian.execution.block import (
 from qilian.execution.contracts import compute_genesis_writes
 from qilian.execution.members import get_member
 from qilian.execution.modules.regulator import check_admission_not_frozen
+from qilian.execution.nodes import ENDPOINT_NAMESPACE, RegisteredNode, get_registered_node, get_registered_nodes
+from qilian.execution.params import get_chain_params
 from qilian.execution.policy import MEMBER_NAMESPACE
 from qilian.execution.rules import (
     ChainRules,
@@ -45,6 +47,7 @@ from qilian.storage.store import ChainStore, ChainTip
 from qilian.types.codec import CodecError
 from qilian.types.core import (
     Block,
+    ChainParams,
     Commit,
     Receipt,
     Transaction,
@@ -61,6 +64,14 @@ MAX_EVENT_QUEUE = 1000
 
 VERIFY_THREADS = 2
 """Threads verifying transaction signatures of batches (the machine's 2 cores)."""
+
+
+def compute_gov_positions(block: Block) -> list[int]:
+    """Indexes of a block's governance transactions (``gov`` and ``regulator``: the history export's entries),
+    for the governance index kept at commit."""
+    from qilian.sdk.history import is_governance_tx
+
+    return [i for i, tx in enumerate(block.txs) if is_governance_tx(tx)]
 
 
 def compute_sig_key(tx_hash: bytes, tx: Transaction) -> bytes:
@@ -125,12 +136,22 @@ class Node:
             genesis_writes, genesis_nodes,
         )
         self.tree = StateTree(self.suite.hash, self.store)
+        if self.store.get_index_height() < self.store.get_tip().height:
+            n = self.store.process_index_backfill(compute_gov_positions)
+            log.info("governance index: %d stored blocks indexed (a database from before the index)", n)
         self.valsets = ValidatorSets(self.store, self.suite, self.rules)
         """The validator set of each height, read from chain state (never from genesis)."""
         self._members: tuple[int, dict[bytes, MemberInfo | None]] = (-1, {})
         """(tip height, key → membership read at that tip): admission's membership cache."""
         self._revoked_in_block: list[bytes] = []
         """Keys the block just stored revoked (execution thread → event loop): their waiting txs are evicted."""
+        self._params: tuple[tuple[bytes, int], ChainParams] = ((b"", -1), self.genesis.params)
+        """((state root, height), limits in force at the height after it): the block limits' cache (keyed by
+        height too: an empty block keeps the root while a scheduled change may fall due)."""
+        self._nodes_changed = False
+        """The block just stored changed membership or endpoints (execution thread → event loop)."""
+        self.on_nodes_changed: Callable[[], None] | None = None
+        """Set by the P2P wiring: re-read the registered nodes (who is admitted, where to dial) after such a block."""
         self.mempool = Mempool(config.mempool_max_txs, config.mempool_max_bytes)
         self._verify_pool = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="verify")
         self.verifying: dict[bytes, tuple[Transaction, asyncio.Future[dict[bytes, bool]]]] = {}
@@ -168,7 +189,16 @@ class Node:
         current, nxt = self.valsets.get_sets_at_root(tip.state_root)
         last = self.valsets.get(tip.height) if tip.height else current
         return ParentInfo(tip.height, tip.block_id, tip.time_ms, tip.state_root, tip.receipts_root,
-                          current, nxt, last, self.get_member)
+                          current, nxt, last, self.get_member, self.get_chain_params(tip))
+
+    def get_chain_params(self, tip: ChainTip) -> ChainParams:
+        """The block limits in force at tip + 1 (governed; execution/params.py), read from the tip's state."""
+        cached_at, params = self._params
+        if cached_at != (tip.state_root, tip.height):
+            params = get_chain_params(self.genesis.params, lambda ns, key: self.tree.get_value(
+                tip.state_root, ns, key), tip.height + 1)
+            self._params = ((tip.state_root, tip.height), params)
+        return params
 
     def get_member(self, public_key: bytes) -> MemberInfo | None:
         """The membership of a key in the state of the committed tip (cached until the tip moves)."""
@@ -182,6 +212,14 @@ class Node:
                 cache.clear()
             cache[public_key] = get_member(self.rules, self.store.get_state, public_key)
         return cache[public_key]
+
+    def get_registered_node(self, public_key: bytes) -> RegisteredNode | None:
+        """The node chain state registers under this key at the committed tip (P2P admission), or None."""
+        return get_registered_node(self.store.get_state, public_key)
+
+    def get_registered_nodes(self) -> tuple[RegisteredNode, ...]:
+        """Every node chain state registers at the committed tip, with its endpoint (where P2P dials)."""
+        return get_registered_nodes(self.rules, self.store.get_state)
 
     # -- admission ---------------------------------------------------------------------------------------
 
@@ -397,8 +435,10 @@ class Node:
         t2 = time.perf_counter()
         new_tip = ChainTip(block.header.height, commit.block_id, block.header.time_ms, new_root,
                            result.receipts_root)
-        self.store.process_commit_block(block, commit, hashes, result.receipts, result.writes, nodes, new_tip)
+        self.store.process_commit_block(block, commit, hashes, result.receipts, result.writes, nodes, new_tip,
+                                        compute_gov_positions(block))
         self._revoked_in_block = [k for (ns, k), v in result.writes.items() if ns == MEMBER_NAMESPACE and v is None]
+        self._nodes_changed = any(ns in (MEMBER_NAMESPACE, ENDPOINT_NAMESPACE) for ns, _ in result.writes)
         t3 = time.perf_counter()
         self.last_apply_s = (t1 - t0, t2 - t1, t3 - t2)
         log.debug("block %d: %d txs, execute %.1f ms, state %.1f ms (%d nodes), store %.1f ms",
@@ -414,6 +454,10 @@ class Node:
             if evicted:
                 log.info("block %d revoked %d key(s); evicted %d of their waiting transactions",
                          block.header.height, len(revoked), evicted)
+        if self._nodes_changed:
+            self._nodes_changed = False
+            if self.on_nodes_changed is not None:
+                self.on_nodes_changed()
         self.results_pending = bool(hashes)
         self.blocks_committed += 1
         self.txs_committed += len(hashes)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from qilian.consensus.core import Core
@@ -52,6 +52,7 @@ from qilian.consensus.types import (
 from qilian.consensus.validators import ValidatorSet as ConsensusValidators
 from qilian.execution.block import BlockInvalid, check_block, check_commit, compute_txs_root, make_header
 from qilian.execution.limits import check_block_limits
+from qilian.execution.params import MAX_BLOCK_BYTES_BOUND
 from qilian.execution.rules import TxRejected, check_tx_window
 from qilian.mempool.pool import PoolEntry
 from qilian.p2p.messages import PeerViolation, ProposalMsg, compute_proposal_sign_bytes
@@ -78,9 +79,11 @@ from qilian.shell.wal import (
     WalVote,
 )
 from qilian.types.core import (
+    MAX_BLOCK_TXS_BOUND,
     PRECOMMIT,
     PREVOTE,
     Block,
+    ChainParams,
     Commit,
     CommitSig,
     Transaction,
@@ -591,7 +594,8 @@ class ConsensusReactor:
                 return False
             return True
 
-        entries = mempool.get_batch(self.params.max_block_txs, self.params.max_block_bytes - 64 * 1024, includable)
+        params = parent.get_params(self.params)  # the limits governed for this height (execution/params.py)
+        entries = mempool.get_batch(params.max_block_txs, params.max_block_bytes - 64 * 1024, includable)
         # Committed transactions leave the mempool when their block commits; one batched lookup guards the rest.
         on_chain = self.ledger.get_committed(e.tx_hash for e in entries)
         if on_chain:
@@ -642,7 +646,8 @@ class ConsensusReactor:
             parent = self.ledger.get_parent_info()
             if block.header.height != parent.height + 1:
                 raise BlockInvalid("proposal is not for the next height")
-            check_block_limits(self.params, block.header.height, len(block.txs), len(block.encode()))
+            check_block_limits(parent.get_params(self.params), block.header.height, len(block.txs),
+                               len(block.encode()))
             on_chain = self.ledger.get_committed(hashes)
             check_block(self.rules, parent, block, hashes, on_chain.__contains__,
                         self.pool.get_sig_checked(block.txs, hashes))
@@ -710,6 +715,15 @@ class ConsensusReactor:
 
     def _commit_decided(self, block: Block, commit: Commit) -> None:
         parent = self.ledger.get_parent_info()
+        if block.header.height <= parent.height:
+            # Block sync stored this height while the core was still deciding it (an observer or a catching-up
+            # node follows both): nothing to apply — unless the stored block is another one.
+            stored = self.ledger.get_commit(block.header.height)
+            if stored is None or stored.block_id != commit.block_id:
+                self._fatal(f"block {block.header.height} decided by the network is not the one block sync stored")
+                return
+            self.on_synced()
+            return
         if (block.header.state_root, block.header.receipts_root) != (parent.state_root, parent.receipts_root):
             self._fatal(f"block {block.header.height} decided by the network carries state root "
                         f"{block.header.state_root.hex()[:16]}…, this node has {parent.state_root.hex()[:16]}…")
@@ -803,7 +817,7 @@ class ConsensusReactor:
                         or not self._has_room(h.height)):
             return
         try:
-            check_block_limits(self.params, h.height, h.tx_count, None)
+            check_block_limits(self._get_params(h.height), h.height, h.tx_count, None)
         except BlockInvalid as exc:
             log.warning("proposal by %s dropped: %s", msg.proposer.hex()[:16], exc)
             return
@@ -863,6 +877,15 @@ class ConsensusReactor:
         if height > self.get_base_height() + 1 and self.sync is not None:
             self.sync.request_sync()
         return tip < height <= tip + FUTURE_HEIGHT_WINDOW
+
+    def _get_params(self, height: int) -> ChainParams:
+        """The block limits of ``height`` for the cheap checks before a proposal is stored: the governed ones when
+        ``height`` is tip + 1 (the tip's state holds them); for tip + 2 the hard bounds (execution/params.py) —
+        the full check with that height's limits runs when its value is validated."""
+        parent = self.ledger.get_parent_info()
+        if height == parent.height + 1:
+            return parent.get_params(self.params)
+        return replace(self.params, max_block_txs=MAX_BLOCK_TXS_BOUND, max_block_bytes=MAX_BLOCK_BYTES_BOUND)
 
     def _get_round_limit(self, height: int) -> int:
         """Highest round whose messages are stored and relayed (ROUND_WINDOW above the current round)."""

@@ -9,7 +9,17 @@ from collections.abc import Callable
 from typing import Any
 
 from qilian.consensus.timeouts import TimeoutConfig
-from qilian.p2p.messages import Blocks, GetBlocks, GetTxs, Hello, PeerViolation, ProposalMsg, Status, TxBatch
+from qilian.p2p.messages import (
+    Blocks,
+    GetBlocks,
+    GetTxs,
+    Hello,
+    HelloProof,
+    PeerViolation,
+    ProposalMsg,
+    Status,
+    TxBatch,
+)
 from qilian.shell.apply import Applier
 from qilian.shell.blocksync import BlockSyncReactor
 from qilian.shell.consensus import ConsensusReactor, ShellObserver
@@ -104,6 +114,6 @@ class Shell:
             if self.blocksync is not None:
                 self.blocksync.on_blocks(sender, msg, finished)
                 return True
-        elif isinstance(msg, Hello):
+        elif isinstance(msg, Hello | HelloProof):
             raise PeerViolation("second Hello on a connection")
         return False

@@ -24,6 +24,7 @@ from qilian.consensus.validators import ValidatorSet as ConsensusValidators
 from qilian.execution.block import ParentInfo, execute_block
 from qilian.execution.chain import MemberInfo, TxRejected
 from qilian.execution.members import get_member
+from qilian.execution.params import get_chain_params
 from qilian.execution.rules import ChainRules, check_tx_static, check_tx_window, is_valid_tx_signature
 from qilian.execution.valsets import ValidatorSetBook
 from qilian.mempool.pool import Mempool, MempoolFull, PoolEntry
@@ -235,7 +236,8 @@ class MemLedger:
                     ledger.values[k] = v
             current, nxt = self.valsets.get_sets_at_root(root)
             ledger.tip = ParentInfo(h.height, commit.block_id, h.time_ms, root, result.receipts_root, current, nxt,
-                                    tip.validators)
+                                    tip.validators, params=get_chain_params(
+                                        self.rules.genesis.params, self.get_state, h.height + 1))
             self._on_stored(block, commit, hashes)
             done(list(result.receipts), None)
 

@@ -81,6 +81,10 @@ class ChainStore:
         self._txindex = self.env.open_db(b"txindex")
         self._nodes = self.env.open_db(b"state_nodes")
         self._values = self.env.open_db(b"state_values")
+        self._govindex = self.env.open_db(b"gov_index")
+        """Governance index, maintained at commit: ``v`` ‖ height for each height whose header names another
+        validator set than the previous one's, ``g`` ‖ height ‖ index for each governance transaction — so the
+        validator path and the history export read O(changes) entries, never every header."""
 
     def close(self) -> None:
         """Close the environment."""
@@ -133,8 +137,10 @@ class ChainStore:
         state_writes: Mapping[tuple[str, bytes], bytes | None],
         new_nodes: Mapping[bytes, bytes],
         tip: ChainTip,
+        gov_positions: Sequence[int] = (),
     ) -> None:
-        """Persist a decided and executed block atomically and durably (one synced write transaction)."""
+        """Persist a decided and executed block atomically and durably (one synced write transaction), with its
+        entries of the governance index (``gov_positions``: indexes of its governance transactions)."""
         hk = _height_key(block.header.height)
         with self.env.begin(write=True) as txn:
             raw_tip = txn.get(b"tip", db=self._meta)
@@ -156,7 +162,45 @@ class ChainStore:
                     txn.delete(vk, db=self._values)
                 else:
                     txn.put(vk, value, db=self._values)
+            self._put_index_entries(txn, block.header.height, block.header.validators_hash, gov_positions)
             txn.put(b"tip", encode_trusted(tip.to_wire()), db=self._meta)
+
+    def _put_index_entries(self, txn: Any, height: int, validators_hash: bytes, gov_positions: Iterable[int]) -> None:
+        """The governance index entries of one block (inside the caller's write transaction)."""
+        hk = _height_key(height)
+        last = txn.get(b"last_validators_hash", db=self._meta)
+        if height >= 2 and last is not None and bytes(last) != validators_hash:
+            txn.put(b"v" + hk, b"", db=self._govindex)
+        txn.put(b"last_validators_hash", validators_hash, db=self._meta)
+        for i in gov_positions:
+            txn.put(b"g" + hk + struct.pack(">I", i), b"", db=self._govindex)
+        txn.put(b"gov_index_height", hk, db=self._meta)
+
+    def get_index_height(self) -> int:
+        """The height through which the governance index is complete (0: none; a database written before it
+        existed is backfilled by :meth:`process_index_backfill`)."""
+        with self.env.begin() as txn:
+            raw = txn.get(b"gov_index_height", db=self._meta)
+        return 0 if raw is None else _U64.unpack(raw)[0]
+
+    def process_index_backfill(self, get_gov_positions: Any, batch: int = 1000) -> int:
+        """Index the blocks the governance index lacks (a database from before it), ``batch`` blocks per write
+        transaction; ``get_gov_positions(block)`` names a block's governance transactions. Blocks stored meanwhile
+        are indexed at commit. Returns how many blocks were indexed."""
+        done = 0
+        while True:
+            start = self.get_index_height() + 1
+            tip = self.get_tip().height
+            if start > tip:
+                return done
+            with self.env.begin(write=True) as txn:
+                for h in range(start, min(tip, start + batch - 1) + 1):
+                    raw = txn.get(_height_key(h), db=self._blocks)
+                    if raw is None:
+                        raise StoreCorrupt(f"block {h} is missing below the tip {tip}")
+                    block = Block.decode(bytes(raw))
+                    self._put_index_entries(txn, h, block.header.validators_hash, get_gov_positions(block))
+                    done += 1
 
     # -- reads -------------------------------------------------------------------------------------------
 
@@ -302,3 +346,35 @@ class StoreSnapshot:
         """A state-tree node (the NodeStore interface), as of the snapshot."""
         raw = self._txn.get(node_hash, db=self._store._nodes)
         return None if raw is None else bytes(raw)
+
+    def get_validator_change_heights(self, up_to: int) -> list[int]:
+        """Heights 2..``up_to`` whose header names another validator set than the previous header (the
+        governance index: O(changes), not a scan of the headers)."""
+        out: list[int] = []
+        cur = self._txn.cursor(db=self._store._govindex)
+        if not cur.set_range(b"v"):
+            return out
+        for k, _ in cur:
+            k = bytes(k)
+            if not k.startswith(b"v"):
+                break
+            h = _U64.unpack(k[1:9])[0]
+            if h > up_to:
+                break
+            out.append(h)
+        return out
+
+    def iter_gov_positions(self, start: int, index: int, stop: int) -> Iterator[tuple[int, int]]:
+        """(height, index) of the governance transactions from (``start``, ``index``) through height ``stop``,
+        in chain order (the governance index)."""
+        cur = self._txn.cursor(db=self._store._govindex)
+        if not cur.set_range(b"g" + _height_key(start) + struct.pack(">I", index)):
+            return
+        for k, _ in cur:
+            k = bytes(k)
+            if not k.startswith(b"g"):
+                return
+            h = _U64.unpack(k[1:9])[0]
+            if h > stop:
+                return
+            yield h, struct.unpack(">I", k[9:13])[0]
