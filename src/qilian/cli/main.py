@@ -844,9 +844,10 @@ def _register_subcommands() -> None:
     app.add_typer(iot_app, name="iot")
     app.add_typer(copyright_app, name="copyright")
     bench_app.command("iot")(bench_iot)
-    from qilian.apps.payments.cli import asset_app, settle_app
+    from qilian.apps.payments.cli import asset_app, bench_ledger, settle_app
 
     app.add_typer(asset_app, name="asset")
+    bench_app.command("ledger")(bench_ledger)
     app.add_typer(settle_app, name="settle")
     from qilian.apps.identity.cli import did_app, vc_app
 

@@ -234,3 +234,41 @@ def settle_net(key: KeyOpt = None, home: HomeOpt = DEFAULT_HOME, node: NodeOpt =
     console.print(f"cycle {res['cycle']} closed at height {res['closed']}: {len(res['instructions'])} instruction(s)")
     for i in res["instructions"]:
         console.print(f"  {i['from']} pays {i['to']} {i['amount']} {i['symbol']}")
+
+
+def bench_ledger(
+    duration: Annotated[float, typer.Option(help="Seconds of submission (600 for issue 17's acceptance run).")]
+    = 60.0,
+    validators: Annotated[int, typer.Option(help="Validators of the network started for the run.")] = 4,
+    kill: Annotated[bool, typer.Option("--kill/--no-kill", help="SIGKILL a validator a third of the way in and "
+                                                                "restart it.")] = True,
+    down: Annotated[float, typer.Option(help="Seconds the killed validator stays down (0: a sixth of the "
+                                             "duration, at least 5).")] = 0.0,
+    threads: Annotated[int, typer.Option(help="Client threads.")] = 6,
+    seed: Annotated[int, typer.Option(help="Seed of the random work (the same seed draws the same work).")] = 1,
+    out: Annotated[Path, typer.Option(help="Where the report goes.")] = Path("bench-results"),
+) -> None:
+    """The ledger's invariants over a real network run with conflicting transfers, swaps and escrows and a
+    validator killed midway: supply = minted − burned = sum of balances per asset, no negative balance, one state
+    root on every node, every acknowledged transaction committed (docs/apps/payments.md). Exits 1 on a violation."""
+    import datetime
+
+    from qilian.apps.payments.soak import SoakConfig, format_report, run_ledger_soak
+    from qilian.cli.main import err
+
+    cfg = SoakConfig(validators=validators, duration_s=duration, kill=kill, down_s=down, threads=threads, seed=seed)
+    try:
+        report = run_ledger_soak(cfg, lambda m: err.print(f"[dim]{m}[/dim]"))
+    except RuntimeError as exc:
+        raise UserError(str(exc)) from None
+    text = format_report(report)
+    console.print(text, soft_wrap=True, markup=False)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = out / f"{stamp}-ledger-{duration:.0f}s.json"
+    from dataclasses import asdict
+
+    path.write_text(json.dumps(asdict(report) | {"ok": report.ok}, indent=1))
+    console.print(f"wrote {path}", soft_wrap=True)
+    if not report.ok:
+        raise typer.Exit(1)
