@@ -19,7 +19,8 @@ from qilian.crypto import get_suite
 from qilian.sdk.client import Client
 from qilian.sdk.keys import KeyPair, generate_key, load_key, save_key
 
-from .apputil import OrgChain, out
+from .apputil import OrgChain
+from .apputil import out as flat
 
 pytestmark = pytest.mark.timeout(900)
 SUITE = get_suite("ed25519")
@@ -74,7 +75,7 @@ def test_iot_anchor_100k_prove_one_and_refusals(net: OrgChain, tmp_path: Path) -
     net.cli("iot", "device", "add", "dev-0", "--device-key", str(tmp_path / "dev-0.pem"), "--key", farm_admin)
     p = net.cli("iot", "device", "add", "dev-0", "--device-key", str(tmp_path / "dev-0.pem"), "--key", farm_admin,
                 check=False)
-    assert p.returncode == 1 and "already registered" in out(p)
+    assert p.returncode == 1 and "already registered" in flat(p)
     admin = load_key(Path(farm_admin))
     with Client(net.node.url) as c:
         for i in range(1, DEVICES):
@@ -92,18 +93,18 @@ def test_iot_anchor_100k_prove_one_and_refusals(net: OrgChain, tmp_path: Path) -
     bad = [*signed[:5], (signed[5][0], signed[6][1])]
     _write(forged, bad)
     p = net.cli("iot", "anchor", str(forged), "--key", farm_gw, check=False)
-    assert p.returncode == 1 and "reading dev-5:0: the signature is not by device dev-5" in out(p)
+    assert p.returncode == 1 and "reading dev-5:0: the signature is not by device dev-5" in flat(p)
     assert httpx.get(f"{net.node.url}/iot/batches/1").status_code == 404
 
     store = tmp_path / "iot-store"
     p = net.cli("iot", "anchor", str(readings), "--store", str(store), "--key", farm_gw)
-    assert "100000 reading(s) of 10 device(s)" in out(p)
+    assert "100000 reading(s) of 10 device(s)" in flat(p)
     assert httpx.get(f"{net.node.url}/iot/batches/1").json()["count"] == 100_000
 
     proof = tmp_path / "proof.json"
     net.cli("iot", "prove", "dev-3:4242", "--store", str(store), "--out", str(proof))
     p = net.cli("iot", "check", str(proof), "--genesis", str(net.home / "genesis.json"), node=False)
-    assert "VALID" in p.stdout and "dev-3:4242" in out(p) and "anchored by farm" in out(p)
+    assert "VALID" in p.stdout and "dev-3:4242" in flat(p) and "anchored by farm" in flat(p)
     doc = json.loads(proof.read_text())
     assert len(doc["merkle"]["path"]) == 17  # ceil(log2(100,000))
     # one byte changed in the reading: refused
@@ -111,17 +112,17 @@ def test_iot_anchor_100k_prove_one_and_refusals(net: OrgChain, tmp_path: Path) -
     tampered = tmp_path / "tampered.json"
     tampered.write_text(json.dumps(doc))
     p = net.cli("iot", "check", str(tampered), node=False, check=False)
-    assert p.returncode == 2 and "not in the anchored batch" in out(p)
+    assert p.returncode == 2 and "not in the anchored batch" in flat(p)
 
     # a retired device: its readings from after the retirement are refused when proven
     res = net.cli("iot", "device", "retire", "dev-2", "--key", farm_admin)
     retired_ms = int(httpx.get(f"{net.node.url}/iot/devices/dev-2").json()["retired_ms"])
-    assert "retired" in out(res)
+    assert "retired" in flat(res)
     late = [(r, sign_reading("ed25519", keys["dev-2"].private_key, r))
             for r in (_reading("dev-2", 100_000, retired_ms - 1000), _reading("dev-2", 100_001, retired_ms + 5))]
     _anchor_raw(net, load_key(Path(farm_gw)), late, store)
     p = net.cli("iot", "prove", "dev-2:100001", "--store", str(store), check=False)
-    assert p.returncode == 1 and "device dev-2 was retired at height" in out(p)
+    assert p.returncode == 1 and "device dev-2 was retired at height" in flat(p)
     net.cli("iot", "prove", "dev-2:100000", "--store", str(store), "--out", str(tmp_path / "ok.json"))
 
     # a key of another organisation: the processor's device reading slipped into the farm's batch
@@ -134,7 +135,7 @@ def test_iot_anchor_100k_prove_one_and_refusals(net: OrgChain, tmp_path: Path) -
              for r, k in ((_reading("dev-1", 200_000, t - 10), keys["dev-1"]), (_reading("dev-p", 1, t - 5), pk))]
     _anchor_raw(net, load_key(Path(farm_gw)), mixed, store, devices=["dev-1"])
     p = net.cli("iot", "prove", "dev-p:1", "--store", str(store), check=False)
-    assert p.returncode == 1 and "key of another organisation: device dev-p is registered by processor" in out(p)
+    assert p.returncode == 1 and "key of another organisation: device dev-p is registered by processor" in flat(p)
 
     # a reading outside the window the batch declared
     t = int(time.time() * 1000)
@@ -142,4 +143,4 @@ def test_iot_anchor_100k_prove_one_and_refusals(net: OrgChain, tmp_path: Path) -
                for r in (_reading("dev-1", 300_000, t - 100), _reading("dev-1", 300_001, t - 50))]
     _anchor_raw(net, load_key(Path(farm_gw)), outside, store, window=(t - 100, t - 60))
     p = net.cli("iot", "prove", "dev-1:300001", "--store", str(store), check=False)
-    assert p.returncode == 1 and "outside the batch window" in out(p)
+    assert p.returncode == 1 and "outside the batch window" in flat(p)

@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .apputil import OrgChain, out
+from .apputil import OrgChain
+from .apputil import out as flat
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -39,13 +40,13 @@ def test_trace_walkthrough_recall_and_certificate(net: OrgChain, tmp_path: Path)
             "--sensor", "Temperature=4.5:CEL", "--key", farm)
     # the wrong custodian is refused before anything is sent, naming the problem
     p = net.cli("trace", "ship", EGGS[0], "--to", "retailer", "--key", proc, check=False)
-    assert p.returncode == 1 and "in the custody of farm, not processor" in out(p)
+    assert p.returncode == 1 and "in the custody of farm, not processor" in flat(p)
     p = net.cli("trace", "commission", EGGS[0], "--key", farm, check=False)
-    assert p.returncode == 1 and "duplicate commission" in out(p)
+    assert p.returncode == 1 and "duplicate commission" in flat(p)
     p = net.cli("trace", "ship", "urn:farm:nothing", "--to", "processor", "--key", farm, check=False)
-    assert p.returncode == 1 and "unknown item 'urn:farm:nothing'" in out(p)
+    assert p.returncode == 1 and "unknown item 'urn:farm:nothing'" in flat(p)
     p = net.cli("trace", "commission", "urn:epc:id:sgtin:12.3.4", "--key", farm, check=False)
-    assert p.returncode == 1 and "not a well-formed urn:epc:id:sgtin URI" in out(p)
+    assert p.returncode == 1 and "not a well-formed urn:epc:id:sgtin URI" in flat(p)
 
     net.cli("trace", "ship", *EGGS[:2], "--to", "processor", "--key", farm)
     net.cli("trace", "receive", *EGGS[:2], "--key", proc)
@@ -65,7 +66,7 @@ def test_trace_walkthrough_recall_and_certificate(net: OrgChain, tmp_path: Path)
 
     # the farm's admin recalls the lot: all four eggs and the cake made from two of them are marked
     p = net.cli("trace", "recall", LOT, "--reason", "salmonella in flock 7", "--key", net.key("farm-admin"))
-    assert "recall 1" in out(p) and "5 item(s)" in out(p)
+    assert "recall 1" in flat(p) and "5 item(s)" in flat(p)
     recall = httpx.get(f"{net.node.url}/trace/recalls/1").json()
     assert set(recall["marked"]) == {*EGGS, CAKE}  # not the case: it was unpacked before the recall
     lot = json.loads(net.cli("trace", "lot", LOT).stdout)
@@ -74,7 +75,7 @@ def test_trace_walkthrough_recall_and_certificate(net: OrgChain, tmp_path: Path)
     cert = tmp_path / "cake.json"
     net.cli("trace", "certificate", CAKE, "--out", str(cert))
     p = net.cli("trace", "check", str(cert), "--genesis", str(net.home / "genesis.json"), node=False)
-    out = out(p)
+    out = flat(p)
     assert "VALID" in out and "custodian retailer" in out and "RECALLED (recall 1)" in out
     doc = json.loads(cert.read_text())
     assert set(doc["items"]) == {CAKE, CASE, *EGGS[:2]}
@@ -90,7 +91,7 @@ def test_trace_walkthrough_recall_and_certificate(net: OrgChain, tmp_path: Path)
 
     qr = tmp_path / "qr.png"
     p = net.cli("trace", "qr", CAKE, "--out", str(qr))
-    assert qr.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "/explorer/#/trace/urn%3Aprocessor%3Acake%3A1" in out(p)
+    assert qr.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "/explorer/#/trace/urn%3Aprocessor%3Acake%3A1" in flat(p)
 
     # the API answers bad input with a 4xx naming it
     r = httpx.get(f"{net.node.url}/trace/item", params={"id": "urn:none:1"})
