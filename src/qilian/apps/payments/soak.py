@@ -37,7 +37,7 @@ INITIAL_MINT: Final = 300_000
 """Minted to every signing account of every asset before the clock starts."""
 COLD_ACCOUNTS: Final = 24
 """Accounts no key controls that transfers also pay to (they only ever receive)."""
-OP_WEIGHTS: Final = (("transfer", 50), ("swap", 20), ("escrow", 14), ("settle", 10), ("burn", 3), ("mint", 3))
+OP_WEIGHTS: Final = (("transfer", 50), ("swap", 20), ("escrow", 12), ("settle", 10), ("burn", 3), ("mint", 5))
 """How often each kind of work is drawn; ``settle`` releases or refunds an escrow the thread opened."""
 HOLDERS_PAGE: Final = 200
 """Page size when summing balances through ``GET /apps/assets/{symbol}/holders``."""
@@ -241,14 +241,15 @@ def _process_worker(d: _Driver, t: int, report: SoakReport) -> None:
             signer = rng.choice(d.signers)
             key = d.keys[signer]
             if kind == "transfer":
-                to = rng.choice([*d.cold, *(d.keys[s].address.hex() for s in d.signers)])
+                # mostly between the eight keys (funds keep circulating), a quarter out to cold accounts
+                to = rng.choice(d.cold) if rng.random() < 0.25 else d.keys[rng.choice(d.signers)].address.hex()
                 batch.append((kind, build_tx(key, d.chain_id, "asset", "transfer",
-                                             [sym, to, rng.randint(1, 60_000), f"soak {t}"], h + 200)))
+                                             [sym, to, rng.randint(1, 30_000), f"soak {t}"], h + 200)))
             elif kind == "swap":
                 want = rng.choice([s for s, _ in SOAK_ASSETS if s != sym])
                 maker = d.keys[rng.choice([s for s in d.signers if s != signer])]
                 offer = compute_signed_offer(maker.suite, maker.private_key, maker.public_key, d.chain_id,
-                                             [sym, rng.randint(1, 80_000), want, rng.randint(1, 80_000), "",
+                                             [sym, rng.randint(1, 40_000), want, rng.randint(1, 40_000), "",
                                               h + 100, rng.getrandbits(62)])
                 batch.append((kind, build_tx(key, d.chain_id, "settle", "swap", offer, h + 200)))
                 if rng.random() < 0.25:  # the same offer taken by a second taker in the same batch
@@ -268,7 +269,8 @@ def _process_worker(d: _Driver, t: int, report: SoakReport) -> None:
                                              [sym, rng.randint(1, 20_000)], h + 200)))
             elif kind == "mint":
                 batch.append((kind, build_tx(d.keys[f"{issuer}-admin"], d.chain_id, "asset", "mint",
-                                             [sym, rng.choice(d.cold), rng.randint(1, 20_000)], h + 200)))
+                                             [sym, d.keys[rng.choice(d.signers)].address.hex(),
+                                              rng.randint(1, 40_000)], h + 200)))
         txs = [tx for _, tx in batch]
         try:
             admitted = _post_txs(node.api, txs)
