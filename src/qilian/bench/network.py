@@ -93,6 +93,11 @@ class NetBenchResult:
     """Per second since the start: committed transactions and their median latency."""
     errors: dict[str, int] = field(default_factory=dict)
     network_dir: str = ""
+    node_cpu_s: float = 0.0
+    """CPU seconds all validator processes spent from the first submission to the end of the drain."""
+    node_cpu_us_per_tx: float = 0.0
+    """node_cpu_s per committed transaction: what a workload costs the network, whatever else loads the machine
+    (throughput on a shared machine moves with the neighbours' load; this does much less)."""
 
 
 def get_machine() -> dict[str, Any]:
@@ -107,6 +112,19 @@ def get_machine() -> dict[str, Any]:
         pass
     return {"cpu": model, "cores": os.cpu_count() or 1, "python": platform.python_version(),
             "system": f"{platform.system()} {platform.release()}"}
+
+
+def get_cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far (Linux /proc; 0 for one that is gone)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / tick
 
 
 def measure_verify_rate(suite_name: str, seconds: float = 1.0) -> float:
@@ -359,21 +377,26 @@ def run_network_bench(cfg: NetBenchConfig, say: Callable[[str], None],
         launched = start_network(root, detach=False)
         procs = [p for _, p in launched]
         apis = [lch.api for lch, _ in launched]
+        pids = [p.pid for p in procs]
         if not wait_for_blocks(apis, procs, 60):
             stop_network(root)
             raise RuntimeError(f"the network did not start; see {root}/node*/node.log")
     else:
+        from qilian.node.launcher import read_pids
+
         apis = [n["api"] for n in load_network(root)["nodes"]]
+        pids = [int(e["pid"]) for e in read_pids(root)]  # type: ignore[call-overload]
     try:
-        return [_run_workload(replace(cfg, workload=wl), root, apis, machine, vps, say, progress)
+        return [_run_workload(replace(cfg, workload=wl), root, apis, pids, machine, vps, say, progress)
                 for wl in workloads]
     finally:
         if owned:
             stop_network(root)
 
 
-def _run_workload(cfg: NetBenchConfig, root: Path, apis: list[str], machine: dict[str, Any], vps: float,
-                  say: Callable[[str], None], progress: Callable[[str, int, int], None]) -> NetBenchResult:
+def _run_workload(cfg: NetBenchConfig, root: Path, apis: list[str], pids: list[int], machine: dict[str, Any],
+                  vps: float, say: Callable[[str], None], progress: Callable[[str, int, int], None]
+                  ) -> NetBenchResult:
     """One workload on a running network: untimed set-up, pre-signing, then the timed submission and drain."""
     n_validators = len(apis)
     ceiling = vps * machine["cores"] / n_validators
@@ -407,6 +430,7 @@ def _run_workload(cfg: NetBenchConfig, root: Path, apis: list[str], machine: dic
     watcher = _Watcher(apis[0], height, sent_at)
     watcher.start()
     errors: dict[str, int] = {}
+    cpu0 = get_cpu_seconds(pids)
     t0 = time.monotonic()
     deadline = t0 + cfg.duration_s
     counter = {"sent": 0}
@@ -424,6 +448,7 @@ def _run_workload(cfg: NetBenchConfig, root: Path, apis: list[str], machine: dic
         time.sleep(0.1)
     watcher.stop.set()
     watcher.join(5)
+    result.node_cpu_s = round(get_cpu_seconds(pids) - cpu0, 2)
     committed = watcher.committed_at
     lat = sorted((committed[h] - sent_at[h]) * 1000 for h in committed if h in sent_at)
     result.submitted = counter["sent"]
@@ -439,6 +464,7 @@ def _run_workload(cfg: NetBenchConfig, root: Path, apis: list[str], machine: dic
                          "p99": round(_percentile(lat, 0.99), 1),
                          "mean": round(statistics.fmean(lat), 1) if lat else 0.0}
     result.fraction_of_ceiling = round(result.tps / ceiling, 3) if ceiling else 0.0
+    result.node_cpu_us_per_tx = round(result.node_cpu_s * 1e6 / len(committed), 1) if committed else 0.0
     per_sec: dict[int, list[float]] = {}
     for h, t in committed.items():
         if h in sent_at:
@@ -499,8 +525,10 @@ def format_comparison(results: list[NetBenchResult], base: str = "evidence") -> 
     ratios, means = compute_ratios(results, base), compute_mean_tps(results)
     ref = base if base in means else results[0].config["workload"]
     rows = [f"| {k + 1} | `{r.config['workload']}` | {r.tps:,.0f} | {r.latency_ms.get('p50', 0):,.0f} / "
-            f"{r.latency_ms.get('p99', 0):,.0f} | {r.committed:,} / {r.failed:,} |" for k, r in enumerate(results)]
-    return "\n".join(["| # | workload | TPS | p50 / p99 ms | committed / failed receipts |", "|---|---|---|---|---|",
+            f"{r.latency_ms.get('p99', 0):,.0f} | {r.committed:,} / {r.failed:,} / {r.uncommitted:,} | "
+            f"{r.node_cpu_us_per_tx:,.0f} |" for k, r in enumerate(results)]
+    return "\n".join(["| # | workload | TPS | p50 / p99 ms | committed / failed receipts / uncommitted | "
+                      "node CPU µs per tx (all validators) |", "|---|---|---|---|---|---|",
                       *rows, "", f"| workload | mean TPS | ÷ {ref} |", "|---|---|---|",
                       *(f"| `{w}` | {t:,.0f} | {ratios.get(w, 0):.1%} |" for w, t in means.items()), ""])
 
@@ -586,6 +614,7 @@ def format_markdown(r: NetBenchResult) -> str:
         f"| ceiling: {r.verify_per_s_one_core:,.0f} verifications/s/core × {m['cores']} cores ÷ "
         f"{c['validators']} validators | {r.ceiling_tps:,.0f} TPS |",
         f"| achieved / ceiling | {r.fraction_of_ceiling:.1%} |",
+        f"| validators' CPU per committed tx (all validators, submission to drain) | {r.node_cpu_us_per_tx:,.0f} µs |",
         "",
         f"Duration {c['duration_s']} s, {c['clients']} clients, batches of {c['batch']}, block interval "
         f"{c['block_interval_ms']} ms.",

@@ -748,6 +748,7 @@ def bench_network(
                       f"{res.verify_per_s_one_core:,.0f} × {res.machine['cores']} ÷ {validators} = "
                       f"{res.ceiling_tps:,.0f} TPS")
         table.add_row("achieved / ceiling", f"{res.fraction_of_ceiling:.1%}")
+        table.add_row("validators' CPU per committed tx", f"{res.node_cpu_us_per_tx:,.0f} µs")
         console.print(table)
         if res.errors:
             console.print(f"errors: {res.errors}")
