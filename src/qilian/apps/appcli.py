@@ -49,8 +49,6 @@ def process_send(node: str, key: Any, module: str, method: str, args: list[Any])
     """Pre-check a call, submit it, wait for its commit and return the receipt with the transaction's ``hash`` and
     ``height``; a refusal or failed receipt is a UserError naming the problem (the command exits 1, nothing was
     written)."""
-    import httpx
-
     from qilian.sdk.client import ApiFailure, Client
 
     process_check(node, key, module, method, args)
@@ -59,8 +57,6 @@ def process_send(node: str, key: Any, module: str, method: str, args: list[Any])
             res = c.call(key, module, method, args, wait="commit")
     except ApiFailure as exc:
         raise UserError(f"node refused the transaction: {exc.code}: {exc.message}") from None
-    except (OSError, httpx.HTTPError) as exc:
-        raise UserError(f"cannot reach {node}: {exc}") from None
     if res.get("status") != "committed":
         raise UserError(f"not committed yet ({res.get('status')}); check later with: qilian tx get {res.get('hash')}")
     receipt = res.get("receipt") or {}
@@ -96,14 +92,15 @@ def get_proven(node: str, home: Path, genesis: Path | None, namespace: str, key:
 
 
 def get_json(node: str, path: str, params: dict[str, Any] | None = None) -> Any:
-    """GET a JSON document from the node; a 4xx is a UserError with the node's message."""
+    """GET a JSON document from the node; a 4xx is a UserError with the node's message (a node that does not
+    answer is reported by the CLI's error layer, as for every command)."""
     import httpx
 
+    r = httpx.get(node.rstrip("/") + path, params=params, timeout=30)
     try:
-        r = httpx.get(node.rstrip("/") + path, params=params, timeout=30)
         doc = r.json()
-    except (OSError, httpx.HTTPError, ValueError) as exc:
-        raise UserError(f"cannot read {path} from {node}: {exc}") from None
+    except ValueError:
+        raise UserError(f"{node}{path} answered {r.status_code} with a body that is not JSON") from None
     if r.status_code >= 400:
         raise UserError(f"{doc.get('error')}: {doc.get('message')}")
     return doc
