@@ -142,6 +142,30 @@ class ReadSide:
         return get_state_doc(self.suite, namespace, key, value, proof, block, commit)
 
 
+    def get_state_page(self, namespace: str, prefix: bytes, after: bytes, limit: int, proofs: bool
+                       ) -> dict[str, Any]:
+        """A page of the state entries under ``prefix`` (latest executed state), each with — when ``proofs`` —
+        its state document against the latest header, all from one snapshot so every proof is of one height.
+        ``next`` is the key to pass as ``after`` for the following page (None on the last)."""
+        with self.store.begin_snapshot() as snap:
+            tip = snap.get_tip()
+            if tip.height == 0:
+                raise ApiError(404, "not_found", "no blocks yet: no state is committed in a header")
+            rows = snap.get_state_page(namespace, prefix, after, limit + 1)
+            more = len(rows) > limit
+            rows = rows[:limit]
+            entries: list[dict[str, Any]] = [{"key": k.hex(), "value": v.hex()} for k, v in rows]
+            if proofs and rows:
+                block, commit = snap.get_block(tip.height), snap.get_commit(tip.height)
+                if block is None or commit is None:
+                    raise ApiError(503, "unavailable", "tip block is not stored")
+                tree = StateTree(self.suite.hash, snap)
+                root = block.header.state_root
+                for entry, (k, _) in zip(entries, rows, strict=True):
+                    entry["state"] = get_state_doc(self.suite, namespace, k, tree.get_value(root, namespace, k),
+                                                   tree.get_proof(root, namespace, k), block, commit)
+        return {"height": tip.height, "entries": entries, "next": rows[-1][0].hex() if more else None}
+
 def _summary(suite: Suite, block: Block, commit: Commit | None) -> dict[str, Any]:
     h = block.header
     return {"height": h.height, "block_id": compute_block_id(suite, h).hex(), "time_ms": h.time_ms,

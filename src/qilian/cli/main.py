@@ -696,8 +696,10 @@ def bench_micro(
 def bench_network(
     validators: Annotated[int, typer.Option(help="Validators of the network started for the run.")] = 4,
     suite: Annotated[str, typer.Option(help="Crypto suite: ed25519 or sm2.")] = "ed25519",
-    workload: Annotated[str, typer.Option(help="Transactions to send: evidence, transfer, kv, trace or "
-                                               "transfer-asset.")] = "evidence",
+    workload: Annotated[str, typer.Option(help="Transactions to send: evidence, transfer, kv, trace, "
+                                               "trace-commission or transfer-asset; several, comma-separated "
+                                               "(e.g. evidence,trace), run in turn on one network and are "
+                                               "compared as ratios of evidence's TPS.")] = "evidence",
     rate: Annotated[int | None, typer.Option(help="Submissions per second (default: --max).")] = None,
     max_rate: Annotated[bool, typer.Option("--max", help="Submit as fast as the network admits.")] = False,
     duration: Annotated[float, typer.Option(help="Seconds of submission.")] = 30.0,
@@ -710,7 +712,7 @@ def bench_network(
 ) -> None:
     """Committed TPS and submit→commit latency of a real local network, and the share of this machine's
     signature-checking ceiling it reaches (docs/benchmarks.md)."""
-    from qilian.bench.network import NetBenchConfig, run_network_bench, write_outputs
+    from qilian.bench.network import NetBenchConfig, format_comparison, run_network_bench, write_outputs
 
     if rate is not None and max_rate:
         _fail("give --rate R or --max, not both")
@@ -727,27 +729,33 @@ def bench_network(
             prog.update(tasks[stage], completed=done, total=total)
 
         try:
-            res = run_network_bench(cfg, lambda m: err.print(f"[dim]{m}[/dim]"), progress)
+            results = run_network_bench(cfg, lambda m: err.print(f"[dim]{m}[/dim]"), progress)
         except (RuntimeError, ValueError) as exc:
             _fail(str(exc))
             return
-    table = Table("metric", "value", title=f"qilian bench network: {validators} validators, {suite}, {workload}, "
-                                          f"{'rate ' + str(rate) + '/s' if rate else 'max'}")
-    table.add_row("committed TPS", f"{res.tps:,.0f}")
-    table.add_row("latency p50 / p95 / p99", f"{res.latency_ms['p50']:,.0f} / {res.latency_ms['p95']:,.0f} / "
-                                             f"{res.latency_ms['p99']:,.0f} ms")
-    table.add_row("submitted / committed / rejected / failed receipts / uncommitted at the end",
-                  f"{res.submitted:,} / {res.committed:,} / {res.rejected:,} / {res.failed:,} / {res.uncommitted:,}")
-    table.add_row("blocks", str(res.blocks))
-    table.add_row("ceiling (verify/s/core × cores ÷ validators)",
-                  f"{res.verify_per_s_one_core:,.0f} × {res.machine['cores']} ÷ {validators} = "
-                  f"{res.ceiling_tps:,.0f} TPS")
-    table.add_row("achieved / ceiling", f"{res.fraction_of_ceiling:.1%}")
-    console.print(table)
-    if res.errors:
-        console.print(f"errors: {res.errors}")
-    paths = write_outputs(res, out)
-    console.print("wrote " + ", ".join(str(p) for p in paths if p is not None), soft_wrap=True)
+    for res in results:
+        wl = res.config["workload"]
+        table = Table("metric", "value", title=f"qilian bench network: {validators} validators, {suite}, {wl}, "
+                                              f"{'rate ' + str(rate) + '/s' if rate else 'max'}")
+        table.add_row("committed TPS", f"{res.tps:,.0f}")
+        table.add_row("latency p50 / p95 / p99", f"{res.latency_ms['p50']:,.0f} / {res.latency_ms['p95']:,.0f} / "
+                                                 f"{res.latency_ms['p99']:,.0f} ms")
+        table.add_row("submitted / committed / rejected / failed receipts / uncommitted at the end",
+                      f"{res.submitted:,} / {res.committed:,} / {res.rejected:,} / {res.failed:,} / "
+                      f"{res.uncommitted:,}")
+        table.add_row("blocks", str(res.blocks))
+        table.add_row("ceiling (verify/s/core × cores ÷ validators)",
+                      f"{res.verify_per_s_one_core:,.0f} × {res.machine['cores']} ÷ {validators} = "
+                      f"{res.ceiling_tps:,.0f} TPS")
+        table.add_row("achieved / ceiling", f"{res.fraction_of_ceiling:.1%}")
+        table.add_row("validators' CPU per committed tx", f"{res.node_cpu_us_per_tx:,.0f} µs")
+        console.print(table)
+        if res.errors:
+            console.print(f"errors: {res.errors}")
+        paths = write_outputs(res, out)
+        console.print("wrote " + ", ".join(str(p) for p in paths if p is not None), soft_wrap=True)
+    if len(results) > 1:
+        console.print(format_comparison(results), soft_wrap=True)
 
 
 @bench_app.command("votes")
@@ -893,9 +901,10 @@ def _register_subcommands() -> None:
     app.add_typer(iot_app, name="iot")
     app.add_typer(copyright_app, name="copyright")
     bench_app.command("iot")(bench_iot)
-    from qilian.apps.payments.cli import asset_app, settle_app
+    from qilian.apps.payments.cli import asset_app, bench_ledger, settle_app
 
     app.add_typer(asset_app, name="asset")
+    bench_app.command("ledger")(bench_ledger)
     app.add_typer(settle_app, name="settle")
     from qilian.apps.identity.cli import did_app, vc_app
 

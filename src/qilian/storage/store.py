@@ -342,6 +342,25 @@ class StoreSnapshot:
         raw = self._txn.get(compute_value_key(namespace, key), db=self._store._values)
         return None if raw is None else bytes(raw)
 
+    def get_state_page(self, namespace: str, prefix: bytes, after: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        """Up to ``limit`` (key, value) pairs of the state after the snapshot's tip whose key starts with
+        ``prefix`` and sorts after ``after`` ("" for the first page), in key order. The flat table is sorted by
+        namespace then key, so a listing (the holders of an asset) is one cursor walk, not a scan of the tree."""
+        base = compute_value_key(namespace, b"")
+        first = base + prefix
+        start = base + after + b"\x00" if after else first
+        out: list[tuple[bytes, bytes]] = []
+        cur = self._txn.cursor(db=self._store._values)
+        if limit <= 0 or not cur.set_range(start):
+            return out
+        for k, v in cur:
+            if not bytes(k).startswith(first):
+                break
+            out.append((bytes(k)[len(base):], bytes(v)))
+            if len(out) >= limit:
+                break
+        return out
+
     def get_node(self, node_hash: bytes) -> bytes | None:
         """A state-tree node (the NodeStore interface), as of the snapshot."""
         raw = self._txn.get(node_hash, db=self._store._nodes)
