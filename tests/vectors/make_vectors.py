@@ -47,6 +47,7 @@ from qilian.types.core import (
     Vote,
     compute_block_id,
     compute_commit_hash,
+    compute_signed_tx_hash,
     compute_tx_hash,
     compute_tx_sign_bytes,
     compute_vote_sign_bytes,
@@ -220,7 +221,7 @@ def build_examples() -> dict[str, Any]:
         time_ms=1_700_000_001_000,
         prev_block_id=_h("block 1"),
         last_commit_hash=_h("commit 1"),
-        txs_root=merkle.compute_root(ed.hash, [compute_tx_hash(ed, body), compute_tx_hash(ed, body2)]),
+        txs_root=merkle.compute_root(ed.hash, [compute_signed_tx_hash(ed, tx), compute_signed_tx_hash(ed, tx2)]),
         tx_count=2,
         state_root=_h("state after block 1"),
         receipts_root=_h("receipts of block 1"),
@@ -316,6 +317,7 @@ def _sm2_identity(previous: dict[str, Any] | None) -> dict[str, Any]:
         "signature": signature.hex(),
         "signature_is_randomised": True,
         "transaction_hex": Transaction(body, signature).encode().hex(),
+        "signed_tx_hash": compute_signed_tx_hash(sm2, Transaction(body, signature)).hex(),
     }
 
 
@@ -342,6 +344,7 @@ def build_vectors(previous: dict[str, Any] | None = None) -> dict[str, Any]:
     ed = ex["suite"]
     body, tx, header = ex["body"], ex["tx"], ex["header"]
     tx_hashes = [compute_tx_hash(ed, body), compute_tx_hash(ed, ex["body2"])]
+    signed_hashes = [compute_signed_tx_hash(ed, tx), compute_signed_tx_hash(ed, ex["tx2"])]
     commit = next(o for n, o in ex["structures"] if n == "Commit")
     ed_pk = body.sender
     return {
@@ -372,6 +375,7 @@ def build_vectors(previous: dict[str, Any] | None = None) -> dict[str, Any]:
                 "signature": tx.signature.hex(),
                 "signature_is_randomised": False,
                 "transaction_hex": tx.encode().hex(),
+                "signed_tx_hash": signed_hashes[0].hex(),
             },
             "sm2": _sm2_identity((previous or {}).get("identities", {}).get("sm2")),
             "block": {
@@ -379,6 +383,7 @@ def build_vectors(previous: dict[str, Any] | None = None) -> dict[str, Any]:
                 "header_hex": header.encode().hex(),
                 "block_id": ex["block_id"].hex(),
                 "tx_hashes": [h.hex() for h in tx_hashes],
+                "signed_tx_hashes": [h.hex() for h in signed_hashes],
                 "txs_root": header.txs_root.hex(),
                 "receipts_hex": [r.encode().hex() for r in ex["receipts"]],
                 "receipts_root": merkle.compute_root(ed.hash, [r.encode() for r in ex["receipts"]]).hex(),
@@ -478,6 +483,7 @@ def print_examples() -> None:
     print("sign bytes:", compute_tx_sign_bytes(tx_hash).hex())
     print("signature:", ex["tx"].signature.hex())
     print("Transaction hex:", ex["tx"].encode().hex())
+    print("signed tx hash (sha256 of the Transaction bytes):", compute_signed_tx_hash(ed, ex["tx"]).hex())
     print("address:", ed.compute_address(body.sender).hex())
     for name, fn in HASHES.items():
         leaves = [b"a", b"b", b"c"]

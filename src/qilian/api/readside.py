@@ -47,14 +47,13 @@ class ReadSide:
             if block is None or commit is None or receipts is None:
                 raise ApiError(503, "unavailable", f"block {height} is not fully stored")
             child, child_commit = snap.get_block(height + 1), snap.get_commit(height + 1)
-        hashes = self._tx_hashes(block)
         return {
             "hash": tx_hash.hex(),
             "height": height,
             "index": index,
             "tx": tx_view(self.suite, block.txs[index], tx_hash),
             "receipt": receipt_view(receipts[index]),
-            "proof": get_tx_proof_doc(self.suite, block, commit, hashes, index, receipts, child, child_commit),
+            "proof": get_tx_proof_doc(self.suite, block, commit, index, receipts, child, child_commit),
         }
 
     # -- blocks ------------------------------------------------------------------------------------------

@@ -23,9 +23,13 @@ commit_view = get_commit_doc
 
 
 def tx_view(suite: Suite, tx: Transaction, tx_hash: bytes) -> dict[str, Any]:
+    """A transaction: ``hash`` is its ID (the body's hash), ``signed_hash`` the hash of ``encoded`` — the leaf of
+    its block's ``txs_root``, naming the exact signature the chain agreed on."""
     b = tx.body
+    encoded = tx.encode()
     return {
         "hash": tx_hash.hex(),
+        "signed_hash": suite.hash(encoded).hex(),
         "chain_id": b.chain_id,
         "sender": b.sender.hex(),
         "sender_address": suite.compute_address(b.sender).hex(),
@@ -35,7 +39,7 @@ def tx_view(suite: Suite, tx: Transaction, tx_hash: bytes) -> dict[str, Any]:
         "method": b.method,
         "args": to_json_value(list(b.args)),
         "signature": tx.signature.hex(),
-        "encoded": tx.encode().hex(),
+        "encoded": encoded.hex(),
     }
 
 

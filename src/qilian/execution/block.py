@@ -43,6 +43,7 @@ from qilian.types.core import (
     ValidatorSet,
     compute_block_id,
     compute_commit_hash,
+    compute_signed_tx_hash,
     compute_tx_hash,
     compute_vote_sign_bytes,
 )
@@ -159,9 +160,11 @@ def query_contract(rules: ChainRules, state: StateReader, address: str, method: 
     return ContractExecutor(rules.suite, overlay).call(ctx, method, args, fuel, read_only=True)
 
 
-def compute_txs_root(suite: Suite, tx_hashes: Sequence[bytes]) -> bytes:
-    """Merkle root of a block's transaction hashes (the leaves are the 32-byte hashes)."""
-    return merkle.compute_root(suite.hash, tx_hashes)
+def compute_txs_root(suite: Suite, signed_hashes: Sequence[bytes]) -> bytes:
+    """Merkle root of a block's transactions' signed hashes (the leaves are the 32-byte hashes). Signed, not body
+    hashes: with body hashes one block ID could stand for blocks whose transactions carry different signatures,
+    and nodes would store and serve different bytes under it (docs/spec/encoding.md, "Block")."""
+    return merkle.compute_root(suite.hash, signed_hashes)
 
 
 def compute_empty_root(suite: Suite) -> bytes:
@@ -230,8 +233,10 @@ def check_block(rules: ChainRules, parent: ParentInfo, block: Block, tx_hashes: 
                 is_committed: Callable[[bytes], bool], sig_checked: Mapping[bytes, bool] | None = None) -> None:
     """Raise BlockInvalid unless ``block`` is a valid child of ``parent``.
 
-    ``tx_hashes`` are the hashes of ``block.txs`` (computed once by the caller); ``is_committed`` answers whether
-    a hash is already on chain (replay); ``sig_checked`` holds signatures already verified (the mempool cache)."""
+    ``tx_hashes`` are the (body) hashes of ``block.txs`` (computed once by the caller); ``is_committed`` answers
+    whether a hash is already on chain (replay); ``sig_checked`` holds signatures already verified (the mempool
+    cache). The signed hashes that ``txs_root`` commits to are computed here, from the transactions themselves,
+    so no caller can vouch for bytes other than the ones the block holds."""
     suite = rules.suite
     h = block.header
     if h.version != BLOCK_VERSION:
@@ -258,8 +263,6 @@ def check_block(rules: ChainRules, parent: ParentInfo, block: Block, tx_hashes: 
         raise BlockInvalid(f"block {h.height} tx_count {h.tx_count} but it holds {len(block.txs)}")
     if len(block.txs) > rules.genesis.params.max_block_txs:
         raise BlockInvalid(f"block {h.height} holds more than {rules.genesis.params.max_block_txs} transactions")
-    if h.txs_root != compute_txs_root(suite, tx_hashes):
-        raise BlockInvalid(f"block {h.height} transactions root does not match its transactions")
     if parent.height == 0:
         if block.last_commit is not None or h.last_commit_hash != b"":
             raise BlockInvalid("block 1 must not carry a previous commit")
@@ -270,14 +273,18 @@ def check_block(rules: ChainRules, parent: ParentInfo, block: Block, tx_hashes: 
             raise BlockInvalid(f"block {h.height} last_commit_hash does not match its last commit")
         check_commit(suite, rules.chain_id, parent.get_last_validators(), block.last_commit, parent.block_id,
                      parent.height)
+    encoded = [encode_trusted(tx.to_wire()) for tx in block.txs]
+    if h.txs_root != compute_txs_root(suite, [suite.hash(raw) for raw in encoded]):
+        raise BlockInvalid(f"block {h.height} transactions root does not match its signed transactions")
     seen: set[bytes] = set()
-    for i, (tx, th) in enumerate(zip(block.txs, tx_hashes, strict=True)):
+    for i, (tx, th, raw) in enumerate(zip(block.txs, tx_hashes, encoded, strict=True)):
         where = f"block {h.height} tx {i} ({th.hex()[:16]}…)"
         if th in seen:
+            # By body hash: two signed versions of one body are one transaction, and it runs once.
             raise BlockInvalid(f"{where}: duplicate transaction in the block")
         seen.add(th)
         try:
-            check_tx_static(rules, tx, len(encode_trusted(tx.to_wire())), parent.get_member)
+            check_tx_static(rules, tx, len(raw), parent.get_member)
             check_tx_window(rules, tx, h.height)
         except TxRejected as exc:
             raise BlockInvalid(f"{where}: {exc.message}") from None
@@ -288,13 +295,19 @@ def check_block(rules: ChainRules, parent: ParentInfo, block: Block, tx_hashes: 
 
 
 def compute_tx_hashes(suite: Suite, txs: Sequence[Transaction]) -> list[bytes]:
-    """Hashes of a block's transactions, in order."""
+    """Hashes (IDs: body hashes) of a block's transactions, in order."""
     return [compute_tx_hash(suite, tx.body) for tx in txs]
 
 
-def make_header(rules: ChainRules, parent: ParentInfo, time_ms: int, tx_hashes: Sequence[bytes],
+def compute_signed_tx_hashes(suite: Suite, txs: Sequence[Transaction]) -> list[bytes]:
+    """Signed hashes of a block's transactions, in order (the leaves of ``txs_root``)."""
+    return [compute_signed_tx_hash(suite, tx) for tx in txs]
+
+
+def make_header(rules: ChainRules, parent: ParentInfo, time_ms: int, signed_hashes: Sequence[bytes],
                 last_commit: Commit | None, proposer: bytes) -> BlockHeader:
-    """The header a proposer builds on ``parent``; time is an input (the pure core has no clock)."""
+    """The header a proposer builds on ``parent`` over its transactions' signed hashes; time is an input (the pure
+    core has no clock)."""
     suite = rules.suite
     return BlockHeader(
         version=BLOCK_VERSION,
@@ -303,8 +316,8 @@ def make_header(rules: ChainRules, parent: ParentInfo, time_ms: int, tx_hashes: 
         time_ms=max(time_ms, parent.time_ms),
         prev_block_id=parent.block_id,
         last_commit_hash=compute_commit_hash(suite, last_commit),
-        txs_root=compute_txs_root(suite, tx_hashes),
-        tx_count=len(tx_hashes),
+        txs_root=compute_txs_root(suite, signed_hashes),
+        tx_count=len(signed_hashes),
         state_root=parent.state_root,
         receipts_root=parent.receipts_root,
         validators_hash=parent.validators.compute_hash(suite),
@@ -329,6 +342,7 @@ __all__ = [
     "check_block",
     "check_commit",
     "compute_empty_root",
+    "compute_signed_tx_hashes",
     "compute_tx_hashes",
     "compute_txs_root",
     "execute_block",

@@ -48,6 +48,7 @@ from qilian.types.core import (
     Commit,
     Receipt,
     Transaction,
+    compute_signed_tx_hash,
     compute_tx_hash,
 )
 
@@ -135,8 +136,8 @@ class Node:
         self._verify_pool = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="verify")
         self.verifying: dict[bytes, tuple[Transaction, asyncio.Future[dict[bytes, bool]]]] = {}
         """Transactions whose signature check is running, by signature key (:func:`compute_sig_key`)."""
-        self._verifying_by_hash: dict[bytes, bytes] = {}
-        """Body hash → signature key of one running check (block assembly looks transactions up by hash)."""
+        self._verifying_by_signed: dict[bytes, bytes] = {}
+        """Signed hash → signature key of a running check (block assembly looks transactions up by signed hash)."""
         self.sig_ok: OrderedDict[bytes, bool] = OrderedDict()
         """Verified signatures by signature key (:func:`compute_sig_key`), oldest first."""
         self._commit_waiters: dict[bytes, list[asyncio.Future[tuple[int, int]]]] = {}
@@ -254,7 +255,8 @@ class Node:
                 results[i] = (th, "known", "")
                 continue
             try:
-                self.mempool.process_add(PoolEntry(tx, th, size))
+                # raws[i] decoded, so it is canonical: its hash is the signed hash.
+                self.mempool.process_add(PoolEntry(tx, th, self.suite.hash(raws[i]), size))
             except MempoolFull as exc:
                 full_at = i
                 results[i] = (th, "mempool_full", str(exc))
@@ -292,7 +294,7 @@ class Node:
                 for tx, th in chunk:
                     sk = compute_sig_key(th, tx)
                     self.verifying[sk] = (tx, fut)
-                    self._verifying_by_hash.setdefault(th, sk)
+                    self._verifying_by_signed[compute_signed_tx_hash(self.suite, tx)] = sk
                     waits.append((sk, fut))
         for sk, fut in waits:
             try:
@@ -301,17 +303,15 @@ class Node:
                 entry = self.verifying.get(sk)
                 if entry is not None and entry[1] is fut:
                     del self.verifying[sk]
-                    th = sk[:len(sk) - len(entry[0].signature)]
-                    if self._verifying_by_hash.get(th) == sk:
-                        del self._verifying_by_hash[th]
+                    self._verifying_by_signed.pop(compute_signed_tx_hash(self.suite, entry[0]), None)
             verdicts[sk] = res[sk]
             if res[sk]:
                 self._remember_sig(sk)
         return verdicts
 
-    def get_verifying_tx(self, tx_hash: bytes) -> Transaction | None:
-        """A transaction with this body hash whose signature check is running (for block assembly)."""
-        sk = self._verifying_by_hash.get(tx_hash)
+    def get_verifying_tx(self, signed_hash: bytes) -> Transaction | None:
+        """The transaction with this signed hash whose signature check is running (for block assembly)."""
+        sk = self._verifying_by_signed.get(signed_hash)
         entry = self.verifying.get(sk) if sk is not None else None
         return entry[0] if entry is not None else None
 

@@ -91,17 +91,19 @@ class TxBatch(Wire):
 
 @dataclass(frozen=True, slots=True)
 class GetTxs(Wire):
-    """Ask a peer for transactions by hash (those of a proposal this node lacks)."""
+    """Ask a peer for transactions of a proposal this node lacks, by *signed* hash: the exact signed version the
+    proposal names, even when this node holds the same body under another signature."""
 
     hashes: tuple[bytes, ...]
-    """Transaction hashes."""
+    """Signed transaction hashes (:func:`qilian.types.core.compute_signed_tx_hash`)."""
 
     WIRE: ClassVar[tuple[Kind, ...]] = (ListOf(_hash, max_items=MAX_HASHES),)
 
 
 @dataclass(frozen=True, slots=True)
 class ProposalMsg(Wire):
-    """PROPOSAL(h, r, v, vr): the block header and its transaction hashes — not the transactions themselves."""
+    """PROPOSAL(h, r, v, vr): the block header and its transactions' signed hashes — not the transactions
+    themselves."""
 
     round: int
     """Round."""
@@ -109,8 +111,9 @@ class ProposalMsg(Wire):
     """vr + 1 (0 encodes -1: the codec carries unsigned integers)."""
     header: BlockHeader
     """The proposed block's header; its hash is the block ID."""
-    tx_hashes: tuple[bytes, ...]
-    """Hashes of the block's transactions, in order (their root is in the header)."""
+    signed_hashes: tuple[bytes, ...]
+    """Signed hashes of the block's transactions, in order (their root is the header's ``txs_root``): each names
+    one exact signed version, which every node assembles, stores and serves."""
     last_commit: Commit | None
     """The commit of the parent block carried by the proposed block."""
     proposer: bytes

@@ -3,8 +3,9 @@ guard, proposal and vote intake, relay, anti-entropy, block building and validat
 path — written against ports (:mod:`qilian.shell.ports`), so the node and the simulator run this very code.
 
 What the core decides on is the block *header* (its bytes are the value, its hash the block ID). A proposal carries
-the header and the transaction hashes; a node assembles the block from its mempool and fetches the transactions it
-lacks (the mempool reactor), then answers the core's validity question with the full block checks. Votes and
+the header and the transactions' signed hashes (``txs_root`` commits to them); a node assembles the block from its
+mempool and fetches the signed versions it lacks (the mempool reactor) — so every node stores the proposer's exact
+bytes — then answers the core's validity question with the full block checks. Votes and
 proposals are signature-checked here, before they reach the core.
 
 Order of durability (docs/spec/consensus.md): every core input is appended to the WAL; before the signer guard's
@@ -84,6 +85,7 @@ from qilian.types.core import (
     CommitSig,
     Transaction,
     compute_commit_hash,
+    compute_signed_tx_hash,
     compute_tx_hash,
     compute_vote_sign_bytes,
 )
@@ -557,8 +559,8 @@ class ConsensusReactor:
             vr = message.valid_round + 1
             sig = self.signer.sign(compute_proposal_sign_bytes(self.chain_id, message.height, message.round,
                                                                message.value_id, vr))
-            hashes = tuple(compute_tx_hash(self.suite, tx.body) for tx in block.txs)
-            return ProposalMsg(message.round, vr, block.header, hashes, block.last_commit, message.proposer, sig)
+            signed = tuple(compute_signed_tx_hash(self.suite, tx) for tx in block.txs)
+            return ProposalMsg(message.round, vr, block.header, signed, block.last_commit, message.proposer, sig)
         kind = PREVOTE if message.type == VoteType.PREVOTE else PRECOMMIT
         bid = message.value_id or b""
         sig = self.signer.sign(compute_vote_sign_bytes(self.chain_id, kind, message.height, message.round, bid))
@@ -587,9 +589,9 @@ class ConsensusReactor:
             dead += on_chain
             entries = [e for e in entries if e.tx_hash not in on_chain]
         mempool.process_remove(dead)
-        hashes = [e.tx_hash for e in entries]
         last_commit = self.ledger.get_commit(parent.height) if parent.height else None
-        header = make_header(self.rules, parent, self.clock.get_wall_ms(), hashes, last_commit, self.address)
+        header = make_header(self.rules, parent, self.clock.get_wall_ms(), [e.signed_hash for e in entries],
+                             last_commit, self.address)
         block = Block(header, tuple(e.tx for e in entries), last_commit)
         value = header.encode()
         self.blocks[self.suite.hash(value)] = block
@@ -616,7 +618,7 @@ class ConsensusReactor:
         if block is None or self._stopping:
             self._answer_validity(o, None, False)
             return
-        hashes = list(parts.msg.tx_hashes)
+        hashes = [compute_tx_hash(self.suite, tx.body) for tx in block.txs]
         self.pool.verify_many(list(zip(block.txs, hashes, strict=True)),
                               lambda verdicts: self._on_verified(o, block, hashes, verdicts))
 
@@ -799,7 +801,7 @@ class ConsensusReactor:
         if not self.suite.verify(pub, compute_proposal_sign_bytes(self.chain_id, h.height, msg.round, p.value_id,
                                                                   msg.valid_round), msg.signature):
             raise PeerViolation("proposal signature does not verify")
-        if len(msg.tx_hashes) != h.tx_count or compute_txs_root(self.suite, msg.tx_hashes) != h.txs_root:
+        if len(msg.signed_hashes) != h.tx_count or compute_txs_root(self.suite, msg.signed_hashes) != h.txs_root:
             raise PeerViolation("proposal lists transactions its header does not commit to")
         if compute_commit_hash(self.suite, msg.last_commit) != h.last_commit_hash:
             raise PeerViolation("proposal carries a parent commit its header does not commit to")
@@ -813,11 +815,12 @@ class ConsensusReactor:
         self._relay(msg, sender, msg.proposer)
         self._deliver(h.height, ProposalReceived(p), record)
 
-    def get_block_tx(self, tx_hash: bytes) -> Transaction | None:
-        """A transaction of one of this height's assembled blocks (to answer a peer's GetTxs)."""
+    def get_block_tx(self, signed_hash: bytes) -> Transaction | None:
+        """The transaction with this signed hash in one of this height's assembled blocks (to answer a peer's
+        GetTxs)."""
         for b in self.blocks.values():
             for t in b.txs:
-                if compute_tx_hash(self.suite, t.body) == tx_hash:
+                if compute_signed_tx_hash(self.suite, t) == signed_hash:
                     return t
         return None
 

@@ -35,7 +35,7 @@ class Shell:
                                           signer_store=signer_store, signer=signer, timeouts=timeouts,
                                           applier=self.applier, timing=timing, on_fatal=self._on_fatal,
                                           observer=observer)
-        self.mempool = MempoolReactor(pool=pool, network=network, clock=clock, timing=timing,
+        self.mempool = MempoolReactor(pool=pool, network=network, clock=clock, timing=timing, suite=ledger.rules.suite,
                                       get_block_tx=self.consensus.get_block_tx,
                                       get_tip_height=self.consensus.get_tip_height)
         self.blocksync: BlockSyncReactor | None = None

@@ -4,7 +4,8 @@ They use global knowledge no node has — every signed message, every stored blo
 oracle. Each check records a `Violation` instead of raising, so one run reports everything it found.
 
 Checked (docs/spec/consensus.md, "Invariants"):
-1. agreement — no two correct nodes store different blocks at one height;
+1. agreement — no two correct nodes store different blocks at one height, nor different bytes under one block ID
+   (signatures included: ``txs_root`` commits to the signed transactions);
 2. validity — every stored block extends the block stored below it (and passed the shell's `check_block`);
 3. commit certificate — every stored commit passes `check_commit` (real signatures of > 2/3 of the power) against
    the validator set of its own height, checked when it is stored and again over the whole stored chain after
@@ -44,8 +45,8 @@ class Violation:
     """One broken invariant."""
 
     kind: str
-    """agreement, validity, certificate, valset, double-sign, guard-refused, resend, locking, tx-twice, tx-lost,
-    divergence, peer-violation, exception, liveness, budget."""
+    """agreement, block-bytes, validity, certificate, valset, double-sign, guard-refused, resend, locking,
+    tx-twice, tx-lost, divergence, peer-violation, exception, liveness, budget."""
     tick: int
     """Simulated time it was found."""
     node: int
@@ -89,6 +90,8 @@ class Checker:
         self._correct_signed: dict[tuple[bytes, int, int, int], Proposal | Vote] = {}
         self.stored: dict[int, bytes] = {}
         """height → block ID first stored by a correct node."""
+        self.stored_bytes: dict[int, bytes] = {}
+        """height → hash of the encoded block (transactions and signatures) first stored by a correct node."""
         self.acked: dict[bytes, int] = {}
         """Transaction hash → height it was stored at (acknowledged to the client)."""
         self.stores = 0
@@ -199,6 +202,11 @@ class Checker:
         elif first != block_id:
             self._fail("agreement", node, f"height {h}: stored {block_id.hex()[:8]}, another correct node stored "
                                           f"{first.hex()[:8]}")
+        digest = self.suite.hash(block.encode())
+        first_bytes = self.stored_bytes.setdefault(h, digest)
+        if first_bytes != digest and first == block_id:
+            self._fail("block-bytes", node, f"height {h}: block {block_id.hex()[:8]} stored with other bytes than "
+                                            f"another correct node's (a signature differs)")
         below = self.stored.get(h - 1)
         if h > 1 and below is not None and block.header.prev_block_id != below:
             self._fail("validity", node, f"height {h}: block does not extend the stored block {below.hex()[:8]}")

@@ -312,7 +312,7 @@ class SimTxPool:
         if not self._is_sig_ok(tx, th):
             return th, "bad_signature", "signature does not verify"
         try:
-            self.mempool.process_add(PoolEntry(tx, th, len(raw)))
+            self.mempool.process_add(PoolEntry(tx, th, self.rules.suite.hash(raw), len(raw)))
         except MempoolFull as exc:
             return th, "mempool_full", str(exc)
         self._on_admitted(raw, from_client)
@@ -325,7 +325,7 @@ class SimTxPool:
     def verify_many(self, items: list[tuple[Transaction, bytes]], done: Callable[[Mapping[bytes, bool]], None]) -> None:
         self._later(1, lambda: done({th + tx.signature: self._is_sig_ok(tx, th) for tx, th in items}))
 
-    def get_verifying_tx(self, tx_hash: bytes) -> Transaction | None:
+    def get_verifying_tx(self, signed_hash: bytes) -> Transaction | None:
         return None
 
     def is_sig_verified(self, tx: Transaction, tx_hash: bytes) -> bool:

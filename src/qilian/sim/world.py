@@ -785,7 +785,7 @@ class World:
             bid = self.suite.hash(header.encode())
             sig = self.suite.sign(node.private_key, compute_proposal_sign_bytes(CHAIN_ID, h.height, msg.round, bid,
                                                                                 msg.valid_round))
-            alt = ProposalMsg(msg.round, msg.valid_round, header, msg.tx_hashes, msg.last_commit, msg.proposer, sig)
+            alt = ProposalMsg(msg.round, msg.valid_round, header, msg.signed_hashes, msg.last_commit, msg.proposer, sig)
             self.checker.on_sign(node.idx, self.to_core(alt), False, alt)
             self.split_values[(h.height, msg.round)] = (self.suite.hash(h.encode()), bid)
         elif node.role in ("equivocate", "double-vote") and isinstance(msg, SignedVote):

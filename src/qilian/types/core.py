@@ -43,9 +43,11 @@ regulators freeze and unfreeze accounts and contracts (docs/governance.md, "Regu
 SENDING_ROLES: Final = frozenset({"admin", "member", "validator", "regulator"})
 """Roles allowed to sign transactions."""
 
-BLOCK_VERSION: Final = 1
+BLOCK_VERSION: Final = 2
 """Protocol version a header names: the block format and state-transition rules it follows. Version 1 added
-``version`` and ``next_validators_hash`` and moved membership and validator sets into state (docs/governance.md)."""
+``version`` and ``next_validators_hash`` and moved membership and validator sets into state (docs/governance.md).
+Version 2 commits to the signed bytes: ``txs_root`` is the Merkle root of the transactions' *signed* hashes
+(:func:`compute_signed_tx_hash`), so one block ID means one set of stored bytes, signatures included."""
 
 PREVOTE: Final = 1
 PRECOMMIT: Final = 2
@@ -97,7 +99,10 @@ class TxBody(Wire):
 
 @dataclass(frozen=True, slots=True)
 class Transaction(Wire):
-    """A signed transaction. Its hash covers the body only: a signature is never part of an identity."""
+    """A signed transaction. Its hash — the ID users see, dedup and replay protection — covers the body only: one
+    body can carry many valid signatures (SM2 signing is randomised; a client retrying elsewhere re-signs), and they
+    are one transaction. What a block commits to is the *signed* hash (:func:`compute_signed_tx_hash`), so the
+    chain also agrees on which signature authorised it."""
 
     body: TxBody
     """The signed content."""
@@ -140,6 +145,14 @@ class Transaction(Wire):
 def compute_tx_hash(suite: Suite, body: TxBody) -> bytes:
     """A transaction's identity: the suite hash of its canonical body bytes."""
     return suite.hash(encode_trusted(body.to_wire()))
+
+
+def compute_signed_tx_hash(suite: Suite, tx: Transaction) -> bytes:
+    """The hash of a transaction's full canonical bytes (body, sender key, signature): the leaf of ``txs_root`` and
+    the name of one signed version in proposals and fetches. Two versions of one body (same ``compute_tx_hash``,
+    different signatures) have different signed hashes, so a block ID pins the exact signature every node stores.
+    For bytes that decoded as a Transaction this equals ``suite.hash(raw)``: decoding accepts canonical bytes only."""
+    return suite.hash(encode_trusted(tx.to_wire()))
 
 
 def compute_tx_sign_bytes(tx_hash: bytes) -> bytes:
@@ -222,7 +235,8 @@ class BlockHeader(Wire):
     last_commit_hash: bytes
     """Hash of the commit (signatures) for block height-1 carried in this block (empty at height 1)."""
     txs_root: bytes
-    """Merkle root of this block's transaction hashes."""
+    """Merkle root of this block's transactions' signed hashes (:func:`compute_signed_tx_hash`, in block order):
+    the signatures are part of what the block ID commits to."""
     tx_count: int
     """Number of transactions in this block."""
     state_root: bytes

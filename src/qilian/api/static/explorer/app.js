@@ -210,7 +210,7 @@ async function pageTx(hash) {
   }
   const t = doc.tx, r = doc.receipt;
   return h('div', {}, h('h1', {}, 'Transaction'),
-    verifyControl('transaction', (ctx) => V.verifyTx(ctx, doc)),
+    verifyControl('transaction', (ctx) => V.verifyTx(ctx, doc, hash)),
     kv([['hash', h('span', { class: 'mono' }, doc.hash)], ['block', h('span', {}, blockLink(doc.height), ` #${doc.index}`)],
       ['sender', accountLink(t.sender_address)], ['to', targetLink(t.to)], ['method', t.method],
       ['status', pill(r.status)], ['error', r.error || '–'], ['fuel used', String(r.fuel_used)],
@@ -318,7 +318,7 @@ async function pageEvidence() {
     let cert = null;
     const check = async (c) => {
       const [tx, st] = await Promise.all([api(`/txs/${txHash}`), api(`/state/c:evidence/${keyHex}?encoding=hex`)]);
-      const vt = V.verifyTx(c, tx);
+      const vt = V.verifyTx(c, tx, txHash);
       if (!vt.receiptProven) throw new V.ProofInvalid('the registration\'s receipt is not provable yet; try again after the next block');
       const body = V.decode(V.hexToBytes(tx.tx.encoded))[0];
       if (body[4] !== 'evidence' || body[5] !== 'register' || V.bytesToHex(body[6][0]) !== dhex) throw new V.ProofInvalid('the transaction is not a registration of this digest');
@@ -412,7 +412,7 @@ async function provenOrg(ctx, publicKey, cache, steps) {
 /** Fetch and verify a committed transaction; returns its decoded body and (when proven) receipt. */
 async function provenTx(ctx, txHash, needReceipt, steps) {
   const doc = await api(`/txs/${txHash}`);
-  const vt = V.verifyTx(ctx, doc);
+  const vt = V.verifyTx(ctx, doc, txHash);
   if (vt.txHash !== txHash) throw new V.ProofInvalid(`asked for transaction ${short(txHash)}, got ${short(vt.txHash)}`);
   if (needReceipt && !vt.receiptProven) throw new V.ProofInvalid(`the receipt of ${short(txHash)} is not provable yet; try again after the next block`);
   steps.push(`transaction ${short(txHash, 8)} proven in block ${vt.height}${vt.receiptProven ? ' with its receipt' : ''}`);
