@@ -37,8 +37,8 @@ VECTORS = GEN.load_vectors()
 HASHES = GEN.HASHES
 STRUCTURES = {cls.__name__: cls for cls in (
     core.TxBody, core.Transaction, core.Event, core.Receipt, core.BlockHeader, core.CommitSig, core.Commit,
-    core.Block, core.Vote, core.Validator, core.ValidatorSet, core.Member, core.Organisation, core.ChainParams,
-    core.Genesis,
+    core.Block, core.Vote, core.Evidence, core.Validator, core.ValidatorSet, core.Member, core.Organisation,
+    core.ChainParams, core.Genesis,
 )}
 
 

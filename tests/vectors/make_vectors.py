@@ -36,6 +36,7 @@ from qilian.types.core import (
     Commit,
     CommitSig,
     Event,
+    Evidence,
     Genesis,
     Member,
     Organisation,
@@ -214,6 +215,11 @@ def build_examples() -> dict[str, Any]:
     tx2 = Transaction(body2, ed.sign(ED25519_SEED, compute_tx_sign_bytes(compute_tx_hash(ed, body2))))
     validator_address = ed.compute_address(ed_pk)
     vset = ValidatorSet((Validator(validator_address, ed_pk, 10),))
+    # Two precommits of height 1, round 0 for different blocks by the one validator: equivocation evidence.
+    twin = [Vote(PRECOMMIT, 1, 0, _h(name), validator_address,
+                 ed.sign(ED25519_SEED, compute_vote_sign_bytes("qilian-test", PRECOMMIT, 1, 0, _h(name))))
+            for name in ("block 1", "block 1 (twin)")]
+    evidence = Evidence(*sorted(twin, key=lambda v: v.block_id))
     header = BlockHeader(
         version=BLOCK_VERSION,
         chain_id="qilian-test",
@@ -228,6 +234,7 @@ def build_examples() -> dict[str, Any]:
         validators_hash=vset.compute_hash(ed),
         next_validators_hash=vset.compute_hash(ed),
         proposer=validator_address,
+        evidence_hash=merkle.compute_root(ed.hash, [evidence.encode()]),
     )
     block_id = compute_block_id(ed, header)
     vote_sign_bytes = compute_vote_sign_bytes("qilian-test", PRECOMMIT, 2, 0, block_id)
@@ -253,6 +260,7 @@ def build_examples() -> dict[str, Any]:
         "body2": body2,
         "tx2": tx2,
         "header": header,
+        "evidence": evidence,
         "block_id": block_id,
         "vote_sign_bytes": vote_sign_bytes,
         "structures": [
@@ -266,11 +274,13 @@ def build_examples() -> dict[str, Any]:
                 "BlockHeader (height 1: empty prev_block_id and last_commit_hash)",
                 BlockHeader(BLOCK_VERSION, "qilian-test", 1, 1_700_000_000_000, b"", b"",
                             merkle.compute_root(ed.hash, []), 0, bytes(32), merkle.compute_root(ed.hash, []),
-                            vset.compute_hash(ed), vset.compute_hash(ed), validator_address),
+                            vset.compute_hash(ed), vset.compute_hash(ed), validator_address,
+                            merkle.compute_root(ed.hash, [])),
             ),
             ("CommitSig", commit.signatures[0]),
             ("Commit", commit),
-            ("Block (height 2)", Block(header, (tx, tx2), commit)),
+            ("Evidence (two precommits of height 1, round 0)", evidence),
+            ("Block (height 2)", Block(header, (tx, tx2), commit, (evidence,))),
             ("Vote (precommit)", Vote(PRECOMMIT, 2, 0, block_id, validator_address, vote_sig)),
             ("Vote (prevote for nil)", Vote(1, 3, 1, b"", validator_address, ed.sign(
                 ED25519_SEED, compute_vote_sign_bytes("qilian-test", 1, 3, 1, b"")))),

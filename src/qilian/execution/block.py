@@ -15,6 +15,13 @@ from qilian.crypto import merkle
 from qilian.crypto.suite import Suite
 from qilian.execution.contracts import ContractExecutor
 from qilian.execution.env import BlockEnv, CallFailed, Overlay, StateReader, TxCall, Writes
+from qilian.execution.evidence import (
+    MAX_BLOCK_EVIDENCE,
+    EvidenceInvalid,
+    check_evidence,
+    compute_evidence_root,
+    get_evidence_writes,
+)
 from qilian.execution.messages import MAX_RECEIPT_ERROR, compute_receipt_error, quote
 from qilian.execution.modules import MODULES, get_module
 from qilian.execution.modules.gov import GOV_MODULE
@@ -38,11 +45,13 @@ from qilian.types.core import (
     Block,
     BlockHeader,
     Commit,
+    Evidence,
     Receipt,
     Transaction,
     ValidatorSet,
     compute_block_id,
     compute_commit_hash,
+    compute_evidence_hash,
     compute_signed_tx_hash,
     compute_tx_hash,
     compute_vote_sign_bytes,
@@ -137,10 +146,14 @@ def process_end_block(env: BlockEnv) -> None:
 
 
 def execute_block(rules: ChainRules, state: StateReader, txs: Sequence[Transaction],
-                  tx_hashes: Sequence[bytes], height: int = 0, time_ms: int = 0) -> BlockResult:
+                  tx_hashes: Sequence[bytes], height: int = 0, time_ms: int = 0,
+                  evidence: Sequence[Evidence] = ()) -> BlockResult:
     """Execute validated transactions in order. Deterministic: depends only on its arguments (``height`` and
-    ``time_ms`` are the block's, what contracts see as ``ctx.height`` and ``ctx.time_ms``)."""
+    ``time_ms`` are the block's, what contracts see as ``ctx.height`` and ``ctx.time_ms``). The block's evidence
+    is recorded in state first (``sys:evidence``), so this block's transactions — a governance proposal among
+    them — already see it."""
     block_writes: Writes = {}
+    block_writes.update(get_evidence_writes(rules.suite, evidence, height))
     overlay = Overlay(state, block_writes)
     executor = ContractExecutor(rules.suite, overlay, refuse_frozen=True,
                                 is_frozen=lambda address: is_contract_frozen(overlay.get, address, height))
@@ -221,6 +234,11 @@ class ParentInfo:
     """Set of the parent's own height, which signed the parent's commit; None: the same as ``validators``."""
     get_member: MemberLookup | None = None
     """Membership in the parent's state (None: genesis membership — a state-less test)."""
+    get_validators_at: Callable[[int], ValidatorSet | None] | None = None
+    """The validator set that signed an earlier height (for evidence); None: this parent cannot check evidence,
+    and a block carrying some is refused."""
+    is_evidence_committed: Callable[[bytes], bool] | None = None
+    """Whether an evidence hash is recorded in the parent's state (committed before); None as above."""
 
     def get_next_validators(self) -> ValidatorSet:
         return self.validators if self.next_validators is None else self.next_validators
@@ -263,6 +281,7 @@ def check_block(rules: ChainRules, parent: ParentInfo, block: Block, tx_hashes: 
         raise BlockInvalid(f"block {h.height} tx_count {h.tx_count} but it holds {len(block.txs)}")
     if len(block.txs) > rules.genesis.params.max_block_txs:
         raise BlockInvalid(f"block {h.height} holds more than {rules.genesis.params.max_block_txs} transactions")
+    check_block_evidence(rules, parent, block)
     if parent.height == 0:
         if block.last_commit is not None or h.last_commit_hash != b"":
             raise BlockInvalid("block 1 must not carry a previous commit")
@@ -294,6 +313,33 @@ def check_block(rules: ChainRules, parent: ParentInfo, block: Block, tx_hashes: 
             raise BlockInvalid(f"{where}: signature does not verify")
 
 
+def check_block_evidence(rules: ChainRules, parent: ParentInfo, block: Block) -> None:
+    """Raise BlockInvalid unless the block's evidence is bounded, matches ``evidence_hash``, holds no item twice,
+    and every item passes :func:`~qilian.execution.evidence.check_evidence` against the parent's chain."""
+    suite = rules.suite
+    h = block.header
+    if len(block.evidence) > MAX_BLOCK_EVIDENCE:
+        raise BlockInvalid(f"block {h.height} carries {len(block.evidence)} evidence items, over the limit of "
+                           f"{MAX_BLOCK_EVIDENCE}")
+    if h.evidence_hash != compute_evidence_root(suite, block.evidence):
+        raise BlockInvalid(f"block {h.height} evidence does not match its evidence_hash")
+    if not block.evidence:
+        return
+    get_validators_at, is_committed = parent.get_validators_at, parent.is_evidence_committed
+    if get_validators_at is None or is_committed is None:
+        raise BlockInvalid(f"block {h.height} carries evidence, which cannot be checked here")
+    seen: set[bytes] = set()
+    for i, ev in enumerate(block.evidence):
+        eh = compute_evidence_hash(suite, ev)
+        if eh in seen:
+            raise BlockInvalid(f"block {h.height} evidence {i}: the same evidence twice")
+        seen.add(eh)
+        try:
+            check_evidence(suite, rules.chain_id, ev, h.height, get_validators_at, is_committed)
+        except EvidenceInvalid as exc:
+            raise BlockInvalid(f"block {h.height} evidence {i}: {exc}") from None
+
+
 def compute_tx_hashes(suite: Suite, txs: Sequence[Transaction]) -> list[bytes]:
     """Hashes (IDs: body hashes) of a block's transactions, in order."""
     return [compute_tx_hash(suite, tx.body) for tx in txs]
@@ -305,7 +351,7 @@ def compute_signed_tx_hashes(suite: Suite, txs: Sequence[Transaction]) -> list[b
 
 
 def make_header(rules: ChainRules, parent: ParentInfo, time_ms: int, signed_hashes: Sequence[bytes],
-                last_commit: Commit | None, proposer: bytes) -> BlockHeader:
+                last_commit: Commit | None, proposer: bytes, evidence: Sequence[Evidence] = ()) -> BlockHeader:
     """The header a proposer builds on ``parent`` over its transactions' signed hashes; time is an input (the pure
     core has no clock)."""
     suite = rules.suite
@@ -323,6 +369,7 @@ def make_header(rules: ChainRules, parent: ParentInfo, time_ms: int, signed_hash
         validators_hash=parent.validators.compute_hash(suite),
         next_validators_hash=parent.get_next_validators().compute_hash(suite),
         proposer=proposer,
+        evidence_hash=compute_evidence_root(suite, evidence),
     )
 
 
@@ -340,6 +387,7 @@ __all__ = [
     "ParentInfo",
     "StateReader",
     "check_block",
+    "check_block_evidence",
     "check_commit",
     "compute_empty_root",
     "compute_signed_tx_hashes",

@@ -24,6 +24,7 @@ from qilian.execution.block import (
     execute_block,
 )
 from qilian.execution.contracts import compute_genesis_writes
+from qilian.execution.evidence import EVIDENCE_NAMESPACE
 from qilian.execution.members import get_member
 from qilian.execution.modules.regulator import check_admission_not_frozen
 from qilian.execution.policy import MEMBER_NAMESPACE
@@ -169,7 +170,11 @@ class Node:
         current, nxt = self.valsets.get_sets_at_root(tip.state_root)
         last = self.valsets.get(tip.height) if tip.height else current
         return ParentInfo(tip.height, tip.block_id, tip.time_ms, tip.state_root, tip.receipts_root,
-                          current, nxt, last, self.get_member)
+                          current, nxt, last, self.get_member, self.valsets.get, self.is_evidence_committed)
+
+    def is_evidence_committed(self, evidence_hash: bytes) -> bool:
+        """Whether an evidence item is recorded in the tip's state (committed by an earlier block)."""
+        return self.store.get_state(EVIDENCE_NAMESPACE, evidence_hash) is not None
 
     def get_member(self, public_key: bytes) -> MemberInfo | None:
         """The membership of a key in the state of the committed tip (cached until the tip moves)."""
@@ -391,7 +396,7 @@ class Node:
         t0 = time.perf_counter()
         tip = self.get_tip()
         result = execute_block(self.rules, self.store, block.txs, hashes, block.header.height,
-                               block.header.time_ms)
+                               block.header.time_ms, block.evidence)
         t1 = time.perf_counter()
         new_root, nodes = self.tree.apply_writes(tip.state_root, result.writes, block.header.height)
         t2 = time.perf_counter()
@@ -422,6 +427,10 @@ class Node:
     def _on_committed(self, block: Block, commit: Commit, hashes: list[bytes], receipts: tuple[Receipt, ...]
                       | list[Receipt]) -> None:
         h = block.header.height
+        for ev in block.evidence:
+            log.warning("block %d commits equivocation evidence against validator %s (height %d, round %d); "
+                        "governance may remove it (docs/governance.md)", h, ev.vote_a.validator.hex(),
+                        ev.vote_a.height, ev.vote_a.round)
         for i, th in enumerate(hashes):
             for fut in self._commit_waiters.pop(th, []):
                 if not fut.done():
@@ -433,10 +442,12 @@ class Node:
                 log.exception("commit hook %r failed at height %d", hook, h)
         if not self._subscribers:
             return
-        from qilian.api.views import event_view
+        from qilian.api.views import event_view, evidence_view
 
         self._publish({"type": "block", "height": h, "block_id": commit.block_id.hex(),
                        "tx_count": len(hashes), "time_ms": block.header.time_ms})
+        for item in block.evidence:  # for governance tooling: a validator equivocated (no slashing here)
+            self._publish({"type": "evidence", "committed_at": h, **evidence_view(self.suite, item)})
         for th, r in zip(hashes, receipts, strict=True):
             for ev in r.events:
                 self._publish({"type": "event", "height": h, "tx_hash": th.hex(), **event_view(ev)})

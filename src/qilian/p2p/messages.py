@@ -14,10 +14,12 @@ from qilian.types.core import (
     ADDRESS_SIZE,
     DOMAIN_PROPOSAL,
     HASH_SIZE,
+    MAX_EVIDENCE_ON_WIRE,
     MAX_PUBLIC_KEY,
     MAX_SIGNATURE,
     BlockHeader,
     Commit,
+    Evidence,
     Vote,
 )
 from qilian.types.struct import Bytes, Kind, ListOf, Optional, Struct, Text, UInt, Wire
@@ -30,6 +32,8 @@ MAX_HASHES: Final = 10_000
 """Most hashes in a proposal or fetch request."""
 MAX_TX_BYTES_ON_WIRE: Final = 1 << 20
 """Largest transaction in a gossip batch or fetch answer (the chain's max_tx_bytes must fit)."""
+MAX_EVIDENCE_PER_MESSAGE: Final = 16
+"""Most evidence items in one gossip message (and carried by one proposal: at most MAX_EVIDENCE_ON_WIRE)."""
 MAX_BLOCKS_PER_REPLY: Final = 64
 """Most blocks in one sync answer (also bounded by the frame size)."""
 DOMAIN_HELLO: Final = b"QILIAN/HELLO/1\x00"
@@ -116,6 +120,9 @@ class ProposalMsg(Wire):
     one exact signed version, which every node assembles, stores and serves."""
     last_commit: Commit | None
     """The commit of the parent block carried by the proposed block."""
+    evidence: tuple[Evidence, ...]
+    """The proposed block's evidence items (their root is the header's ``evidence_hash``): carried whole, as they
+    are few and a node may not have seen them."""
     proposer: bytes
     """Address of this round's proposer — not always the header's: a value locked in an earlier round (vr ≥ 0)
     is proposed again, unchanged, by a later round's proposer."""
@@ -123,7 +130,9 @@ class ProposalMsg(Wire):
     """Proposer's signature over :func:`compute_proposal_sign_bytes`."""
 
     WIRE: ClassVar[tuple[Kind, ...]] = (UInt(), UInt(), Struct(BlockHeader), ListOf(_hash, max_items=MAX_HASHES),
-                                        Optional(Struct(Commit)), Bytes(size=ADDRESS_SIZE), _sig)
+                                        Optional(Struct(Commit)),
+                                        ListOf(Struct(Evidence), max_items=MAX_EVIDENCE_ON_WIRE),
+                                        Bytes(size=ADDRESS_SIZE), _sig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,9 +169,19 @@ class Blocks(Wire):
     WIRE: ClassVar[tuple[Kind, ...]] = (ListOf(Struct(BlockWithCommit), max_items=MAX_BLOCKS_PER_REPLY),)
 
 
-Message = Hello | Status | TxBatch | GetTxs | ProposalMsg | Vote | GetBlocks | Blocks
+@dataclass(frozen=True, slots=True)
+class EvidenceMsg(Wire):
+    """Equivocation evidence gossiped between peers: verified before it is kept or relayed, relayed once."""
+
+    items: tuple[Evidence, ...]
+    """Evidence items."""
+
+    WIRE: ClassVar[tuple[Kind, ...]] = (ListOf(Struct(Evidence), max_items=MAX_EVIDENCE_PER_MESSAGE),)
+
+
+Message = Hello | Status | TxBatch | GetTxs | ProposalMsg | Vote | GetBlocks | Blocks | EvidenceMsg
 KINDS: Final[dict[int, type[Wire]]] = {1: Hello, 2: Status, 3: TxBatch, 4: GetTxs, 5: ProposalMsg, 6: Vote,
-                                       7: GetBlocks, 8: Blocks}
+                                       7: GetBlocks, 8: Blocks, 9: EvidenceMsg}
 _KIND_OF: Final = {cls: k for k, cls in KINDS.items()}
 
 

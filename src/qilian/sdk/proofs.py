@@ -43,6 +43,7 @@ def get_header_doc(suite: Suite, header: BlockHeader) -> dict[str, Any]:
         "next_validators_hash": header.next_validators_hash.hex(),
         "version": header.version,
         "proposer": header.proposer.hex(),
+        "evidence_hash": header.evidence_hash.hex(),
         "encoded": header.encode().hex(),
     }
 

@@ -222,7 +222,7 @@ class MempoolReactor:
         a.missing = frozenset(missing)
         now = self.clock.get_monotonic_ms()
         if not missing:
-            self._finish(a, Block(msg.header, tuple(txs), msg.last_commit))
+            self._finish(a, Block(msg.header, tuple(txs), msg.last_commit, msg.evidence))
             return
         net = self.network
         if now >= a.deadline or net is None:

@@ -9,7 +9,17 @@ from collections.abc import Callable
 from typing import Any
 
 from qilian.consensus.timeouts import TimeoutConfig
-from qilian.p2p.messages import Blocks, GetBlocks, GetTxs, Hello, PeerViolation, ProposalMsg, Status, TxBatch
+from qilian.p2p.messages import (
+    Blocks,
+    EvidenceMsg,
+    GetBlocks,
+    GetTxs,
+    Hello,
+    PeerViolation,
+    ProposalMsg,
+    Status,
+    TxBatch,
+)
 from qilian.shell.apply import Applier
 from qilian.shell.blocksync import BlockSyncReactor
 from qilian.shell.consensus import ConsensusReactor, ShellObserver
@@ -94,6 +104,8 @@ class Shell:
             return True
         elif isinstance(msg, GetTxs):
             self.mempool.on_get_txs(sender, msg)
+        elif isinstance(msg, EvidenceMsg):
+            self.consensus.on_evidence(msg, sender)
         elif isinstance(msg, Status):
             if self.blocksync is not None:
                 self.blocksync.on_status(sender, msg)

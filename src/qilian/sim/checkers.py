@@ -22,6 +22,7 @@ Checked (docs/spec/consensus.md, "Invariants"):
    lockedRound ≤ vr < r and a polka for v in vr (L22/L28); a restart never loses a lock;
 7. transactions — one is stored at most once, and an acknowledged one (stored by a correct node: what
    `wait=commit` answers) is never lost: every correct node that reached its height holds it there;
+   evidence — a committed equivocation proof never names a correct validator, and one is committed once;
 8. liveness and the event budget — checked by the world."""
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from qilian.crypto.suite import Suite
 from qilian.execution.block import BlockInvalid, check_commit
 from qilian.p2p.messages import ProposalMsg
 from qilian.types.codec import CodecError
-from qilian.types.core import PREVOTE, Block, Commit, Validator
+from qilian.types.core import PREVOTE, Block, Commit, Validator, compute_evidence_hash
 from qilian.types.core import ValidatorSet as ChainValidators
 from qilian.types.core import Vote as SignedVote
 
@@ -45,7 +46,7 @@ class Violation:
     """One broken invariant."""
 
     kind: str
-    """agreement, block-bytes, validity, certificate, valset, double-sign, guard-refused, resend, locking,
+    """agreement, block-bytes, evidence, validity, certificate, valset, double-sign, guard-refused, resend, locking,
     tx-twice, tx-lost, divergence, peer-violation, exception, liveness, budget."""
     tick: int
     """Simulated time it was found."""
@@ -96,6 +97,10 @@ class Checker:
         """Transaction hash → height it was stored at (acknowledged to the client)."""
         self.stores = 0
         """Blocks stored by correct nodes (each checked)."""
+        self.correct_validators: frozenset[bytes] = frozenset()
+        """Addresses held only by correct nodes (set by the world): no evidence may name one."""
+        self.evidence_committed: dict[bytes, int] = {}
+        """Evidence hash → height of the block that committed it (as first stored by a correct node)."""
         self.violations: list[Violation] = []
         self.now = 0
 
@@ -221,6 +226,14 @@ class Checker:
         if block.header.next_validators_hash != self.get_set(h + 1).compute_hash(self.suite):
             self._fail("valset", node, f"height {h}: header names a next validator set other than the set of "
                                        f"height {h + 1}")
+        for ev in block.evidence:
+            if ev.vote_a.validator in self.correct_validators:
+                self._fail("evidence", node, f"height {h}: block commits equivocation evidence against correct "
+                                             f"validator {ev.vote_a.validator.hex()[:8]}")
+            eh = compute_evidence_hash(self.suite, ev)
+            if self.evidence_committed.setdefault(eh, h) != h:
+                self._fail("evidence", node, f"evidence {eh.hex()[:8]} committed at heights "
+                                             f"{self.evidence_committed[eh]} and {h}")
         for th in hashes:
             at = self.acked.get(th)
             if at is None:

@@ -298,6 +298,17 @@ class StoreSnapshot:
         raw = self._txn.get(compute_value_key(namespace, key), db=self._store._values)
         return None if raw is None else bytes(raw)
 
+    def iter_namespace(self, namespace: str, limit: int) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) of a state namespace after the snapshot's tip, in key order, at most ``limit``."""
+        prefix = compute_value_key(namespace, b"")
+        cur = self._txn.cursor(db=self._store._values)
+        if not cur.set_range(prefix):
+            return
+        for n, (k, v) in enumerate(cur):
+            if n >= limit or not bytes(k).startswith(prefix):
+                return
+            yield bytes(k)[len(prefix):], bytes(v)
+
     def get_node(self, node_hash: bytes) -> bytes | None:
         """A state-tree node (the NodeStore interface), as of the snapshot."""
         raw = self._txn.get(node_hash, db=self._store._nodes)

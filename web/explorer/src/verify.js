@@ -200,12 +200,12 @@ function decodeAs(bytes, what, len) {
 }
 
 export function decodeHeader(bytes) {
-  const f = decodeAs(bytes, 'header', 13);
-  const [version, chainId, height, timeMs, prevBlockId, lastCommitHash, txsRoot, txCount, stateRoot, receiptsRoot, validatorsHash, nextValidatorsHash, proposer] = f;
-  for (const [n, b] of [['txs_root', txsRoot], ['state_root', stateRoot], ['receipts_root', receiptsRoot], ['validators_hash', validatorsHash], ['next_validators_hash', nextValidatorsHash]]) {
+  const f = decodeAs(bytes, 'header', 14);
+  const [version, chainId, height, timeMs, prevBlockId, lastCommitHash, txsRoot, txCount, stateRoot, receiptsRoot, validatorsHash, nextValidatorsHash, proposer, evidenceHash] = f;
+  for (const [n, b] of [['txs_root', txsRoot], ['state_root', stateRoot], ['receipts_root', receiptsRoot], ['validators_hash', validatorsHash], ['next_validators_hash', nextValidatorsHash], ['evidence_hash', evidenceHash]]) {
     if (!(b instanceof Uint8Array) || b.length !== 32) throw new ProofInvalid(`malformed header: ${n}`);
   }
-  return { version, chainId, height, timeMs, prevBlockId, lastCommitHash, txsRoot, txCount, stateRoot, receiptsRoot, validatorsHash, nextValidatorsHash, proposer };
+  return { version, chainId, height, timeMs, prevBlockId, lastCommitHash, txsRoot, txCount, stateRoot, receiptsRoot, validatorsHash, nextValidatorsHash, proposer, evidenceHash };
 }
 
 export function decodeCommit(bytes) {
