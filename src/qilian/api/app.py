@@ -441,7 +441,7 @@ MAX_EVENT_REPLAY_BLOCKS = 100_000
 
 def get_stored_messages(node: Node, height: int) -> list[dict[str, Any]]:
     """The /events messages of a committed block, rebuilt from the store (the same shape as the live feed)."""
-    from qilian.api.views import event_view
+    from qilian.api.views import event_view, evidence_view
 
     block = node.store.get_block(height)
     commit = node.store.get_commit(height)
@@ -450,6 +450,7 @@ def get_stored_messages(node: Node, height: int) -> list[dict[str, Any]]:
         return []
     out: list[dict[str, Any]] = [{"type": "block", "height": height, "block_id": commit.block_id.hex(),
                                   "tx_count": len(block.txs), "time_ms": block.header.time_ms}]
+    out += [{"type": "evidence", "committed_at": height, **evidence_view(node.suite, item)} for item in block.evidence]
     for r in receipts:
         for ev in r.events:
             out.append({"type": "event", "height": height, "tx_hash": r.tx_hash.hex(), **event_view(ev)})

@@ -427,10 +427,10 @@ class Node:
     def _on_committed(self, block: Block, commit: Commit, hashes: list[bytes], receipts: tuple[Receipt, ...]
                       | list[Receipt]) -> None:
         h = block.header.height
-        for ev in block.evidence:
+        for item in block.evidence:
             log.warning("block %d commits equivocation evidence against validator %s (height %d, round %d); "
-                        "governance may remove it (docs/governance.md)", h, ev.vote_a.validator.hex(),
-                        ev.vote_a.height, ev.vote_a.round)
+                        "governance may remove it (docs/governance.md)", h, item.vote_a.validator.hex(),
+                        item.vote_a.height, item.vote_a.round)
         for i, th in enumerate(hashes):
             for fut in self._commit_waiters.pop(th, []):
                 if not fut.done():

@@ -187,10 +187,15 @@ async function pageBlock(height) {
       ['proposer', accountLink(hd.proposer)], ['previous', hd.height > 1 ? link(`#/block/${hd.height - 1}`, hd.prev_block_id) : '–'],
       ['txs root', h('span', { class: 'mono' }, hd.txs_root)], ['state root', h('span', { class: 'mono' }, hd.state_root)],
       ['receipts root', h('span', { class: 'mono' }, hd.receipts_root)], ['validators hash', h('span', { class: 'mono' }, hd.validators_hash)],
+      ['evidence root', h('span', { class: 'mono' }, hd.evidence_hash)],
       ['decided in round', doc.commit ? String(doc.commit.round) : '–']]),
     h('h2', {}, 'Transactions'),
     table(['#', 'hash', 'sender', 'to', 'method', 'status'], doc.txs.map((t, i) =>
       [String(i), txLink(t.hash), accountLink(t.sender_address), targetLink(t.to), t.method, pill(hashes.statuses[i] || '?')])),
+    (doc.evidence || []).length ? h('div', {}, h('h2', {}, 'Equivocation evidence'),
+      table(['validator', 'height', 'round', 'kind', 'block IDs voted for'], doc.evidence.map((e) =>
+        [accountLink(e.validator), blockLink(e.height), String(e.round), e.kind,
+          h('span', { class: 'mono' }, e.block_ids.map((b) => (b ? short(b, 16) : 'nil')).join(' / '))]))) : null,
     h('h2', {}, 'Commit signatures'),
     table(['validator', 'signature'], (doc.commit ? doc.commit.signatures : []).map((s) =>
       [accountLink(s.validator), h('span', { class: 'mono' }, short(s.signature, 24))])));
