@@ -4,6 +4,7 @@ repeated or mis-committed item makes the block invalid; a valid one is recorded 
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -133,3 +134,31 @@ def test_evidence_is_part_of_the_block_id() -> None:
     without, _ = block_with(parent, ())
     assert with_ev.header.evidence_hash != without.header.evidence_hash
     assert compute_block_id(SUITE, with_ev.header) != compute_block_id(SUITE, without.header)
+
+
+def test_committed_evidence_is_listed_newest_first_by_the_read_side(tmp_path: Path) -> None:
+    """``GET /evidence`` reads the ``sys:evidence`` records of the store's state (what execution wrote)."""
+    from qilian.api.readside import ReadSide
+    from qilian.storage.store import ChainStore, ChainTip
+
+    older, newer = evidence(round_=0), evidence(round_=1, kind=PREVOTE)
+    store = ChainStore(tmp_path / "data")
+    try:
+        writes: dict[tuple[str, bytes], bytes | None] = {
+            (EVIDENCE_NAMESPACE, compute_evidence_hash(SUITE, older)): compute_evidence_record(older, 2),
+            (EVIDENCE_NAMESPACE, compute_evidence_hash(SUITE, newer)): compute_evidence_record(newer, 5),
+            ("sys:other", b"x"): b"not evidence",
+        }
+        store.process_init(base.GENESIS, ChainTip(0, b"", 0, b"\x00" * 32, b"\x00" * 32), writes, {})
+        doc = ReadSide(store, SUITE).get_evidence(10)
+        assert doc["total"] == 2
+        assert [i["committed_at"] for i in doc["items"]] == [5, 2]
+        first = doc["items"][0]
+        assert first["hash"] == compute_evidence_hash(SUITE, newer).hex()
+        assert (first["validator"], first["height"], first["round"], first["kind"]) == (VAL_ADDR.hex(), 1, 1,
+                                                                                       "prevote")
+        assert first["block_ids"] == ["", "01" * 32]
+        assert ReadSide(store, SUITE).get_evidence(1)["items"] == [first]
+        assert ReadSide(store, SUITE).get_evidence(10, b"\x09" * 20)["items"] == []
+    finally:
+        store.close()
