@@ -93,6 +93,11 @@ def test_two_signatures_of_one_body_on_two_nodes_store_the_same_bytes_everywhere
             for d in docs:
                 assert verify_tx_response(genesis, d, require_receipt=False, tx_hash=bytes.fromhex(th)).tx_hash.hex() \
                     == th
+        # No validator equivocated: no evidence is committed (GET /evidence answers, and refuses a bad address).
+        for n in net.nodes:
+            assert http.get(f"{n.url}/evidence").json()["items"] == []
+        bad = http.get(f"{net.nodes[0].url}/evidence", params={"validator": "xyz"})
+        assert bad.status_code == 400 and bad.json()["error"] == "bad_address"
     # Both versions were proposed and committed: nodes holding the other one fetched the proposer's.
     from_a = {compute_signed_tx_hash(key.suite, t).hex() for t in versions_a}
     n_a = sum(1 for sh in chosen.values() if sh in from_a)
