@@ -123,7 +123,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("qilian.consensus")
 
 
-
 class ShellObserver(Protocol):
     """What the simulator's checkers watch inside the shell (the node passes none). Observation only: an observer
     never changes what the shell does."""
