@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from qilian.crypto import get_suite
+from qilian.execution.evidence import compute_evidence_root
 from qilian.sdk.keys import KeyPair
 from qilian.sdk.proofs import get_commit_doc, get_header_doc, get_validator_path_doc
 from qilian.sdk.verify import ProofInvalid, verify_validator_path
@@ -79,7 +80,8 @@ class SignedChain:
         for h in range(1, TIP + 2):
             header = BlockHeader(BLOCK_VERSION, CHAIN, h, 1000 * h, prev, b"" if h == 1 else bytes(32),
                                  bytes(32), 0, bytes(32), bytes(32), self.sets[self._era(h)].compute_hash(self.suite),
-                                 self.sets[self._era(h + 1)].compute_hash(self.suite), keys[0].address)
+                                 self.sets[self._era(h + 1)].compute_hash(self.suite), keys[0].address,
+                                 compute_evidence_root(self.suite, ()))
             block_id = compute_block_id(self.suite, header)
             msg = compute_vote_sign_bytes(CHAIN, PRECOMMIT, h, 0, block_id)
             signers = self.signers[self._era(h)]

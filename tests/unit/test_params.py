@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 
 from qilian.contracts import DEFAULT_PRICES
-from qilian.execution.block import BlockInvalid, ParentInfo, check_block, compute_empty_root, make_header
+from qilian.execution.block import (
+    BlockInvalid,
+    ParentInfo,
+    check_block,
+    compute_empty_root,
+    compute_signed_tx_hashes,
+    make_header,
+)
 from qilian.execution.contracts import MAX_BLOCK_FUEL, compute_contract_address
 from qilian.execution.members import PARAM_NAMESPACE, get_member
 from qilian.execution.modules.gov import compute_endorsement
@@ -119,7 +126,8 @@ def test_check_block_takes_the_limit_of_the_blocks_height() -> None:
         return ParentInfo(0, b"", 0, b"\x00" * 32, compute_empty_root(SUITE), current, nxt, current,
                           lambda k: get_member(RULES, c.get_state, k), params)
 
-    header = make_header(RULES, parent(None), 5, hashes, None, current.validators[0].address)
+    header = make_header(RULES, parent(None), 5, compute_signed_tx_hashes(SUITE, txs), None,
+                         current.validators[0].address)
     with pytest.raises(BlockInvalid, match="more than 1 transactions"):
         check_block(RULES, parent(ChainParams(max_block_txs=1)), Block(header, txs, None), hashes, lambda h: False)
     check_block(RULES, parent(ChainParams(max_block_txs=2)), Block(header, txs, None), hashes, lambda h: False)

@@ -26,7 +26,7 @@ from qilian.api.explorer import IndexReads, get_static_dir, open_node_index
 from qilian.api.explorer import make_router as make_explorer_router
 from qilian.api.metrics import NodeMetrics, get_readiness
 from qilian.api.openapi import BATCH_BODY, TX_BODY, process_error_responses
-from qilian.api.readside import ReadSide
+from qilian.api.readside import MAX_EVIDENCE_PAGE, ReadSide
 from qilian.api.views import receipt_view
 from qilian.execution.rules import TxRejected
 from qilian.indexer.service import EmbeddedIndexer, Indexer
@@ -294,6 +294,17 @@ def create_app(node: Node) -> FastAPI:
             raise ApiError(400, "bad_height", "a height is an integer from 1 to 2**63-1")
         return reads.get_block_tx_hashes(height)
 
+    @app.get("/evidence", summary="Committed equivocation evidence, newest first")
+    async def get_evidence(limit: Annotated[int, Query(ge=1, le=MAX_EVIDENCE_PAGE)] = 20,
+                           validator: Annotated[str | None, Query(max_length=42)] = None) -> dict[str, Any]:
+        address = None
+        if validator is not None:
+            v = validator.lower().removeprefix("0x")
+            if len(v) != 40 or any(c not in "0123456789abcdef" for c in v):
+                raise ApiError(400, "bad_address", "a validator is 40 hex digits")
+            address = bytes.fromhex(v)
+        return reads.get_evidence(limit, address)
+
     @app.get("/blocks/{height}", summary="A committed block by height")
     async def get_block(height: int) -> dict[str, Any]:
         if not 1 <= height < 2**63:
@@ -438,7 +449,7 @@ MAX_EVENT_REPLAY_BLOCKS = 100_000
 
 def get_stored_messages(node: Node, height: int) -> list[dict[str, Any]]:
     """The /events messages of a committed block, rebuilt from the store (the same shape as the live feed)."""
-    from qilian.api.views import event_view
+    from qilian.api.views import event_view, evidence_view
 
     block = node.store.get_block(height)
     commit = node.store.get_commit(height)
@@ -447,6 +458,7 @@ def get_stored_messages(node: Node, height: int) -> list[dict[str, Any]]:
         return []
     out: list[dict[str, Any]] = [{"type": "block", "height": height, "block_id": commit.block_id.hex(),
                                   "tx_count": len(block.txs), "time_ms": block.header.time_ms}]
+    out += [{"type": "evidence", "committed_at": height, **evidence_view(node.suite, item)} for item in block.evidence]
     for r in receipts:
         for ev in r.events:
             out.append({"type": "event", "height": height, "tx_hash": r.tx_hash.hex(), **event_view(ev)})

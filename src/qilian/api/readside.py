@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any, Final
 
 from qilian.api.errors import ApiError
-from qilian.api.views import STATUS_NAMES, block_view, receipt_view, tx_view
+from qilian.api.views import STATUS_NAMES, block_view, evidence_record_view, receipt_view, tx_view
 from qilian.crypto.suite import Suite
+from qilian.execution.evidence import EVIDENCE_NAMESPACE
 from qilian.sdk.proofs import get_state_doc, get_tx_proof_doc
 from qilian.state import StateTree
 from qilian.storage.store import ChainStore
@@ -20,6 +21,10 @@ from qilian.types.core import Block, Commit, compute_block_id, compute_tx_hash
 
 MAX_BLOCKS_PAGE: Final = 100
 """Most block summaries in one page of ``GET /blocks``."""
+MAX_EVIDENCE_PAGE: Final = 100
+"""Most committed evidence records in one answer of ``GET /evidence``."""
+MAX_EVIDENCE_SCAN: Final = 10_000
+"""Most evidence records read to pick the newest (records are few: at most MAX_BLOCK_EVIDENCE a block)."""
 MAX_SIGNATURE_WINDOW: Final = 100
 """Most recent commits scanned for validators' last signatures."""
 
@@ -47,14 +52,13 @@ class ReadSide:
             if block is None or commit is None or receipts is None:
                 raise ApiError(503, "unavailable", f"block {height} is not fully stored")
             child, child_commit = snap.get_block(height + 1), snap.get_commit(height + 1)
-        hashes = self._tx_hashes(block)
         return {
             "hash": tx_hash.hex(),
             "height": height,
             "index": index,
             "tx": tx_view(self.suite, block.txs[index], tx_hash),
             "receipt": receipt_view(receipts[index]),
-            "proof": get_tx_proof_doc(self.suite, block, commit, hashes, index, receipts, child, child_commit),
+            "proof": get_tx_proof_doc(self.suite, block, commit, index, receipts, child, child_commit),
         }
 
     # -- blocks ------------------------------------------------------------------------------------------
@@ -117,6 +121,20 @@ class ReadSide:
                     last.setdefault(a, h)
                     counts[a] = counts.get(a, 0) + 1
         return {"tip": tip, "window": min(window, tip), "last_signed": last, "signed": counts}
+
+    # -- evidence ----------------------------------------------------------------------------------------
+
+    def get_evidence(self, limit: int, validator: bytes | None = None) -> dict[str, Any]:
+        """Committed equivocation evidence, newest first (optionally of one validator); each record is provable
+        with ``GET /state/sys:evidence/{hash}?encoding=hex`` and its block carries the signed votes."""
+        limit = max(1, min(limit, MAX_EVIDENCE_PAGE))
+        with self.store.begin_snapshot() as snap:
+            tip = snap.get_tip().height
+            items = [evidence_record_view(k, v) for k, v in snap.iter_namespace(EVIDENCE_NAMESPACE, MAX_EVIDENCE_SCAN)]
+        if validator is not None:
+            items = [i for i in items if i["validator"] == validator.hex()]
+        items.sort(key=lambda i: (-i["committed_at"], i["hash"]))
+        return {"tip": tip, "total": len(items), "items": items[:limit]}
 
     # -- state -------------------------------------------------------------------------------------------
 

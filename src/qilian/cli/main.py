@@ -588,7 +588,8 @@ def tx_get(
     if verify:
         g = _load_trusted_genesis(home, genesis)
         try:
-            v = verify_tx_response(g, res, require_receipt=False)
+            asked = bytes.fromhex(tx_hash.lower().removeprefix("0x"))  # the node accepted it, so it is hex
+            v = verify_tx_response(g, res, require_receipt=False, tx_hash=asked)
         except ProofInvalid as exc:
             _fail(f"PROOF INVALID: {exc}")
             return

@@ -24,6 +24,7 @@ from qilian.execution.block import (
     execute_block,
 )
 from qilian.execution.contracts import compute_genesis_writes
+from qilian.execution.evidence import EVIDENCE_NAMESPACE
 from qilian.execution.members import get_member
 from qilian.execution.modules.regulator import check_admission_not_frozen
 from qilian.execution.nodes import ENDPOINT_NAMESPACE, RegisteredNode, get_registered_node, get_registered_nodes
@@ -51,6 +52,7 @@ from qilian.types.core import (
     Commit,
     Receipt,
     Transaction,
+    compute_signed_tx_hash,
     compute_tx_hash,
 )
 
@@ -156,8 +158,8 @@ class Node:
         self._verify_pool = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="verify")
         self.verifying: dict[bytes, tuple[Transaction, asyncio.Future[dict[bytes, bool]]]] = {}
         """Transactions whose signature check is running, by signature key (:func:`compute_sig_key`)."""
-        self._verifying_by_hash: dict[bytes, bytes] = {}
-        """Body hash → signature key of one running check (block assembly looks transactions up by hash)."""
+        self._verifying_by_signed: dict[bytes, bytes] = {}
+        """Signed hash → signature key of a running check (block assembly looks transactions up by signed hash)."""
         self.sig_ok: OrderedDict[bytes, bool] = OrderedDict()
         """Verified signatures by signature key (:func:`compute_sig_key`), oldest first."""
         self._commit_waiters: dict[bytes, list[asyncio.Future[tuple[int, int]]]] = {}
@@ -189,7 +191,8 @@ class Node:
         current, nxt = self.valsets.get_sets_at_root(tip.state_root)
         last = self.valsets.get(tip.height) if tip.height else current
         return ParentInfo(tip.height, tip.block_id, tip.time_ms, tip.state_root, tip.receipts_root,
-                          current, nxt, last, self.get_member, self.get_chain_params(tip))
+                          current, nxt, last, self.get_member, self.get_chain_params(tip),
+                          self.valsets.get, self.is_evidence_committed)
 
     def get_chain_params(self, tip: ChainTip) -> ChainParams:
         """The block limits in force at tip + 1 (governed; execution/params.py), read from the tip's state."""
@@ -199,6 +202,10 @@ class Node:
                 tip.state_root, ns, key), tip.height + 1)
             self._params = ((tip.state_root, tip.height), params)
         return params
+
+    def is_evidence_committed(self, evidence_hash: bytes) -> bool:
+        """Whether an evidence item is recorded in the tip's state (committed by an earlier block)."""
+        return self.store.get_state(EVIDENCE_NAMESPACE, evidence_hash) is not None
 
     def get_member(self, public_key: bytes) -> MemberInfo | None:
         """The membership of a key in the state of the committed tip (cached until the tip moves)."""
@@ -292,7 +299,8 @@ class Node:
                 results[i] = (th, "known", "")
                 continue
             try:
-                self.mempool.process_add(PoolEntry(tx, th, size))
+                # raws[i] decoded, so it is canonical: its hash is the signed hash.
+                self.mempool.process_add(PoolEntry(tx, th, self.suite.hash(raws[i]), size))
             except MempoolFull as exc:
                 full_at = i
                 results[i] = (th, "mempool_full", str(exc))
@@ -330,7 +338,7 @@ class Node:
                 for tx, th in chunk:
                     sk = compute_sig_key(th, tx)
                     self.verifying[sk] = (tx, fut)
-                    self._verifying_by_hash.setdefault(th, sk)
+                    self._verifying_by_signed[compute_signed_tx_hash(self.suite, tx)] = sk
                     waits.append((sk, fut))
         for sk, fut in waits:
             try:
@@ -339,17 +347,15 @@ class Node:
                 entry = self.verifying.get(sk)
                 if entry is not None and entry[1] is fut:
                     del self.verifying[sk]
-                    th = sk[:len(sk) - len(entry[0].signature)]
-                    if self._verifying_by_hash.get(th) == sk:
-                        del self._verifying_by_hash[th]
+                    self._verifying_by_signed.pop(compute_signed_tx_hash(self.suite, entry[0]), None)
             verdicts[sk] = res[sk]
             if res[sk]:
                 self._remember_sig(sk)
         return verdicts
 
-    def get_verifying_tx(self, tx_hash: bytes) -> Transaction | None:
-        """A transaction with this body hash whose signature check is running (for block assembly)."""
-        sk = self._verifying_by_hash.get(tx_hash)
+    def get_verifying_tx(self, signed_hash: bytes) -> Transaction | None:
+        """The transaction with this signed hash whose signature check is running (for block assembly)."""
+        sk = self._verifying_by_signed.get(signed_hash)
         entry = self.verifying.get(sk) if sk is not None else None
         return entry[0] if entry is not None else None
 
@@ -429,7 +435,7 @@ class Node:
         t0 = time.perf_counter()
         tip = self.get_tip()
         result = execute_block(self.rules, self.store, block.txs, hashes, block.header.height,
-                               block.header.time_ms)
+                               block.header.time_ms, block.evidence)
         t1 = time.perf_counter()
         new_root, nodes = self.tree.apply_writes(tip.state_root, result.writes, block.header.height)
         t2 = time.perf_counter()
@@ -466,6 +472,10 @@ class Node:
     def _on_committed(self, block: Block, commit: Commit, hashes: list[bytes], receipts: tuple[Receipt, ...]
                       | list[Receipt]) -> None:
         h = block.header.height
+        for item in block.evidence:
+            log.warning("block %d commits equivocation evidence against validator %s (height %d, round %d); "
+                        "governance may remove it (docs/governance.md)", h, item.vote_a.validator.hex(),
+                        item.vote_a.height, item.vote_a.round)
         for i, th in enumerate(hashes):
             for fut in self._commit_waiters.pop(th, []):
                 if not fut.done():
@@ -477,10 +487,12 @@ class Node:
                 log.exception("commit hook %r failed at height %d", hook, h)
         if not self._subscribers:
             return
-        from qilian.api.views import event_view
+        from qilian.api.views import event_view, evidence_view
 
         self._publish({"type": "block", "height": h, "block_id": commit.block_id.hex(),
                        "tx_count": len(hashes), "time_ms": block.header.time_ms})
+        for item in block.evidence:  # for governance tooling: a validator equivocated (no slashing here)
+            self._publish({"type": "evidence", "committed_at": h, **evidence_view(self.suite, item)})
         for th, r in zip(hashes, receipts, strict=True):
             for ev in r.events:
                 self._publish({"type": "event", "height": h, "tx_hash": th.hex(), **event_view(ev)})

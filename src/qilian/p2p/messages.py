@@ -14,10 +14,12 @@ from qilian.types.core import (
     ADDRESS_SIZE,
     DOMAIN_PROPOSAL,
     HASH_SIZE,
+    MAX_EVIDENCE_ON_WIRE,
     MAX_PUBLIC_KEY,
     MAX_SIGNATURE,
     BlockHeader,
     Commit,
+    Evidence,
     Vote,
 )
 from qilian.types.struct import Bytes, Kind, ListOf, Optional, Struct, Text, UInt, Wire
@@ -30,6 +32,8 @@ MAX_HASHES: Final = 10_000
 """Most hashes in a proposal or fetch request."""
 MAX_TX_BYTES_ON_WIRE: Final = 1 << 20
 """Largest transaction in a gossip batch or fetch answer (the chain's max_tx_bytes must fit)."""
+MAX_EVIDENCE_PER_MESSAGE: Final = 16
+"""Most evidence items in one gossip message (and carried by one proposal: at most MAX_EVIDENCE_ON_WIRE)."""
 MAX_BLOCKS_PER_REPLY: Final = 64
 """Most blocks in one sync answer (also bounded by the frame size)."""
 DOMAIN_HELLO: Final = b"QILIAN/HELLO/2\x00"
@@ -109,17 +113,19 @@ class TxBatch(Wire):
 
 @dataclass(frozen=True, slots=True)
 class GetTxs(Wire):
-    """Ask a peer for transactions by hash (those of a proposal this node lacks)."""
+    """Ask a peer for transactions of a proposal this node lacks, by *signed* hash: the exact signed version the
+    proposal names, even when this node holds the same body under another signature."""
 
     hashes: tuple[bytes, ...]
-    """Transaction hashes."""
+    """Signed transaction hashes (:func:`qilian.types.core.compute_signed_tx_hash`)."""
 
     WIRE: ClassVar[tuple[Kind, ...]] = (ListOf(_hash, max_items=MAX_HASHES),)
 
 
 @dataclass(frozen=True, slots=True)
 class ProposalMsg(Wire):
-    """PROPOSAL(h, r, v, vr): the block header and its transaction hashes — not the transactions themselves."""
+    """PROPOSAL(h, r, v, vr): the block header and its transactions' signed hashes — not the transactions
+    themselves."""
 
     round: int
     """Round."""
@@ -127,10 +133,14 @@ class ProposalMsg(Wire):
     """vr + 1 (0 encodes -1: the codec carries unsigned integers)."""
     header: BlockHeader
     """The proposed block's header; its hash is the block ID."""
-    tx_hashes: tuple[bytes, ...]
-    """Hashes of the block's transactions, in order (their root is in the header)."""
+    signed_hashes: tuple[bytes, ...]
+    """Signed hashes of the block's transactions, in order (their root is the header's ``txs_root``): each names
+    one exact signed version, which every node assembles, stores and serves."""
     last_commit: Commit | None
     """The commit of the parent block carried by the proposed block."""
+    evidence: tuple[Evidence, ...]
+    """The proposed block's evidence items (their root is the header's ``evidence_hash``): carried whole, as they
+    are few and a node may not have seen them."""
     proposer: bytes
     """Address of this round's proposer — not always the header's: a value locked in an earlier round (vr ≥ 0)
     is proposed again, unchanged, by a later round's proposer."""
@@ -138,7 +148,9 @@ class ProposalMsg(Wire):
     """Proposer's signature over :func:`compute_proposal_sign_bytes`."""
 
     WIRE: ClassVar[tuple[Kind, ...]] = (UInt(), UInt(), Struct(BlockHeader), ListOf(_hash, max_items=MAX_HASHES),
-                                        Optional(Struct(Commit)), Bytes(size=ADDRESS_SIZE), _sig)
+                                        Optional(Struct(Commit)),
+                                        ListOf(Struct(Evidence), max_items=MAX_EVIDENCE_ON_WIRE),
+                                        Bytes(size=ADDRESS_SIZE), _sig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,9 +187,19 @@ class Blocks(Wire):
     WIRE: ClassVar[tuple[Kind, ...]] = (ListOf(Struct(BlockWithCommit), max_items=MAX_BLOCKS_PER_REPLY),)
 
 
-Message = Hello | Status | TxBatch | GetTxs | ProposalMsg | Vote | GetBlocks | Blocks | HelloProof
+@dataclass(frozen=True, slots=True)
+class EvidenceMsg(Wire):
+    """Equivocation evidence gossiped between peers: verified before it is kept or relayed, relayed once."""
+
+    items: tuple[Evidence, ...]
+    """Evidence items."""
+
+    WIRE: ClassVar[tuple[Kind, ...]] = (ListOf(Struct(Evidence), max_items=MAX_EVIDENCE_PER_MESSAGE),)
+
+
+Message = Hello | Status | TxBatch | GetTxs | ProposalMsg | Vote | GetBlocks | Blocks | HelloProof | EvidenceMsg
 KINDS: Final[dict[int, type[Wire]]] = {1: Hello, 2: Status, 3: TxBatch, 4: GetTxs, 5: ProposalMsg, 6: Vote,
-                                       7: GetBlocks, 8: Blocks, 9: HelloProof}
+                                       7: GetBlocks, 8: Blocks, 9: HelloProof, 10: EvidenceMsg}
 _KIND_OF: Final = {cls: k for k, cls in KINDS.items()}
 
 

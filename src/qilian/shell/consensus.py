@@ -3,8 +3,9 @@ guard, proposal and vote intake, relay, anti-entropy, block building and validat
 path — written against ports (:mod:`qilian.shell.ports`), so the node and the simulator run this very code.
 
 What the core decides on is the block *header* (its bytes are the value, its hash the block ID). A proposal carries
-the header and the transaction hashes; a node assembles the block from its mempool and fetches the transactions it
-lacks (the mempool reactor), then answers the core's validity question with the full block checks. Votes and
+the header and the transactions' signed hashes (``txs_root`` commits to them); a node assembles the block from its
+mempool and fetches the signed versions it lacks (the mempool reactor) — so every node stores the proposer's exact
+bytes — then answers the core's validity question with the full block checks. Votes and
 proposals are signature-checked here, before they reach the core.
 
 Order of durability (docs/spec/consensus.md): every core input is appended to the WAL; before the signer guard's
@@ -24,7 +25,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from qilian.consensus.core import Core
 from qilian.consensus.signer import SignerState, SignRefused, check_sign
@@ -50,18 +51,42 @@ from qilian.consensus.types import (
     VoteType,
 )
 from qilian.consensus.validators import ValidatorSet as ConsensusValidators
-from qilian.execution.block import BlockInvalid, check_block, check_commit, compute_txs_root, make_header
+from qilian.execution.block import (
+    BlockInvalid,
+    ParentInfo,
+    check_block,
+    check_commit,
+    compute_txs_root,
+    make_header,
+)
+from qilian.execution.evidence import (
+    MAX_BLOCK_EVIDENCE,
+    MAX_EVIDENCE_AGE_BLOCKS,
+    EvidenceInvalid,
+    check_evidence,
+    check_evidence_shape,
+    compute_evidence_root,
+    is_evidence_due,
+    make_evidence,
+)
 from qilian.execution.limits import check_block_limits
 from qilian.execution.params import MAX_BLOCK_BYTES_BOUND
 from qilian.execution.rules import TxRejected, check_tx_window
 from qilian.mempool.pool import PoolEntry
-from qilian.p2p.messages import PeerViolation, ProposalMsg, compute_proposal_sign_bytes
+from qilian.p2p.messages import (
+    MAX_EVIDENCE_PER_MESSAGE,
+    EvidenceMsg,
+    PeerViolation,
+    ProposalMsg,
+    compute_proposal_sign_bytes,
+)
 from qilian.shell.limits import (
     FUTURE_HEIGHT_WINDOW,
     MAX_ANTI_ENTROPY_BATCH,
     MAX_FAR_ROUND_MESSAGES,
     MAX_FUTURE_MESSAGES,
     MAX_HELD_PER_HEIGHT,
+    MAX_PENDING_EVIDENCE,
     MAX_PROPOSALS_PER_ROUND,
     MAX_VALUES_PER_SLOT,
     ROUND_WINDOW,
@@ -86,8 +111,11 @@ from qilian.types.core import (
     ChainParams,
     Commit,
     CommitSig,
+    Evidence,
     Transaction,
     compute_commit_hash,
+    compute_evidence_hash,
+    compute_signed_tx_hash,
     compute_tx_hash,
     compute_vote_sign_bytes,
 )
@@ -98,8 +126,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("qilian.consensus")
 
-MAX_EVIDENCE = 1000
-"""Equivocation evidence kept in memory (newest first to go into blocks once evidence is carried on chain)."""
 MAX_VOTE_TIMINGS = 4096
 """(height, round, type) vote timings tracked at once (rounds beyond it are not timed)."""
 MAX_QUORUM_DELAYS = 4096
@@ -229,7 +255,9 @@ class ConsensusReactor:
         further precommits or replaced by block sync; nothing is stored until then."""
         self.applying: int | None = None
         """Height whose block is executing (the next height waits for its state root)."""
-        self.evidence: list[Any] = []
+        self.evidence: dict[bytes, Evidence] = {}
+        """Verified evidence waiting for a block, by hash, oldest first (≤ MAX_PENDING_EVIDENCE): detected here or
+        gossiped by peers; a proposer includes the due ones, and they leave once committed."""
         self.future: dict[int, list[tuple[Input, WalRecord]]] = {}
         """Verified proposals and votes for heights not started yet."""
         self.future_count = 0
@@ -483,10 +511,7 @@ class ConsensusReactor:
             elif isinstance(o, Decide):
                 self._on_decide(o)
             elif isinstance(o, EvidenceFound):
-                log.warning("equivocation by %s at height %d round %d", o.evidence.first.validator.hex(),
-                            o.evidence.first.height, o.evidence.first.round)
-                self.evidence.append(o.evidence)
-                del self.evidence[:-MAX_EVIDENCE]
+                self._on_evidence_found(o)
 
     def _schedule(self, o: ScheduleTimeout) -> None:
         def fire() -> None:
@@ -571,8 +596,9 @@ class ConsensusReactor:
             vr = message.valid_round + 1
             sig = self.signer.sign(compute_proposal_sign_bytes(self.chain_id, message.height, message.round,
                                                                message.value_id, vr))
-            hashes = tuple(compute_tx_hash(self.suite, tx.body) for tx in block.txs)
-            return ProposalMsg(message.round, vr, block.header, hashes, block.last_commit, message.proposer, sig)
+            signed = tuple(compute_signed_tx_hash(self.suite, tx) for tx in block.txs)
+            return ProposalMsg(message.round, vr, block.header, signed, block.last_commit, block.evidence,
+                               message.proposer, sig)
         kind = PREVOTE if message.type == VoteType.PREVOTE else PRECOMMIT
         bid = message.value_id or b""
         sig = self.signer.sign(compute_vote_sign_bytes(self.chain_id, kind, message.height, message.round, bid))
@@ -596,16 +622,17 @@ class ConsensusReactor:
 
         params = parent.get_params(self.params)  # the limits governed for this height (execution/params.py)
         entries = mempool.get_batch(params.max_block_txs, params.max_block_bytes - 64 * 1024, includable)
+        evidence = self._get_due_evidence(parent)
         # Committed transactions leave the mempool when their block commits; one batched lookup guards the rest.
         on_chain = self.ledger.get_committed(e.tx_hash for e in entries)
         if on_chain:
             dead += on_chain
             entries = [e for e in entries if e.tx_hash not in on_chain]
         mempool.process_remove(dead)
-        hashes = [e.tx_hash for e in entries]
         last_commit = self.ledger.get_commit(parent.height) if parent.height else None
-        header = make_header(self.rules, parent, self.clock.get_wall_ms(), hashes, last_commit, self.address)
-        block = Block(header, tuple(e.tx for e in entries), last_commit)
+        header = make_header(self.rules, parent, self.clock.get_wall_ms(), [e.signed_hash for e in entries],
+                             last_commit, self.address, evidence)
+        block = Block(header, tuple(e.tx for e in entries), last_commit, evidence)
         value = header.encode()
         self.blocks[self.suite.hash(value)] = block
         self._feed(ProposalValueReady(o.height, o.round, value), WalValue(o.height, o.round, block))
@@ -631,7 +658,7 @@ class ConsensusReactor:
         if block is None or self._stopping:
             self._answer_validity(o, None, False)
             return
-        hashes = list(parts.msg.tx_hashes)
+        hashes = [compute_tx_hash(self.suite, tx.body) for tx in block.txs]
         self.pool.verify_many(list(zip(block.txs, hashes, strict=True)),
                               lambda verdicts: self._on_verified(o, block, hashes, verdicts))
 
@@ -729,6 +756,8 @@ class ConsensusReactor:
                         f"{block.header.state_root.hex()[:16]}…, this node has {parent.state_root.hex()[:16]}…")
             return
         hashes = [compute_tx_hash(self.suite, tx.body) for tx in block.txs]
+        for ev in block.evidence:
+            self.evidence.pop(compute_evidence_hash(self.suite, ev), None)
         self.applying = block.header.height
         self.applier.apply(block, commit, hashes, lambda stored, error: self._on_committed(hashes, error))
 
@@ -755,6 +784,8 @@ class ConsensusReactor:
             self.network.send(address, m)
         for m in self.held.get(self.get_tip_height() + 1, [])[-MAX_ANTI_ENTROPY_BATCH:]:
             self.network.send(address, m)
+        if self.evidence:
+            self.network.send(address, EvidenceMsg(tuple(self.evidence.values())[-MAX_EVIDENCE_PER_MESSAGE:]))
 
     def on_vote(self, sv: SignedVote, sender: bytes | None = None) -> None:
         """A vote from a peer. Raises PeerViolation for provably bad input."""
@@ -824,10 +855,12 @@ class ConsensusReactor:
         if not self.suite.verify(pub, compute_proposal_sign_bytes(self.chain_id, h.height, msg.round, p.value_id,
                                                                   msg.valid_round), msg.signature):
             raise PeerViolation("proposal signature does not verify")
-        if len(msg.tx_hashes) != h.tx_count or compute_txs_root(self.suite, msg.tx_hashes) != h.txs_root:
+        if len(msg.signed_hashes) != h.tx_count or compute_txs_root(self.suite, msg.signed_hashes) != h.txs_root:
             raise PeerViolation("proposal lists transactions its header does not commit to")
         if compute_commit_hash(self.suite, msg.last_commit) != h.last_commit_hash:
             raise PeerViolation("proposal carries a parent commit its header does not commit to")
+        if compute_evidence_root(self.suite, msg.evidence) != h.evidence_hash:
+            raise PeerViolation("proposal carries evidence its header does not commit to")
         record = WalProposal(msg)
         if far:
             if self._is_far_round_taken(h.height, msg.proposer, msg.round):
@@ -838,13 +871,85 @@ class ConsensusReactor:
         self._relay(msg, sender, msg.proposer)
         self._deliver(h.height, ProposalReceived(p), record)
 
-    def get_block_tx(self, tx_hash: bytes) -> Transaction | None:
-        """A transaction of one of this height's assembled blocks (to answer a peer's GetTxs)."""
+    def get_block_tx(self, signed_hash: bytes) -> Transaction | None:
+        """The transaction with this signed hash in one of this height's assembled blocks (to answer a peer's
+        GetTxs)."""
         for b in self.blocks.values():
             for t in b.txs:
-                if compute_tx_hash(self.suite, t.body) == tx_hash:
+                if compute_signed_tx_hash(self.suite, t) == signed_hash:
                     return t
         return None
+
+    # ------------------------------------------------------------------------------------------ evidence
+
+    def _on_evidence_found(self, o: EvidenceFound) -> None:
+        """The core saw one validator sign two votes for one (height, round, type): build the signed evidence item
+        from the two verified signatures held, keep it for a block and gossip it."""
+        first, second = o.evidence.first, o.evidence.second
+        log.warning("equivocation by %s at height %d round %d", first.validator.hex(), first.height, first.round)
+        votes = []
+        for v in (first, second):
+            kind = PREVOTE if v.type == VoteType.PREVOTE else PRECOMMIT
+            bid = v.value_id or b""
+            sig = self.sigs.get((kind, v.height, v.round, bid, v.validator))
+            if sig is None:
+                return  # a vote taken beyond the round window: its signature was not kept, no provable item
+            votes.append(SignedVote(kind, v.height, v.round, bid, v.validator, sig))
+        ev = make_evidence(votes[0], votes[1])
+        if self._keep_evidence(ev) and self.network is not None:
+            self.network.broadcast(EvidenceMsg((ev,)))
+
+    def _keep_evidence(self, ev: Evidence) -> bool:
+        """Add a verified item to the pending set; False if it was there already."""
+        eh = compute_evidence_hash(self.suite, ev)
+        if eh in self.evidence:
+            return False
+        self.evidence[eh] = ev
+        while len(self.evidence) > MAX_PENDING_EVIDENCE:
+            del self.evidence[next(iter(self.evidence))]
+        return True
+
+    def on_evidence(self, msg: EvidenceMsg, sender: bytes | None) -> None:
+        """Evidence gossiped by a peer: each new item is verified before it is kept or relayed (once, to the other
+        peers). Items that cannot be checked or used any more (committed, outside the age window, of a height
+        whose set is not known yet) are dropped quietly — a correct peer may send them; an item that is not an
+        equivocation, names a non-validator or carries a bad signature is a protocol violation."""
+        parent = self.ledger.get_parent_info()
+        is_committed = parent.is_evidence_committed or (lambda _h: False)
+        fresh: list[Evidence] = []
+        for ev in msg.items:
+            try:
+                check_evidence_shape(ev)
+            except EvidenceInvalid as exc:
+                raise PeerViolation(str(exc)) from None
+            eh = compute_evidence_hash(self.suite, ev)
+            e = ev.vote_a.height
+            if eh in self.evidence or is_committed(eh) or parent.height + 1 - e > MAX_EVIDENCE_AGE_BLOCKS \
+                    or self.ledger.get_validators(e) is None:
+                continue
+            try:
+                check_evidence(self.suite, self.chain_id, ev, max(parent.height + 1, e + 1),
+                               self.ledger.get_validators, is_committed)
+            except EvidenceInvalid as exc:
+                raise PeerViolation(f"peer sent invalid evidence: {exc}") from None
+            if self._keep_evidence(ev):
+                fresh.append(ev)
+        if fresh and self.network is not None:
+            self.network.broadcast(EvidenceMsg(tuple(fresh)), exclude={sender} if sender is not None else set())
+
+    def _get_due_evidence(self, parent: ParentInfo) -> tuple[Evidence, ...]:
+        """Pending items a block on ``parent`` may carry (oldest first, ≤ MAX_BLOCK_EVIDENCE); items committed
+        meanwhile (by this node's blocks or by block sync) or aged out are dropped. Signatures were verified when
+        the item was kept and the set of a past height never changes, so nothing is verified again here."""
+        height = parent.height + 1
+        is_committed = parent.is_evidence_committed or (lambda _h: False)
+        out: list[Evidence] = []
+        for eh, ev in list(self.evidence.items()):
+            if is_committed(eh) or height - ev.vote_a.height > MAX_EVIDENCE_AGE_BLOCKS:
+                del self.evidence[eh]
+            elif is_evidence_due(ev, height) and len(out) < MAX_BLOCK_EVIDENCE:
+                out.append(ev)
+        return tuple(out)
 
     # ------------------------------------------------------------------------------------------ anti-entropy
 

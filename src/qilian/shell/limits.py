@@ -34,6 +34,9 @@ MAX_FUTURE_MESSAGES: Final = 4096
 """Verified consensus messages kept for heights this node has not started (fed to the core when it does)."""
 MAX_HELD_PER_HEIGHT: Final = 4096
 """Signed messages of a height kept for re-sending to a (re)connecting peer and for anti-entropy."""
+MAX_PENDING_EVIDENCE: Final = 1000
+"""Verified evidence items waiting for a block (own detections and peers' gossip); the oldest goes first when
+full. Kept in memory only: a restart forgets them, and a peer that still holds them re-sends them on reconnect."""
 MAX_RELAY_SEEN: Final = 65_536
 """Hashes of relayed consensus messages remembered (each distinct message is relayed once)."""
 ANTI_ENTROPY_S: Final = 2.0

@@ -361,6 +361,10 @@ class StoreSnapshot:
                 break
         return out
 
+    def iter_namespace(self, namespace: str, limit: int) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) of a state namespace after the snapshot's tip, in key order, at most ``limit``."""
+        yield from self.get_state_page(namespace, b"", b"", limit)
+
     def get_node(self, node_hash: bytes) -> bytes | None:
         """A state-tree node (the NodeStore interface), as of the snapshot."""
         raw = self._txn.get(node_hash, db=self._store._nodes)

@@ -203,12 +203,12 @@ function decodeAs(bytes, what, len) {
 }
 
 export function decodeHeader(bytes) {
-  const f = decodeAs(bytes, 'header', 13);
-  const [version, chainId, height, timeMs, prevBlockId, lastCommitHash, txsRoot, txCount, stateRoot, receiptsRoot, validatorsHash, nextValidatorsHash, proposer] = f;
-  for (const [n, b] of [['txs_root', txsRoot], ['state_root', stateRoot], ['receipts_root', receiptsRoot], ['validators_hash', validatorsHash], ['next_validators_hash', nextValidatorsHash]]) {
+  const f = decodeAs(bytes, 'header', 14);
+  const [version, chainId, height, timeMs, prevBlockId, lastCommitHash, txsRoot, txCount, stateRoot, receiptsRoot, validatorsHash, nextValidatorsHash, proposer, evidenceHash] = f;
+  for (const [n, b] of [['txs_root', txsRoot], ['state_root', stateRoot], ['receipts_root', receiptsRoot], ['validators_hash', validatorsHash], ['next_validators_hash', nextValidatorsHash], ['evidence_hash', evidenceHash]]) {
     if (!(b instanceof Uint8Array) || b.length !== 32) throw new ProofInvalid(`malformed header: ${n}`);
   }
-  return { version, chainId, height, timeMs, prevBlockId, lastCommitHash, txsRoot, txCount, stateRoot, receiptsRoot, validatorsHash, nextValidatorsHash, proposer };
+  return { version, chainId, height, timeMs, prevBlockId, lastCommitHash, txsRoot, txCount, stateRoot, receiptsRoot, validatorsHash, nextValidatorsHash, proposer, evidenceHash };
 }
 
 export function decodeCommit(bytes) {
@@ -419,35 +419,45 @@ export function verifyHeader(ctx, headerDoc, commitDoc, steps = []) {
   return { header, blockId, steps };
 }
 
-/** The transaction hash from encoded transaction bytes: hash of the body's canonical sub-encoding. */
+/** The transaction hash (its ID) from encoded transaction bytes: hash of the body's canonical sub-encoding. */
 export function computeTxHash(ctx, txBytes) {
   const v = decodeAs(txBytes, 'transaction', 2);
   if (!Array.isArray(v[0]) || v[0].length !== 7) throw new ProofInvalid('malformed transaction body');
   return ctx.suite.hash(txBytes.slice(1, itemEnd(txBytes, 1)));
 }
 
-/** Verify a GET /blocks/{h} answer: header+commit, and the transactions' Merkle root against txs_root. */
+/** The signed hash from encoded transaction bytes: hash of the whole canonical encoding (body, key, signature).
+ *  It is the leaf under txs_root, so a proof covers the exact signature the chain agreed on. */
+export function computeSignedTxHash(ctx, txBytes) {
+  computeTxHash(ctx, txBytes); // the same shape checks (decodeAs refuses non-canonical bytes)
+  return ctx.suite.hash(txBytes);
+}
+
+/** Verify a GET /blocks/{h} answer: header+commit, and the transactions' signed hashes' Merkle root against txs_root. */
 export function verifyBlock(ctx, doc) {
   if (!doc.commit) throw new ProofInvalid('the block has no commit yet');
   const { header, steps } = verifyHeader(ctx, doc.header, doc.commit);
-  const hashes = (doc.txs || []).map((t) => computeTxHash(ctx, hexField(t, 'encoded')));
+  const hashes = (doc.txs || []).map((t) => computeSignedTxHash(ctx, hexField(t, 'encoded')));
   if (hashes.length !== header.txCount) throw new ProofInvalid(`${hashes.length} transactions shown; the header says ${header.txCount}`);
-  if (!equalBytes(merkleRoot(ctx.suite.hash, hashes), header.txsRoot)) throw new ProofInvalid('transactions do not hash to the header\'s txs_root');
-  steps.push(`${hashes.length} transactions hash to txs_root`);
+  if (!equalBytes(merkleRoot(ctx.suite.hash, hashes), header.txsRoot)) throw new ProofInvalid('transactions (with their signatures) do not hash to the header\'s txs_root');
+  steps.push(`${hashes.length} signed transactions hash to txs_root`);
   return { height: header.height, steps };
 }
 
-/** Verify a GET /txs/{hash} answer (transaction inclusion; the receipt when its proof is present). */
-export function verifyTx(ctx, resp) {
+/** Verify a GET /txs/{hash} answer (transaction inclusion; the receipt when its proof is present). The body hash
+ *  must be the ID asked for (askedHash, hex, else the answer's own hash); the Merkle leaf is the signed hash. */
+export function verifyTx(ctx, resp, askedHash) {
   const txBytes = hexField(resp.tx, 'encoded');
   const txHash = computeTxHash(ctx, txBytes);
+  if (askedHash && askedHash.toLowerCase().replace(/^0x/, '') !== bytesToHex(txHash)) throw new ProofInvalid(`the transaction returned is ${bytesToHex(txHash).slice(0, 16)}…, not the one asked for`);
   if (resp.hash && resp.hash !== bytesToHex(txHash)) throw new ProofInvalid('transaction bytes do not hash to the claimed hash');
+  const signedHash = computeSignedTxHash(ctx, txBytes);
   const tp = (resp.proof || {}).tx || {};
   const { header, blockId, steps } = verifyHeader(ctx, tp.header, tp.commit);
   const mp = tp.merkle || {};
   if (mp.size !== header.txCount) throw new ProofInvalid(`proof claims ${mp.size} transactions; the header says ${header.txCount}`);
-  if (!isValidMerkleProof(ctx.suite.hash, header.txsRoot, txHash, mp)) throw new ProofInvalid('transaction is not in the block: Merkle proof does not lead to txs_root');
-  steps.push(`transaction ${bytesToHex(txHash).slice(0, 16)}… is leaf ${mp.index} of ${mp.size} under txs_root`);
+  if (!isValidMerkleProof(ctx.suite.hash, header.txsRoot, signedHash, mp)) throw new ProofInvalid('transaction is not in the block: Merkle proof of its signed bytes does not lead to txs_root');
+  steps.push(`transaction ${bytesToHex(txHash).slice(0, 16)}… (signed bytes ${bytesToHex(signedHash).slice(0, 16)}…) is leaf ${mp.index} of ${mp.size} under txs_root`);
   const rp = (resp.proof || {}).receipt;
   let receiptProven = false;
   if (rp) {
