@@ -33,8 +33,22 @@ def compute_root(hash_fn: HashFn, leaves: Sequence[bytes]) -> bytes:
     """The Merkle root of ``leaves`` (leaf data, not yet hashed)."""
     if not leaves:
         return hash_fn(b"")
-    level = [hash_fn(b"\x00" + d) for d in leaves]
-    # Bottom-up pairing gives the same root as RFC 6962's recursive split: an odd last node is carried up.
+    return compute_root_of_nodes(hash_fn, [hash_fn(b"\x00" + d) for d in leaves])
+
+
+def compute_root_of_nodes(hash_fn: HashFn, nodes: Sequence[bytes]) -> bytes:
+    """The root over one level of already-hashed nodes (at least one), paired bottom-up.
+
+    Over leaf hashes this is the RFC 6962 root: bottom-up pairing, an odd last node carried up, gives the same
+    tree as the RFC's recursive split. Over the roots of consecutive subtrees of ``2**k`` leaves each (the last
+    one may hold fewer) it is the root of the whole tree as well: RFC 6962 splits ``n > 2**k`` leaves at the
+    largest power of two below ``n``, a multiple of ``2**k``, so every split falls on a subtree boundary, and that
+    power counted in subtrees is the largest power of two below the subtree count. This is what lets a caller
+    hash chunks of a power-of-two size apart (in other processes) and still get the one root of the whole list.
+    """
+    if not nodes:
+        raise ValueError("a level of a Merkle tree has at least one node")
+    level = list(nodes)
     while len(level) > 1:
         nxt = [hash_fn(b"\x01" + level[i] + level[i + 1]) for i in range(0, len(level) - 1, 2)]
         if len(level) % 2:

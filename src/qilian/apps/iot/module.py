@@ -11,6 +11,7 @@ count. Pure code: deterministic, no IO, no time (the block time comes in), no fl
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar, Final
 
 from qilian.apps.base import MAX_TEXT, get_int, get_record, get_text, process_put_record
@@ -37,6 +38,10 @@ MAX_CLOCK_SKEW_MS: Final = 5 * 60 * 1000
 """How far a batch window may end after the anchoring block's time (gateway clocks drift)."""
 MAX_META: Final = 1024
 """Longest free-text batch metadata."""
+
+_DEVICE_ID_CHARS: Final = re.compile(r"[!-9;-~]*")
+"""Printable ASCII (0x21..0x7E) less the colon (0x3A): one C-speed match instead of a Python loop per character,
+since the gateway checks a device id for every reading."""
 
 RESOURCES: Final = {"add_device": "iot.device", "retire_device": "iot.device", "anchor": "iot.anchor"}
 ACTIVE: Final = "active"
@@ -69,7 +74,7 @@ def get_device_id(value: Any) -> str:
     """A device identifier: 1..MAX_DEVICE_ID printable ASCII characters without spaces or colons (a reading ID
     is ``device:seq``)."""
     text = get_text(value, "device id", MAX_DEVICE_ID)
-    if not all("!" <= ch <= "~" and ch != ":" for ch in text):
+    if not _DEVICE_ID_CHARS.fullmatch(text):
         raise CallFailed(f"device id {quote(text)} must be printable ASCII without spaces or colons")
     return text
 
