@@ -1,7 +1,8 @@
 """IoT attestation end to end on a real four-organisation chain: devices registered through the CLI, 100,000
 device-signed readings anchored by a gateway in one transaction, one reading proven and checked offline — and
 refused after a one-byte change; a forged signature stops the anchoring; the verifier refuses, naming the
-reason, a reading of a retired device, of a device of another organisation and outside the batch window."""
+reason, a reading of a retired device, of a device of another organisation and outside the batch window — and the
+gateway (``qilian iot anchor``, its checks in worker processes) refuses such readings itself before anchoring."""
 
 from __future__ import annotations
 
@@ -120,6 +121,12 @@ def test_iot_anchor_100k_prove_one_and_refusals(net: OrgChain, tmp_path: Path) -
     assert "retired" in flat(res)
     late = [(r, sign_reading("ed25519", keys["dev-2"].private_key, r))
             for r in (_reading("dev-2", 100_000, retired_ms - 1000), _reading("dev-2", 100_001, retired_ms + 5))]
+    # the gateway itself refuses the reading from after the retirement, naming it, and anchors nothing
+    late_file = tmp_path / "late.jsonl"
+    _write(late_file, late)
+    p = net.cli("iot", "anchor", str(late_file), "--key", farm_gw, check=False)
+    assert p.returncode == 1 and "late.jsonl:2: reading dev-2:100001: device dev-2 was retired at" in flat(p)
+    assert "nothing was anchored" in flat(p)
     _anchor_raw(net, load_key(Path(farm_gw)), late, store)
     p = net.cli("iot", "prove", "dev-2:100001", "--store", str(store), check=False)
     assert p.returncode == 1 and "device dev-2 was retired at height" in flat(p)
@@ -133,6 +140,11 @@ def test_iot_anchor_100k_prove_one_and_refusals(net: OrgChain, tmp_path: Path) -
     t = int(time.time() * 1000)
     mixed = [(r, sign_reading("ed25519", k.private_key, r))
              for r, k in ((_reading("dev-1", 200_000, t - 10), keys["dev-1"]), (_reading("dev-p", 1, t - 5), pk))]
+    mixed_file = tmp_path / "mixed.jsonl"
+    _write(mixed_file, mixed)
+    p = net.cli("iot", "anchor", str(mixed_file), "--key", farm_gw, "--workers", "2", check=False)
+    assert p.returncode == 1 and "reading dev-p:1: key of another organisation: device dev-p is registered by " \
+        "processor, and this gateway anchors for farm" in flat(p)
     _anchor_raw(net, load_key(Path(farm_gw)), mixed, store, devices=["dev-1"])
     p = net.cli("iot", "prove", "dev-p:1", "--store", str(store), check=False)
     assert p.returncode == 1 and "key of another organisation: device dev-p is registered by processor" in flat(p)
@@ -144,3 +156,21 @@ def test_iot_anchor_100k_prove_one_and_refusals(net: OrgChain, tmp_path: Path) -
     _anchor_raw(net, load_key(Path(farm_gw)), outside, store, window=(t - 100, t - 60))
     p = net.cli("iot", "prove", "dev-1:300001", "--store", str(store), check=False)
     assert p.returncode == 1 and "outside the batch window" in flat(p)
+    # the gateway refuses a reading from 10 minutes ahead of its clock (no window the chain accepts holds it)
+    future_file = tmp_path / "future.jsonl"
+    _write(future_file, [(r, sign_reading("ed25519", keys["dev-1"].private_key, r))
+                         for r in (_reading("dev-1", 350_000, t + 600_000),)])
+    p = net.cli("iot", "anchor", str(future_file), "--key", farm_gw, check=False)
+    assert p.returncode == 1 and "reading dev-1:350000: outside the batch window" in flat(p)
+
+    # a file anchored as several batches (--batch), checked in worker processes; a reading of the last one proves
+    many = [(r, sign_reading("ed25519", keys[r["device"]].private_key, r))
+            for r in (_reading(f"dev-{i % 2}", 400_000 + i, t - 1_000 + i) for i in range(10))]
+    many_file = tmp_path / "many.jsonl"
+    _write(many_file, many)
+    p = net.cli("iot", "anchor", str(many_file), "--batch", "4", "--workers", "2", "--store", str(store), "--key",
+                farm_gw)
+    assert flat(p).count("anchored batch") == 3 and "2 reading(s) of 2 device(s)" in flat(p)
+    net.cli("iot", "prove", "dev-1:400009", "--store", str(store), "--out", str(tmp_path / "last.json"))
+    p = net.cli("iot", "check", str(tmp_path / "last.json"), node=False)
+    assert "VALID" in p.stdout and "batch of 2" in flat(p)
