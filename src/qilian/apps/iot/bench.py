@@ -17,12 +17,13 @@ import multiprocessing
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
 from qilian.apps.iot.gateway import (
     AnchorReceipt,
+    CheckedBatch,
     Gateway,
     GatewayRules,
     get_gateway_org,
@@ -170,7 +171,7 @@ def run_iot_bench(node: str, admin: KeyPair, gateway: KeyPair, devices: int, rea
             rules = GatewayRules(org, suite_name, get_registry(c, [d for d, _ in keys]), int(time.time() * 1000))
         last_checked = [start]
 
-        def checked() -> Any:
+        def checked() -> Iterator[CheckedBatch]:
             for b in gw.check_batches(rules, lines, batch):
                 last_checked[0] = time.perf_counter()
                 yield b
