@@ -76,7 +76,7 @@ def _consensus_status(node: Node) -> dict[str, Any]:
 def create_app(node: Node) -> FastAPI:
     """The API of one node."""
     suite = node.suite
-    reads = ReadSide(node.store, suite)
+    reads = ReadSide(node.store, suite, node.genesis)
     index = open_node_index(node)
     embedded = EmbeddedIndexer(Indexer(node.store, suite, index))
     index_reads = IndexReads()

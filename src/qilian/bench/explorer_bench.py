@@ -277,7 +277,7 @@ def run_explorer_bench(index: SqlIndex, cfg: ExplorerBenchConfig, progress: Call
         init_home(home, chain_id="bench-explorer", suite_name="ed25519")
         node = Node(load_config(home))
         app = FastAPI()
-        app.include_router(make_router(node, ReadSide(node.store, node.suite), index))
+        app.include_router(make_router(node, ReadSide(node.store, node.suite, node.genesis), index))
         port = get_free_port_block(1)
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                                access_log=False))
