@@ -434,6 +434,19 @@ def test_decoded_value_check_matches_the_walk_on_other_python_values() -> None:
         assert_agree(lambda v=value: codec.check_decoded_value(v), lambda v=value: old_check_value(v))
 
 
+def test_a_structure_cannot_override_from_wire_alone() -> None:
+    """Decoding goes through from_decoded: a structure whose own from_wire adds checks must give them to
+    from_decoded too, or decoding would skip them; Wire refuses such a class when it is defined."""
+    with pytest.raises(TypeError, match="from_decoded"):
+
+        class Lopsided(Wire):
+            WIRE = (AnyValue(),)
+
+            @classmethod
+            def from_wire(cls, obj: Any, where: str = "") -> Any:
+                return super().from_wire(obj, where)
+
+
 # Hypothesis on top of the seeded runs: it shrinks a disagreement to a small example.
 
 _scalars = st.one_of(st.none(), st.booleans(), st.sampled_from(BOUNDARY_INTS), st.integers(MIN_INT, MAX_INT),

@@ -5,12 +5,13 @@ so a decoder checks every field's type and length and there is exactly one place
 
 Two ways in: ``from_wire`` takes any Python value; ``from_decoded`` takes what :func:`decode_raw` returned (``decode``
 uses it), which lets fields of kind ``any`` be checked by :func:`check_decoded_value` instead of the slower walk.
-Both accept and refuse exactly the same values, with the same messages.
+On a decoded value both accept and refuse exactly alike, with the same messages.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, ClassVar, Final, Self
 
 from qilian.types.codec import MAX_INT, CodecError, check_decoded_value, check_value, decode_raw, encode_trusted
@@ -152,7 +153,7 @@ class ListOf(Kind):
     def from_decoded(self, obj: Any, where: str) -> Any:
         return self._get_items(obj, where, self.inner.from_decoded)
 
-    def _get_items(self, obj: Any, where: str, item_from: Any) -> tuple[Any, ...]:
+    def _get_items(self, obj: Any, where: str, item_from: Callable[[Any, str], Any]) -> tuple[Any, ...]:
         if type(obj) is not list:
             raise CodecError(f"{where}: expected a list, got {_describe(obj)}")
         if len(obj) > self.max_items:
@@ -195,6 +196,7 @@ class Wire:
 
     @classmethod
     def _build_checked(cls, obj: Any, where: str, decoded: bool) -> Self:
+        """One body for both ways in, so they can differ only in how ``any`` fields are checked."""
         where = where or cls.__name__
         fields = dataclasses.fields(cls)  # type: ignore[arg-type]
         if type(obj) is not list:
