@@ -226,7 +226,7 @@ class ChainStore:
             raw = txn.get(_height_key(height), db=self._receipts)
         if raw is None:
             return None
-        return [Receipt.from_wire(r) for r in decode_raw(raw)]
+        return [Receipt.from_decoded(r) for r in decode_raw(raw)]
 
     def get_receipts_bytes(self, height: int) -> bytes | None:
         """Encoded receipts list of the block at a height."""
@@ -328,7 +328,7 @@ class StoreSnapshot:
     def get_receipts(self, height: int) -> list[Receipt] | None:
         """Receipts of the block at a height, or None."""
         raw = self._txn.get(_height_key(height), db=self._store._receipts)
-        return None if raw is None else [Receipt.from_wire(r) for r in decode_raw(bytes(raw))]
+        return None if raw is None else [Receipt.from_decoded(r) for r in decode_raw(bytes(raw))]
 
     def get_tx_location(self, tx_hash: bytes) -> tuple[int, int] | None:
         """(height, index) of a committed transaction."""
