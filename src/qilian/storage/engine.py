@@ -1,0 +1,264 @@
+"""Key-value engines under the chain store: one ordered keyspace split into named tables, atomic synced batches,
+point-in-time snapshots.
+
+Why two engines
+---------------
+The chain store writes, per block, a few large values keyed by height (block, commit, receipts), the state-tree
+nodes keyed ``version ‖ hash`` (all at the end of the key space) — and two maps whose keys are hashes: transaction
+hash → location and state key → value. In a B-tree (LMDB) a hash-keyed insert lands on a random leaf page, so a
+block of 5,000 transactions dirties ~5,000 pages per such table once the table outgrows that, and all of them are
+written and fsynced per block: the commit slowed from 0.1 s to 0.8 s over a 10-minute soak (docs/benchmarks.md,
+"Soak"). An LSM tree (RocksDB) turns every insert into an append to its write-ahead log and a memtable insert;
+sorting happens later, in bulk, on background threads. ``qilian bench store`` measures both on the same synthetic
+chain; the node uses :class:`RocksEngine` (the figures are in docs/benchmarks.md), :class:`LmdbEngine` remains for
+the comparison and for tools that want a single-file store.
+
+Guarantees both engines give the store: :meth:`write` applies a whole batch or nothing, and when it returns the
+batch is durable (LMDB: one synced write transaction; RocksDB: one ``WriteBatch`` with ``sync=True`` — the WAL is
+fsynced before the call returns, and recovery replays whole batches only). Snapshots see one batch boundary.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import lmdb
+
+TABLES: Final = (b"m", b"b", b"c", b"r", b"h", b"x", b"n", b"v")
+"""Every table of the store, one byte each (the RocksDB key prefix; the LMDB sub-database name)."""
+
+LMDB_MAP_SIZE: Final = 64 * 1024**3
+"""LMDB map size: the most an LMDB store may grow to (a sparse reservation, not disk use)."""
+ROCKS_WRITE_BUFFER_BYTES: Final = 32 * 1024**2
+"""RocksDB memtable size; a full one is flushed to an SST file by a background thread."""
+ROCKS_MAX_WRITE_BUFFERS: Final = 3
+"""Memtables held at most (one active, the rest waiting for flush): memtable memory ≤ 96 MiB."""
+ROCKS_BLOCK_CACHE_BYTES: Final = 64 * 1024**2
+"""RocksDB block cache, which also holds index and filter blocks (so their memory is bounded too, not one
+per SST file for ever): with the memtables this bounds the engine's memory as the store grows."""
+ROCKS_MAX_OPEN_FILES: Final = 512
+"""SST files kept open (the table cache); bounded so file handles and their metadata do not grow with the store."""
+ROCKS_BACKGROUND_JOBS: Final = 2
+"""Flush and compaction threads (the machine this was measured on has two cores)."""
+ROCKS_BLOOM_BITS: Final = 10
+"""Bloom filter bits per key: a lookup of an absent hash (every new transaction) skips SST files at ~1 % false
+positives."""
+
+Op = tuple[bytes, bytes, bytes | None]
+"""One write of a batch: (table, key, value), value None to delete."""
+
+
+class KVSnapshot(Protocol):
+    """A consistent read view; must be closed."""
+
+    def get(self, table: bytes, key: bytes) -> bytes | None: ...
+
+    def iter_from(self, table: bytes, start: bytes) -> Iterator[tuple[bytes, bytes]]: ...
+
+    def close(self) -> None: ...
+
+
+class KVEngine(Protocol):
+    """The storage interface the chain store is written against."""
+
+    def get(self, table: bytes, key: bytes) -> bytes | None: ...
+
+    def get_many(self, table: bytes, keys: Sequence[bytes]) -> list[bytes | None]: ...
+
+    def write(self, ops: Sequence[Op]) -> None: ...
+
+    def iter_from(self, table: bytes, start: bytes) -> Iterator[tuple[bytes, bytes]]: ...
+
+    def snapshot(self) -> KVSnapshot: ...
+
+    def close(self) -> None: ...
+
+
+def get_disk_bytes(path: Path) -> int:
+    """Bytes the store's files take on disk (allocated blocks, so LMDB's sparse map does not count)."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_blocks * 512
+            except FileNotFoundError:  # RocksDB deletes compacted files while we walk
+                continue
+    return total
+
+
+# -- LMDB -------------------------------------------------------------------------------------------------------
+
+
+class LmdbEngine:
+    """Tables as LMDB sub-databases; single writer, any number of readers, across threads and processes."""
+
+    def __init__(self, path: Path, readonly: bool = False, map_size: int = LMDB_MAP_SIZE):
+        self.env = lmdb.open(str(path), map_size=map_size, max_dbs=len(TABLES) + 1, sync=True, metasync=True,
+                             readonly=readonly, lock=True, max_readers=256)
+        self._dbs = {t: self.env.open_db(b"t" + t, create=not readonly) for t in TABLES}
+
+    def get(self, table: bytes, key: bytes) -> bytes | None:
+        with self.env.begin() as txn:
+            return txn.get(key, db=self._dbs[table])
+
+    def get_many(self, table: bytes, keys: Sequence[bytes]) -> list[bytes | None]:
+        db = self._dbs[table]
+        with self.env.begin() as txn:
+            return [txn.get(k, db=db) for k in keys]
+
+    def write(self, ops: Sequence[Op]) -> None:
+        dbs = self._dbs
+        with self.env.begin(write=True) as txn:
+            for table, key, value in ops:
+                if value is None:
+                    txn.delete(key, db=dbs[table])
+                else:
+                    txn.put(key, value, db=dbs[table])
+
+    def iter_from(self, table: bytes, start: bytes) -> Iterator[tuple[bytes, bytes]]:
+        with self.env.begin() as txn:
+            yield from _iter_lmdb(txn, self._dbs[table], start)
+
+    def snapshot(self) -> LmdbSnapshot:
+        return LmdbSnapshot(self)
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def _iter_lmdb(txn: Any, db: Any, start: bytes) -> Iterator[tuple[bytes, bytes]]:
+    cur = txn.cursor(db=db)
+    if not cur.set_range(start):
+        return
+    for k, v in cur:
+        yield bytes(k), bytes(v)
+
+
+class LmdbSnapshot:
+    """One LMDB read transaction."""
+
+    def __init__(self, engine: LmdbEngine):
+        self._dbs = engine._dbs
+        self._txn = engine.env.begin()
+
+    def get(self, table: bytes, key: bytes) -> bytes | None:
+        raw = self._txn.get(key, db=self._dbs[table])
+        return None if raw is None else bytes(raw)
+
+    def iter_from(self, table: bytes, start: bytes) -> Iterator[tuple[bytes, bytes]]:
+        yield from _iter_lmdb(self._txn, self._dbs[table], start)
+
+    def close(self) -> None:
+        self._txn.abort()
+
+
+# -- RocksDB ----------------------------------------------------------------------------------------------------
+
+
+def _rocks_options() -> Any:
+    from rocksdict import BlockBasedOptions, Cache, Options
+
+    opt = Options(raw_mode=True)
+    opt.create_if_missing(True)
+    opt.set_write_buffer_size(ROCKS_WRITE_BUFFER_BYTES)
+    opt.set_max_write_buffer_number(ROCKS_MAX_WRITE_BUFFERS)
+    opt.set_max_background_jobs(ROCKS_BACKGROUND_JOBS)
+    opt.set_max_open_files(ROCKS_MAX_OPEN_FILES)
+    opt.set_level_compaction_dynamic_level_bytes(True)
+    table = BlockBasedOptions()
+    table.set_block_cache(Cache(ROCKS_BLOCK_CACHE_BYTES))
+    table.set_cache_index_and_filter_blocks(True)
+    table.set_pin_l0_filter_and_index_blocks_in_cache(True)
+    table.set_bloom_filter(ROCKS_BLOOM_BITS, False)
+    opt.set_block_based_table_factory(table)
+    return opt
+
+
+class RocksEngine:
+    """Tables as one-byte key prefixes of one RocksDB keyspace (so a block's batch spans every table atomically).
+
+    One process at a time (RocksDB's LOCK file): the node, or an offline tool with the node stopped. Thread-safe
+    for one writer and any number of readers in the same process."""
+
+    def __init__(self, path: Path, readonly: bool = False):
+        from rocksdict import AccessType, Rdict, ReadOptions, WriteOptions
+
+        self._ReadOptions = ReadOptions
+        access = AccessType.read_only() if readonly else AccessType.read_write()
+        self.db = Rdict(str(path), _rocks_options(), access_type=access)
+        self._sync = WriteOptions()
+        self._sync.sync = True
+
+    def get(self, table: bytes, key: bytes) -> bytes | None:
+        value: bytes | None = self.db.get(table + key)
+        return value
+
+    def get_many(self, table: bytes, keys: Sequence[bytes]) -> list[bytes | None]:
+        if not keys:
+            return []
+        values = self.db.get([table + k for k in keys])
+        return list(values or [])
+
+    def write(self, ops: Sequence[Op]) -> None:
+        from rocksdict import WriteBatch
+
+        batch = WriteBatch(raw_mode=True)
+        for table, key, value in ops:
+            if value is None:
+                batch.delete(table + key)
+            else:
+                batch.put(table + key, value)
+        self.db.write(batch, self._sync)
+
+    def iter_from(self, table: bytes, start: bytes) -> Iterator[tuple[bytes, bytes]]:
+        yield from _iter_rocks(self.db.iter(self._bounded(table)), table, start)
+
+    def _bounded(self, table: bytes) -> Any:
+        opt = self._ReadOptions()
+        opt.set_iterate_upper_bound(bytes([table[0] + 1]))
+        return opt
+
+    def snapshot(self) -> RocksSnapshot:
+        return RocksSnapshot(self)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _iter_rocks(it: Any, table: bytes, start: bytes) -> Iterator[tuple[bytes, bytes]]:
+    it.seek(table + start)
+    while it.valid():
+        key = it.key()
+        if not key.startswith(table):
+            return
+        yield key[1:], it.value()
+        it.next()
+
+
+class RocksSnapshot:
+    """A RocksDB snapshot. Point reads go through one reused iterator (``seek`` then compare): the binding's
+    snapshot has no ``get`` that returns None for an absent key, and a seek costs about what a get does."""
+
+    def __init__(self, engine: RocksEngine):
+        self._engine = engine
+        self._snap: Any = engine.db.snapshot()
+        self._it: Any = self._snap.iter()
+
+    def get(self, table: bytes, key: bytes) -> bytes | None:
+        full = table + key
+        self._it.seek(full)
+        if self._it.valid() and self._it.key() == full:
+            value: bytes = self._it.value()
+            return value
+        return None
+
+    def iter_from(self, table: bytes, start: bytes) -> Iterator[tuple[bytes, bytes]]:
+        yield from _iter_rocks(self._snap.iter(self._engine._bounded(table)), table, start)
+
+    def close(self) -> None:
+        """Drop the iterator and the snapshot (the binding releases RocksDB's snapshot when they are freed)."""
+        self._it = None
+        self._snap = None

@@ -1,0 +1,193 @@
+"""The chain store (layout v2) on both engines: locations by hash, absence, prefix collisions, snapshots, refusal
+of other layouts, and a SIGKILL between commits leaving a consistent store."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import lmdb
+import pytest
+
+from qilian.storage.store import ChainStore, ChainTip, StoreCorrupt, StoreLayoutError
+from qilian.types.core import Block, BlockHeader, ChainParams, Commit, Genesis, Receipt, ValidatorSet
+
+ENGINES = ("rocksdb", "lmdb")
+GENESIS = Genesis("store-test", "ed25519", 0, (), ValidatorSet(()), ChainParams())
+
+
+def make_block(height: int, n: int = 0) -> Block:
+    header = BlockHeader(1, "store-test", height, height * 1000, b"", b"", b"\0" * 32, n, b"\0" * 32, b"\0" * 32,
+                         b"\0" * 32, b"\0" * 32, b"\7" * 20)
+    return Block(header, (), None)
+
+
+def make_tip(height: int) -> ChainTip:
+    return ChainTip(height, height.to_bytes(32, "big"), height * 1000, b"\3" * 32, b"\4" * 32)
+
+
+def commit(store: ChainStore, height: int, hashes: list[bytes],
+           writes: dict[tuple[str, bytes], bytes | None] | None = None) -> None:
+    receipts = [Receipt(h, 0, "", 1, None) for h in hashes]
+    store.process_commit_block(make_block(height, len(hashes)), Commit(height, 0, b"\1" * 32, ()), hashes,
+                               receipts, writes or {}, {height.to_bytes(8, "big") + b"\5" * 32: b"node"},
+                               make_tip(height))
+
+
+def open_store(path: Path, engine: str) -> ChainStore:
+    store = ChainStore(path, engine=engine)
+    store.process_init(GENESIS, make_tip(0), {("kv", b"a"): b"1"}, {b"\0" * 40: b"genesis node"})
+    return store
+
+
+def tx_hash(i: int) -> bytes:
+    return i.to_bytes(4, "big") * 8
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_locations_absence_and_state(tmp_path: Path, engine: str) -> None:
+    store = open_store(tmp_path / "d", engine)
+    try:
+        commit(store, 1, [tx_hash(i) for i in range(3)], {("kv", b"b"): b"2"})
+        commit(store, 2, [tx_hash(i) for i in range(3, 5)], {("kv", b"a"): None, ("kv", b"c"): b"3"})
+        assert store.get_tip().height == 2
+        assert [store.get_tx_location(tx_hash(i)) for i in range(5)] == [(1, 0), (1, 1), (1, 2), (2, 0), (2, 1)]
+        assert store.get_tx_location(tx_hash(99)) is None and not store.is_tx_committed(tx_hash(99))
+        assert store.is_tx_committed(tx_hash(4))
+        assert store.get_committed([tx_hash(1), tx_hash(99), tx_hash(3)]) == {tx_hash(1), tx_hash(3)}
+        assert store.get_committed([]) == set()
+        assert store.get_state("kv", b"a") is None and store.get_state("kv", b"c") == b"3"
+        assert list(store.iter_state_values()) == [(b"\x02kvb", b"2"), (b"\x02kvc", b"3")]
+        assert store.count_state_values() == 2
+        assert [h for h, _ in store.iter_raw_blocks()] == [1, 2]
+        assert [h for h, _ in store.iter_raw_blocks(2)] == [2]
+        assert list(store.iter_tx_hashes(2)) == [(2, 0, tx_hash(3)), (2, 1, tx_hash(4))]
+        block = store.get_block(2)
+        assert block is not None and block.header.height == 2
+        assert store.get_block(3) is None and store.get_commit(3) is None and store.get_receipts(3) is None
+        receipts = store.get_receipts(1)
+        assert receipts is not None and [r.tx_hash for r in receipts] == [tx_hash(i) for i in range(3)]
+        assert store.get_node(b"\0" * 40) == b"genesis node"
+        assert store.get_node((2).to_bytes(8, "big") + b"\5" * 32) == b"node"
+        with pytest.raises(StoreCorrupt, match="committing block 4 on top of 2"):
+            commit(store, 4, [])
+    finally:
+        store.close()
+    reopened = ChainStore(tmp_path / "d", engine=engine)
+    try:
+        assert reopened.get_tip().height == 2 and reopened.get_tx_location(tx_hash(3)) == (2, 0)
+        genesis = reopened.get_genesis()
+        assert genesis is not None and genesis.chain_id == "store-test"
+    finally:
+        reopened.close()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_hash_prefix_collisions_never_misplace_a_transaction(tmp_path: Path, engine: str) -> None:
+    """Three hashes share their first 8 bytes (two in one block, one later); a fourth with that prefix is absent."""
+    same = [b"\xaa" * 8 + bytes([i]) * 24 for i in range(4)]
+    store = open_store(tmp_path / "d", engine)
+    try:
+        commit(store, 1, [tx_hash(1), same[0], same[1]])
+        commit(store, 2, [same[2]])
+        assert store.get_tx_location(same[0]) == (1, 1)
+        assert store.get_tx_location(same[1]) == (1, 2)
+        assert store.get_tx_location(same[2]) == (2, 0)
+        assert store.get_tx_location(same[3]) is None
+        assert store.get_committed(same) == set(same[:3])
+        with store.begin_snapshot() as snap:
+            assert snap.get_tx_location(same[2]) == (2, 0) and snap.get_tx_location(same[3]) is None
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_snapshot_sees_one_tip(tmp_path: Path, engine: str) -> None:
+    store = open_store(tmp_path / "d", engine)
+    try:
+        commit(store, 1, [tx_hash(1)], {("kv", b"x"): b"old"})
+        snap = store.begin_snapshot()
+        commit(store, 2, [tx_hash(2)], {("kv", b"x"): b"new"})
+        assert snap.get_tip().height == 1 and snap.get_block(2) is None and snap.get_commit(2) is None
+        assert snap.get_state("kv", b"x") == b"old" and snap.get_tx_location(tx_hash(2)) is None
+        assert snap.get_receipts(1) is not None and snap.get_node(b"\0" * 40) == b"genesis node"
+        snap.close()
+        with store.begin_snapshot() as snap2:
+            assert snap2.get_tip().height == 2 and snap2.get_state("kv", b"x") == b"new"
+    finally:
+        store.close()
+
+
+def test_refuses_a_store_v1_lmdb_directory(tmp_path: Path) -> None:
+    """An old-layout data dir (LMDB sub-databases ``meta``, ``blocks``…) is refused by name on either engine."""
+    env = lmdb.open(str(tmp_path), max_dbs=16)
+    meta = env.open_db(b"meta")
+    with env.begin(write=True) as txn:
+        txn.put(b"genesis", GENESIS.encode(), db=meta)
+    env.close()
+    with pytest.raises(StoreLayoutError, match="resync"):
+        ChainStore(tmp_path, engine="rocksdb")
+    with pytest.raises(StoreLayoutError, match="old layout"):
+        ChainStore(tmp_path, engine="lmdb")
+
+
+def test_refuses_another_engines_directory(tmp_path: Path) -> None:
+    open_store(tmp_path, "rocksdb").close()
+    with pytest.raises(StoreLayoutError, match="rocksdb"):
+        ChainStore(tmp_path, engine="lmdb")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_refuses_a_different_genesis(tmp_path: Path, engine: str) -> None:
+    open_store(tmp_path, engine).close()
+    store = ChainStore(tmp_path, engine=engine)
+    try:
+        with pytest.raises(StoreCorrupt, match="different genesis"):
+            store.process_init(Genesis("other", "ed25519", 0, (), ValidatorSet(()), ChainParams()), make_tip(0))
+    finally:
+        store.close()
+
+
+_WRITER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    sys.path[:0] = sys.argv[3:]
+    from test_storage import commit, open_store, tx_hash
+    store = open_store(Path(sys.argv[1]), sys.argv[2])
+    h = store.get_tip().height
+    while True:
+        h += 1
+        commit(store, h, [tx_hash(h * 1000 + i) for i in range(200)],
+               {("kv", b"height"): str(h).encode(), ("kv", b"k%d" % h): b"v"})
+        print(h, flush=True)
+""")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_sigkill_between_commits_leaves_a_consistent_store(tmp_path: Path, engine: str) -> None:
+    """A writer process is SIGKILLed at arbitrary moments; every reopen finds a tip whose block, transactions and
+    state are all there and nothing of the next block."""
+    data = tmp_path / "d"
+    paths = [str(Path(__file__).parent), *sys.path]
+    for kill_after in (0.3, 0.45, 0.6):
+        proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(data), engine, *paths],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
+        time.sleep(kill_after + 1.0)  # imports, then some commits
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        store = ChainStore(data, engine=engine)
+        try:
+            tip = store.get_tip().height
+            assert tip > 0, proc.stderr.read() if proc.stderr else ""
+            assert store.get_block(tip) is not None and store.get_block(tip + 1) is None
+            assert store.get_state("kv", b"height") == str(tip).encode()
+            assert store.get_state("kv", b"k%d" % (tip + 1)) is None
+            assert store.get_tx_location(tx_hash(tip * 1000 + 199)) == (tip, 199)
+            assert store.get_tx_location(tx_hash((tip + 1) * 1000)) is None
+        finally:
+            store.close()
