@@ -191,3 +191,21 @@ def test_sigkill_between_commits_leaves_a_consistent_store(tmp_path: Path, engin
             assert store.get_tx_location(tx_hash((tip + 1) * 1000)) is None
         finally:
             store.close()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_engine_tables_iterate_within_themselves(tmp_path: Path, engine: str) -> None:
+    """A table's iteration stops at its end (RocksDB tables are key prefixes of one keyspace); an engine snapshot
+    keeps reading what was there when it was taken."""
+    store = open_store(tmp_path / "d", engine)
+    try:
+        store.kv.write([(b"v", b"b", b"2"), (b"v", b"a", b"1"), (b"x", b"a", b"other table")])
+        snap = store.kv.snapshot()
+        store.kv.write([(b"v", b"c", b"3"), (b"v", b"a", None)])
+        assert [snap.get(b"v", k) for k in (b"a", b"b", b"c")] == [b"1", b"2", None]
+        snap.close()
+        assert list(store.kv.iter_from(b"v", b"b")) == [(b"b", b"2"), (b"c", b"3")]
+        assert [k for k, _ in store.kv.iter_from(b"v", b"")] == [b"\x02kva", b"b", b"c"]
+        assert store.kv.get_many(b"v", [b"a", b"b"]) == [None, b"2"] and store.kv.get_many(b"v", []) == []
+    finally:
+        store.close()

@@ -56,8 +56,6 @@ class KVSnapshot(Protocol):
 
     def get(self, table: bytes, key: bytes) -> bytes | None: ...
 
-    def iter_from(self, table: bytes, start: bytes) -> Iterator[tuple[bytes, bytes]]: ...
-
     def close(self) -> None: ...
 
 
@@ -110,9 +108,11 @@ class LmdbEngine:
             return [txn.get(k, db=db) for k in keys]
 
     def write(self, ops: Sequence[Op]) -> None:
+        """Apply in (table, key) order — a B-tree takes sorted inserts page by page (the sort is stable, so two
+        writes of one key keep their order)."""
         dbs = self._dbs
         with self.env.begin(write=True) as txn:
-            for table, key, value in ops:
+            for table, key, value in sorted(ops, key=_op_order):
                 if value is None:
                     txn.delete(key, db=dbs[table])
                 else:
@@ -127,6 +127,10 @@ class LmdbEngine:
 
     def close(self) -> None:
         self.env.close()
+
+
+def _op_order(op: Op) -> tuple[bytes, bytes]:
+    return op[0], op[1]
 
 
 def _iter_lmdb(txn: Any, db: Any, start: bytes) -> Iterator[tuple[bytes, bytes]]:
@@ -147,9 +151,6 @@ class LmdbSnapshot:
     def get(self, table: bytes, key: bytes) -> bytes | None:
         raw = self._txn.get(key, db=self._dbs[table])
         return None if raw is None else bytes(raw)
-
-    def iter_from(self, table: bytes, start: bytes) -> Iterator[tuple[bytes, bytes]]:
-        yield from _iter_lmdb(self._txn, self._dbs[table], start)
 
     def close(self) -> None:
         self._txn.abort()
@@ -239,13 +240,14 @@ def _iter_rocks(it: Any, table: bytes, start: bytes) -> Iterator[tuple[bytes, by
 
 
 class RocksSnapshot:
-    """A RocksDB snapshot. Point reads go through one reused iterator (``seek`` then compare): the binding's
-    snapshot has no ``get`` that returns None for an absent key, and a seek costs about what a get does."""
+    """A point-in-time view: one RocksDB iterator, which reads the database as of its creation (an implicit
+    snapshot), reused for every point read (``seek`` then compare; a seek costs about what a get does).
+
+    Not the binding's ``Snapshot`` object: its ``iter()`` reads the latest data (measured, rocksdict 0.3.29), and
+    its item access raises a bare ``Exception`` for an absent key."""
 
     def __init__(self, engine: RocksEngine):
-        self._engine = engine
-        self._snap: Any = engine.db.snapshot()
-        self._it: Any = self._snap.iter()
+        self._it: Any = engine.db.iter()
 
     def get(self, table: bytes, key: bytes) -> bytes | None:
         full = table + key
@@ -255,10 +257,6 @@ class RocksSnapshot:
             return value
         return None
 
-    def iter_from(self, table: bytes, start: bytes) -> Iterator[tuple[bytes, bytes]]:
-        yield from _iter_rocks(self._snap.iter(self._engine._bounded(table)), table, start)
-
     def close(self) -> None:
-        """Drop the iterator and the snapshot (the binding releases RocksDB's snapshot when they are freed)."""
+        """Drop the iterator (the binding releases what it pins when it is freed)."""
         self._it = None
-        self._snap = None

@@ -220,8 +220,9 @@ class ChainStore:
                          (_RECEIPTS, hk, encode_trusted([r.to_wire() for r in receipts]))]
         ops += [(_TXS, hk + struct.pack(">I", i), th) for i, th in enumerate(tx_hashes)]
         ops += self._compute_txmap_ops(hk, tx_hashes)
-        ops += [(_NODES, ref, node) for ref, node in sorted(new_nodes.items())]
-        ops += [(_VALUES, compute_value_key(ns, key), value) for (ns, key), value in sorted(state_writes.items())]
+        # Unsorted on purpose: RocksDB's memtable sorts; the LMDB engine sorts a batch into key order itself.
+        ops += [(_NODES, ref, node) for ref, node in new_nodes.items()]
+        ops += [(_VALUES, compute_value_key(ns, key), value) for (ns, key), value in state_writes.items()]
         ops.append((_META, b"tip", encode_trusted(tip.to_wire())))
         self.kv.write(ops)
 
