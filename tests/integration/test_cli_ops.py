@@ -89,3 +89,24 @@ def test_contract_arguments_follow_the_signature(chain: Chain, tmp_path: Path) -
     assert json.loads(q.stdout)["result"] == ["0b0b", 251, True, {"hex": "00ff"}]
     bad = qilian("contract", "query", addr, "f", "x", "many", "true", "00", "--node", chain.node.url)
     assert bad.returncode == 1 and "argument 2" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_tx_list_and_the_receipt_summary(chain: Chain) -> None:
+    key = str(chain.home / "keys" / "org1-client.pem")
+    sent = qilian("--output", "table", "tx", "send", "kv", "put", "listed", "yes", "--key", key,
+                  "--node", chain.node.url)
+    assert sent.returncode == 0, sent.stderr
+    assert "ok: committed at height" in sent.stdout and '"encoded"' not in sent.stdout
+    me = chain.client_key.address.hex()
+    deadline = time.monotonic() + 30
+    items: list[dict[str, object]] = []
+    while time.monotonic() < deadline:
+        out = qilian("--output", "json", "tx", "list", "--account", me, "--node", chain.node.url)
+        assert out.returncode == 0, out.stderr
+        items = json.loads(out.stdout)["items"]
+        if items:
+            break
+        time.sleep(0.2)
+    assert items and items[0]["method"] == "put" and items[0]["sender"] == me
+    bad = qilian("tx", "list", "--account", "not an address!", "--node", chain.node.url)
+    assert bad.returncode == 1 and "bad_address" in bad.stderr and "Traceback" not in bad.stderr

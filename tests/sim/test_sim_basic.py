@@ -1,15 +1,17 @@
-"""The simulator itself: its PRNG is the one specified, a seed replays to the same trace hash, and the checkers find
-planted violations (a checker that cannot fail proves nothing)."""
+"""The simulator itself: its PRNG is the one specified, a seed replays to the same trace hash (with the production
+shell inside), and the checkers find planted violations (a checker that cannot fail proves nothing)."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
-from qilian.consensus import ValidatorSet, Vote, VoteType, compute_value_id
+import qilian.sim.world as world_module
+from qilian.consensus import Vote, VoteType
+from qilian.crypto import get_suite
 from qilian.sim import Checker, Rng, SimConfig, run_simulation
-from qilian.sim.app import GENESIS_ID, make_value
-from qilian.sim.world import compute_validator_address
+from qilian.types.core import Block, ValidatorSet
 
 
 def test_splitmix64_reference_values() -> None:
@@ -42,40 +44,36 @@ def test_trace_hash_does_not_depend_on_python_hash_seed() -> None:
     assert len(hashes) == 1 and len(hashes.pop()) == 64
 
 
-def _checker() -> tuple[Checker, list[bytes]]:
-    keys = [compute_validator_address(i) for i in range(4)]
-    return Checker(ValidatorSet.equal(keys), compute_value_id), keys
+def _stored_world() -> tuple[world_module.World, world_module.SimNode]:
+    w = world_module.World(SimConfig(seed=3, nodes=4, heights=3, faults=frozenset(), chaos_ticks=0))
+    r = w.run()
+    assert r.ok, r.violations
+    return w, w.nodes[0]
 
 
-def _commit(checker: Checker, keys: list[bytes], value: bytes, height: int = 1, round: int = 0,
-            signers: int = 3) -> tuple[Vote, ...]:
-    votes = tuple(Vote(VoteType.PRECOMMIT, height, round, compute_value_id(value), k) for k in keys[:signers])
-    for v in votes:
-        checker.on_sign(0, v, True)
-    return votes
-
-
-def test_checker_flags_disagreement_invalid_value_and_weak_certificate() -> None:
-    c, keys = _checker()
-    a, b = make_value(1, GENESIS_ID, 0, 1), make_value(1, GENESIS_ID, 1, 2)
-    c.on_decide(0, 1, 0, a, _commit(c, keys, a), "core")
+def test_checker_flags_disagreement_and_a_commit_that_fails_check_commit() -> None:
+    """The storage checks are real: a block another correct node did not store, or a commit stripped of
+    signatures, is a violation (a checker that cannot fail proves nothing)."""
+    w, node = _stored_world()
+    ledger = node.disk.ledger
+    block = Block.decode(ledger.blocks[2])
+    commit = ledger.commits[2]
+    c = Checker({v.address: v.power for v in w.genesis.validators.validators}, w.suite, world_module.CHAIN_ID,
+                w.genesis.validators)
+    c.on_store(0, block, commit, [])
     assert c.violations == []
-    c.on_decide(1, 1, 1, b, _commit(c, keys, b, round=1), "core")
-    assert [v.kind for v in c.violations] == ["agreement"]
-    bad = make_value(2, b"\x01" * 32, 0, 3)  # wrong parent
-    c.on_decide(0, 2, 0, bad, _commit(c, keys, bad, height=2), "core")
-    assert [v.kind for v in c.violations][-1] == "validity"
-    weak = make_value(3, compute_value_id(a), 0, 4)
-    c2, _ = _checker()
-    c2.on_decide(0, 1, 0, a, _commit(c2, keys, a), "core")
-    c2.on_decide(0, 2, 0, weak, _commit(c2, keys, weak, height=2, signers=2), "core")
-    assert [v.kind for v in c2.violations] == ["validity", "certificate"]
-    forged = (Vote(VoteType.PRECOMMIT, 1, 0, compute_value_id(a), keys[3]),)  # never signed
-    assert not c2.check_certificate(0, 1, 0, a, forged)
+    other = dataclasses.replace(block, header=dataclasses.replace(block.header, time_ms=block.header.time_ms + 1))
+    c.on_store(1, other, commit, [])
+    assert [v.kind for v in c.violations][:1] == ["agreement"]
+    c2 = Checker({v.address: v.power for v in w.genesis.validators.validators}, w.suite, world_module.CHAIN_ID,
+                 w.genesis.validators)
+    c2.on_store(0, block, dataclasses.replace(commit, signatures=commit.signatures[:2]), [])
+    assert [v.kind for v in c2.violations] == ["certificate"]
 
 
 def test_checker_flags_a_correct_double_sign_but_not_a_byzantine_one() -> None:
-    c, keys = _checker()
+    keys = [bytes([i]) * 20 for i in range(4)]
+    c = Checker(dict.fromkeys(keys, 1), get_suite("ed25519"), "x", ValidatorSet(()))
     c.on_sign(0, Vote(VoteType.PREVOTE, 1, 0, b"x" * 32, keys[0]), True)
     c.on_sign(0, Vote(VoteType.PREVOTE, 1, 0, b"x" * 32, keys[0]), True)  # identical: fine
     c.on_sign(1, Vote(VoteType.PREVOTE, 1, 0, b"x" * 32, keys[1]), False)
@@ -88,7 +86,8 @@ def test_checker_flags_a_correct_double_sign_but_not_a_byzantine_one() -> None:
 def test_a_fault_free_run_decides_every_height_in_round_zero() -> None:
     r = run_simulation(SimConfig(seed=1, nodes=4, heights=5, faults=frozenset(), chaos_ticks=0))
     assert r.ok, r.violations
-    assert r.heights >= 5 and r.max_round == 0 and r.probes["catch-up commits"] == 0
+    assert r.heights >= 5 and r.max_round == 0 and r.probes["crash points"] == 0
+    assert r.probes["txs acknowledged"] > 0
 
 
 def test_sim_package_is_pure() -> None:
@@ -110,4 +109,5 @@ def test_sim_package_is_pure() -> None:
                 [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
             for name in names:
                 assert name.split(".")[0] not in forbidden, f"{path.name}:{node.lineno} imports {name}"
-                assert not name.startswith(("qilian.node", "qilian.storage", "qilian.p2p", "qilian.cli")), name
+                assert not name.startswith(("qilian.node", "qilian.storage", "qilian.p2p.transport", "qilian.p2p.tls",
+                                            "qilian.cli")), name

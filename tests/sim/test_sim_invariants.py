@@ -1,7 +1,9 @@
-"""The consensus core under the simulator: pinned regression seeds, a time-boxed sweep of fresh seeds, the negative
-controls (the checkers do fail when the model's assumptions are broken) and the coverage probes.
+"""The production shell under the simulator: pinned regression seeds, crash sweeps at numbered durable operations,
+a time-boxed sweep of fresh seeds, the negative controls (the checkers do fail when the model's assumptions are
+broken) and the coverage probes.
 
-Every run here is a real `Core` per node; a failure message carries the `qilian sim` command that replays it."""
+Every run here is the real `qilian.shell.Shell` (real core, WAL, signer guard, block building, execution, block
+sync) per node over in-memory ports; a failure message carries the `qilian sim` command that replays it."""
 
 from __future__ import annotations
 
@@ -12,12 +14,12 @@ import time
 import pytest
 
 import qilian.consensus.votes as votes_module
-import qilian.sim.world as world_module
-from qilian.sim import SimConfig, SimResult, run_simulation
+from qilian.sim import SimConfig, SimResult, World, run_simulation
 from qilian.sim.config import FAULTS
 from qilian.sim.sweep import PROBES, format_replay_command, run_sweep
 
-SAFETY = {"agreement", "validity", "certificate", "double-sign", "guard-refused", "locking"}
+SAFETY = {"agreement", "validity", "certificate", "double-sign", "guard-refused", "resend", "locking", "tx-twice",
+          "tx-lost"}
 
 MATRIX = [
     SimConfig(seed=0, nodes=4, byzantine=1),
@@ -25,15 +27,21 @@ MATRIX = [
     SimConfig(seed=0, nodes=7, byzantine=2, weighted=True),
     SimConfig(seed=0, nodes=10, byzantine=3),
     SimConfig(seed=0, nodes=4, byzantine=0, chaos_ticks=12_000),
+    SimConfig(seed=0, nodes=4, byzantine=1, crash_every=600),
 ]
 """Shapes the pinned seeds and the sweep cycle through: 4, 7 and 10 validators, equal and weighted power, f
 Byzantine, every fault kind."""
 
-PINNED = {0: [1, 3, 5, 12], 1: [7, 43], 2: [3, 16], 3: [4, 13], 4: [61, 139]}
-"""Seeds per MATRIX row. Row 0 seed 5 was the simulator's first find (a stall, before the vote-keeper fix); the
-others reached rare paths when pinned (L28 unlocks: 0/12, 1/43, 2/3, 3/13; L49 past-round decisions: 0/3, 2/16).
-A change to the simulator or the core moves what each seed exercises; the sweep and the probe test keep the
-coverage honest, these keep known-hard interleavings in CI."""
+PINNED = {0: [1, 3], 1: [7], 2: [3], 3: [4], 4: [61], 5: [11, 26, 53, 59, 61, 62]}
+"""Seeds per MATRIX row. Row 5 (the crash sweep) pins the seeds where the first crash sweep of the real shell found
+violations — all of them in the checkers' model, not in the shell (docs/spec/consensus.md, "Simulator"): a message
+signed and logged but not yet synced when the node died was re-sent after the restart (the checker counted a
+signature only after the sync), and a lock taken (L36) by a core that died before signing its precommit was lost
+(harmless: nothing of it had left the node; the checker now holds only signed locks)."""
+
+CRASH_SWEEP = SimConfig(seed=0, nodes=4, byzantine=1, crash_every=600)
+"""The crash scenario of issue 11: a crash (process or power loss, by the seed) planned every 100..600 ticks at a
+seeded durable operation of a random correct node, on top of every other fault."""
 
 
 def _explain(r: SimResult) -> str:
@@ -93,7 +101,7 @@ def test_negative_control_equivocators_with_half_the_power_break_safety() -> Non
 
 def test_negative_control_restart_without_wal_double_signs() -> None:
     """Amnesia (no WAL, no signer state across a restart) must show up as a correct validator signing twice."""
-    base = SimConfig(seed=0, nodes=4, faults=frozenset({"crash", "drop", "reorder"}), amnesia=True)
+    base = SimConfig(seed=0, nodes=4, faults=frozenset({"crash", "drop", "reorder"}), amnesia=True, crash_every=600)
     summary = run_sweep(base, range(10))
     assert summary.violations.get("double-sign", 0) > 0, summary.violations
     # and the same crashes with the WAL are safe
@@ -107,7 +115,7 @@ def test_negative_control_vote_keeper_that_drops_equivocations_stalls(monkeypatc
     monkeypatch.setattr(votes_module, "MAX_VALUES_PER_VALIDATOR", 1)
     base = SimConfig(seed=0, nodes=4, byzantine=1, behaviours=("dup-key", "double-vote"))
     kinds: set[str] = set()
-    for seed in range(300):
+    for seed in range(100):
         kinds |= {v.kind for v in run_simulation(dataclasses.replace(base, seed=seed)).violations}
         if "liveness" in kinds:
             break
@@ -118,12 +126,11 @@ def test_coverage_probes_all_fire() -> None:
     """Decisions in round > 0, L28 unlocks, L55 round skips, L49 past-round decisions and proposer rotation all
     happen within a bounded sweep (seeds in order, so the result is reproducible)."""
     totals: dict[str, int] = {}
-    for seed in range(400):
-        for cfg in (SimConfig(seed=seed, nodes=4, byzantine=1), SimConfig(seed=seed, nodes=4)):
-            r = run_simulation(cfg)
-            assert r.ok, _explain(r)
-            for k, v in r.probes.items():
-                totals[k] = totals.get(k, 0) + v
+    for seed in range(20, 80):  # the first L28 unlock of the crash sweep is seed 26
+        r = run_simulation(dataclasses.replace(CRASH_SWEEP, seed=seed))
+        assert r.ok, _explain(r)
+        for k, v in r.probes.items():
+            totals[k] = totals.get(k, 0) + v
         if all(totals.get(p) for p in PROBES):
             break
     print(f"\nprobes after {seed + 1} seeds: {totals}")
@@ -144,22 +151,35 @@ def test_every_fault_kind_and_behaviour_is_exercised() -> None:
     assert roles >= {"correct", "equivocate", "double-vote", "silent", "spam", "dup-key"}, roles
 
 
-def test_negative_control_wal_without_next_height_buffer_loses_locks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A new height's WAL must start with the next-height messages the core had buffered (`WalStart.buffered`):
-    `start_height` acts on them, so a replay without them diverges — the restarted node forgets a lock it
-    precommitted on, or its guard has to refuse a re-derived vote. Drop them and the checkers must see it."""
-    original = world_module.World._commit
-
-    def forgetful_commit(self: world_module.World, node: world_module.SimNode, cert: world_module.CommitCert) -> None:
-        original(self, node, cert)
-        first = node.disk.wal[0] if node.disk.wal else None
-        if isinstance(first, world_module.WalStart) and first.height == cert.height + 1:
-            node.disk.wal[0] = world_module.WalStart(first.height, ())
-
-    monkeypatch.setattr(world_module.World, "_commit", forgetful_commit)
-    kinds: set[str] = set()
-    for seed in range(200):
-        kinds |= {v.kind for v in run_simulation(SimConfig(seed=seed, nodes=4, byzantine=1)).violations}
-        if kinds:
+def test_crash_sweep_reaches_many_crash_points_without_a_violation() -> None:
+    """A bounded slice of the issue's crash sweep in CI: 200 crash points (the full ≥ 2,000-point sweep is
+    `qilian sim --crash-sweep 2000 --byzantine 1`, see docs/spec/consensus.md)."""
+    crashes = 0
+    seeds = 0
+    stored = 0
+    for seed in range(1000, 1200):
+        r = run_simulation(dataclasses.replace(CRASH_SWEEP, seed=seed))
+        assert r.ok, _explain(r)
+        crashes += r.probes["crash points"]
+        stored += r.heights
+        seeds += 1
+        if crashes >= 200:
             break
-    assert kinds & {"locking", "guard-refused"}, kinds
+    print(f"\ncrash sweep: {seeds} seeds, {crashes} crash points, {stored} heights, 0 violations")
+    assert crashes >= 200
+
+
+def test_every_durable_operation_kind_is_a_crash_point() -> None:
+    """The crash plans hit every kind of durable operation (WAL write, fsync, truncate, signer save, block
+    store) — otherwise some crash point would never be tested."""
+    ops: set[str] = set()
+    for seed in range(40):
+        w = World(dataclasses.replace(CRASH_SWEEP, seed=seed))
+        w.run()
+        ops |= {line.split(" at ")[1].split(" #")[0] for line in w._tail if " X crash " in line and " at " in line}
+        for n in w.nodes:
+            if n.disk.crashed_on:
+                ops.add(n.disk.crashed_on)
+        if ops >= {"wal-write", "wal-sync", "wal-truncate", "signer-save", "store"}:
+            break
+    assert ops >= {"wal-write", "wal-sync", "wal-truncate", "signer-save", "store"}, ops

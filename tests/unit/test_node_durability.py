@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -22,10 +21,11 @@ from qilian.consensus.timeouts import TimeoutConfig
 from qilian.consensus.types import Vote, VoteType
 from qilian.execution.block import check_commit
 from qilian.node.config import NodeConfig, init_home
-from qilian.node.consensus import ConsensusDriver
+from qilian.node.consensus import ConsensusDriver, FileSignerStore
 from qilian.node.node import Node
 from qilian.node.signer_store import save_signer_state
 from qilian.node.wal import Wal
+from qilian.shell.wal import WalRecord
 from qilian.types.core import Block, ChainParams, Commit, Receipt
 
 TIMEOUTS = TimeoutConfig(propose_base_ms=200, propose_delta_ms=100, prevote_base_ms=100, prevote_delta_ms=100,
@@ -57,7 +57,7 @@ class CrashWal(Wal):
         self.plan = plan
         self.synced_size = path.stat().st_size
 
-    def append(self, record: Any) -> None:
+    def append(self, record: WalRecord) -> None:
         self.plan.tick()
         super().append(record)
 
@@ -81,12 +81,14 @@ class CrashNode(Node):
         return super().process_execute_and_store(block, commit, hashes)
 
 
-class CrashDriver(ConsensusDriver):
-    plan: Plan
+class CrashSignerStore(FileSignerStore):
+    def __init__(self, path: Path, plan: Plan):
+        super().__init__(path)
+        self.plan = plan
 
-    def _save_signer_state(self, state: SignerState) -> None:
+    def save(self, state: SignerState) -> None:
         self.plan.tick()
-        super()._save_signer_state(state)
+        super().save(state)
 
 
 def _home(tmp_path: Path) -> NodeConfig:
@@ -119,10 +121,9 @@ def _run_node(cfg: NodeConfig, height: int, plan: Plan | None = None, power_loss
     else:
         node = CrashNode(cfg)
         node.plan = plan
-        driver = CrashDriver(node, None, TIMEOUTS, cfg.wal_path, cfg.signer_state_path)
-        driver.plan = plan
-        driver.wal.close()
-        driver.wal = CrashWal(cfg.wal_path, plan)
+        driver = ConsensusDriver(node, None, TIMEOUTS, cfg.wal_path, cfg.signer_state_path,
+                                 wal=CrashWal(cfg.wal_path, plan),
+                                 signer_store=CrashSignerStore(cfg.signer_state_path, plan))
     node.consensus = driver
     try:
         asyncio.run(_run_until(driver, node, height, 20, plan))
@@ -164,11 +165,11 @@ def test_no_crash_point_stores_an_unsigned_commit_or_makes_the_guard_refuse(tmp_
     for at in range(ops):
         cfg = _home(tmp_path / f"{'p' if power_loss else 'k'}{at}")
         crash = Plan(at)
-        _run_node(cfg, 2, crash, power_loss)
+        _run_node(cfg, 3, crash, power_loss)  # counted to height 2: the crash comes before height 3
         assert crash.crashed, f"crash point {at} was never reached"
-        tip, refusals = _run_node(cfg, 3)
+        tip, refusals = _run_node(cfg, 4)
         assert refusals == 0, f"crash point {at}: the signer guard refused a message of the replayed core"
-        assert tip >= 3, f"crash point {at}: the restarted node stopped deciding at height {tip}"
+        assert tip >= 4, f"crash point {at}: the restarted node stopped deciding at height {tip}"
         _assert_ledger_sound(cfg)
 
 

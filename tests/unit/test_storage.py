@@ -14,7 +14,8 @@ from pathlib import Path
 import lmdb
 import pytest
 
-from qilian.storage.store import ChainStore, ChainTip, StoreCorrupt, StoreLayoutError
+from qilian.storage.engine import EngineBusy
+from qilian.storage.store import ChainStore, ChainTip, StoreCorrupt, StoreLayoutError, StoreMissing
 from qilian.types.core import Block, BlockHeader, ChainParams, Commit, Genesis, Receipt, ValidatorSet
 
 ENGINES = ("rocksdb", "lmdb")
@@ -191,6 +192,52 @@ def test_sigkill_between_commits_leaves_a_consistent_store(tmp_path: Path, engin
             assert store.get_tx_location(tx_hash((tip + 1) * 1000)) is None
         finally:
             store.close()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_reader_process_follows_a_running_writer(tmp_path: Path, engine: str) -> None:
+    """A read-only store beside a writer in another process (``qilian indexer`` beside a node): RocksDB admits
+    one writer process, so the reader is a secondary instance — no lock, a view that stays put until
+    ``catch_up`` and then shows whole blocks only; a second writer is refused as busy."""
+    data = tmp_path / "d"
+    paths = [str(Path(__file__).parent), *sys.path]
+    with pytest.raises(StoreMissing):
+        ChainStore(data, readonly=True, engine=engine)
+    assert not data.exists()  # a reader never creates the node's store
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(data), engine, *paths],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
+    try:
+        assert proc.stdout is not None and int(proc.stdout.readline()) >= 1
+        reader = ChainStore(data, readonly=True, engine=engine)
+        try:
+            if engine == "rocksdb":
+                with pytest.raises(EngineBusy, match="another process"):
+                    ChainStore(data, engine=engine)
+            seen = []
+            for _ in range(6):
+                reader.catch_up()
+                with reader.begin_snapshot() as snap:
+                    tip = snap.get_tip().height
+                    block = snap.get_block(tip)
+                    assert block is not None and block.header.height == tip
+                    assert snap.get_block(tip + 1) is None
+                    assert snap.get_state("kv", b"height") == str(tip).encode()
+                    assert snap.get_tx_location(tx_hash(tip * 1000 + 199)) == (tip, 199)
+                seen.append(tip)
+                time.sleep(0.3)
+            assert seen == sorted(seen) and seen[-1] > seen[0], seen
+            if engine == "rocksdb":  # between catch-ups a secondary's view does not move
+                before = reader.get_tip().height
+                time.sleep(0.5)
+                assert reader.get_tip().height == before
+        finally:
+            reader.close()
+    finally:
+        proc.kill()
+        proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -7,19 +7,33 @@ from pathlib import Path
 import pytest
 
 from qilian.consensus.signer import SignerState, SignRefused, check_sign
-from qilian.consensus.types import Proposal, Vote, VoteType
+from qilian.consensus.types import Proposal, TimeoutKind, Vote, VoteType
 from qilian.node.signer_store import load_signer_state, save_signer_state
 from qilian.node.wal import Wal, read_records
+from qilian.shell.wal import WalHeight, WalTimeout, WalValidity, decode_record
+
+
+def _t(h: int, r: int) -> WalTimeout:
+    return WalTimeout(TimeoutKind.PROPOSE, h, r)
+
+
+def test_typed_records_keep_the_old_wire_lists() -> None:
+    """A WAL written before records were typed still replays: the typed records encode to the same lists."""
+    assert WalHeight(7).encode() == ["height", 7]
+    assert WalTimeout(TimeoutKind.PREVOTE, 7, 2).encode() == ["t", int(TimeoutKind.PREVOTE), 7, 2]
+    assert WalValidity(b"\x01" * 32, False, None).encode() == ["a", b"\x01" * 32, False, b""]
+    for rec in (WalHeight(3), _t(3, 1), WalValidity(b"\x02" * 32, False, None)):
+        assert decode_record(rec.encode()) == rec
 
 
 def test_wal_round_trip_and_reset(tmp_path: Path) -> None:
     w = Wal(tmp_path / "cs.wal")
     w.reset(7)
-    w.append(["v", b"\x01" * 40])
-    w.append(["t", 0, 7, 2])
+    w.append(_t(7, 1))
+    w.append(_t(7, 2))
     w.sync()
     w.close()
-    assert Wal(tmp_path / "cs.wal").records == [["height", 7], ["v", b"\x01" * 40], ["t", 0, 7, 2]]
+    assert Wal(tmp_path / "cs.wal").records == [WalHeight(7), _t(7, 1), _t(7, 2)]
 
 
 @pytest.mark.parametrize("cut", [1, 3, 5, 8, 20])
@@ -27,37 +41,37 @@ def test_torn_tail_is_cut_not_fatal(tmp_path: Path, cut: int) -> None:
     path = tmp_path / "cs.wal"
     w = Wal(path)
     w.reset(3)
-    w.append(["a", b"x" * 100])
+    w.append(WalValidity(b"x" * 32, False, None))
     w.sync()
     w.close()
     intact = path.stat().st_size
     w = Wal(path)
-    w.append(["b", b"y" * 100])
+    w.append(WalValidity(b"y" * 32, False, None))
     w.sync()
     w.close()
     full = path.read_bytes()
     path.write_bytes(full[: len(full) - cut])  # a crash in the middle of the last record
     w = Wal(path)
-    assert w.records == [["height", 3], ["a", b"x" * 100]]
+    assert w.records == [WalHeight(3), WalValidity(b"x" * 32, False, None)]
     assert path.stat().st_size == intact
-    w.append(["c", 1])  # and the log goes on from the cut
+    w.append(_t(3, 9))  # and the log goes on from the cut
     w.sync()
     w.close()
-    assert read_records(path)[0][-1] == ["c", 1]
+    assert read_records(path)[0][-1] == _t(3, 9)
 
 
 def test_corrupted_record_ends_the_log_there(tmp_path: Path) -> None:
     path = tmp_path / "cs.wal"
     w = Wal(path)
     w.reset(1)
-    w.append(["a", 1])
-    w.append(["b", 2])
+    w.append(_t(1, 0))
+    w.append(_t(1, 1))
     w.sync()
     w.close()
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF  # checksum no longer matches
     path.write_bytes(bytes(data))
-    assert Wal(path).records == [["height", 1], ["a", 1]]
+    assert Wal(path).records == [WalHeight(1), _t(1, 0)]
 
 
 def test_signer_state_persists_and_still_refuses_conflicts(tmp_path: Path) -> None:

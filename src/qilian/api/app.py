@@ -22,15 +22,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qilian import __version__
 from qilian.api.errors import ApiError
-from qilian.api.explorer import get_static_dir
+from qilian.api.explorer import get_static_dir, open_node_index
 from qilian.api.explorer import make_router as make_explorer_router
 from qilian.api.metrics import NodeMetrics, get_readiness
 from qilian.api.openapi import BATCH_BODY, TX_BODY, process_error_responses
 from qilian.api.readside import ReadSide
 from qilian.api.views import receipt_view
 from qilian.execution.rules import TxRejected
-from qilian.indexer.service import EmbeddedIndexer, Indexer, get_index_path
-from qilian.indexer.sqlite import SqliteIndex
+from qilian.indexer.service import EmbeddedIndexer, Indexer
 from qilian.mempool.pool import MempoolFull
 from qilian.node.node import Node
 from qilian.types.codec import CodecError, decode_raw
@@ -77,7 +76,7 @@ def create_app(node: Node) -> FastAPI:
     """The API of one node."""
     suite = node.suite
     reads = ReadSide(node.store, suite)
-    index = SqliteIndex(get_index_path(node.config.home))
+    index = open_node_index(node)
     embedded = EmbeddedIndexer(Indexer(node.store, suite, index))
     metrics = NodeMetrics(node, lambda: {"qilian_indexed_height": index.get_last_height(),
                                          "qilian_indexer_errors": embedded.errors})

@@ -1,7 +1,7 @@
 """Explorer routes: paginated index queries, search, block lists, validators — and the explorer's static pages.
 
-Index-backed routes (``/contracts``, ``/accounts/{addr}/txs``, ``/events``, ``/search``) answer from the SQLite
-index, which may trail the chain by a moment; each answer says up to which height it is indexed
+Index-backed routes (``/contracts``, ``/accounts/{addr}/txs``, ``/events``, ``/search``) answer from the index
+(SQLite or PostgreSQL), which may trail the chain by a moment; each answer says up to which height it is indexed
 (``indexed_height``). Anything a client must trust is not here: it verifies blocks, transactions and state through
 the proof-carrying routes (``/blocks/{h}``, ``/txs/{hash}``, ``/state/...``).
 """
@@ -16,7 +16,8 @@ from fastapi import APIRouter, Query
 
 from qilian.api.errors import ApiError
 from qilian.api.readside import MAX_BLOCKS_PAGE, ReadSide
-from qilian.indexer.sqlite import DEFAULT_PAGE, MAX_PAGE, IndexQueryError, SqliteIndex
+from qilian.indexer.service import open_index
+from qilian.indexer.sql import DEFAULT_PAGE, MAX_PAGE, IndexQueryError, SqlIndex
 
 if TYPE_CHECKING:
     from qilian.node.node import Node
@@ -34,7 +35,13 @@ def _is_address(text: str) -> bool:
     return len(text) == 40 and all(c in "0123456789abcdef" for c in text)
 
 
-def make_router(node: Node, reads: ReadSide, index: SqliteIndex) -> APIRouter:
+def open_node_index(node: Node) -> SqlIndex:
+    """The index backend the node is configured with (``[indexer]`` in node.toml: SQLite beside the node by default,
+    or PostgreSQL). Both answer every route below identically."""
+    return open_index(node.config.home, node.config.indexer_backend, node.config.indexer_url)
+
+
+def make_router(node: Node, reads: ReadSide, index: SqlIndex) -> APIRouter:
     """The explorer's JSON routes over the read side and the index."""
     router = APIRouter()
 

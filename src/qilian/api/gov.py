@@ -5,9 +5,9 @@ Proposals and votes themselves are transactions (POST /txs to ``gov``). A proof 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from qilian.api.views import commit_view, header_view
 from qilian.execution.members import (
@@ -22,9 +22,10 @@ from qilian.execution.members import (
 )
 from qilian.execution.modules import get_registry
 from qilian.execution.modules.gov import GOV_NAMESPACE, Proposal, compute_proposal_key, get_proposal_count
+from qilian.execution.modules.regulator import REGULATOR_NAMESPACE, get_regulation
 from qilian.execution.policy import MEMBER_NAMESPACE, POLICY_NAMESPACE, RESOURCES, decode_policy
 from qilian.types.codec import decode_raw, to_json_value
-from qilian.types.core import ValidatorSet
+from qilian.types.core import ValidatorSet, compute_tx_hash
 
 if TYPE_CHECKING:
     from qilian.node.node import Node
@@ -205,5 +206,61 @@ def make_gov_router(node: Node, api_error: type[Exception]) -> APIRouter:
                 trusted = vset
             prev_block = block
         return get_validator_path_doc(node.suite, entries)
+
+    # -- regulation and the audit trail -----------------------------------------------------------------
+
+    @router.get("/gov/regulation/{address}", summary="Whether an address is frozen or abolished, with a state proof")
+    async def regulation(address: str) -> dict[str, Any]:
+        if len(address) > 64:
+            raise api_error(400, "bad_address", "an address is 40 hex digits or a system contract name")
+        reg = get_regulation(node.store.get_state, address)
+        next_height = node.get_tip().height + 1
+        doc: dict[str, Any] = {"address": address, "regulation": None if reg is None else reg.to_value(),
+                               "in_force_at_next_height": reg is not None and reg.is_in_force(next_height),
+                               "next_height": next_height}
+        if node.get_tip().height:
+            doc["state"] = proven(REGULATOR_NAMESPACE, address.encode())
+        return doc
+
+    @router.get("/gov/history", summary="Governance transactions of a range of heights, with their proofs")
+    async def history(from_: Annotated[int, Query(alias="from")], to: int, index: int = 0) -> dict[str, Any]:
+        """Scan blocks ``from``..``to`` (at most MAX_HISTORY_RANGE heights; ``to`` below the tip, whose receipts
+        the next block commits) for ``gov`` and ``regulator`` transactions; at most MAX_HISTORY_PAGE entries,
+        then ``next`` names where to continue (``from`` and ``index`` within that block)."""
+        from qilian.sdk.history import MAX_HISTORY_PAGE, MAX_HISTORY_RANGE, get_history_entry_doc, is_governance_tx
+
+        tip = node.get_tip().height
+        if not 1 <= from_ <= to < tip:
+            raise api_error(400, "bad_range", f"from and to are heights with 1 <= from <= to <= {tip - 1} (a "
+                                              f"receipt is proven by the next block's header)")
+        if to - from_ >= MAX_HISTORY_RANGE:
+            raise api_error(400, "bad_range", f"at most {MAX_HISTORY_RANGE} heights per request; page by range")
+        if not 0 <= index <= 2**31:
+            raise api_error(400, "bad_index", "index is a transaction position in the block of `from`")
+        entries: list[dict[str, Any]] = []
+        next_doc: dict[str, int] | None = None
+        with node.store.begin_snapshot() as snap:
+            for h in range(from_, to + 1):
+                block = snap.get_block(h)
+                if block is None:
+                    raise api_error(503, "unavailable", f"block {h} is not stored")
+                start = index if h == from_ else 0
+                positions = [i for i, tx in enumerate(block.txs) if i >= start and is_governance_tx(tx)]
+                if not positions:
+                    continue
+                commit, receipts = snap.get_commit(h), snap.get_receipts(h)
+                child, child_commit = snap.get_block(h + 1), snap.get_commit(h + 1)
+                if commit is None or receipts is None or child is None or child_commit is None:
+                    raise api_error(503, "unavailable", f"block {h} or its child is not fully stored")
+                hashes = [compute_tx_hash(node.suite, tx.body) for tx in block.txs]
+                for i in positions:
+                    if len(entries) >= MAX_HISTORY_PAGE:
+                        next_doc = {"from": h, "index": i}
+                        break
+                    entries.append(get_history_entry_doc(node.suite, block, commit, hashes, i, receipts, child,
+                                                         child_commit))
+                if next_doc is not None:
+                    break
+        return {"from": from_, "to": to, "tip": tip, "entries": entries, "next": next_doc}
 
     return router

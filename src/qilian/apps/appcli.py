@@ -1,5 +1,5 @@
-"""What the scenario apps' commands share: sign and send a call and fail with the receipt's error, read a state
-entry with its proof checked against the trusted genesis, print a result."""
+"""What the scenario apps' commands share: pre-check a call on the node, sign and send it and fail with the
+receipt's error, read a state entry with its proof checked against the trusted genesis, print a result."""
 
 from __future__ import annotations
 
@@ -21,11 +21,34 @@ def get_signing_key(home: Path, key: Path | None, default_role: str = "client") 
     return load_signing_key(get_key_path(home, key, default_role), None)
 
 
+def process_check(node: str, key: Any, module: str, method: str, args: list[Any]) -> Any:
+    """Pre-check ``module.method(args)`` on the node (``POST /<module>/check``) and return the result it would
+    have; a call the latest state already refuses (insufficient balance, unknown DID, a department outside the
+    policy …) is a UserError naming the problem, before anything is signed or sent — so it never becomes a failed
+    receipt on the chain."""
+    import httpx
+
+    from qilian.sdk.client import ApiFailure, Client
+    from qilian.types.codec import to_json_value
+
+    try:
+        with Client(node) as c:
+            doc = c._json(c.http.post(f"/{module}/check", json={"method": method, "args": to_json_value(args),
+                                                                "sender": key.public_key.hex()}))
+    except ApiFailure as exc:
+        raise UserError(f"refused: {exc.message}" if exc.code == "refused" else f"{exc.code}: {exc.message}"
+                        ) from None
+    except (OSError, httpx.HTTPError) as exc:
+        raise UserError(f"cannot reach {node}: {exc}") from None
+    return doc.get("result")
+
+
 def process_send(node: str, key: Any, module: str, method: str, args: list[Any]) -> dict[str, Any]:
-    """Submit a call, wait for its commit and return the receipt; a refusal or failed receipt is a UserError
-    naming the problem (the command exits 1, nothing was written)."""
+    """Pre-check a call, submit it, wait for its commit and return the receipt; a refusal or failed receipt is a
+    UserError naming the problem (the command exits 1, nothing was written)."""
     from qilian.sdk.client import ApiFailure, Client
 
+    process_check(node, key, module, method, args)
     try:
         with Client(node) as c:
             res = c.call(key, module, method, args, wait="commit")

@@ -13,20 +13,12 @@ from qilian.cli.main import _fail
 
 
 def process_call(node: str, key: Any, module: str, method: str, args: list[Any]) -> dict[str, Any]:
-    """Pre-check ``module.method(args)`` against the node's latest state, then send it and wait for the commit;
-    any refusal exits with its reason (nothing is written)."""
+    """Pre-check ``module.method(args)`` against the node's latest state (:func:`qilian.apps.appcli.process_check`),
+    then send it and wait for the commit; any refusal exits with its reason (nothing is written)."""
+    from qilian.apps.appcli import process_check
     from qilian.cli.contract_cmd import _check_receipt, _send
-    from qilian.sdk.client import ApiFailure, Client
-    from qilian.types.codec import to_json_value
 
-    try:
-        with Client(node) as c:
-            c._json(c.http.post(f"/{module}/check", json={"method": method, "args": to_json_value(args),
-                                                          "sender": key.public_key.hex()}))
-    except ApiFailure as exc:
-        _fail(f"refused: {exc.message}" if exc.code == "refused" else f"{exc.code}: {exc.message}")
-    except (OSError, httpx.HTTPError) as exc:
-        _fail(f"cannot reach {node}: {exc}")
+    process_check(node, key, module, method, args)
     res = _send(node, key, module, method, args)
     _check_receipt(res)
     return res

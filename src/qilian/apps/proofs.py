@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from fastapi import APIRouter
+
 from qilian.api.views import commit_view, header_view, receipt_view, tx_view
 from qilian.crypto import merkle
 from qilian.execution.policy import MEMBER_NAMESPACE
@@ -103,8 +105,6 @@ def get_genesis_doc(node: Node) -> Any:
     return json.loads(genesis_to_json(node.genesis))
 
 
-
-
 def simulate_call(node: Node, to: str, method: str, args: list[Any], sender: bytes) -> tuple[bool, Any]:
     """Run a module call against the latest executed state without a transaction: (True, result) or (False,
     the refusal). Lets the CLI and API name a problem (wrong custodian, unknown item …) before anything is sent;
@@ -154,5 +154,21 @@ def run_check(node: Node, api_error: type[Exception], module: str, doc: dict[str
     return {"ok": True, "result": to_json_value(result)}
 
 
-__all__ = ["ProofUnavailable", "get_genesis_doc", "get_proven_record", "get_state_doc", "get_tx_doc", "make_bundle",
-           "run_check", "simulate_call"]
+def add_check_route(router: APIRouter, node: Node, api_error: type[Exception], module: str) -> None:
+    """Register ``POST /<module>/check`` on an app's router: every app module is pre-checked at the same kind of
+    path, so a client (the CLI's :func:`qilian.apps.appcli.process_check`) needs only the module name."""
+
+    async def check(doc: dict[str, Any]) -> dict[str, Any]:
+        return run_check(node, api_error, module, doc)
+
+    router.add_api_route(
+        f"/{module}/check", check, methods=["POST"], name=f"check_{module}",
+        summary=f"Pre-check a {module} call against the latest state (nothing is written)",
+        description='Body: {"method": …, "args": [...], "sender": public key hex}. 200 with the result the call '
+                    "would return, or 422 naming why the chain would refuse it (insufficient balance, unknown "
+                    "DID, a department outside the policy, an expired quote …). The chain decides again when the "
+                    "transaction executes.")
+
+
+__all__ = ["ProofUnavailable", "add_check_route", "get_genesis_doc", "get_proven_record", "get_state_doc",
+           "get_tx_doc", "make_bundle", "run_check", "simulate_call"]

@@ -27,6 +27,7 @@ from qilian.cli.main import (
     get_key_path,
     load_signing_key,
     parse_arg,
+    print_tx_result,
 )
 
 contract_app = typer.Typer(help="Deploy, call and query Python contracts.", no_args_is_help=True)
@@ -189,7 +190,7 @@ def contract_call(
     """Call a contract function in a transaction; prints the receipt (result, fuel, events)."""
     kp = _client_key(home, key, password_env)
     res = _send(node, kp, address, method, get_typed_args(node, address, method, args or []))
-    _print_json(res)
+    print_tx_result(res)
     if (res.get("receipt") or {}).get("status") != "ok":
         raise typer.Exit(1)
 

@@ -127,6 +127,35 @@ def _print_json(doc: Any) -> None:
         sys.stdout.flush()
 
 
+def compute_without_encoded(doc: Any) -> Any:
+    """A response without its ``encoded`` hex fields (the canonical bytes verifiers need, noise for people)."""
+    if isinstance(doc, dict):
+        return {k: compute_without_encoded(v) for k, v in doc.items() if k != "encoded"}
+    if isinstance(doc, list):
+        return [compute_without_encoded(v) for v in doc]
+    return doc
+
+
+def print_tx_result(res: dict[str, Any]) -> None:
+    """A submitted transaction's answer: JSON as the node gave it when piped (or --output json); on a terminal a
+    one-line summary, then the answer without the canonical-bytes hex."""
+    if get_output_mode() == "json":
+        _print_json(res)
+        return
+    r = res.get("receipt") or {}
+    if res.get("status") == "committed":
+        outcome = r.get("status", "?")
+        colour = "green" if outcome == "ok" else "red"
+        line = (f"[{colour}]{outcome}[/{colour}]: committed at height {res.get('height')}, index {res.get('index')}"
+                f", fuel {r.get('fuel_used', 0)}, {len(r.get('events') or [])} event(s)")
+        if r.get("error"):
+            line += f" — {escape(str(r['error']))}"
+    else:
+        line = f"{res.get('status')}: not committed yet; check with qilian tx get {res.get('hash')}"
+    console.print(line, soft_wrap=True)
+    _print_json(compute_without_encoded(res))
+
+
 def print_facts(facts: dict[str, Any], title: str | None = None) -> None:
     """Facts about one thing: a two-column table on a terminal (or with --output table), JSON otherwise."""
     if get_output_mode() == "json":
@@ -520,7 +549,7 @@ def tx_send(
             _fail(f"not committed yet ({res.get('status')}); check later with: qilian tx get {res.get('hash')}")
         sys.stdout.write(res["hash"] + "\n")
         return
-    _print_json(res)
+    print_tx_result(res)
 
 
 def _load_trusted_genesis(home: Path, genesis_file: Path | None) -> Any:
@@ -565,6 +594,36 @@ def tx_get(
             return
         res["verified"] = {"tx_in_block": v.height, "receipt_proven": v.receipt is not None}
     _print_json(res)
+
+
+@tx_app.command("list")
+def tx_list(
+    account: Annotated[str, typer.Option("--account", help="Address (40 hex digits) or a contract/module name.")],
+    limit: Annotated[int, typer.Option(help="Transactions per page (1..100).", min=1, max=100)] = 20,
+    cursor: Annotated[str | None, typer.Option(help="Continue after this page (the previous page's next_cursor).")]
+    = None,
+    node: NodeOpt = DEFAULT_NODE,
+) -> None:
+    """Transactions sent by an account or targeting it, newest first (from the node's index; verify any of them
+    with `qilian tx get HASH`)."""
+    import httpx
+
+    params: dict[str, Any] = {"limit": limit, **({"cursor": cursor} if cursor else {})}
+    r = httpx.get(f"{node.rstrip('/')}/accounts/{account}/txs", params=params, timeout=30)
+    doc = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+    if r.status_code != 200:
+        _fail(f"the node answered {r.status_code} {doc.get('error', '')}: {doc.get('message', r.text[:200])}")
+    if get_output_mode() == "json":
+        _print_json(doc)
+        return
+    table = Table("height", "hash", "from", "to", "method", "status", "fuel",
+                  title=f"{doc.get('address')} (indexed to height {doc.get('indexed_height')})")
+    for t in doc.get("items", []):
+        table.add_row(str(t["height"]), t["hash"], t["sender"], t["target"], t["method"], t["status"],
+                      str(t["fuel_used"]))
+    console.print(table, soft_wrap=True)
+    if doc.get("next_cursor"):
+        console.print(f"more: qilian tx list --account {account} --cursor {doc['next_cursor']}", soft_wrap=True)
 
 
 @block_app.command("get")
@@ -805,10 +864,13 @@ def _register_subcommands() -> None:
     from qilian.cli.bootstrap_cmd import genesis_app, org_app
     from qilian.cli.contract_cmd import contract_app, evidence_app
     from qilian.cli.gov_cmd import gov_app
+    from qilian.cli.indexer_cmd import bench_explorer, indexer
     from qilian.cli.members_cmd import member_app, validator_app
 
     app.command("status")(ops_cmd.status)
     app.command("events")(ops_cmd.events)
+    app.command("indexer")(indexer)
+    bench_app.command("explorer")(bench_explorer)
     app.add_typer(contract_app, name="contract")
     app.add_typer(evidence_app, name="evidence")
     app.add_typer(org_app, name="org")
@@ -831,6 +893,10 @@ def _register_subcommands() -> None:
     app.add_typer(registry_app, name="registry")
     app.add_typer(validator_app, name="validator")
     app.add_typer(member_app, name="member")
+    from qilian.cli import regulator_cmd
+
+    for name in ("freeze", "unfreeze", "abolish", "appeal"):
+        app.command(name)(getattr(regulator_cmd, name))
 
 
 if __name__ != "__main__":

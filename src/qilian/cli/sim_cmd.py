@@ -5,6 +5,7 @@ lines of the trace. Exit status 1 when any invariant was broken (so a sweep can 
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Annotated
 
@@ -37,6 +38,15 @@ def sim(
                                                                       "control: violations expected).")] = False,
     amnesia: Annotated[bool, typer.Option("--amnesia", help="Restarts lose WAL and signer state (negative "
                                                             "control for double signing).")] = False,
+    crash_every: Annotated[int, typer.Option(help="Crash sweep: plan a crash at a seeded durable operation of a "
+                                                   "random correct node every 100..N ticks (0: off).")] = 0,
+    crash_sweep: Annotated[int, typer.Option(help="Run seeds until this many crash points were taken (sets "
+                                                  "--crash-every 600 unless given).")] = 0,
+    valset_changes: Annotated[bool, typer.Option("--valset-changes", help="Governance adds the spare node (an "
+                                                 "observer until then), changes a power and removes a validator "
+                                                 "during the run (H+2 rule; equal powers).")] = False,
+    early_valsets: Annotated[str, typer.Option(help="Negative control: these node indices (comma-separated) apply "
+                                                    "a validator-set change at H+1; violations expected.")] = "",
     trace: Annotated[bool, typer.Option("--trace", help="Print the trace tail even when the run passes.")] = False,
     show_failures: Annotated[int, typer.Option(help="Failing seeds reported in full in a sweep.")] = 3,
 ) -> None:
@@ -45,12 +55,18 @@ def sim(
     from qilian.sim.config import DEFAULT_CHAOS_TICKS, DEFAULT_LIVENESS_BOUND
     from qilian.sim.sweep import run_sweep
 
+    logging.getLogger("qilian").setLevel(logging.CRITICAL + 1)  # the shells' own logs; the report is below
+    if crash_sweep > 0:
+        crash_every = crash_every or 600
+        sweep = sweep or 1_000_000
     try:
         cfg = SimConfig(seed=seed, nodes=nodes, byzantine=byzantine, heights=heights, faults=parse_faults(faults),
                         behaviours=parse_behaviours(behaviours), weighted=weighted,
                         chaos_ticks=DEFAULT_CHAOS_TICKS if chaos_ticks is None else chaos_ticks,
                         liveness_bound_ticks=DEFAULT_LIVENESS_BOUND if liveness_bound is None else liveness_bound,
-                        allow_unsafe=allow_unsafe, amnesia=amnesia)
+                        allow_unsafe=allow_unsafe, amnesia=amnesia, crash_every=crash_every,
+                        valset_changes=valset_changes,
+                        early_valsets=tuple(int(i) for i in early_valsets.split(",") if i.strip()))
         if sweep <= 0:
             from qilian.sim.world import World
 
@@ -73,14 +89,16 @@ def sim(
     t0 = time.perf_counter()
     with Progress(TextColumn("sim sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.fields[bad]} failing"), console=err, transient=True) as progress:
-        task = progress.add_task("sweep", total=sweep, bad=0)
+        task = progress.add_task("sweep", total=None if crash_sweep else sweep, bad=0)
         failing = 0
+        crashes = 0
 
         def on_result(r: object) -> None:
-            nonlocal reported, failing
+            nonlocal reported, failing, crashes
             from qilian.sim import SimResult
 
             assert isinstance(r, SimResult)
+            crashes += r.probes.get("crash points", 0)
             progress.advance(task)
             if r.violations:
                 failing += 1
@@ -92,7 +110,7 @@ def sim(
                     _print_failure(r, show_trace=True, violations=True, out=progress.console)
 
         def should_stop() -> bool:
-            return deadline is not None and time.monotonic() > deadline
+            return (deadline is not None and time.monotonic() > deadline) or (0 < crash_sweep <= crashes)
 
         try:
             summary = run_sweep(cfg, range(seed, seed + sweep), on_result, should_stop)
@@ -109,6 +127,8 @@ def sim(
     console.print(f"  heights decided {summary.heights:,}; max decision round {summary.max_round}; messages "
                   f"{summary.messages:,}; worst heal→commit {summary.max_liveness_ticks} ticks "
                   f"(bound {cfg.liveness_bound_ticks})")
+    console.print(f"  crash points {summary.crash_points:,} (crashes before a numbered durable operation: WAL write, "
+                  f"WAL fsync, WAL truncate, signer-state save, block store)")
     probes = ", ".join(f"{k} {v:,}" for k, v in summary.probes.items())
     console.print(f"  probes: {probes}")
     silent = summary.get_silent_probes()

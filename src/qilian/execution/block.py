@@ -19,6 +19,7 @@ from qilian.execution.messages import MAX_RECEIPT_ERROR, compute_receipt_error, 
 from qilian.execution.modules import MODULES, get_module
 from qilian.execution.modules.gov import GOV_MODULE
 from qilian.execution.modules.kv import MAX_KV_KEY, MAX_KV_VALUE
+from qilian.execution.modules.regulator import check_sender_not_frozen, is_contract_frozen
 from qilian.execution.rules import (
     ChainRules,
     MemberLookup,
@@ -89,6 +90,7 @@ def execute_tx(env: BlockEnv, tx: Transaction, tx_hash: bytes) -> Receipt:
             raise CallFailed(f"no module or contract named {quote(body.to)}" if module is None
                              else "sender is not a member (revoked)")
         call = TxCall(tx, tx_hash, member, env.rules.suite.compute_address(body.sender).hex())
+        check_sender_not_frozen(env, call)  # a regulator's freeze: "[frozen] account … is frozen until …"
         try:
             out = module.execute(env, call)
         finally:
@@ -139,8 +141,9 @@ def execute_block(rules: ChainRules, state: StateReader, txs: Sequence[Transacti
     ``time_ms`` are the block's, what contracts see as ``ctx.height`` and ``ctx.time_ms``)."""
     block_writes: Writes = {}
     overlay = Overlay(state, block_writes)
-    env = BlockEnv(rules, overlay, ContractExecutor(rules.suite, overlay, refuse_frozen=True), height, time_ms,
-                   receipt_bytes_left=MAX_BLOCK_RECEIPT_BYTES)
+    executor = ContractExecutor(rules.suite, overlay, refuse_frozen=True,
+                                is_frozen=lambda address: is_contract_frozen(overlay.get, address, height))
+    env = BlockEnv(rules, overlay, executor, height, time_ms, receipt_bytes_left=MAX_BLOCK_RECEIPT_BYTES)
     process_begin_block(env)
     receipts = tuple(execute_tx(env, tx, h) for tx, h in zip(txs, tx_hashes, strict=True))
     process_end_block(env)

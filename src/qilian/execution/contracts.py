@@ -104,11 +104,14 @@ def get_frozen(state: Callable[[str, bytes], bytes | None], address: str) -> tup
 class ContractExecutor:
     """Runs the contract transactions of one block (or one query) over a state."""
 
-    def __init__(self, suite: Suite, state: StateRW, block_fuel: int = MAX_BLOCK_FUEL, refuse_frozen: bool = False):
+    def __init__(self, suite: Suite, state: StateRW, block_fuel: int = MAX_BLOCK_FUEL, refuse_frozen: bool = False,
+                 is_frozen: Callable[[str], bool] | None = None):
         self.suite = suite
         self.state = state
         self.refuse_frozen = refuse_frozen
         """Treat frozen contracts as absent (in blocks, so a contract cannot call a frozen one either)."""
+        self.is_frozen = is_frozen
+        """Whether a regulator's freeze stops this contract at the block's height (with ``refuse_frozen``)."""
         self.runtime = Runtime(state, self._load, suite.hash)
         self.block_fuel_left = block_fuel
         """What the block's remaining contract calls may still spend."""
@@ -120,7 +123,8 @@ class ContractExecutor:
             return None
         if code is None:
             return None
-        if self.refuse_frozen and self.state.get(FROZEN_NAMESPACE, address.encode()) is not None:
+        if self.refuse_frozen and (self.state.get(FROZEN_NAMESPACE, address.encode()) is not None
+                                   or (self.is_frozen is not None and self.is_frozen(address))):
             return None
         try:
             return compile_contract(code[0])

@@ -36,6 +36,7 @@ MAX_RULE_NUMBER: Final = 1000
 
 GOVERNING_ROLES: Final = ("admin",)
 SENDING_ROLE_LIST: Final = ("admin", "member", "validator")
+REGULATOR_ROLES: Final = ("regulator",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +107,10 @@ DEFAULT_POLICIES: Final[Mapping[str, Policy]] = {
     "member.revoke": Policy("SELF", (), GOVERNING_ROLES),
     "member.rotate": Policy("SELF", (), GOVERNING_ROLES),
     "validator.update": Policy("MAJORITY", (), GOVERNING_ROLES),
+    # the regulator (execution/modules/regulator.py): one supervisory body acts alone; tighten by gov.set_policy
+    "regulator.freeze": Policy("ANY", (), REGULATOR_ROLES),
+    "regulator.unfreeze": Policy("ANY", (), REGULATOR_ROLES),
+    "regulator.abolish": Policy("ANY", (), REGULATOR_ROLES),
 }
 """The policies every chain starts with (seeded into state at genesis). A new contract harms nobody, so any
 organisation's admin deploys; a contract is upgraded by its own organisation's admin; system contracts, freezes,

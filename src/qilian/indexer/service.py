@@ -20,7 +20,8 @@ from qilian.api.views import STATUS_NAMES
 from qilian.contracts.system import SYSTEM_CONTRACTS
 from qilian.crypto.suite import Suite
 from qilian.execution.contracts import CONTRACTS_MODULE
-from qilian.indexer.sqlite import ContractVersion, EventRow, HeightRows, SqliteIndex, TxRow
+from qilian.indexer.sql import ContractVersion, EventRow, HeightRows, SqlIndex, TxRow
+from qilian.indexer.sqlite import SqliteIndex
 from qilian.storage.store import ChainStore
 from qilian.types.codec import to_json_value
 from qilian.types.core import Block, Commit, Receipt, compute_block_id, compute_tx_hash
@@ -33,6 +34,8 @@ MAX_BLOCKS_PER_PASS: Final = 500
 """Most heights one catch-up pass indexes before yielding (so a long catch-up never holds a thread for long)."""
 MAX_GAPS_PER_PASS: Final = 100
 """Most missing heights the gap detector repairs in one pass."""
+BACKENDS: Final = ("sqlite", "postgres")
+"""Index backends: SQLite beside the node (default), PostgreSQL for an explorer serving many users."""
 IDLE_WAKE_S: Final = 2.0
 """The embedded indexer also wakes this often without a commit (to repair gaps, to retry after an error)."""
 
@@ -54,6 +57,20 @@ class PassResult:
 def get_index_path(home: Path) -> Path:
     """Where a node home's index lives."""
     return home / "index" / INDEX_FILE
+
+
+def open_index(home: Path, backend: str = "sqlite", url: str = "") -> SqlIndex:
+    """The index a node home is configured with: SQLite at ``url`` (a file; empty: ``<home>/index/``) or
+    PostgreSQL at the libpq URL ``url``. psycopg is imported only for PostgreSQL (an optional extra)."""
+    if backend == "sqlite":
+        return SqliteIndex(Path(url) if url else get_index_path(home))
+    if backend == "postgres":
+        if not url:
+            raise ValueError("the postgres index backend needs a URL (postgresql://user@host:port/db)")
+        from qilian.indexer.postgres import PostgresIndex
+
+        return PostgresIndex(url)
+    raise ValueError(f"unknown index backend {backend!r}: one of {', '.join(BACKENDS)}")
 
 
 def compute_height_rows(suite: Suite, block: Block, commit: Commit | None, receipts: list[Receipt]) -> HeightRows:
@@ -96,7 +113,7 @@ def compute_genesis_rows() -> HeightRows:
 class Indexer:
     """Feeds an index from a block store. Not thread-safe: one pass at a time (the embedded runner ensures it)."""
 
-    def __init__(self, store: ChainStore, suite: Suite, index: SqliteIndex):
+    def __init__(self, store: ChainStore, suite: Suite, index: SqlIndex):
         self.store, self.suite, self.index = store, suite, index
         if index.get_last_height() == 0 and not index.get_contract_versions(next(iter(sorted(SYSTEM_CONTRACTS)))):
             index.process_height(compute_genesis_rows(), advance=False)

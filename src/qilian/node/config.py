@@ -35,7 +35,7 @@ class NodeConfig:
     key_file: str = "keys/node0.pem"
     """The node's validator key."""
     data_dir: str = "data"
-    """Where the LMDB database lives."""
+    """Where the chain store (``rocksdb/``) and the consensus WAL live."""
     api_host: str = "127.0.0.1"
     """HTTP API bind address."""
     api_port: int = DEFAULT_API_PORT
@@ -59,6 +59,11 @@ class NodeConfig:
     blocked_peers: tuple[str, ...] = ()
     """Names of configured peers this node neither dials nor accepts (an operator's deny-list; fault tests use it
     to cut single links of a network)."""
+    indexer_backend: str = "sqlite"
+    """``[indexer] backend``: ``sqlite`` (beside the node's data) or ``postgres`` (an explorer for many users)."""
+    indexer_url: str = ""
+    """``[indexer] url``: the PostgreSQL URL (no password: libpq reads PGPASSWORD or ~/.pgpass), or for SQLite an
+    optional file path (empty: ``index/index.sqlite`` in the home)."""
     timeouts: dict[str, int] = field(default_factory=dict)
     """Consensus timer overrides (TimeoutConfig field names, milliseconds)."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -99,7 +104,10 @@ def load_config(home: Path) -> NodeConfig:
         raise FileNotFoundError(f"{path} not found: run `qilian init --home {home}` first")
     doc = tomllib.loads(path.read_text())
     node, api, mp = doc.get("node", {}), doc.get("api", {}), doc.get("mempool", {})
-    p2p = doc.get("p2p", {})
+    p2p, ix = doc.get("p2p", {}), doc.get("indexer", {})
+    backend = str(ix.get("backend", "sqlite"))
+    if backend not in ("sqlite", "postgres") or (backend == "postgres" and not ix.get("url")):
+        raise ValueError(f"{path}: [indexer] backend must be \"sqlite\" or \"postgres\" (postgres with a url)")
     return NodeConfig(
         home=home,
         name=node.get("name", "node0"),
@@ -117,6 +125,8 @@ def load_config(home: Path) -> NodeConfig:
         peers=tuple(doc.get("peers", [])),
         blocked_peers=tuple(str(x) for x in p2p.get("blocked_peers", [])),
         timeouts={k: int(v) for k, v in doc.get("consensus", {}).items()},
+        indexer_backend=backend,
+        indexer_url=str(ix.get("url", "")),
     )
 
 
@@ -133,6 +143,8 @@ def save_config(cfg: NodeConfig) -> None:
         },
         "mempool": {"max_txs": cfg.mempool_max_txs, "max_bytes": cfg.mempool_max_bytes},
     }
+    if cfg.indexer_backend != "sqlite" or cfg.indexer_url:
+        doc["indexer"] = {"backend": cfg.indexer_backend, "url": cfg.indexer_url}
     if cfg.timeouts:
         doc["consensus"] = dict(cfg.timeouts)
     if cfg.p2p_port:

@@ -380,9 +380,9 @@ class Node:
         return receipts
 
     def process_execute_and_store(self, block: Block, commit: Commit, hashes: list[bytes]) -> list[Receipt]:
-        """Execute a decided block and commit block, commit, receipts and state in one synced LMDB write.
+        """Execute a decided block and commit block, commit, receipts and state in one synced store batch.
 
-        Thread-safe against the event loop: it touches only the store (LMDB: one writer, any number of readers in
+        Thread-safe against the event loop: it touches only the store (one writer, any number of readers in
         other threads) and the stateless state tree — never the mempool, the waiters or the subscribers. One
         caller at a time (the driver's single execution thread), blocks in height order."""
         t0 = time.perf_counter()

@@ -1,59 +1,37 @@
-"""The consensus write-ahead log: every input the consensus core consumed at the current height, in order.
+"""The consensus write-ahead log on disk: the file behind the shell's WAL port (:class:`qilian.shell.ports.WalFile`).
 
-Replaying the log into a fresh core gives the same round state (the core is deterministic), so a restarted node
-resumes where it was: same locks, same votes — it re-sends its own messages rather than making new ones.
+Records and framing are :mod:`qilian.shell.wal` (pure, shared with the simulator's in-memory disk); this module
+only does the file IO. The file is opened unbuffered: :meth:`Wal.append` hands each record to the OS in one
+``write`` call, so a process crash (SIGKILL) never loses an appended record — only a power loss can lose what was
+not yet synced. The shell syncs the log before it persists the signer guard's state and before any of its own
+proposals or votes leave (docs/spec/consensus.md, "Order of durability").
 
-The file is opened unbuffered: :meth:`Wal.append` hands each record to the OS in one ``write`` call, so a process
-crash (SIGKILL) never loses an appended record — only a power loss can lose what was not yet synced. The node
-syncs the log before it persists the signer guard's state and before any of its own proposals or votes leave
-(docs/spec/consensus.md, "Order of durability"): a signature the guard has recorded always has its causes on disk.
-
-Framing: ``u32 length ‖ u32 crc32(payload) ‖ payload``. A crash can tear the last record; on open the log is read up
-to the last intact record and cut there — a torn tail is expected after SIGKILL, never a reason not to start. The
-log is truncated whenever a new height starts (the committed block is durable in the store by then)."""
+On open the log is read up to the last intact record and cut there — a torn tail is expected after a crash, never a
+reason not to start. The log is truncated whenever a new height starts (the committed block is durable by then)."""
 
 from __future__ import annotations
 
 import logging
 import os
-import struct
-import zlib
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
-from qilian.types.codec import CodecError, decode_raw, encode_trusted
+from qilian.shell.wal import MAX_RECORD_BYTES, WalHeight, WalRecord, decode_frames, encode_frame
 
 log = logging.getLogger("qilian.wal")
 
-MAX_RECORD_BYTES = 64 * 1024 * 1024
-"""A length prefix above this is treated as a torn (garbage) tail."""
-_HEAD = struct.Struct(">II")
+__all__ = ["MAX_RECORD_BYTES", "Wal", "read_records"]
 
 
-def read_records(path: Path) -> tuple[list[Any], int]:
+def read_records(path: Path) -> tuple[list[WalRecord], int]:
     """All intact records and the byte offset where the intact prefix ends."""
-    records: list[Any] = []
     if not path.exists():
-        return records, 0
-    data = path.read_bytes()
-    off = 0
-    while off + _HEAD.size <= len(data):
-        n, crc = _HEAD.unpack_from(data, off)
-        if n > MAX_RECORD_BYTES or off + _HEAD.size + n > len(data):
-            break
-        payload = data[off + _HEAD.size: off + _HEAD.size + n]
-        if zlib.crc32(payload) != crc:
-            break
-        try:
-            records.append(decode_raw(payload, max_bytes=MAX_RECORD_BYTES))
-        except CodecError:
-            break
-        off += _HEAD.size + n
-    return records, off
+        return [], 0
+    return decode_frames(path.read_bytes())
 
 
 class Wal:
-    """Append-only log of one height's consensus inputs."""
+    """Append-only log of one height's consensus inputs, in a file."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -72,11 +50,10 @@ class Wal:
         self.syncs = 0
         """fsync calls made (observability and tests)."""
 
-    def append(self, record: Any) -> None:
+    def append(self, record: WalRecord) -> None:
         """Write a record to the OS at once (no user-space buffer a crash could lose); :meth:`sync` makes it
         durable against power loss."""
-        payload = encode_trusted(record)
-        data = memoryview(_HEAD.pack(len(payload), zlib.crc32(payload)) + payload)
+        data = memoryview(encode_frame(record))
         while data:
             n = self._f.write(data)
             if not n:
@@ -101,7 +78,7 @@ class Wal:
         self._f.close()
         self._f = open(self.path, "wb", buffering=0)
         self.records = []
-        self.append(["height", height])
+        self.append(WalHeight(height))
         self.sync()
 
     def close(self) -> None:

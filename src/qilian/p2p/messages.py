@@ -39,6 +39,11 @@ _hash = Bytes(size=HASH_SIZE)
 _sig = Bytes(max_size=MAX_SIGNATURE)
 
 
+class PeerViolation(Exception):
+    """A peer broke the protocol; it is disconnected. (Here, beside the messages, so that the shell — which judges
+    messages but owns no sockets — and the transport raise and catch the same class.)"""
+
+
 @dataclass(frozen=True, slots=True)
 class Hello(Wire):
     """First message on a connection: who I am, proven by my node key over both sides' TLS certificates."""

@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from qilian.crypto.suite import Suite
-from qilian.p2p.messages import MAX_FRAME_BYTES, Hello, compute_hello_sign_bytes, decode_message, encode_message
+from qilian.p2p.messages import (
+    MAX_FRAME_BYTES,
+    Hello,
+    PeerViolation,
+    compute_hello_sign_bytes,
+    decode_message,
+    encode_message,
+)
 from qilian.p2p.tls import get_cert_hash, get_own_cert_der, make_context
 from qilian.types.codec import CodecError
 from qilian.types.struct import Wire
@@ -33,10 +40,6 @@ REDIAL_MIN_S = 0.2
 """First wait before re-dialing a lost peer."""
 REDIAL_MAX_S = 2.0
 """Longest wait between dial attempts (the wait doubles up to this)."""
-
-
-class PeerViolation(Exception):
-    """A peer broke the protocol; it is disconnected."""
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,9 @@ FAULTS = ("drop", "dup", "reorder", "partition", "asym", "isolate", "crash", "to
 - drop: messages lost (chaos phase only); dup: messages delivered twice; reorder: a heavy delay tail;
 - partition: symmetric split in two; asym: one group cannot reach the other, the reverse works; isolate: one node
   cut off both ways; every partition is healed by a later fault event or by the final heal;
-- crash: a correct node stops, loses its volatile state and unsynced WAL tail, restarts later from its disk;
-- torn: a crash in the middle of a step — after the WAL sync and the signer state, before the message leaves;
+- crash: a correct node dies before one of its next 1..40 durable operations (seeded), as a process crash: it
+  loses its memory; a WAL write it was in may be torn; it restarts later from its disk (qilian.sim.disk);
+- torn: the same as a power loss: the unsynced WAL tail is lost too, but for a seeded torn prefix;
 - drift: per-node clock rate error (±5 %) applied to its timers."""
 
 BEHAVIOURS = ("equivocate", "double-vote", "silent", "spam", "dup-key")
@@ -69,9 +70,19 @@ class SimConfig:
     timeouts: TimeoutConfig = SIM_TIMEOUTS
     """Consensus timeouts of every node (ticks)."""
     gossip_ticks: int = 300
-    """A node that has not committed for this long re-sends what it holds (anti-entropy)."""
+    """Kept for replay commands of older runs (the shell's own periods are `qilian.sim.world.SIM_TIMING`)."""
+    crash_every: int = 0
+    """Crash sweep: besides the fault schedule, plan a crash (process or power loss, by the seed) on a random
+    running correct node every 100..`crash_every` ticks of the chaos phase (0: only the schedule's crashes)."""
     trace_tail: int = 60
     """How many last trace lines a failure report shows."""
+    valset_changes: bool = False
+    """Governance changes the validator set during the run: the client (an admin) proposes, one after the other,
+    adding a spare node that starts as an observer, doubling a correct validator's power and removing another
+    correct validator; each signs from two blocks after the one that decided it (H+2)."""
+    early_valsets: tuple[int, ...] = ()
+    """Negative control: these node indices apply a validator-set change one height early (H+1) in the set their
+    shell asks for; the checkers must catch it."""
 
     def __post_init__(self) -> None:
         assert 1 <= self.nodes <= MAX_NODES, f"nodes must be in 1..{MAX_NODES}"
@@ -82,7 +93,9 @@ class SimConfig:
         bad = set(self.behaviours) - set(BEHAVIOURS)
         assert not bad and self.behaviours, f"unknown behaviours {sorted(bad)}; known: {', '.join(BEHAVIOURS)}"
         assert self.chaos_ticks >= 0 and self.liveness_bound_ticks > 0 and self.max_events > 0
-        assert self.gossip_ticks > 0 and self.trace_tail >= 0
+        assert self.gossip_ticks > 0 and self.trace_tail >= 0 and self.crash_every >= 0
+        assert not self.valset_changes or (self.nodes >= 4 and not self.weighted), \
+            "validator-set changes need at least 4 equal-power validators (the rails: at most 1/3 of the power moved)"
 
 
 def parse_faults(text: str) -> frozenset[str]:

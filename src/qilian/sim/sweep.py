@@ -38,6 +38,8 @@ class SweepSummary:
     """Worst heal-to-commit time among runs that met the bound."""
     probes: dict[str, int] = field(default_factory=dict)
     """Probe totals."""
+    crash_points: int = 0
+    """Crashes taken at a durable operation, summed."""
 
     def add(self, r: SimResult) -> None:
         """Fold one run in."""
@@ -52,6 +54,7 @@ class SweepSummary:
         self.events += r.events
         if r.liveness_ticks is not None:
             self.max_liveness_ticks = max(self.max_liveness_ticks, r.liveness_ticks)
+        self.crash_points += r.probes.get("crash points", 0)
         for k, c in r.probes.items():
             self.probes[k] = self.probes.get(k, 0) + c
 
@@ -92,4 +95,10 @@ def format_replay_command(cfg: SimConfig) -> str:
         parts.append("--allow-unsafe")
     if cfg.amnesia:
         parts.append("--amnesia")
+    if cfg.crash_every:
+        parts.append(f"--crash-every {cfg.crash_every}")
+    if cfg.valset_changes:
+        parts.append("--valset-changes")
+    if cfg.early_valsets:
+        parts.append(f"--early-valsets {','.join(str(i) for i in cfg.early_valsets)}")
     return " ".join(parts)

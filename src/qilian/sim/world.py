@@ -1,134 +1,99 @@
-"""The deterministic discrete-event simulator: N real consensus cores, a fake clock, a hostile network, crashes and
-Byzantine validators — everything drawn from one seed.
+"""The deterministic discrete-event simulator: N nodes running the production shell (:class:`qilian.shell.shell.Shell`
+— consensus, mempool and block-sync reactors, the real Tendermint core, WAL, signer guard, block building, execution
+and block sync) over in-memory ports, a hostile network, crashes at durable operations and Byzantine validators —
+everything drawn from one seed.
 
-Why a simulator: a consensus bug shows up only under one interleaving in millions. Here every interleaving is a
-seed, so a failure is replayable exactly (`qilian sim --seed S ...`), and the same seed always gives the same trace
-hash (every processed event is hashed in order; nothing depends on wall time, `hash()` order or floats).
+Why: the shell is where the remaining faults live (the order of durability, replay, relay, sync), so the simulator
+runs *that* code, not a model of it (TigerBeetle's VOPR and FoundationDB's simulation are the models). Every
+interleaving is a seed; a failure replays exactly (`qilian sim --seed S ...`), and the same seed always gives the
+same trace hash (nothing depends on wall time, `hash()` order or floats).
 
-Model, in short (docs/spec/consensus.md, "Simulator"):
-- time is an integer tick (1 ms); each node's timers run at its own rate (drift, per mille);
-- the network delivers each message after a per-link base delay plus jitter (and, with `reorder`, a heavy tail);
-  it can drop, duplicate and partition (symmetric, asymmetric, isolate-one), all healed at the end of the chaos phase;
-- a message is "signed" when its key holder makes it (`Checker.signed`); receivers accept only signed messages, which
-  is what signature verification gives a real node — no node can forge another validator's vote;
-- a correct node's shell does what the real node must: log each input to a WAL, sync the WAL and persist the signer
-  guard state before any own message leaves, commit a decided block durably, replay the WAL into a fresh core on
-  restart and re-send its own messages (never re-signing anything but through the guard). A crash loses the core,
-  the unsynced WAL tail, timers and in-flight work;
-- a node that makes no progress re-sends what it holds (anti-entropy, the model of gossip) and a node that is
-  behind fetches commit certificates from a peer (block sync), verified before use."""
+What is simulated (docs/spec/consensus.md, "Simulator"): time (an integer tick = 1 ms; per-node clock drift), the
+network (delay, jitter, drop, duplicate, reorder tail, partitions; messages are the real signed wire objects), the
+disk (:mod:`qilian.sim.disk`: crash before any numbered durable operation, torn writes, power loss), clients
+submitting real signed transactions, and Byzantine validators (their shell is real; their network port forges the
+extra signed messages of each behaviour)."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import heapq
 import itertools
+import traceback
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from qilian.consensus import (
-    Broadcast,
-    Core,
-    Decide,
-    EvidenceFound,
-    Input,
-    Output,
-    PrecommitReceived,
-    PrevoteReceived,
-    Proposal,
-    ProposalReceived,
-    ProposalValueReady,
-    RequestValue,
-    ScheduleTimeout,
-    SignerState,
-    SignRefused,
-    TimeoutElapsed,
-    ValidateValue,
-    ValidatorSet,
-    ValidityAnswer,
-    Vote,
-    VoteType,
-    check_sign,
-    compute_value_id,
+from qilian.consensus import Proposal, SignerState, Vote, VoteType
+from qilian.consensus.core import Core
+from qilian.consensus.types import Broadcast, Output
+from qilian.crypto import get_suite
+from qilian.execution.block import ParentInfo, compute_empty_root
+from qilian.execution.contracts import compute_genesis_writes
+from qilian.execution.rules import ChainRules
+from qilian.p2p.messages import (
+    Blocks,
+    GetBlocks,
+    GetTxs,
+    PeerViolation,
+    ProposalMsg,
+    Status,
+    TxBatch,
+    compute_proposal_sign_bytes,
 )
-from qilian.sim.app import GENESIS_ID, is_valid_value, make_value, parse_value
-from qilian.sim.checkers import Checker, Violation
+from qilian.shell.shell import Shell
+from qilian.shell.timing import ShellTiming
+from qilian.sim.checkers import Checker, Violation, compute_core_message
 from qilian.sim.config import FAULTS, SimConfig
+from qilian.sim.disk import Disk, EarlyValsetLedger, Ledger, MemLedger, MemSignerStore, MemWal, SimCrash, SimTxPool
 from qilian.sim.rng import Rng
-
-MAX_HELD_PER_HEIGHT = 400
-"""Messages of one height a node keeps for anti-entropy; further ones are not relayed."""
-MAX_GOSSIP_BATCH = 200
-"""Messages sent to one peer in one anti-entropy round."""
-MAX_COMMITS_PER_REPLY = 8
-"""Commit certificates sent in one block-sync reply."""
-MAX_OWN_RESEND = 6
-"""Own messages re-sent to everyone in one anti-entropy round."""
+from qilian.state import ZERO_HASH, MemoryNodeStore, StateTree
+from qilian.types.core import (
+    PRECOMMIT,
+    PREVOTE,
+    Block,
+    ChainParams,
+    Commit,
+    Genesis,
+    Member,
+    Organisation,
+    TxBody,
+    Validator,
+    ValidatorSet,
+    compute_tx_hash,
+    compute_vote_sign_bytes,
+    sign_tx,
+)
+from qilian.types.core import Vote as SignedVote
+from qilian.types.struct import Wire
 
 CORRECT = "correct"
+SUITE = "ed25519"
+CHAIN_ID = "qilian-sim"
+GENESIS_TIME_MS = 1_700_000_000_000
 
-# event kinds (ordering inside one tick is by insertion sequence, so this value never decides anything)
-_DELIVER, _TIMER, _APP, _GOSSIP, _FAULT, _RESTART, _HEAL = range(7)
+SIM_TIMING = ShellTiming(fetch_timeout_ms=400, fetch_retry_ms=100, status_interval_ms=300, sync_timeout_ms=1000,
+                         anti_entropy_ms=300, tx_gossip_ms=10, pace_poll_ms=50)
+"""The shell's periods scaled down with the simulator's timeouts (same shape as the node's)."""
+SIM_PARAMS = ChainParams(block_interval_ms=20, create_empty_blocks=True)
+"""Genesis parameters: a block every 20 ticks, empty ones too, so heights move without a workload."""
 
-
-@dataclass(frozen=True, slots=True)
-class CommitCert:
-    """A decided value with the precommits that decided it (what block sync carries)."""
-
-    height: int
-    """Height decided."""
-    round: int
-    """Round of the precommits."""
-    value: bytes
-    """The value."""
-    precommits: tuple[Vote, ...]
-    """More than 2/3 of the power precommitted id(value) in `round`."""
+_DELIVER, _CALL, _FAULT, _RESTART, _HEAL, _CLIENT = range(6)
 
 
-@dataclass(frozen=True, slots=True)
-class CommitBundle:
-    """Block-sync reply: consecutive commit certificates."""
+class _Timer:
+    """A timer handle of the simulated clock."""
 
-    commits: tuple[CommitCert, ...]
-    """In height order."""
+    __slots__ = ("cancelled",)
 
+    def __init__(self) -> None:
+        self.cancelled = False
 
-@dataclass(frozen=True, slots=True)
-class SyncRequest:
-    """Block-sync request: "I am at `height`; send me what you decided from there"."""
-
-    height: int
-    """The requester's current height."""
-
-
-Message = Proposal | Vote | CommitBundle | SyncRequest
-
-
-@dataclass(frozen=True, slots=True)
-class WalStart:
-    """First WAL record of a height: the next-height messages the core had buffered when the height started, which
-    `start_height` replays — without them a replay would not reproduce the same state."""
-
-    height: int
-    """The height."""
-    buffered: tuple[Input, ...]
-    """Inputs the core replays inside `start_height`."""
-
-
-@dataclass(slots=True)
-class Disk:
-    """What a node keeps across a crash."""
-
-    chain: list[CommitCert] = field(default_factory=list)
-    """Committed heights 1, 2, ...: durable the moment they are committed."""
-    signer: SignerState = field(default_factory=SignerState)
-    """Signer guard state: persisted before every signature."""
-    wal: list[WalStart | Input] = field(default_factory=list)
-    """Inputs of the current height, a `WalStart` first."""
-    synced: int = 0
-    """Length of the WAL prefix that is on disk; the rest dies in a crash."""
-    own: dict[Proposal | Vote, None] = field(default_factory=dict)
-    """Own signed messages of the current height (stored with the signer state) for re-sending after a restart."""
+    def cancel(self) -> None:
+        self.cancelled = True
 
 
 @dataclass(slots=True)
@@ -136,29 +101,24 @@ class SimNode:
     """One simulated process."""
 
     idx: int
-    key: bytes
+    address: bytes
+    private_key: bytes
     role: str
     """`correct`, or a Byzantine behaviour."""
-    disk: Disk = field(default_factory=Disk)
-    up: bool = True
+    disk: Disk
+    up: bool = False
     epoch: int = 0
     """Incarnation: events of an earlier incarnation are ignored."""
-    core: Core | None = None
-    held: dict[int, dict[Message, None]] = field(default_factory=dict)
-    seen: set[Message] = field(default_factory=set)
-    last_commit_tick: int = 0
+    shell: Shell | None = None
+    pool: SimTxPool | None = None
+    peer_heights: dict[bytes, int] = field(default_factory=dict)
     rules: dict[str, int] = field(default_factory=dict)
     """Rule counts of earlier incarnations (the core's own counts die with it)."""
+    synced: int = 0
+    """Blocks applied by block sync in earlier incarnations."""
     lock_at_crash: tuple[int, int] = (-1, -1)
-    torn_pending: bool = False
-    sync_sent: dict[int, int] = field(default_factory=dict)
-    """peer → tick of the last SyncRequest sent to it."""
-    reply_sent: dict[tuple[int, int], int] = field(default_factory=dict)
-    """(peer, height) → tick of the last block-sync reply."""
-    evidence: int = 0
     restarts: int = 0
-    decided_rounds: list[int] = field(default_factory=list)
-    """Round of each decision its core made (catch-up commits excluded)."""
+    evidence: int = 0
 
     @property
     def is_correct(self) -> bool:
@@ -166,18 +126,9 @@ class SimNode:
         return self.role == CORRECT
 
     @property
-    def has_shell(self) -> bool:
-        """Runs the correct node shell (WAL, guard): correct nodes and both copies of a duplicated key."""
-        return self.role in (CORRECT, "dup-key")
-
-    @property
     def height(self) -> int:
         """Next height to decide."""
-        return len(self.disk.chain) + 1
-
-    def get_tip_id(self) -> bytes:
-        """id of the last committed value."""
-        return compute_value_id(self.disk.chain[-1].value) if self.disk.chain else GENESIS_ID
+        return self.disk.ledger.tip.height + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +144,7 @@ class SimResult:
     heights: int
     """Heights committed by every correct node."""
     max_round: int
-    """Highest round any correct core decided in."""
+    """Highest round of a stored commit."""
     messages: int
     """Messages put on the network (after drops at the sender)."""
     delivered: int
@@ -209,8 +160,7 @@ class SimResult:
     probes: dict[str, int]
     """Coverage probes (docs/spec/consensus.md)."""
     faults: dict[str, int]
-    """How often each fault kind acted (messages dropped, duplicated, delayed by the tail; partitions; crashes;
-    torn crashes; nodes with drifting clocks)."""
+    """How often each fault kind acted, plus `crash points` (crashes taken at a durable operation)."""
     roles: tuple[str, ...]
     """Role of each simulated node."""
     powers: tuple[int, ...]
@@ -224,27 +174,117 @@ class SimResult:
         return not self.violations
 
 
-def compute_validator_address(i: int) -> bytes:
-    """Address of simulated validator i (20 bytes, readable in traces)."""
-    return (b"val-%02d" % i).ljust(20, b"\0")
-
-
-def _input_of(m: Proposal | Vote) -> Input:
-    if isinstance(m, Proposal):
-        return ProposalReceived(m)
-    return PrevoteReceived(m) if m.type == VoteType.PREVOTE else PrecommitReceived(m)
-
-
-def describe(m: Message) -> str:
+def describe(m: object) -> str:
     """Short stable text of a message for the trace."""
-    if isinstance(m, Proposal):
-        return f"P{m.height}.{m.round}.{m.value_id.hex()[:6]}.{m.valid_round}"
-    if isinstance(m, Vote):
-        vid = "nil" if m.value_id is None else m.value_id.hex()[:6]
-        return f"{'V' if m.type == VoteType.PREVOTE else 'C'}{m.height}.{m.round}.{vid}.{m.validator[4:6].decode()}"
-    if isinstance(m, CommitBundle):
-        return "B" + ",".join(str(c.height) for c in m.commits)
-    return f"S{m.height}"
+    if isinstance(m, ProposalMsg):
+        return f"P{m.header.height}.{m.round}.{m.header.time_ms % 100000}.{m.valid_round - 1}"
+    if isinstance(m, SignedVote):
+        vid = "nil" if not m.block_id else m.block_id.hex()[:6]
+        return f"{'V' if m.kind == PREVOTE else 'C'}{m.height}.{m.round}.{vid}.{m.validator.hex()[:4]}"
+    if isinstance(m, Status):
+        return f"S{m.height}.{m.round}"
+    if isinstance(m, GetBlocks):
+        return f"G{m.start}+{m.count}"
+    if isinstance(m, Blocks):
+        return f"B{len(m.items)}"
+    if isinstance(m, TxBatch):
+        return f"X{len(m.txs)}"
+    if isinstance(m, GetTxs):
+        return f"Q{len(m.hashes)}"
+    return type(m).__name__
+
+
+class SimClock:
+    """Clock port of one node incarnation: the world's tick, drifted timers, wall time from genesis."""
+
+    def __init__(self, world: World, node: SimNode):
+        self.world = world
+        self.node = node
+        self.epoch = node.epoch
+
+    def get_monotonic_ms(self) -> int:
+        return self.world.now
+
+    def get_wall_ms(self) -> int:
+        return GENESIS_TIME_MS + self.world.now
+
+    def call_later(self, delay_ms: int, callback: Callable[[], None]) -> _Timer:
+        handle = _Timer()
+        self.world.push_call(self.node, self.epoch, self.world.drifted(self.node, delay_ms), callback, handle)
+        return handle
+
+
+class SimNetwork:
+    """Network port of one node: the world's links, addressed by node address."""
+
+    def __init__(self, world: World, node: SimNode):
+        self.world = world
+        self.node = node
+
+    def _observe(self, msg: Wire) -> None:
+        if self.node.is_correct and isinstance(msg, ProposalMsg | SignedVote):
+            self.world.checker.on_send_own(self.node.idx, self.node.address, msg)
+
+    def send(self, address: bytes, msg: Wire) -> bool:
+        self._observe(msg)
+        sent = False
+        for other in self.world.nodes:
+            if other.address == address and other.idx != self.node.idx:
+                sent = self.world.send(self.node, other, msg) or sent
+        return sent
+
+    def broadcast(self, msg: Wire, exclude: frozenset[bytes] | set[bytes] = frozenset()) -> None:
+        self._observe(msg)
+        for other in self.world.nodes:
+            if other.idx != self.node.idx and other.address not in exclude:
+                self.world.send(self.node, other, msg)
+
+    def get_peers(self) -> list[bytes]:
+        return sorted({o.address for o in self.world.nodes if o.idx != self.node.idx and o.up
+                       and o.address != self.node.address and not self.world.cut[self.node.idx][o.idx]})
+
+    def get_peer_height(self, address: bytes) -> int:
+        return self.node.peer_heights.get(address, 0)
+
+    def set_peer_height(self, address: bytes, height: int) -> None:
+        self.node.peer_heights[address] = height
+
+    def report_violation(self, address: bytes | None, reason: str) -> None:
+        self.world.on_peer_violation(self.node, address, reason)
+
+
+class ByzantineNetwork(SimNetwork):
+    """A Byzantine validator's network port: its shell is the real one; this port forges what the behaviour adds
+    to each own proposal or vote (they collude: one split of the network per height)."""
+
+    def broadcast(self, msg: Wire, exclude: frozenset[bytes] | set[bytes] = frozenset()) -> None:
+        node = self.node
+        own = (isinstance(msg, ProposalMsg) and msg.proposer == node.address) or (
+            isinstance(msg, SignedVote) and msg.validator == node.address)
+        if not isinstance(msg, ProposalMsg | SignedVote) or not own:
+            super().broadcast(msg, exclude)
+            return
+        self.world.byzantine_send(node, msg)
+
+
+class _Observer:
+    """Shell observer of one node: feeds the checkers."""
+
+    def __init__(self, world: World, node: SimNode):
+        self.world = world
+        self.node = node
+
+    def on_core_step(self, core: Core, outputs: list[Output], lock_before: tuple[int, bytes | None]) -> None:
+        own = [o.message for o in outputs if isinstance(o, Broadcast)]
+        if self.node.is_correct:
+            self.world.checker.on_core_step(self.node.idx, core, own, lock_before)
+
+    def on_signed(self, wire: ProposalMsg | SignedVote) -> None:
+        self.world.checker.on_sign(self.node.idx, self.world.to_core(wire), self.node.is_correct, wire)
+
+    def on_guard_refused(self, message: Proposal | Vote, reason: str) -> None:
+        if self.node.is_correct:
+            self.world.checker.on_guard_refused(self.node.idx, message, reason)
 
 
 class World:
@@ -258,19 +298,57 @@ class World:
         self.rng_fault = root.fork("faults")
         self.rng_byz = root.fork("byzantine")
         self.rng_app = root.fork("app")
-        self.rng_gossip = root.fork("gossip")
+        self.rng_disk = root.fork("disk")
         n = cfg.nodes
-        keys = [compute_validator_address(i) for i in range(n)]
+        self.suite = get_suite(SUITE)
+        spares = 1 if cfg.valset_changes else 0  # validator-role nodes outside the genesis set: observers
+        keys = [self.suite.private_key_from_seed(hashlib.sha256(b"qilian-sim-validator:%d" % i).digest())
+                for i in range(n + spares)]
+        pubs = [self.suite.get_public_key(k) for k in keys]
+        addrs = [self.suite.compute_address(p) for p in pubs]
         self.powers = tuple(setup.between(1, 10) for _ in range(n)) if cfg.weighted else (1,) * n
-        self.validators = ValidatorSet(dict(zip(keys, self.powers, strict=True)))
+        self.client_key = self.suite.private_key_from_seed(hashlib.sha256(b"qilian-sim-client").digest())
+        client_pub = self.suite.get_public_key(self.client_key)
+        # With validator-set changes the client is the organisation's admin: its proposal alone is a majority.
+        members = (*(Member(f"node{i}", pubs[i], ("validator",)) for i in range(n + spares)),
+                   Member("client", client_pub, ("admin", "member") if spares else ("member",)))
+        self.genesis = Genesis(CHAIN_ID, SUITE, GENESIS_TIME_MS, (Organisation("org1", members),),
+                               ValidatorSet(tuple(Validator(addrs[i], pubs[i], self.powers[i]) for i in range(n))),
+                               SIM_PARAMS)
+        self.rules = ChainRules.from_genesis(self.genesis, self.suite)
+        self.tree_nodes = MemoryNodeStore()
+        writes = compute_genesis_writes(self.genesis)
+        groot, gnodes = StateTree(self.suite.hash, self.tree_nodes).apply_writes(ZERO_HASH, writes)
+        self.tree_nodes.put_nodes(gnodes)
+        self.genesis_tip = ParentInfo(0, b"", GENESIS_TIME_MS, groot, compute_empty_root(self.suite),
+                                      self.genesis.validators)
+        self.genesis_values = {k: v for k, v in writes.items() if v is not None}
         byz = self._choose_byzantine(setup, n)
         self.nodes: list[SimNode] = []
-        for i, key in enumerate(keys):
+        for i in range(n):
             role = self.rng_byz.pick(list(range(len(cfg.behaviours)))) if i in byz else -1
             name = CORRECT if role < 0 else cfg.behaviours[role]
-            self.nodes.append(SimNode(len(self.nodes), key, name))
-            if name == "dup-key":
-                self.nodes.append(SimNode(len(self.nodes), key, name))
+            copies = 2 if name == "dup-key" else 1
+            for _ in range(copies):
+                self.nodes.append(SimNode(len(self.nodes), addrs[i], keys[i], name, self._new_disk()))
+        for i in range(n, n + spares):
+            self.nodes.append(SimNode(len(self.nodes), addrs[i], keys[i], CORRECT, self._new_disk()))
+        correct_validators = [i for i in range(n) if i not in byz]
+        self.gov_plan: list[tuple[tuple[bytes, bytes, int], ...]] = []
+        """Validator-set changes the client proposes, one after the other (cfg.valset_changes)."""
+        if spares:
+            c0, c1 = correct_validators[0], correct_validators[1]
+            self.gov_plan = [((addrs[n], pubs[n], 1),),  # the observer becomes a validator
+                             ((addrs[c0], pubs[c0], 2),),  # a power change
+                             ((addrs[c1], pubs[c1], 0),)]  # a removal (then an observer)
+        self.gov_next = 0
+        """Index in gov_plan of the change being proposed."""
+        self.gov_raw: bytes | None = None
+        """The signed proposal of that change (re-sent unchanged until a correct node stores it)."""
+        self.gov_hash = b""
+        self.gov_sent_at = 0
+        self.gov_after = 3
+        """The next change is proposed once a correct node stored this height."""
         m = len(self.nodes)
         self.base_delay = [[setup.between(2, 25) for _ in range(m)] for _ in range(m)]
         self.drift = [setup.between(-50, 50) if "drift" in cfg.faults else 0 for _ in range(m)]
@@ -278,7 +356,9 @@ class World:
         self.dup_permille = setup.between(10, 100) if "dup" in cfg.faults else 0
         self.tail_permille = 30 if "reorder" in cfg.faults else 0
         self.cut = [[False] * m for _ in range(m)]
-        self.checker = Checker(self.validators, compute_value_id)
+        self.correct_keys = {nd.address for nd in self.nodes if nd.is_correct}
+        vset = {addrs[i]: self.powers[i] for i in range(n)}
+        self.checker = Checker(vset, self.suite, CHAIN_ID, self.genesis.validators)
         self.now = 0
         self._queue: list[tuple[int, int, int, int, int, object]] = []
         self._seq = 0
@@ -293,11 +373,20 @@ class World:
         self.done_tick: int | None = None
         self.splits: dict[int, frozenset[int]] = {}
         self.split_values: dict[tuple[int, int], tuple[bytes, bytes]] = {}
-        """(height, round) → (value id sent to the first half, to the other) of an equivocating proposal: the
-        Byzantine voters back each half's value in that half (the attack that forks a chain when they hold ≥ 1/3)."""
-        self.catchups = 0
+        """(height, round) → (block ID sent to the first half, to the other) of an equivocating proposal: the
+        Byzantine voters back each half's value in that half (the attack that forks a chain at ≥ 1/3)."""
         self.fault_counts = dict.fromkeys(FAULTS, 0)
         self.fault_counts["drift"] = sum(1 for d in self.drift if d)
+        self.peer_violations = 0
+        self.txs_submitted = 0
+        self.txs_accepted = 0
+        self.commit_rounds: dict[int, int] = {}
+        self.proposers: dict[int, bytes] = {}
+
+    def _new_disk(self) -> Disk:
+        t = self.genesis_tip
+        return Disk(Ledger(ParentInfo(t.height, t.block_id, t.time_ms, t.state_root, t.receipts_root, t.validators),
+                           values=dict(self.genesis_values)))
 
     def _choose_byzantine(self, rng: Rng, n: int) -> list[int]:
         k = self.cfg.byzantine
@@ -320,34 +409,39 @@ class World:
         self._seq += 1
         heapq.heappush(self._queue, (at, self._seq, kind, node, epoch, payload))
 
+    def push_call(self, node: SimNode, epoch: int, delay: int, callback: Callable[[], None], handle: _Timer) -> None:
+        """A callback of one node incarnation (timer, finished execution, admission answer)."""
+        self._push(self.now + max(delay, 0), _CALL, node.idx, epoch, (handle, callback))
+
     def _trace(self, line: str) -> None:
         self._hash.update(line.encode())
         self._hash.update(b"\n")
         self._tail.append(line)
 
-    def _drifted(self, node: SimNode, ticks: int) -> int:
-        return max(1, ticks * (1000 + self.drift[node.idx]) // 1000)
+    def drifted(self, node: SimNode, ticks: int) -> int:
+        return 0 if ticks <= 0 else max(1, ticks * (1000 + self.drift[node.idx]) // 1000)
 
-    def _send(self, src: int, dst: int, msg: Message) -> None:
-        if src == dst or self.cut[src][dst]:
-            return
+    def send(self, src: SimNode, dst: SimNode, msg: Wire) -> bool:
+        """Put a message on the link src → dst (lost, duplicated or delayed by the seed)."""
+        if self.cut[src.idx][dst.idx] or not dst.up:
+            return False
         rng = self.rng_net
         if not self.healed and rng.chance(self.drop_permille):
             self.fault_counts["drop"] += 1
-            return
+            return True
         copies = 2 if rng.chance(self.dup_permille) else 1
         self.fault_counts["dup"] += copies - 1
         for _ in range(copies):
-            delay = self.base_delay[src][dst] + rng.below(26)
+            delay = self.base_delay[src.idx][dst.idx] + rng.below(26)
             if not self.healed and rng.chance(self.tail_permille):
                 self.fault_counts["reorder"] += 1
                 delay += rng.between(50, 800)
             self.messages += 1
-            self._push(self.now + delay, _DELIVER, dst, src, msg)
+            self._push(self.now + delay, _DELIVER, dst.idx, dst.epoch, (src.idx, msg))
+        return True
 
-    def _send_all(self, node: SimNode, msg: Message) -> None:
-        for other in self.nodes:
-            self._send(node.idx, other.idx, msg)
+    def to_core(self, m: ProposalMsg | SignedVote) -> Proposal | Vote:
+        return compute_core_message(self.suite, m)
 
     # ------------------------------------------------------------------------------------------------ run
 
@@ -358,6 +452,7 @@ class World:
         for node in self.nodes:
             if node.role != "silent":
                 self._push(self.rng_fault.below(20), _RESTART, node.idx, 0, None)
+        self._push(50, _CLIENT, -1, 0, None)
         deadline: int | None = None
         q = self._queue
         while q:
@@ -373,30 +468,44 @@ class World:
                                                                            "events"))
                 break
             if kind == _DELIVER:
-                assert isinstance(payload, Proposal | Vote | CommitBundle | SyncRequest)
-                self._on_deliver(self.nodes[idx], epoch, payload)
-            elif kind == _TIMER:
-                assert isinstance(payload, TimeoutElapsed)
-                self._on_timer(self.nodes[idx], epoch, payload)
-            elif kind == _APP:
-                assert isinstance(payload, ProposalValueReady | ValidityAnswer)
-                self._on_app(self.nodes[idx], epoch, payload)
-            elif kind == _GOSSIP:
-                self._on_gossip(self.nodes[idx], epoch)
+                node = self.nodes[idx]
+                if node.up and epoch == node.epoch:
+                    assert isinstance(payload, tuple)
+                    self._on_deliver(node, payload[0], payload[1])
+            elif kind == _CALL:
+                node = self.nodes[idx]
+                assert isinstance(payload, tuple)
+                handle, callback = payload
+                if node.up and epoch == node.epoch and not handle.cancelled:
+                    self._call(node, callback)
             elif kind == _FAULT:
                 assert isinstance(payload, str)
                 self._on_fault(payload)
             elif kind == _RESTART:
                 node = self.nodes[idx]
-                if not node.up or node.core is None:
-                    if epoch == node.epoch:
-                        self._restart(node)
+                if not node.up and epoch == node.epoch:
+                    self._start(node)
+            elif kind == _CLIENT:
+                self._on_client()
             else:
                 self._on_heal()
                 deadline = self.now + self.cfg.liveness_bound_ticks
+            self._check_done()
             if self.done_tick is not None or self.checker.violations:
                 break  # after a broken invariant the run proves nothing more; the trace tail ends at the break
+        self._final_checks()
         return self._result()
+
+    def _call(self, node: SimNode, fn: Callable[[], Any]) -> None:
+        """Run shell code of one node; a crash plan firing inside it kills the node right there."""
+        try:
+            fn()
+        except SimCrash as crash:
+            self._crash(node, f"at {crash.args[0]} #{node.disk.ops}")
+        except Exception as exc:  # a bug in the shell: report it with where it happened, stop the node
+            where = "".join(traceback.format_exception_only(exc)).strip()
+            self.checker.violations.append(Violation("exception", self.now, node.idx, where))
+            self._crash(node, "exception")
 
     def _liveness_failure(self) -> None:
         behind = [f"node {n.idx} at height {n.height}" for n in self.nodes if n.is_correct and n.height <= self.target]
@@ -404,17 +513,199 @@ class World:
             "liveness", self.now, -1, f"no commit of height {self.target} within {self.cfg.liveness_bound_ticks} "
                                       f"ticks of the heal: {', '.join(behind)}"))
 
+    def _check_done(self) -> None:
+        if self.healed and self.done_tick is None and all(
+                n.height > self.target for n in self.nodes if n.is_correct):
+            self.done_tick = self.now
+
+    # ------------------------------------------------------------------------------------------------ nodes
+
+    def _start(self, node: SimNode) -> None:
+        """Start (or restart) a node from its disk: fresh ports and a fresh shell; the shell replays its WAL."""
+        if self.cfg.amnesia and node.epoch > 0:
+            node.disk.wal.clear()
+            node.disk.wal_synced = 0
+            node.disk.signer = SignerState()
+        node.up = True
+        node.restarts += 1 if node.epoch > 0 else 0
+        node.peer_heights = {}
+        epoch = node.epoch
+        disk = node.disk
+
+        def later(delay: int, fn: Callable[[], None]) -> None:
+            self.push_call(node, epoch, delay, fn, _Timer())
+
+        ledger_cls = EarlyValsetLedger if node.idx in self.cfg.early_valsets else MemLedger
+        ledger = ledger_cls(disk, self.rules, self.tree_nodes, later, lambda: 1 + self.rng_disk.below(12),
+                            lambda b, c, h: self._on_stored(node, b, c, h))
+        holder: list[Shell] = []
+        pool = SimTxPool(self.rules, ledger, later, lambda raw, fc: holder[0].on_tx_admitted(raw, fc))
+        ledger.pool = pool
+        network = ByzantineNetwork(self, node) if node.role not in (CORRECT, "dup-key") else SimNetwork(self, node)
+
+        class _Signer:
+            address = node.address
+
+            @staticmethod
+            def sign(message: bytes) -> bytes:
+                return self.suite.sign(node.private_key, message)
+
+        shell = Shell(ledger=ledger, pool=pool, network=network, clock=SimClock(self, node), wal=MemWal(disk),
+                      signer_store=MemSignerStore(disk), signer=_Signer(), timeouts=self.cfg.timeouts,
+                      timing=SIM_TIMING, on_fatal=lambda reason: self._on_fatal(node, reason),
+                      observer=_Observer(self, node))
+        holder.append(shell)
+        node.shell, node.pool = shell, pool
+        self._trace(f"{self.now} R {node.idx} h{node.height} wal{len(disk.wal)}")
+        if node.epoch > 0 and node.is_correct:
+            self.checker.check_stored_chain(node.idx, disk.ledger)
+        self._call(node, shell.start)
+        if node.shell is not shell:
+            return  # died while replaying
+        if node.is_correct:
+            self.checker.on_restart(node.idx, shell.consensus.core, node.lock_at_crash)
+        for other in self.nodes:
+            if other.idx != node.idx and other.up and other.shell is not None and other.address != node.address:
+                self._call(node, functools.partial(shell.on_peer_up, other.address))
+                self._call(other, functools.partial(other.shell.on_peer_up, node.address))
+
+    def _crash(self, node: SimNode, why: str) -> None:
+        if not node.up:
+            return
+        shell = node.shell
+        if shell is not None:
+            core = shell.consensus.core
+            # A lock binds only once its precommit is signed: a core may lock (L36) and die before signing, and
+            # then nothing of the lock ever left the node, nor needs to survive (its causes may be unsynced).
+            signed = core.locked_round >= 0 and self.checker.has_signed(
+                Vote(VoteType.PRECOMMIT, core.height, core.locked_round, core.locked_id, node.address))
+            node.lock_at_crash = (core.height, core.locked_round) if signed else (-1, -1)
+            for rule, count in core.rule_counts.items():
+                node.rules[rule] = node.rules.get(rule, 0) + count
+            node.synced += shell.blocksync.blocks_synced if shell.blocksync is not None else 0
+            node.evidence += len(shell.consensus.evidence)
+        node.up = False
+        node.shell = None
+        node.pool = None
+        node.epoch += 1
+        self._trace(f"{self.now} X crash {node.idx} h{node.height} {why}")
+        if not self.healed:
+            self._push(self.now + self.rng_fault.between(200, 4000), _RESTART, node.idx, node.epoch, None)
+        else:
+            self._push(self.now + 50, _RESTART, node.idx, node.epoch, None)
+
+    def _on_fatal(self, node: SimNode, reason: str) -> None:
+        if node.is_correct:
+            self.checker.violations.append(Violation("divergence", self.now, node.idx, reason))
+
+    def on_peer_violation(self, node: SimNode, address: bytes | None, reason: str) -> None:
+        """A node cut a peer off for bad input: a correct peer never deserves it."""
+        self.peer_violations += 1
+        if address is not None and address in self.correct_keys and node.is_correct:
+            self.checker.violations.append(Violation("peer-violation", self.now, node.idx,
+                                                     f"correct peer {address.hex()[:8]} reported: {reason}"))
+
+    def _on_stored(self, node: SimNode, block: Block, commit: Commit, hashes: list[bytes]) -> None:
+        h = block.header.height
+        self._trace(f"{self.now} D {node.idx} h{h}.{commit.round}.{commit.block_id.hex()[:6]}")
+        if not node.is_correct:
+            return
+        self.checker.on_store(node.idx, block, commit, hashes)
+        self.commit_rounds.setdefault(h, commit.round)
+        self.proposers.setdefault(h, block.header.proposer)
+
+    # ------------------------------------------------------------------------------------------------ events
+
+    def _on_deliver(self, node: SimNode, src: int, msg: Wire) -> None:
+        shell = node.shell
+        if shell is None or node.role == "silent":
+            return
+        self.delivered += 1
+        self._trace(f"{self.now} {node.idx}<{src} {describe(msg)}")
+        sender = self.nodes[src].address
+
+        def handle() -> None:
+            try:
+                shell.on_message(sender, msg)
+            except PeerViolation as exc:
+                self.on_peer_violation(node, sender, str(exc))
+
+        self._call(node, handle)
+
+    def _on_client(self) -> None:
+        """A client submits a real signed transaction (kv.put) to a running correct node, every ~150 ticks."""
+        self._push(self.now + self.rng_app.between(50, 250), _CLIENT, -1, 0, None)
+        up = [n for n in self.nodes if n.is_correct and n.up and n.pool is not None]
+        if not up:
+            return
+        if self.gov_next < len(self.gov_plan):
+            self._on_governance(up)
+        node = up[self.rng_app.below(len(up))]
+        self.txs_submitted += 1
+        body = TxBody(CHAIN_ID, self.suite.get_public_key(self.client_key), self.txs_submitted,
+                      node.disk.ledger.tip.height + 500, "kv", "put",
+                      (b"k%d" % self.rng_app.below(64), b"v%d" % self.txs_submitted))
+        raw = sign_tx(self.suite, self.client_key, body).encode()
+        pool = node.pool
+        assert pool is not None
+        result: list[str] = []
+        self._call(node, lambda: result.append(pool.submit(raw, True)[1]))
+        if result and result[0] == "accepted":
+            self.txs_accepted += 1
+        self._trace(f"{self.now} {node.idx} tx{self.txs_submitted} {result[0] if result else 'crash'}")
+
+    def _on_governance(self, up: list[SimNode]) -> None:
+        """The client (the organisation's admin) proposes the next validator-set change of the plan — a real
+        ``gov.propose`` of ``validator.update``, executed at once (a majority of one) — and re-sends the same signed
+        bytes until a correct node stores it (a crash may lose it from a mempool). The oracle is told what it
+        changes; it applies the change from two heights after the block that carries it."""
+        if self.gov_raw is not None:
+            at = self.checker.acked.get(self.gov_hash)
+            if at is not None:
+                self._trace(f"{self.now} G change {self.gov_next} stored at h{at}")
+                self.gov_next += 1
+                self.gov_raw = None
+                self.gov_after = at + 3
+                return
+            if self.now - self.gov_sent_at < 1500:
+                return
+        elif max(self.checker.stored, default=0) < self.gov_after:
+            return
+        node = up[self.rng_app.below(len(up))]
+        if self.gov_raw is None:
+            updates = self.gov_plan[self.gov_next]
+            action = ["validator.update", [[pub, power] for _, pub, power in updates]]
+            body = TxBody(CHAIN_ID, self.suite.get_public_key(self.client_key), 1_000_000 + self.gov_next,
+                          node.disk.ledger.tip.height + 500, "gov", "propose", (action,))
+            tx = sign_tx(self.suite, self.client_key, body)
+            self.gov_raw = tx.encode()
+            self.gov_hash = compute_tx_hash(self.suite, body)
+            self.checker.expect_validator_update(self.gov_hash, updates)
+        self.gov_sent_at = self.now
+        raw, pool = self.gov_raw, node.pool
+        assert pool is not None
+        result: list[str] = []
+        self._call(node, lambda: result.append(pool.submit(raw, True)[1]))
+        self._trace(f"{self.now} {node.idx} G change {self.gov_next} {result[0] if result else 'crash'}")
+
     # ------------------------------------------------------------------------------------------------ faults
 
     def _schedule_faults(self) -> None:
         cfg = self.cfg
+        if cfg.crash_every:
+            t = 0
+            while True:
+                t += self.rng_fault.between(100, max(cfg.crash_every, 100))
+                if t >= cfg.chaos_ticks:
+                    break
+                self._push(t, _FAULT, -1, 0, "torn" if self.rng_fault.chance(500) else "crash")
         kinds = [k for k in ("partition", "asym", "isolate", "crash", "torn") if k in cfg.faults]
         if not kinds:
             return
         partitions = [k for k in kinds if k in ("partition", "asym", "isolate")]
         t = 0
         while True:
-            t += self.rng_fault.between(300, 2500)
+            t += self.rng_fault.between(200, 1500)
             if t >= cfg.chaos_ticks:
                 return
             action = self.rng_fault.pick(list(range(len(kinds) + (1 if partitions else 0))))
@@ -441,18 +732,17 @@ class World:
             self._trace(f"{self.now} F {name} {sorted(group)}")
             self.fault_counts[name] += 1
             return
-        candidates = [n.idx for n in self.nodes if n.has_shell and n.up and n.core is not None]
+        candidates = [n.idx for n in self.nodes if n.role in (CORRECT, "dup-key") and n.up
+                      and n.disk.crash_at is None]
         if not candidates:
             return
         node = self.nodes[rng.pick(candidates)]
-        if name == "torn":
-            node.torn_pending = True
-            self._trace(f"{self.now} F torn {node.idx}")
-        else:
-            self.fault_counts["crash"] += 1
-            self._crash(node)
-        self._push(self.now + rng.between(200, 4000), _RESTART, node.idx, node.epoch + (1 if name == "torn" else 0),
-                   None)
+        disk = node.disk
+        disk.crash_at = disk.ops + rng.between(1, 40)
+        disk.power_loss = name == "torn"
+        disk.tear = rng.below(1001)
+        self.fault_counts[name] += 1
+        self._trace(f"{self.now} F {name} {node.idx} at op {disk.crash_at}")
 
     def _on_heal(self) -> None:
         m = len(self.nodes)
@@ -463,417 +753,124 @@ class World:
         self.target = max(self.cfg.heights, best + 1)
         self._trace(f"{self.now} F heal target {self.target}")
         for node in self.nodes:
-            node.torn_pending = False
-            if node.role != "silent" and (not node.up or node.core is None):
-                self._restart(node)
-        self._check_done()
-
-    def _crash(self, node: SimNode) -> None:
-        if not node.up or node.core is None:
-            return
-        core = node.core
-        node.lock_at_crash = (core.height, core.locked_round)
-        for rule, count in core.rule_counts.items():
-            node.rules[rule] = node.rules.get(rule, 0) + count
-        node.up = False
-        node.core = None
-        node.epoch += 1
-        node.held = {}
-        node.seen = set()
-        node.torn_pending = False
-        disk = node.disk
-        del disk.wal[disk.synced:]
-        if self.cfg.amnesia:
-            disk.wal, disk.synced, disk.signer, disk.own = [], 0, SignerState(), {}
-        self._trace(f"{self.now} X crash {node.idx} h{node.height}")
-
-    # ------------------------------------------------------------------------------------------------ restart
-
-    def _restart(self, node: SimNode) -> None:
-        """Start (or restart) a node from its disk: replay the synced WAL into a fresh core."""
-        node.up = True
-        node.restarts += 1 if node.epoch > 0 else 0
-        node.torn_pending = False
-        core = Core(node.key, self.validators, self.cfg.timeouts)
-        node.core = core
-        node.held, node.seen = {}, set()
-        node.last_commit_tick = self.now
-        disk = node.disk
-        height = node.height
-        records = disk.wal[:disk.synced] if node.has_shell else []
-        first = records[0] if records else None
-        if not (isinstance(first, WalStart) and first.height == height):
-            first = WalStart(height, ())
-            records = [first]
-            if node.has_shell:
-                disk.wal, disk.synced = [first], 0
-        self._trace(f"{self.now} R {node.idx} h{height} wal{len(records) - 1}")
-        timers: dict[int, ScheduleTimeout] = {}
-        request: RequestValue | None = None
-        validate: dict[bytes, ValidateValue] = {}
-        decided: Decide | None = None
-
-        def absorb(outs: list[Output]) -> None:
-            nonlocal request, decided
-            for o in outs:
-                if isinstance(o, Broadcast):
-                    if o.message not in disk.own:  # signed before the crash? then it is re-sent below
-                        self._sign_and_send(node, o.message)
-                elif isinstance(o, ScheduleTimeout):
-                    timers[o.kind] = o
-                elif isinstance(o, RequestValue):
-                    request = o
-                elif isinstance(o, ValidateValue):
-                    validate[o.value_id] = o
-                elif isinstance(o, Decide):
-                    decided = o
-
-        core.buffer = list(first.buffered)
-        for buffered in first.buffered:
-            if isinstance(buffered, ProposalReceived | PrevoteReceived | PrecommitReceived):
-                self._hold(node, buffered.proposal if isinstance(buffered, ProposalReceived) else buffered.vote)
-        absorb(core.start_height(height, self.validators))
-        for inp in records[1:]:
-            assert not isinstance(inp, WalStart)
-            if isinstance(inp, ProposalValueReady):
-                request = None
-            elif isinstance(inp, ValidityAnswer):
-                validate.pop(inp.value_id, None)
-            elif isinstance(inp, ProposalReceived):
-                self._hold(node, inp.proposal)
-            elif isinstance(inp, PrevoteReceived | PrecommitReceived):
-                self._hold(node, inp.vote)
-            absorb(core.process(inp))
-            if decided is not None:
-                break
-        self._push(self.now + self._drifted(node, self.cfg.gossip_ticks), _GOSSIP, node.idx, node.epoch, None)
-        if decided is not None:  # a crash between the WAL sync and the commit (torn): decide again, commit now
-            self._execute(node, [decided])
-            return
-        if node.has_shell:
-            self.checker.on_core_step(node.idx, core, [], (core.locked_round, core.locked_id))
-            if node.is_correct:
-                self.checker.on_restart(node.idx, core, node.lock_at_crash)
-        for t in timers.values():
-            if (t.height, t.round) == (core.height, core.round):
-                self._execute(node, [t])
-        pending: list[Output] = list(validate.values())
-        if request is not None and (request.height, request.round) == (core.height, core.round):
-            pending.append(request)
-        self._execute(node, pending)
-        for msg in list(disk.own)[-MAX_OWN_RESEND:]:
-            self._send_all(node, msg)
-
-    # ------------------------------------------------------------------------------------------------ node IO
-
-    def _hold(self, node: SimNode, msg: Proposal | Vote) -> None:
-        node.seen.add(msg)
-        held = node.held.setdefault(msg.height, {})
-        if len(held) < MAX_HELD_PER_HEIGHT:
-            held[msg] = None
-
-    def _feed(self, node: SimNode, inp: Input) -> None:
-        """Log an input (correct shells), give it to the core, carry out the effects."""
-        core = node.core
-        assert core is not None
-        if node.has_shell:
-            node.disk.wal.append(inp)
-        lock = (core.locked_round, core.locked_id)
-        outs = core.process(inp)
-        self._execute(node, outs, lock)
-
-    def _execute(self, node: SimNode, outs: list[Output], lock: tuple[int, bytes | None] | None = None) -> None:
-        core = node.core
-        assert core is not None
-        own = [o.message for o in outs if isinstance(o, Broadcast)]
-        if node.has_shell:
-            if own:
-                node.disk.synced = len(node.disk.wal)  # WAL before send
-            if lock is not None:
-                self.checker.on_core_step(node.idx, core, own, lock)
-        epoch = node.epoch
-        for o in outs:
-            if node.epoch != epoch:  # crashed in the middle of this step (torn)
-                return
-            if isinstance(o, Broadcast):
-                if node.has_shell:
-                    self._sign_and_send(node, o.message)
-                else:
-                    self._byzantine_send(node, o.message)
-            elif isinstance(o, ScheduleTimeout):
-                self._push(self.now + self._drifted(node, o.duration_ms), _TIMER, node.idx, node.epoch,
-                           TimeoutElapsed(o.kind, o.height, o.round))
-            elif isinstance(o, RequestValue):
-                value = make_value(o.height, node.get_tip_id(), node.idx, self.rng_app.below(1 << 32))
-                self._push(self.now + self.rng_app.below(31), _APP, node.idx, node.epoch,
-                           ProposalValueReady(o.height, o.round, value))
-            elif isinstance(o, ValidateValue):
-                valid = is_valid_value(o.value, o.height, node.get_tip_id()) and o.height == node.height
-                self._push(self.now + self.rng_app.below(21), _APP, node.idx, node.epoch,
-                           ValidityAnswer(o.value_id, valid))
-            elif isinstance(o, Decide):
-                self._trace(f"{self.now} {node.idx} D{o.height}.{o.round}.{compute_value_id(o.value).hex()[:6]}")
-                if node.is_correct:
-                    self.checker.on_decide(node.idx, o.height, o.round, o.value, o.precommits, "core")
-                    node.decided_rounds.append(o.round)
-                self._commit(node, CommitCert(o.height, o.round, o.value, o.precommits))
-                return
-            elif isinstance(o, EvidenceFound):
-                node.evidence += 1
-
-    def _sign_and_send(self, node: SimNode, msg: Proposal | Vote) -> None:
-        """Signer guard (persisted first), sign, send. An own message already signed is only re-sent."""
-        disk = node.disk
-        if msg not in disk.own:
-            try:
-                state = check_sign(disk.signer, msg)
-            except SignRefused as exc:
-                if node.is_correct:
-                    self.checker.on_guard_refused(node.idx, msg, str(exc))
-                return
-            disk.signer = state
-            disk.own[msg] = None
-            self.checker.on_sign(node.idx, msg, node.is_correct)
-            if node.torn_pending:
-                self.fault_counts["torn"] += 1
-                self._crash(node)
-                return
-        self._hold(node, msg)
-        self._send_all(node, msg)
-
-    def _commit(self, node: SimNode, cert: CommitCert) -> None:
-        """Make the decision durable, start a fresh WAL for the next height, start the next height."""
-        core = node.core
-        assert core is not None and cert.height == node.height
-        disk = node.disk
-        disk.chain.append(cert)
-        buffered = tuple(core.buffer)
-        disk.wal, disk.synced, disk.own = [WalStart(cert.height + 1, buffered)], 0, {}
-        for rule, count in core.rule_counts.items():
-            node.rules[rule] = node.rules.get(rule, 0) + count
-        core.rule_counts = {}
-        node.last_commit_tick = self.now
-        node.held = {h: msgs for h, msgs in node.held.items() if h > cert.height}
-        node.seen = {m for msgs in node.held.values() for m in msgs}
-        self._check_done()
-        outs = core.start_height(cert.height + 1, self.validators)
-        self._execute(node, outs, (-1, None))
-
-    def _check_done(self) -> None:
-        if self.healed and self.done_tick is None and all(
-                n.height > self.target for n in self.nodes if n.is_correct):
-            self.done_tick = self.now
-
-    # ------------------------------------------------------------------------------------------------ events
-
-    def _on_deliver(self, node: SimNode, src: int, msg: Message) -> None:
-        if not node.up or node.core is None or node.role == "silent":
-            return
-        self.delivered += 1
-        self._trace(f"{self.now} {node.idx}<{src} {describe(msg)}")
-        core = node.core
-        if isinstance(msg, SyncRequest):
-            self._reply_sync(node, src, msg.height)
-            return
-        if isinstance(msg, CommitBundle):
-            self._on_commits(node, msg)
-            return
-        if msg not in self.checker.signed:  # forged: a real node's signature check rejects it
-            return
-        if msg.height < core.height:
-            self._reply_sync(node, src, msg.height)
-            return
-        if msg.height > core.height:
-            self._request_sync(node, src)
-            if msg.height > core.height + 1:
-                return
-        if msg in node.seen:
-            return
-        self._hold(node, msg)
-        self._feed(node, _input_of(msg))
-
-    def _on_timer(self, node: SimNode, epoch: int, t: TimeoutElapsed) -> None:
-        core = node.core
-        if epoch != node.epoch or core is None or (t.height, t.round) != (core.height, core.round):
-            return
-        self._trace(f"{self.now} {node.idx} T{int(t.kind)}.{t.height}.{t.round}")
-        self._feed(node, t)
-
-    def _on_app(self, node: SimNode, epoch: int, inp: ProposalValueReady | ValidityAnswer) -> None:
-        core = node.core
-        if epoch != node.epoch or core is None:
-            return
-        if isinstance(inp, ProposalValueReady) and (inp.height, inp.round) != (core.height, core.round):
-            return
-        self._trace(f"{self.now} {node.idx} A{type(inp).__name__[0]}")
-        self._feed(node, inp)
-
-    def _on_gossip(self, node: SimNode, epoch: int) -> None:
-        """Anti-entropy: a node that has not committed for a while re-sends its own latest messages to everyone and
-        everything it holds for its height to one random peer, and asks that peer for commits it may lack."""
-        core = node.core
-        if epoch != node.epoch or core is None:
-            return
-        self._push(self.now + self._drifted(node, self.cfg.gossip_ticks), _GOSSIP, node.idx, node.epoch, None)
-        if self.now - node.last_commit_tick < self.cfg.gossip_ticks or len(self.nodes) < 2:
-            return
-        peers = [n.idx for n in self.nodes if n.idx != node.idx]
-        peer = self.rng_gossip.pick(peers)
-        self._trace(f"{self.now} {node.idx} G{peer}")
-        if node.has_shell:
-            for own in list(node.disk.own)[-MAX_OWN_RESEND:]:
-                self._send_all(node, own)
-        for msg in list(node.held.get(core.height, {}))[:MAX_GOSSIP_BATCH]:
-            self._send(node.idx, peer, msg)
-        self._send(node.idx, peer, SyncRequest(core.height))
-
-    def _request_sync(self, node: SimNode, peer: int) -> None:
-        if self.now - node.last_commit_tick < self.cfg.gossip_ticks:
-            return
-        if self.now - node.sync_sent.get(peer, -self.cfg.gossip_ticks) < self.cfg.gossip_ticks:
-            return
-        node.sync_sent[peer] = self.now
-        assert node.core is not None
-        self._send(node.idx, peer, SyncRequest(node.core.height))
-
-    def _reply_sync(self, node: SimNode, peer: int, height: int) -> None:
-        """Block sync: send the commit certificates from `height` on (bounded, rate-limited per peer)."""
-        chain = node.disk.chain
-        if height < 1 or height > len(chain):
-            return
-        key = (peer, height)
-        if self.now - node.reply_sent.get(key, -self.cfg.gossip_ticks) < self.cfg.gossip_ticks // 2:
-            return
-        node.reply_sent[key] = self.now
-        self._send(node.idx, peer, CommitBundle(tuple(chain[height - 1:height - 1 + MAX_COMMITS_PER_REPLY])))
-
-    def _on_commits(self, node: SimNode, bundle: CommitBundle) -> None:
-        for cert in bundle.commits:
-            core = node.core
-            if core is None or cert.height != node.height:
-                continue
-            if not self.is_valid_commit(cert, node.get_tip_id()):
-                continue
-            self.catchups += 1
-            self._trace(f"{self.now} {node.idx} K{cert.height}.{cert.round}")
-            if node.is_correct:
-                self.checker.on_decide(node.idx, cert.height, cert.round, cert.value, cert.precommits, "catch-up")
-            self._commit(node, cert)
-
-    def is_valid_commit(self, cert: CommitCert, parent_id: bytes) -> bool:
-        """What a node checks before using a commit from block sync: signed precommits of distinct validators for
-        id(value) at (height, round), holding more than 2/3 of the power, and a value valid at its parent."""
-        vid = compute_value_id(cert.value)
-        power = 0
-        voters: set[bytes] = set()
-        for v in cert.precommits:
-            if v not in self.checker.signed or v.validator in voters:
-                return False
-            if (v.type, v.height, v.round, v.value_id) != (VoteType.PRECOMMIT, cert.height, cert.round, vid):
-                return False
-            voters.add(v.validator)
-            power += self.validators.get_power(v.validator)
-        return self.validators.is_quorum(power) and is_valid_value(cert.value, cert.height, parent_id)
+            node.disk.crash_at = None
+            if node.role != "silent" and not node.up:
+                self._start(node)
 
     # ------------------------------------------------------------------------------------------------ Byzantine
 
     def _split(self, height: int) -> frozenset[int]:
-        """The half of the correct nodes that gets the Byzantine nodes' first version at `height` (they collude:
-        all of them split the network the same way)."""
+        """The half of the nodes that gets the Byzantine nodes' first version at `height`."""
         got = self.splits.get(height)
         if got is None:
-            correct = [n.idx for n in self.nodes if n.role != "silent"]
-            order = self.rng_byz.shuffled(correct)
+            order = self.rng_byz.shuffled([n.idx for n in self.nodes if n.role != "silent"])
             got = frozenset(order[:len(order) // 2])
             self.splits[height] = got
         return got
 
-    def _byzantine_send(self, node: SimNode, msg: Proposal | Vote) -> None:
-        core = node.core
-        assert core is not None
-        self.checker.on_sign(node.idx, msg, False)
-        self._hold(node, msg)
-        alt: Proposal | Vote | None = None
-        if node.role == "equivocate" and isinstance(msg, Proposal):
-            parent = node.get_tip_id() if self.rng_byz.below(4) else bytes(32)  # one time in four: invalid
-            value = make_value(msg.height, parent, node.idx, self.rng_byz.below(1 << 32))
-            alt = Proposal(msg.height, msg.round, value, compute_value_id(value), -1, node.key)
-            self.split_values[(msg.height, msg.round)] = (msg.value_id, alt.value_id)
-        elif node.role in ("equivocate", "double-vote") and isinstance(msg, Vote):
+    def _sign_vote(self, node: SimNode, kind: int, height: int, round_: int, block_id: bytes) -> SignedVote:
+        sig = self.suite.sign(node.private_key, compute_vote_sign_bytes(CHAIN_ID, kind, height, round_, block_id))
+        vote = SignedVote(kind, height, round_, block_id, node.address, sig)
+        self.checker.on_sign(node.idx, self.to_core(vote), False, vote)
+        return vote
+
+    def byzantine_send(self, node: SimNode, msg: ProposalMsg | SignedVote) -> None:
+        """Send an own message of a Byzantine validator the way its behaviour does."""
+        alt: ProposalMsg | SignedVote | None = None
+        if node.role == "equivocate" and isinstance(msg, ProposalMsg):
+            h = msg.header
+            bad = self.rng_byz.below(4) == 0  # one time in four the second block is invalid (wrong parent)
+            header = dataclasses.replace(h, time_ms=h.time_ms + 1 + self.rng_byz.below(1000),
+                                         prev_block_id=bytes(32) if bad else h.prev_block_id)
+            bid = self.suite.hash(header.encode())
+            sig = self.suite.sign(node.private_key, compute_proposal_sign_bytes(CHAIN_ID, h.height, msg.round, bid,
+                                                                                msg.valid_round))
+            alt = ProposalMsg(msg.round, msg.valid_round, header, msg.tx_hashes, msg.last_commit, msg.proposer, sig)
+            self.checker.on_sign(node.idx, self.to_core(alt), False, alt)
+            self.split_values[(h.height, msg.round)] = (self.suite.hash(h.encode()), bid)
+        elif node.role in ("equivocate", "double-vote") and isinstance(msg, SignedVote):
             pair = self.split_values.get((msg.height, msg.round))
             if pair is not None:  # back each half's proposal in that half
-                first = Vote(msg.type, msg.height, msg.round, pair[0], node.key)
-                if first != msg:
-                    self.checker.on_sign(node.idx, first, False)
-                msg = first
-                alt = Vote(msg.type, msg.height, msg.round, pair[1], node.key)
+                if msg.block_id != pair[0]:
+                    msg = self._sign_vote(node, msg.kind, msg.height, msg.round, pair[0])
+                alt = self._sign_vote(node, msg.kind, msg.height, msg.round, pair[1])
             elif node.role == "double-vote":
-                others = [vid for vid in core.proposals.get(msg.round, {}) if vid != msg.value_id]
-                alt_id = others[0] if others else (None if msg.value_id is not None else bytes(32))
-                alt = Vote(msg.type, msg.height, msg.round, alt_id, node.key)
+                alt = self._sign_vote(node, msg.kind, msg.height, msg.round, b"" if msg.block_id else bytes(32))
         if alt is None:
-            self._send_all(node, msg)
-        else:
-            self.checker.on_sign(node.idx, alt, False)
-            half = self._split(msg.height)
             for other in self.nodes:
-                self._send(node.idx, other.idx, msg if other.idx in half else alt)
+                if other.idx != node.idx:
+                    self.send(node, other, msg)
+        else:
+            half = self._split(msg.height if isinstance(msg, SignedVote) else msg.header.height)
+            for other in self.nodes:
+                if other.idx != node.idx:
+                    self.send(node, other, msg if other.idx in half else alt)
         if node.role == "spam":
-            self._spam(node)
+            self._spam(node, msg)
 
-    def _spam(self, node: SimNode) -> None:
-        """Messages for future rounds (near: inside the core's window; far: beyond it) and future heights."""
-        core = node.core
-        assert core is not None
+    def _spam(self, node: SimNode, msg: ProposalMsg | SignedVote) -> None:
+        """Votes for near-future rounds (inside the window), far-future rounds (beyond it) and future heights."""
         rng = self.rng_byz
+        height0 = msg.height if isinstance(msg, SignedVote) else msg.header.height
+        round0 = msg.round
         for _ in range(2):
-            height = core.height + (rng.below(3) if rng.chance(250) else 0)
+            height = height0 + (rng.below(3) if rng.chance(250) else 0)
             far = rng.chance(300)
-            rnd = core.round + (rng.between(11, 1_000_000) if far else rng.between(1, 10))
-            msg: Proposal | Vote
-            if self.validators.get_proposer(height, rnd) == node.key and rng.chance(500):
-                value = make_value(height, node.get_tip_id(), node.idx, rng.below(1 << 32))
-                msg = Proposal(height, rnd, value, compute_value_id(value), -1, node.key)
-            else:
-                known = [vid for p in core.proposals.values() for vid in p]
-                vid = known[rng.below(len(known))] if known and rng.chance(500) else None
-                msg = Vote(VoteType.PREVOTE if rng.chance(500) else VoteType.PRECOMMIT, height, rnd, vid, node.key)
-            self.checker.on_sign(node.idx, msg, False)
-            self._send_all(node, msg)
+            rnd = round0 + (rng.between(11, 1_000_000) if far else rng.between(1, 10))
+            kind = PREVOTE if rng.chance(500) else PRECOMMIT
+            vote = self._sign_vote(node, kind, height, rnd, b"")
+            for other in self.nodes:
+                if other.idx != node.idx:
+                    self.send(node, other, vote)
 
     # ------------------------------------------------------------------------------------------------ result
+
+    def _final_checks(self) -> None:
+        for n in self.nodes:
+            if n.is_correct:
+                self.checker.check_acks(n.idx, n.disk.ledger)
 
     def _result(self) -> SimResult:
         correct = [n for n in self.nodes if n.is_correct]
         rules: dict[str, int] = {}
-        rounds: list[int] = []
+        synced = 0
+        evidence = 0
         for n in correct:
             counts = dict(n.rules)
-            if n.core is not None:
-                for rule, c in n.core.rule_counts.items():
+            synced += n.synced
+            evidence += n.evidence
+            if n.shell is not None:
+                for rule, c in n.shell.consensus.core.rule_counts.items():
                     counts[rule] = counts.get(rule, 0) + c
+                synced += n.shell.blocksync.blocks_synced if n.shell.blocksync is not None else 0
+                evidence += len(n.shell.consensus.evidence)
             for rule, c in counts.items():
                 rules[rule] = rules.get(rule, 0) + c
-            rounds += n.decided_rounds
-        proposers = [p[2] if (p := parse_value(v)) else -1 for _, v in sorted(self.checker.decided.items())]
+        proposers = [p for _, p in sorted(self.proposers.items())]
         probes = {
-            "decisions in round > 0": sum(1 for r in rounds if r > 0),
+            "decisions in round > 0": sum(1 for r in self.commit_rounds.values() if r > 0),
             "L28 unlocks": rules.get("L28-unlock", 0),
             "L55 round skips": rules.get("L55", 0),
             "L49 past-round decisions": rules.get("L49-past-round", 0),
             "proposer rotations": sum(1 for a, b in itertools.pairwise(proposers) if a != b),
-            "catch-up commits": self.catchups,
+            "catch-up commits": synced,
             "restarts": sum(n.restarts for n in self.nodes),
-            "evidence": sum(n.evidence for n in correct),
+            "evidence": evidence,
+            "crash points": sum(n.disk.crash_points for n in self.nodes),
+            "txs acknowledged": len(self.checker.acked),
+            "peer violations": self.peer_violations,
+            "validator-set changes": len(self.checker.decided_updates),
         }
         heights = min((n.height - 1 for n in correct), default=0)
         live = None if self.done_tick is None else self.done_tick - self.heal_tick
+        faults = dict(self.fault_counts)
+        faults["crash points"] = probes["crash points"]
         return SimResult(
             config=self.cfg, trace_hash=self._hash.hexdigest(), violations=tuple(self.checker.violations),
-            heights=heights, max_round=max(rounds, default=0), messages=self.messages, delivered=self.delivered,
-            events=self.events, ticks=self.now, heal_tick=self.heal_tick, liveness_ticks=live, probes=probes,
-            faults=dict(self.fault_counts), roles=tuple(n.role for n in self.nodes), powers=self.powers,
-            trace_tail=tuple(self._tail))
+            heights=heights, max_round=max(self.commit_rounds.values(), default=0), messages=self.messages,
+            delivered=self.delivered, events=self.events, ticks=self.now, heal_tick=self.heal_tick,
+            liveness_ticks=live, probes=probes, faults=faults, roles=tuple(n.role for n in self.nodes),
+            powers=self.powers, trace_tail=tuple(self._tail))
 
 
 def run_simulation(cfg: SimConfig) -> SimResult:

@@ -16,11 +16,24 @@ the comparison and for tools that want a single-file store.
 Guarantees both engines give the store: :meth:`write` applies a whole batch or nothing, and when it returns the
 batch is durable (LMDB: one synced write transaction; RocksDB: one ``WriteBatch`` with ``sync=True`` — the WAL is
 fsynced before the call returns, and recovery replays whole batches only). Snapshots see one batch boundary.
+
+Readers in other processes
+--------------------------
+RocksDB admits one process that opens the database (its ``LOCK`` file); LMDB admits any number. A reader in
+another process (``qilian indexer --home H`` beside a running node) therefore opens RocksDB as a *secondary
+instance* (:class:`RocksEngine` with ``readonly=True``): it takes no lock, writes nothing into the node's
+directory (its own info log goes to a private temporary directory), and sees the primary as of its open or its
+last :meth:`RocksEngine.catch_up`, which replays the primary's MANIFEST and write-ahead log — whole batches only,
+so a reader never sees half a block. Between catch-ups its view does not move. It keeps every SST file it has
+opened open (``max_open_files = -1``): the primary deletes compacted files while the reader runs, and an open
+descriptor keeps a deleted file readable until the next catch-up drops it.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -72,7 +85,13 @@ class KVEngine(Protocol):
 
     def snapshot(self) -> KVSnapshot: ...
 
+    def catch_up(self) -> None: ...
+
     def close(self) -> None: ...
+
+
+class EngineBusy(Exception):
+    """Another process holds the database open for writing (RocksDB's LOCK): the node is running."""
 
 
 def get_disk_bytes(path: Path) -> int:
@@ -125,6 +144,9 @@ class LmdbEngine:
     def snapshot(self) -> LmdbSnapshot:
         return LmdbSnapshot(self)
 
+    def catch_up(self) -> None:
+        """Nothing to do: every LMDB read transaction starts at the latest committed write, in any process."""
+
     def close(self) -> None:
         self.env.close()
 
@@ -159,15 +181,16 @@ class LmdbSnapshot:
 # -- RocksDB ----------------------------------------------------------------------------------------------------
 
 
-def _rocks_options() -> Any:
+def _rocks_options(secondary: bool = False) -> Any:
     from rocksdict import BlockBasedOptions, Cache, Options
 
     opt = Options(raw_mode=True)
-    opt.create_if_missing(True)
+    opt.create_if_missing(not secondary)
     opt.set_write_buffer_size(ROCKS_WRITE_BUFFER_BYTES)
     opt.set_max_write_buffer_number(ROCKS_MAX_WRITE_BUFFERS)
     opt.set_max_background_jobs(ROCKS_BACKGROUND_JOBS)
-    opt.set_max_open_files(ROCKS_MAX_OPEN_FILES)
+    # A secondary keeps every file it opened open, so one the primary deletes after a compaction stays readable.
+    opt.set_max_open_files(-1 if secondary else ROCKS_MAX_OPEN_FILES)
     opt.set_level_compaction_dynamic_level_bytes(True)
     table = BlockBasedOptions()
     table.set_block_cache(Cache(ROCKS_BLOCK_CACHE_BYTES))
@@ -181,15 +204,30 @@ def _rocks_options() -> Any:
 class RocksEngine:
     """Tables as one-byte key prefixes of one RocksDB keyspace (so a block's batch spans every table atomically).
 
-    One process at a time (RocksDB's LOCK file): the node, or an offline tool with the node stopped. Thread-safe
-    for one writer and any number of readers in the same process."""
+    Read-write: one process at a time (RocksDB's LOCK file) — the node, or an offline tool with the node stopped;
+    thread-safe for one writer and any number of readers in that process. ``readonly``: a secondary instance (see
+    the module docstring), any number of them beside the writer, each advancing only at :meth:`catch_up`."""
 
     def __init__(self, path: Path, readonly: bool = False):
         from rocksdict import AccessType, Rdict, ReadOptions, WriteOptions
 
         self._ReadOptions = ReadOptions
-        access = AccessType.read_only() if readonly else AccessType.read_write()
-        self.db = Rdict(str(path), _rocks_options(), access_type=access)
+        self._secondary_dir: str | None = None
+        if readonly:
+            if not (path / "CURRENT").exists():
+                raise FileNotFoundError(2, "no RocksDB database here", str(path))
+            self._secondary_dir = tempfile.mkdtemp(prefix="qilian-store-reader-")
+            access = AccessType.secondary(self._secondary_dir)
+        else:
+            access = AccessType.read_write()
+        try:
+            self.db = Rdict(str(path), _rocks_options(secondary=readonly), access_type=access)
+        except Exception as exc:
+            self._remove_secondary_dir()
+            if "lock" in str(exc).lower():  # the binding raises a bare Exception; RocksDB names the LOCK file
+                raise EngineBusy(f"{path} is open in another process (is the node running? stop it first, or "
+                                 f"read it with a read-only command such as `qilian indexer`)") from exc
+            raise
         self._sync = WriteOptions()
         self._sync.sync = True
 
@@ -225,8 +263,20 @@ class RocksEngine:
     def snapshot(self) -> RocksSnapshot:
         return RocksSnapshot(self)
 
+    def catch_up(self) -> None:
+        """A secondary: replay what the primary has written since the last catch-up (whole batches); open
+        snapshots keep their view. The primary (read-write) always reads its own latest writes."""
+        if self._secondary_dir is not None:
+            self.db.try_catch_up_with_primary()
+
     def close(self) -> None:
         self.db.close()
+        self._remove_secondary_dir()
+
+    def _remove_secondary_dir(self) -> None:
+        if self._secondary_dir is not None:
+            shutil.rmtree(self._secondary_dir, ignore_errors=True)
+            self._secondary_dir = None
 
 
 def _iter_rocks(it: Any, table: bytes, start: bytes) -> Iterator[tuple[bytes, bytes]]:

@@ -76,6 +76,10 @@ class StoreLayoutError(StoreCorrupt):
     """The data directory was written by another store layout (or engine); it is refused rather than misread."""
 
 
+class StoreMissing(Exception):
+    """A reader asked for a store that was never created (a reader must not create one: the node owns it)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ChainTip:
     """The last committed block and the results of executing it."""
@@ -113,6 +117,8 @@ def get_store_engine(path: Path) -> str | None:
 
 def _open_engine(path: Path, engine: str, readonly: bool) -> KVEngine:
     found = get_store_engine(path)
+    if readonly and found is None:
+        raise StoreMissing(f"{path} holds no chain store yet: start the node once (or initialise it)")
     if found is not None and found != engine:
         if found == "lmdb" and engine == "rocksdb":
             raise StoreLayoutError(
@@ -127,10 +133,15 @@ def _open_engine(path: Path, engine: str, readonly: bool) -> KVEngine:
 
 
 class ChainStore:
-    """Blocks and state in one key-value engine. Single writer (the node's commit path); any number of readers."""
+    """Blocks and state in one key-value engine. Single writer (the node's commit path); any number of readers.
+
+    ``readonly`` opens the store for a reader in another process — beside a running node or over a stopped one.
+    On RocksDB that is a secondary instance whose view stays where it was until :meth:`catch_up` (see
+    :mod:`qilian.storage.engine`); a reader that follows the chain calls it before each look for new heights."""
 
     def __init__(self, path: Path, readonly: bool = False, engine: str = DEFAULT_ENGINE):
-        path.mkdir(parents=True, exist_ok=True)
+        if not readonly:
+            path.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.engine_name = engine
         self.kv = _open_engine(path, engine, readonly)
@@ -163,6 +174,11 @@ class ChainStore:
     def close(self) -> None:
         """Close the engine."""
         self.kv.close()
+
+    def catch_up(self) -> None:
+        """A read-only store: see what the writer has committed since the open or the last catch-up (whole
+        blocks only). A no-op for the writer, which always reads its own latest batch, and on LMDB."""
+        self.kv.catch_up()
 
     def get_disk_bytes(self) -> int:
         """Bytes the store takes on disk."""

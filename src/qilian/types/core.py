@@ -37,9 +37,10 @@ DOMAIN_VOTE: Final = b"QILIAN/VOTE/1\x00"
 DOMAIN_PROPOSAL: Final = b"QILIAN/PROPOSAL/1\x00"
 """Prefix of the bytes a proposer signs for a proposal."""
 
-ROLES: Final = ("admin", "member", "validator", "observer")
-"""Membership roles. Admins govern, members and validators transact, validators vote, observers only read."""
-SENDING_ROLES: Final = frozenset({"admin", "member", "validator"})
+ROLES: Final = ("admin", "member", "validator", "observer", "regulator")
+"""Membership roles. Admins govern, members and validators transact, validators vote, observers only read,
+regulators freeze and unfreeze accounts and contracts (docs/governance.md, "Regulator")."""
+SENDING_ROLES: Final = frozenset({"admin", "member", "validator", "regulator"})
 """Roles allowed to sign transactions."""
 
 BLOCK_VERSION: Final = 1

@@ -20,11 +20,11 @@ from qilian.apps.copyright.module import (
 from qilian.apps.copyright.sdk import CERT_TYPE, CERT_VERSION
 from qilian.apps.proofs import (
     ProofUnavailable,
+    add_check_route,
     get_genesis_doc,
     get_proven_record,
     get_state_doc,
     make_bundle,
-    run_check,
 )
 from qilian.execution.env import CallFailed
 from qilian.types.codec import to_json_value
@@ -86,8 +86,5 @@ def make_copyright_router(node: Node, api_error: type[Exception]) -> APIRouter:
             raise api_error(400, "bad_digest", "the digest is hex") from None
         return {"digest": d.hex(), "registrations": [format_number(n) for n in get_registrations(get, d)]}
 
-    @router.post("/copyright/check", summary="Pre-check a copyright call against the latest state")
-    async def check(doc: dict[str, Any]) -> dict[str, Any]:
-        return run_check(node, api_error, COPYRIGHT_MODULE, doc)
-
+    add_check_route(router, node, api_error, COPYRIGHT_MODULE)
     return router

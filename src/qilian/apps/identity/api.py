@@ -9,6 +9,7 @@ from fastapi import APIRouter
 
 from qilian.apps.appapi import make_proven
 from qilian.apps.identity.module import (
+    DID_MODULE,
     DID_NAMESPACE,
     STATUS_CHUNK_BYTES,
     STATUS_LIST_BITS,
@@ -19,6 +20,7 @@ from qilian.apps.identity.module import (
     is_fragment,
 )
 from qilian.apps.identity.vc import VC_CONTEXT, compute_encoded_list, compute_resolution
+from qilian.apps.proofs import add_check_route
 from qilian.types.codec import decode_raw
 
 if TYPE_CHECKING:
@@ -62,4 +64,5 @@ def make_identity_router(node: Node, api_error: type[Exception]) -> APIRouter:
                                                          "revocation", "suspension") else "revocation",
                                                      "encodedList": compute_encoded_list(b"".join(chunks))}}
 
+    add_check_route(router, node, api_error, DID_MODULE)
     return router

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter
 
 from qilian.apps.iot.module import IOT_MODULE, MAX_BATCH_DEVICES, get_batch, get_device
-from qilian.apps.proofs import run_check
+from qilian.apps.proofs import add_check_route
 from qilian.types.codec import to_json_value
 
 if TYPE_CHECKING:
@@ -47,8 +47,5 @@ def make_iot_router(node: Node, api_error: type[Exception]) -> APIRouter:
             raise api_error(404, "not_found", f"no batch {number}")
         return {"batch": number, **to_json_value(rec)}
 
-    @router.post("/iot/check", summary="Pre-check an iot call against the latest state (nothing is written)")
-    async def check(doc: dict[str, Any]) -> dict[str, Any]:
-        return run_check(node, api_error, IOT_MODULE, doc)
-
+    add_check_route(router, node, api_error, IOT_MODULE)
     return router

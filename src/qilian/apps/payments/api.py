@@ -10,7 +10,9 @@ from fastapi import APIRouter
 
 from qilian.apps.appapi import make_proven
 from qilian.apps.payments.module import (
+    ASSET_MODULE,
     ASSET_NAMESPACE,
+    SETTLE_MODULE,
     compute_balance_key,
     compute_org_account,
     get_asset,
@@ -23,6 +25,7 @@ from qilian.apps.payments.module import (
     is_account,
     is_symbol,
 )
+from qilian.apps.proofs import add_check_route
 from qilian.types.codec import decode_raw, to_json_value
 
 if TYPE_CHECKING:
@@ -91,4 +94,6 @@ def make_payments_router(node: Node, api_error: type[Exception]) -> APIRouter:
             raise api_error(404, "not_found", f"cycle {cycle} is not closed (open cycle: {get_cycle(state)})")
         return dict(to_json_value(n))
 
+    add_check_route(router, node, api_error, ASSET_MODULE)
+    add_check_route(router, node, api_error, SETTLE_MODULE)
     return router

@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter
 
 from qilian.apps.appapi import make_proven
+from qilian.apps.proofs import add_check_route
 from qilian.apps.registry.module import (
+    REGISTRY_MODULE,
     REGISTRY_NAMESPACE,
     compute_record_key,
     get_application,
@@ -82,4 +84,5 @@ def make_registry_router(node: Node, api_error: type[Exception]) -> APIRouter:
             raise api_error(404, "not_found", f"no record {record_id[:40]} in registry {name}")
         return [to_json_value(get_version(state, name, record_id, v)) for v in range(1, current["version"] + 1)]
 
+    add_check_route(router, node, api_error, REGISTRY_MODULE)
     return router

@@ -10,11 +10,11 @@ from fastapi.responses import Response
 
 from qilian.apps.proofs import (
     ProofUnavailable,
+    add_check_route,
     get_genesis_doc,
     get_proven_record,
     get_state_doc,
     make_bundle,
-    run_check,
 )
 from qilian.apps.trace.module import (
     TRACE_MODULE,
@@ -141,12 +141,7 @@ def make_trace_router(node: Node, api_error: type[Exception]) -> APIRouter:
             raise api_error(404, "not_found", f"no recall {number}")
         return {"recall": number, **to_json_value(decode_raw(raw))}
 
-    @router.post("/trace/check", summary="Pre-check a trace call against the latest state (nothing is written)",
-                 description='Body: {"method": …, "args": [...], "sender": public key hex}. 200 with the result '
-                             "the call would return, or 422 naming why the chain would refuse it.")
-    async def check(doc: dict[str, Any]) -> dict[str, Any]:
-        return run_check(node, api_error, TRACE_MODULE, doc)
-
+    add_check_route(router, node, api_error, TRACE_MODULE)
     return router
 
 

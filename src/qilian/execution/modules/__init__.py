@@ -21,10 +21,12 @@ from qilian.execution.modules.base import Module
 from qilian.execution.modules.contract import ContractCallModule, ContractsModule
 from qilian.execution.modules.gov import GovModule
 from qilian.execution.modules.kv import KvModule
+from qilian.execution.modules.regulator import RegulatorModule
 
 MODULES: Final[tuple[Module, ...]] = (KvModule(), ContractsModule(), GovModule(),
                                       TraceModule(), IotModule(), CopyrightModule(),
-                                      AssetModule(), SettleModule(), DidModule(), RegistryModule())
+                                      AssetModule(), SettleModule(), DidModule(), RegistryModule(),
+                                      RegulatorModule())
 """Built-in modules, in hook order."""
 CONTRACT_CALLS: Final = ContractCallModule()
 """Runs calls whose target is a contract."""

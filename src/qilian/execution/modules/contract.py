@@ -18,6 +18,7 @@ from qilian.execution.env import BlockEnv, CallFailed, Outcome, TxCall
 from qilian.execution.members import get_member_by_address
 from qilian.execution.messages import quote
 from qilian.execution.modules.base import Module, expect_args
+from qilian.execution.modules.regulator import check_contract_not_frozen
 from qilian.types.core import STATUS_FAILED, STATUS_OUT_OF_FUEL, Event, Transaction
 
 
@@ -95,4 +96,5 @@ class ContractCallModule(Module):
         if frozen is not None:
             raise CallFailed(f"contract {to} is frozen (by governance at height {frozen[0]}, approved by "
                              f"{', '.join(frozen[1])})")
+        check_contract_not_frozen(env, to)  # a regulator's freeze: "[frozen] contract … is frozen until …"
         return compute_outcome(env.contracts.call(get_context(env, call, to), call.method, list(call.args)))

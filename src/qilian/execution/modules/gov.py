@@ -34,6 +34,12 @@ from qilian.execution.modules.orgs import (
     process_membership_action,
     process_promote_validators,
 )
+from qilian.execution.modules.regulator import (
+    REGULATOR_ACTIONS,
+    check_new_keys_not_abolished,
+    compute_regulator_target,
+    process_regulator_action,
+)
 from qilian.execution.policy import (
     POLICY_NAMESPACE,
     RESOURCES,
@@ -68,10 +74,12 @@ MAX_ENDORSEMENTS: Final = 64
 """Endorsements one ``gov.execute`` may carry (each costs a signature check in execution)."""
 
 ACTION_ARITY: Final = {"contract.upgrade": 2, "gov.set_policy": 4, "contract.freeze": 1, "contract.unfreeze": 1,
-                       **MEMBERSHIP_ACTIONS}
+                       **MEMBERSHIP_ACTIONS, **REGULATOR_ACTIONS}
 """Action kind → number of arguments: ``[contract.upgrade, address, source]``, ``[gov.set_policy, resource, rule,
-orgs, roles]``, ``[contract.freeze, address]``, ``[contract.unfreeze, address]``, and the membership and
-validator actions of :data:`qilian.execution.modules.orgs.MEMBERSHIP_ACTIONS`."""
+orgs, roles]``, ``[contract.freeze, address]``, ``[contract.unfreeze, address]``, the membership and
+validator actions of :data:`qilian.execution.modules.orgs.MEMBERSHIP_ACTIONS`, and the regulator's actions of
+:data:`qilian.execution.modules.regulator.REGULATOR_ACTIONS` (so a policy stricter than one regulator can be met by
+proposals or endorsements)."""
 
 PENDING: Final = "pending"
 EXECUTED: Final = "executed"
@@ -245,7 +253,10 @@ def compute_action_target(env: BlockEnv, action: Action) -> tuple[str, str | Non
         compute_new_policy(env, action)
         return "gov.set_policy", None
     if action.kind in MEMBERSHIP_ACTIONS:
+        check_new_keys_not_abolished(env, action.kind, action.args)
         return compute_membership_target(env, action.kind, action.args)
+    if action.kind in REGULATOR_ACTIONS:
+        return compute_regulator_target(env, action.kind, action.args)
     address = action.args[0]
     if get_code(env.state.get, address) is None:
         raise CallFailed(f"no contract at {address}")
@@ -278,7 +289,12 @@ def process_action(env: BlockEnv, action: Action, approvers: list[str], via: str
             "resource": resource, "rule": policy.rule, "orgs": list(policy.orgs), "roles": list(policy.roles),
             "approvers": approvers, "via": via}),))
     if action.kind in MEMBERSHIP_ACTIONS:
+        check_new_keys_not_abolished(env, action.kind, action.args)
         out = process_membership_action(env, action.kind, action.args, approvers, via)
+        env.process_forget()
+        return out
+    if action.kind in REGULATOR_ACTIONS:
+        out = process_regulator_action(env, action.kind, action.args, approvers, via)
         env.process_forget()
         return out
     address = action.args[0]

@@ -138,6 +138,7 @@ async function pageDashboard() {
     table(['organisation', 'members'], vals.organisations.map((o) =>
       [o.name, h('span', {}, o.members.map((m) => h('span', {}, accountLink(m.address), ` ${m.name} (${m.roles.join(', ')})  `)))])));
   drawTps(canvas, items.slice().reverse());
+  view.append(await appsSection());
   return view;
 }
 
@@ -355,12 +356,257 @@ async function pageEvidence() {
 }
 
 async function pageSearch(q) {
-  const doc = await api(`/search?q=${encodeURIComponent(q)}`);
+  const [doc, apps] = await Promise.all([api(`/search?q=${encodeURIComponent(q)}`).catch((e) => {
+    if (e.status === 400 || e.status === 422) return { results: [] }; // too long for the index: apps may still know it
+    throw e;
+  }), appHits(q)]);
   const target = (r) => ({ block: `#/block/${r.id}`, tx: `#/tx/${r.id}`, account: `#/account/${r.id}`, contract: `#/contract/${r.id}` })[r.kind];
-  if (doc.results.length === 1) { location.hash = target(doc.results[0]); return null; }
+  const results = [...apps, ...doc.results.map((r) => ({ kind: r.kind, href: target(r), label: r.label }))];
+  if (results.length === 1) { location.hash = results[0].href; return null; }
   return h('div', {}, h('h1', {}, `Search: ${q}`),
-    doc.results.length ? table(['kind', 'what'], doc.results.map((r) => [r.kind, h('a', { href: target(r), 'data-testid': 'search-hit' }, r.label)]))
+    results.length ? table(['kind', 'what'], results.map((r) => [r.kind, h('a', { href: r.href, 'data-testid': 'search-hit' }, r.label)]))
       : h('p', { 'data-testid': 'search-none' }, 'Nothing found.'));
+}
+
+// --- scenario apps (docs/apps/) ------------------------------------------------------------------------------
+// Each page shows what the node's app routes say, and its Verify re-derives the app's state keys from the
+// identifier in the URL, fetches the raw proofs (/state/…?encoding=hex, /txs/…) and checks them here; the verdict
+// lists the *proven* facts, so a node that lies in its readable fields is caught by comparing them.
+
+const utf8 = new TextEncoder();
+const DOMAIN_CHAIN = utf8.encode('QILIAN/APP-CHAIN/1\0'); // apps/base.py: one step of a record's hash chain
+const DOMAIN_RECALL = utf8.encode('QILIAN/TRACE-RECALL/1\0'); // trace/module.py: a recall's history entry
+
+function concat(...parts) {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) { out.set(p, o); o += p.length; }
+  return out;
+}
+const be = (n, size) => { const b = new Uint8Array(size); let x = BigInt(n); for (let i = size - 1; i >= 0; i--) { b[i] = Number(x & 0xffn); x >>= 8n; } return b; };
+const hexOf = (b) => V.bytesToHex(b);
+const get = (m, k) => (m instanceof Map ? m.get(k) : undefined);
+
+/** Fetch and verify the state entry (namespace, key bytes); returns the decoded proven value (null: proven absent). */
+async function provenState(ctx, ns, key, steps) {
+  const doc = await api(`/state/${encodeURIComponent(ns)}/${hexOf(key)}?encoding=hex`);
+  if (doc.namespace !== ns || doc.key !== hexOf(key)) throw new V.ProofInvalid(`the node answered with a proof of another entry than ${ns}/${hexOf(key)}`);
+  const vs = V.verifyState(ctx, doc);
+  steps.push(...vs.steps);
+  return vs.value === null ? null : V.decode(vs.value);
+}
+
+/** The organisation of a signing key, from its proven sys:member entry (never from a JSON field). */
+async function provenOrg(ctx, publicKey, cache, steps) {
+  const k = hexOf(publicKey);
+  if (!cache.has(k)) {
+    const sub = [];
+    const m = await provenState(ctx, 'sys:member', publicKey, sub);
+    if (!Array.isArray(m) || m.length !== 3) throw new V.ProofInvalid(`key ${short(k)} is not a member of the chain`);
+    cache.set(k, m[0]);
+    steps.push(`key ${short(k, 8)} is a member of ${m[0]} (membership proven)`);
+  }
+  return cache.get(k);
+}
+
+/** Fetch and verify a committed transaction; returns its decoded body and (when proven) receipt. */
+async function provenTx(ctx, txHash, needReceipt, steps) {
+  const doc = await api(`/txs/${txHash}`);
+  const vt = V.verifyTx(ctx, doc);
+  if (vt.txHash !== txHash) throw new V.ProofInvalid(`asked for transaction ${short(txHash)}, got ${short(vt.txHash)}`);
+  if (needReceipt && !vt.receiptProven) throw new V.ProofInvalid(`the receipt of ${short(txHash)} is not provable yet; try again after the next block`);
+  steps.push(`transaction ${short(txHash, 8)} proven in block ${vt.height}${vt.receiptProven ? ' with its receipt' : ''}`);
+  const body = V.decode(V.hexToBytes(doc.tx.encoded))[0];
+  const receipt = vt.receiptProven ? V.decode(V.hexToBytes(doc.receipt.encoded)) : null;
+  return { body, receipt, height: vt.height, sender: body[1], to: body[4], method: body[5], args: body[6] };
+}
+
+function appForm(label, placeholder, go) {
+  const input = h('input', { type: 'text', placeholder, 'aria-label': label });
+  return h('form', { class: 'appform', onsubmit: (e) => { e.preventDefault(); const v = input.value.trim(); if (v) location.hash = go(v); } },
+    h('b', {}, label, ' '), input, ' ', h('button', { type: 'submit' }, 'Open'));
+}
+
+const traceLink = (id) => link(`#/trace/${encodeURIComponent(id)}`, id);
+const didLink = (d) => link(`#/did/${d}`, short(d, 20));
+const assetLink = (s) => link(`#/asset/${encodeURIComponent(s)}`, s);
+const recordLink = (n, i) => link(`#/registry/${encodeURIComponent(n)}/${encodeURIComponent(i)}`, `${n}/${i}`);
+
+/** Dashboard section: open any app object, and the first few the index has seen. */
+async function appsSection() {
+  const ev = (source, name) => api(`/events?source=${source}&name=${name}&limit=8`).then((d) => d.items).catch(() => []);
+  const [assets, dids, records, items] = await Promise.all([ev('asset', 'Created'), ev('did', 'Created'), ev('registry', 'RecordChanged'), ev('trace', 'commission')]);
+  const uniq = (xs) => [...new Set(xs)];
+  const chips = (xs) => (xs.length ? h('span', {}, xs.map((x) => h('span', { class: 'chip' }, x))) : h('span', { class: 'muted' }, 'none yet'));
+  return h('div', { 'data-testid': 'apps' }, h('h2', {}, 'Scenario apps'),
+    h('div', { class: 'apps' },
+      appForm('Trace item', 'urn:epc:id:sgtin:…', (v) => `#/trace/${encodeURIComponent(v)}`),
+      appForm('DID', 'did:qilian:…', (v) => `#/did/${v}`),
+      appForm('Asset', 'CNY', (v) => `#/asset/${encodeURIComponent(v)}`),
+      appForm('Registry record', 'registry/record', (v) => `#/registry/${v.split('/').map(encodeURIComponent).join('/')}`)),
+    kv([['items', chips(uniq(items.flatMap((e) => e.data.ids || [])).slice(0, 8).map(traceLink))],
+      ['DIDs', chips(uniq(dids.map((e) => e.data.did)).map(didLink))],
+      ['assets', chips(uniq(assets.map((e) => e.data.symbol)).map(assetLink))],
+      ['registry records', chips(uniq(records.map((e) => `${e.data.registry}/${e.data.record}`)).map((r) => recordLink(...r.split('/'))))]]));
+}
+
+async function pageTrace(id) {
+  const q = encodeURIComponent(id);
+  const hist = await api(`/trace/history?id=${q}`);
+  const loc = hist.location;
+  const byItem = new Map();
+  for (const e of hist.events) { if (!byItem.has(e.item)) byItem.set(e.item, []); byItem.get(e.item).push(e); }
+  const check = async (ctx) => {
+    const steps = [];
+    const orgs = new Map();
+    let root = null;
+    for (const [item, events] of byItem) {
+      const rec = await provenState(ctx, 'app:trace', concat(utf8.encode('i'), utf8.encode(item)), steps);
+      if (!(rec instanceof Map)) throw new V.ProofInvalid(`item ${item} is proven absent`);
+      const n = get(rec, 'n');
+      const own = events.filter((e) => e.item === item).sort((a, b) => a.index - b.index);
+      if (own.length !== n) throw new V.ProofInvalid(`${item}: the proven record has ${n} history entries, the node listed ${own.length} (the newest may be in a block not yet proven: try again after the next block)`);
+      let head = new Uint8Array(32);
+      for (const e of own) {
+        const t = await provenTx(ctx, e.tx_hash, true, steps);
+        if (t.to !== 'trace') throw new V.ProofInvalid(`transaction ${short(e.tx_hash)} is not a trace transaction`);
+        if (t.receipt[1] !== 0) throw new V.ProofInvalid(`transaction ${short(e.tx_hash)} did not succeed`);
+        // The entry a transaction added: a recall's is recomputed from its signed arguments; an event's is the
+        // event hash the validators committed in its receipt.
+        const entry = t.method === 'recall' ? ctx.suite.hash(concat(DOMAIN_RECALL, V.encode([t.args[0], t.args[1]])))
+          : get(t.receipt[4], 'event_hash');
+        if (!(entry instanceof Uint8Array)) throw new V.ProofInvalid(`transaction ${short(e.tx_hash)} carries no event hash`);
+        head = ctx.suite.hash(concat(DOMAIN_CHAIN, head, entry, V.hexToBytes(e.tx_hash)));
+        const org = await provenOrg(ctx, t.sender, orgs, steps);
+        steps.push(`${item} #${e.index}: ${t.method} by ${org} at height ${t.height}`);
+      }
+      if (hexOf(head) !== hexOf(get(rec, 'head'))) throw new V.ProofInvalid(`${item}: the history does not match the proven record (an entry is missing, extra, altered or out of order)`);
+      steps.push(`${item}: history of ${n} entries complete and in order (hash chain matches the proven record)`);
+      if (item === id) root = rec;
+    }
+    if (!root) throw new V.ProofInvalid('the item itself has no history');
+    steps.push(`proven: custodian ${get(root, 'custodian')}, ${get(root, 'status')}${get(root, 'recalled') ? `, RECALLED (recall ${get(root, 'recalled')})` : ''}`);
+    return { steps };
+  };
+  return h('div', {}, h('h1', {}, 'Item ', h('span', { class: 'mono' }, id)),
+    verifyControl('item history', check),
+    kv([['custodian', h('b', {}, loc.custodian)], ['status', loc.status + (loc.to ? ` → ${loc.to}` : '')],
+      ['container', loc.container ? traceLink(loc.container) : '–'],
+      ['recalled', loc.recalled ? h('span', { class: 'err', 'data-testid': 'recalled' }, `RECALLED (recall ${loc.recalled})`) : 'no'],
+      ['certificate', h('a', { href: `/trace/certificate?id=${q}` }, 'download (check offline with `qilian trace check`)')],
+      ['QR code', h('a', { href: `/trace/qr?id=${q}` }, 'PNG')]]),
+    h('h2', {}, `History (${hist.events.length} events, with the aggregates it was packed into and the inputs it was made from)`),
+    table(['item', 'relation', '#', 'block', 'transaction'], hist.events.map((e) =>
+      [e.item === id ? e.item : traceLink(e.item), e.relation, String(e.index), blockLink(e.height), txLink(e.tx_hash)])));
+}
+
+async function pageDid(did) {
+  const res = await api(`/apps/identity/dids/${encodeURIComponent(did)}`);
+  const doc = res.didDocument || {};
+  const meta = res.didDocumentMetadata || {};
+  const check = async (ctx) => {
+    const steps = [];
+    const rec = await provenState(ctx, 'app:did', concat(utf8.encode('d'), V.hexToBytes(did.slice('did:qilian:'.length))), steps);
+    if (!(rec instanceof Map)) throw new V.ProofInvalid(`${did} is proven absent`);
+    if (get(rec, 'did') !== did) throw new V.ProofInvalid(`the proven record is of ${get(rec, 'did')}`);
+    const frags = get(rec, 'keys').map((k) => `${did}#${k[0]}`).sort();
+    const shown = (doc.verificationMethod || []).map((m) => m.id).sort();
+    if (frags.join() !== shown.join()) throw new V.ProofInvalid(`the node shows keys ${shown.join(', ')} but the proven record has ${frags.join(', ')}`);
+    if (Boolean(get(rec, 'deactivated')) !== Boolean(meta.deactivated)) throw new V.ProofInvalid('the node misstates whether the DID is deactivated');
+    for (const k of get(rec, 'keys')) steps.push(`key ${k[0]} (${k[1]}) ${short(hexOf(k[2]), 10)} proven`);
+    steps.push(`proven: version ${get(rec, 'seq')}, created at ${get(rec, 'created')}, updated at ${get(rec, 'updated')}${get(rec, 'deactivated') ? ', DEACTIVATED' : ''}`);
+    return { steps };
+  };
+  return h('div', {}, h('h1', {}, 'DID ', h('span', { class: 'mono' }, did)),
+    verifyControl('DID document', check),
+    kv([['state height', String(res.stateHeight)], ['version', meta.versionId || '–'], ['created', meta.created ? blockLink(meta.created) : '–'],
+      ['updated', meta.updated ? blockLink(meta.updated) : '–'], ['deactivated', meta.deactivated ? h('b', { class: 'err' }, 'yes') : 'no'],
+      ['controllers', (doc.controller ? [].concat(doc.controller) : []).map((c) => (c === did ? c : didLink(c))).flatMap((x) => [x, ' '])]]),
+    h('h2', {}, 'Verification methods'),
+    table(['id', 'type', 'controller'], (doc.verificationMethod || []).map((m) => [h('span', { class: 'mono' }, m.id), m.type, m.controller])),
+    h('h2', {}, 'DID document'), json(doc));
+}
+
+async function pageAsset(symbol) {
+  const a = await api(`/apps/assets/${encodeURIComponent(symbol)}`);
+  const evs = await api(`/events?source=asset&limit=100`).then((d) => d.items.filter((e) => e.data.symbol === symbol)).catch(() => []);
+  const holders = [...new Set(evs.flatMap((e) => [e.data.to, e.data.from]).filter((x) => /^[0-9a-f]{40}$/.test(x || '')))];
+  const balances = await Promise.all(holders.map((acct) => api(`/apps/assets/${encodeURIComponent(symbol)}/balances/${acct}`).then((b) => b.balance).catch(() => null)));
+  const balKey = (acct) => concat(utf8.encode('b'), utf8.encode(symbol), new Uint8Array([0]), V.hexToBytes(acct));
+  const check = async (ctx) => {
+    const steps = [];
+    const rec = await provenState(ctx, 'app:asset', concat(utf8.encode('a'), utf8.encode(symbol)), steps);
+    if (!(rec instanceof Map) || get(rec, 'symbol') !== symbol) throw new V.ProofInvalid(`asset ${symbol} is proven absent`);
+    steps.push(`proven: ${symbol} issued by ${get(rec, 'issuer_org')}, supply ${get(rec, 'supply')}`);
+    for (let i = 0; i < holders.length; i++) {
+      const sub = [];
+      const v = await provenState(ctx, 'app:asset', balKey(holders[i]), sub);
+      const bal = v === null ? 0 : Number(v);
+      if (balances[i] !== null && bal !== balances[i]) throw new V.ProofInvalid(`the node shows ${balances[i]} for ${holders[i]}, the proof says ${bal}`);
+      steps.push(`balance of ${short(holders[i], 8)}: ${bal} (proven)`);
+    }
+    return { steps };
+  };
+  return h('div', {}, h('h1', {}, 'Asset ', h('span', { class: 'mono' }, symbol)),
+    verifyControl('asset', check),
+    kv([['name', a.name], ['issuer', a.issuer_org], ['decimals', String(a.decimals)], ['supply', h('b', { 'data-testid': 'supply' }, String(a.supply))],
+      ['max supply', String(a.max_supply)], ['created', blockLink(a.created)]]),
+    h('h2', {}, 'Holders (accounts seen in its events, from the index)'),
+    table(['account', 'balance'], holders.map((acct, i) => [accountLink(acct), balances[i] === null ? '?' : String(balances[i])])),
+    h('h2', {}, 'Events'),
+    table(['block', 'name', 'data', 'transaction'], evs.slice(-PAGE).reverse().map((e) =>
+      [blockLink(e.height), e.name, h('span', { class: 'mono' }, JSON.stringify(e.data)), txLink(e.tx_hash)])));
+}
+
+async function pageRegistry(name, id) {
+  const base = `/apps/registry/${encodeURIComponent(name)}`;
+  const [reg, cur, hist] = await Promise.all([api(base), api(`${base}/records/${encodeURIComponent(id)}`), api(`${base}/records/${encodeURIComponent(id)}/history`)]);
+  const rec = cur.record;
+  const nameId = concat(utf8.encode(name), new Uint8Array([0]), utf8.encode(id));
+  const check = async (ctx) => {
+    const steps = [];
+    const orgs = new Map();
+    const now = await provenState(ctx, 'app:registry', concat(utf8.encode('c'), nameId), steps);
+    if (!(now instanceof Map)) throw new V.ProofInvalid(`record ${name}/${id} is proven absent`);
+    const version = get(now, 'version');
+    steps.push(`proven: version ${version}, holder ${get(now, 'holder')}`);
+    for (let v = 1; v <= version; v++) {
+      const entry = await provenState(ctx, 'app:registry', concat(utf8.encode('h'), nameId, be(v, 4)), steps);
+      if (!(entry instanceof Map)) throw new V.ProofInvalid(`version ${v} is proven absent`);
+      const app = get(entry, 'application');
+      for (const vote of get(app, 'votes')) {
+        const t = await provenTx(ctx, hexOf(get(vote, 'tx_hash')), false, steps);
+        const org = await provenOrg(ctx, t.sender, orgs, steps);
+        const method = get(vote, 'approve') ? 'approve' : 'reject';
+        if (t.to !== 'registry' || t.method !== method || t.args[0] !== get(app, 'id') || org !== get(vote, 'org')) throw new V.ProofInvalid(`the ${method} recorded for ${get(vote, 'org')} is not its signed transaction`);
+        steps.push(`version ${v}: ${method} by ${org} (signed, in block ${t.height})`);
+      }
+    }
+    return { steps };
+  };
+  return h('div', {}, h('h1', {}, 'Registry record ', h('span', { class: 'mono' }, `${name}/${id}`)),
+    verifyControl('record and approvals', check),
+    kv([['registry', `${name} (changes need ${reg.text || JSON.stringify(reg.rule)})`], ['version', String(rec.version)], ['holder', h('b', {}, rec.holder)],
+      ['attributes', json(rec.attributes)], ['documents', (rec.documents || []).map((d) => h('div', { class: 'mono' }, asHex(d)))],
+      ['updated', blockLink(rec.updated)], ['application', String(rec.application)]]),
+    h('h2', {}, 'History and approvals'),
+    table(['version', 'holder', 'application', 'decisions', 'block'], hist.map((e) => [String(e.record.version), e.record.holder, String(e.application.id),
+      h('span', {}, e.application.votes.map((v) => h('div', {}, `${v.approve ? '✔ approved' : '✘ rejected'} by ${v.org}${v.note ? ` (${v.note})` : ''} `, txLink(asHex(v.tx_hash))))),
+      blockLink(e.record.updated)])));
+}
+
+/** Identifiers the scenario apps know, recognised by their shape and looked up on the node. */
+async function appHits(q) {
+  const hits = [];
+  const probe = (path, hit) => api(path).then(() => hits.push(hit)).catch(() => {});
+  const jobs = [];
+  if (/^did:qilian:[0-9a-f]{40}$/.test(q)) jobs.push(probe(`/apps/identity/dids/${q}`, { kind: 'did', href: `#/did/${q}`, label: `DID ${q}` }));
+  else if (/^[a-z][a-z0-9+.-]*:\S+$/.test(q)) jobs.push(probe(`/trace/item?id=${encodeURIComponent(q)}`, { kind: 'trace item', href: `#/trace/${encodeURIComponent(q)}`, label: `item ${q}` }));
+  if (/^[A-Z][A-Z0-9]{0,11}$/.test(q)) jobs.push(probe(`/apps/assets/${q}`, { kind: 'asset', href: `#/asset/${q}`, label: `asset ${q}` }));
+  const m = q.match(/^([\w.-]{1,32})\/([\w.-]{1,32})$/);
+  if (m) jobs.push(probe(`/apps/registry/${m[1]}/records/${m[2]}`, { kind: 'registry record', href: `#/registry/${m[1]}/${m[2]}`, label: `record ${q}` }));
+  await Promise.all(jobs);
+  return hits;
 }
 
 // --- routing and live updates -------------------------------------------------------------------------------
@@ -376,6 +622,10 @@ const routes = [
   [/^#\/state(?:\/([^/]*)\/(.*))?$/, (m) => pageState(m[1] && decodeURIComponent(m[1]), m[2] && decodeURIComponent(m[2]))],
   [/^#\/evidence$/, () => pageEvidence()],
   [/^#\/search\/(.+)$/, (m) => pageSearch(decodeURIComponent(m[1]))],
+  [/^#\/trace\/(.+)$/, (m) => pageTrace(decodeURIComponent(m[1]))],
+  [/^#\/did\/(did:qilian:[0-9a-f]{40})$/, (m) => pageDid(m[1])],
+  [/^#\/asset\/([^/]+)$/, (m) => pageAsset(decodeURIComponent(m[1]))],
+  [/^#\/registry\/([^/]+)\/([^/]+)$/, (m) => pageRegistry(decodeURIComponent(m[1]), decodeURIComponent(m[2]))],
 ];
 
 async function render() {

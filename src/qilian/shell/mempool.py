@@ -1,0 +1,190 @@
+"""The mempool reactor: gossip of admitted transactions, answers to peers' GetTxs, and assembly of a proposed
+block from the mempool plus what must be fetched.
+
+Narrow interface: consensus asks :meth:`MempoolReactor.assemble`; the node (or the simulator) reports admissions
+through :meth:`MempoolReactor.on_tx_admitted`; everything else arrives as peer messages."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from qilian.p2p.messages import MAX_FRAME_BYTES, MAX_HASHES, MAX_TXS_PER_BATCH, GetTxs, ProposalMsg, TxBatch
+from qilian.shell.ports import Clock, Network, TimerHandle, TxPool
+from qilian.shell.timing import ShellTiming
+from qilian.types.core import Block, Transaction
+
+log = logging.getLogger("qilian.mempool")
+
+MAX_FETCHED_TXS = 20_000
+"""Transactions fetched for proposals kept outside the mempool (cleared when over)."""
+
+
+class _Assembly:
+    """One proposal waiting for its transactions."""
+
+    __slots__ = ("asks", "deadline", "done", "msg", "next_ask", "sender", "timer")
+
+    def __init__(self, msg: ProposalMsg, sender: bytes | None, deadline: int, done: Callable[[Block | None], None]):
+        self.msg = msg
+        self.sender = sender
+        self.deadline = deadline
+        self.next_ask = 0
+        self.asks = 0
+        self.done = done
+        self.timer: TimerHandle | None = None
+
+
+class MempoolReactor:
+    """Transactions between peers."""
+
+    def __init__(self, *, pool: TxPool, network: Network | None, clock: Clock, timing: ShellTiming,
+                 get_block_tx: Callable[[bytes], Transaction | None], get_tip_height: Callable[[], int]):
+        self.pool = pool
+        self.network = network
+        self.clock = clock
+        self.timing = timing
+        self._get_block_tx = get_block_tx
+        self._get_tip_height = get_tip_height
+        self.fetched: dict[bytes, tuple[Transaction, int]] = {}
+        """Transactions fetched for proposals, by hash (valid, signature verified, not admitted)."""
+        self.gossip_out: list[bytes] = []
+        self._gossip_timer: TimerHandle | None = None
+        self._assemblies: list[_Assembly] = []
+        self._stopping = False
+
+    def stop(self) -> None:
+        self._stopping = True
+        if self._gossip_timer is not None:
+            self._gossip_timer.cancel()
+        for a in self._assemblies:
+            if a.timer is not None:
+                a.timer.cancel()
+        self._assemblies = []
+
+    # ------------------------------------------------------------------------------------------ gossip
+
+    def on_tx_admitted(self, raw: bytes, from_client: bool) -> None:
+        """A transaction entered the mempool: clients' ones are batched to peers (peers' ones are not relayed
+        again — the network is a full mesh); a proposal waiting for it may be complete now."""
+        if from_client and self.network is not None:
+            self.gossip_out.append(raw)
+            if self._gossip_timer is None and not self._stopping:
+                self._gossip_timer = self.clock.call_later(self.timing.tx_gossip_ms, self._flush_gossip)
+        self._wake()
+
+    def _flush_gossip(self) -> None:
+        self._gossip_timer = None
+        out, self.gossip_out = self.gossip_out, []
+        if self.network is None:
+            return
+        for i in range(0, len(out), MAX_TXS_PER_BATCH):
+            self.network.broadcast(TxBatch(tuple(out[i:i + MAX_TXS_PER_BATCH])))
+
+    def on_txs(self, sender: bytes | None, batch: TxBatch, finished: Callable[[], None] | None = None) -> None:
+        """Transactions relayed by a peer (gossip, or answers to GetTxs): admitted like a client's. Valid ones the
+        mempool cannot take (full, or already past a rule that depends on our height) are kept aside for
+        assembling the proposal that needs them. A peer relaying a malformed or badly signed one is cut off."""
+        height = self._get_tip_height()
+
+        def admitted(results: Sequence[tuple[bytes, str, str]]) -> None:
+            try:
+                for raw, (th, status, message) in zip(batch.txs, results, strict=True):
+                    if status in ("malformed", "bad_signature"):
+                        if self.network is not None:
+                            self.network.report_violation(sender, f"peer relayed a transaction that is {status}: "
+                                                                  f"{message}")
+                        return
+                    if status not in ("accepted", "known", "committed") and th and th not in self.fetched \
+                            and len(self.fetched) < MAX_FETCHED_TXS:
+                        tx = Transaction.decode(raw)
+                        if self.pool.is_sig_verified(tx, th):
+                            self.fetched[th] = (tx, height)
+                self._wake()
+            finally:
+                if finished is not None:
+                    finished()
+
+        self.pool.submit_batch(list(batch.txs), False, admitted)
+
+    def on_get_txs(self, sender: bytes, req: GetTxs) -> None:
+        """Answer a peer's request for transactions of a proposal (from the mempool, the blocks of this height and
+        what we fetched ourselves), bounded by the frame size."""
+        if self.network is None:
+            return
+        out: list[bytes] = []
+        size = 0
+        for h in req.hashes:
+            e = self.pool.mempool.get(h)
+            tx = e.tx if e is not None else (self._get_block_tx(h) or
+                                             (self.fetched[h][0] if h in self.fetched else None))
+            if tx is None:
+                continue
+            raw = tx.encode()
+            size += len(raw) + 8
+            if size > MAX_FRAME_BYTES - 1024 or len(out) >= MAX_TXS_PER_BATCH:
+                break
+            out.append(raw)
+        if out:
+            self.network.send(sender, TxBatch(tuple(out)))
+
+    def on_committed(self, hashes: list[bytes]) -> None:
+        """A block is stored: its transactions need not be kept aside any more."""
+        for h in hashes:
+            self.fetched.pop(h, None)
+        if len(self.fetched) > MAX_FETCHED_TXS:
+            self.fetched.clear()
+
+    # ------------------------------------------------------------------------------------------ assembly
+
+    def assemble(self, msg: ProposalMsg, sender: bytes | None, done: Callable[[Block | None], None]) -> None:
+        """The proposal's block from our mempool and what we fetch: asked of the peer that sent the proposal
+        first (the proposer, or a peer that relayed it), then of every peer every fetch_retry_ms, until
+        fetch_timeout_ms. ``done`` is called exactly once, never inside this call."""
+        a = _Assembly(msg, sender, self.clock.get_monotonic_ms() + self.timing.fetch_timeout_ms, done)
+        self._assemblies.append(a)
+        a.timer = self.clock.call_later(0, lambda: self._attempt(a))
+
+    def _wake(self) -> None:
+        for a in list(self._assemblies):
+            self._attempt(a)
+
+    def _attempt(self, a: _Assembly) -> None:
+        if a not in self._assemblies or self._stopping:
+            return
+        if a.timer is not None:
+            a.timer.cancel()
+            a.timer = None
+        msg = a.msg
+        txs: list[Transaction] = []
+        missing: list[bytes] = []
+        for h in msg.tx_hashes:
+            e = self.pool.mempool.get(h)
+            if e is not None:
+                txs.append(e.tx)
+            elif h in self.fetched:
+                txs.append(self.fetched[h][0])
+            elif (vt := self.pool.get_verifying_tx(h)) is not None:
+                txs.append(vt)
+            else:
+                missing.append(h)
+        now = self.clock.get_monotonic_ms()
+        if not missing:
+            self._finish(a, Block(msg.header, tuple(txs), msg.last_commit))
+            return
+        net = self.network
+        if now >= a.deadline or net is None:
+            log.warning("proposal at height %d: %d transactions could not be fetched", msg.header.height, len(missing))
+            self._finish(a, None)
+            return
+        if now >= a.next_ask:
+            req = GetTxs(tuple(missing[:MAX_HASHES]))
+            if a.asks > 0 or a.sender is None or not net.send(a.sender, req):
+                net.broadcast(req)
+            a.asks += 1
+            a.next_ask = now + self.timing.fetch_retry_ms
+        a.timer = self.clock.call_later(min(a.next_ask, a.deadline) - now, lambda: self._attempt(a))
+
+    def _finish(self, a: _Assembly, block: Block | None) -> None:
+        self._assemblies.remove(a)
+        a.done(block)
