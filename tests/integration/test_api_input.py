@@ -87,3 +87,29 @@ def test_openapi_documents_raw_bodies_and_the_error_shape(chain: Chain) -> None:
             httpx.post(chain.node.url + url, content=b"", timeout=10)
         if r.status_code >= 400:
             assert set(r.json()) == {"error", "message"}, (url, r.text)
+
+
+def _raw_request(url: str, request: bytes) -> bytes:
+    import socket
+    from urllib.parse import urlparse
+
+    u = urlparse(url)
+    with socket.create_connection((u.hostname, u.port), timeout=10) as s:
+        s.sendall(request)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+
+
+def test_unparseable_requests_get_the_json_error_shape(chain: Chain) -> None:
+    """Raw non-ASCII bytes in the request line, or a request line over the parser's limit: still a JSON 400."""
+    for req in (b"GET /state/kv/\xff\xfe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"):
+        head, _, body = _raw_request(chain.node.url, req).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head, head
+        doc = json.loads(body)
+        assert doc["error"] == "bad_request" and "percent-encode" in doc["message"]
+    assert httpx.get(chain.node.url + "/status", timeout=10).status_code == 200  # the node is unharmed

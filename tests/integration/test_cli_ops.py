@@ -72,6 +72,9 @@ def test_status_events_keys_contracts(chain: Chain) -> None:
     assert "register" in json.loads(show.stdout)["exports"]
     src = qilian("contract", "source", "evidence", "--node", url)
     assert src.returncode == 0 and "@export" in src.stdout
+    listed = qilian("--output", "json", "contract", "list", "--node", url)
+    assert listed.returncode == 0, listed.stderr
+    assert any(x["address"] == "evidence" for x in json.loads(listed.stdout)["items"])
 
 
 def test_contract_arguments_follow_the_signature(chain: Chain, tmp_path: Path) -> None:

@@ -3,7 +3,6 @@ revocation, replay on another chain, and the refusals that name the rule — on 
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import pytest
@@ -11,8 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qilian.crypto import get_suite
-from qilian.execution.block import execute_block
-from qilian.execution.contracts import compute_contract_address, compute_genesis_writes, get_code
+from qilian.execution.contracts import compute_contract_address, get_code
 from qilian.execution.modules.gov import (
     GOV_NAMESPACE,
     compute_endorsement,
@@ -35,17 +33,14 @@ from qilian.sdk.client import build_tx
 from qilian.sdk.keys import KeyPair
 from qilian.types.codec import decode_raw
 from qilian.types.core import (
-    STATUS_FAILED,
-    STATUS_OK,
     ChainParams,
     Genesis,
     Member,
     Organisation,
-    Receipt,
     Validator,
     ValidatorSet,
-    compute_tx_hash,
 )
+from tests.unit.blockrunner import BlockRunner, failed, ok
 
 SUITE = get_suite("ed25519")
 CHAIN = "gov-chain"
@@ -82,41 +77,13 @@ def bump():
 '''
 
 
-class Chain:
-    """A state seeded by genesis and a height counter: each ``run`` executes one block."""
+class Chain(BlockRunner):
+    """This file's genesis under the shared block runner."""
 
     def __init__(self) -> None:
-        self.values = {k: v for k, v in compute_genesis_writes(GENESIS).items() if v is not None}
-        self.height = 0
-        self.nonce = itertools.count(1)
-
-    def get_state(self, namespace: str, key: bytes) -> bytes | None:
-        return self.values.get((namespace, key))
-
-    def run(self, *calls: tuple[KeyPair, str, str, list[Any]]) -> list[Receipt]:
-        self.height += 1
-        txs = [build_tx(k, CHAIN, to, m, a, self.height + 10, nonce=next(self.nonce)) for k, to, m, a in calls]
-        hashes = [compute_tx_hash(SUITE, t.body) for t in txs]
-        res = execute_block(RULES, self, txs, hashes, self.height, 1000 * self.height)
-        for k, v in res.writes.items():
-            if v is None:
-                self.values.pop(k, None)
-            else:
-                self.values[k] = v
-        return list(res.receipts)
-
-    def one(self, key: KeyPair, to: str, method: str, args: list[Any]) -> Receipt:
-        return self.run((key, to, method, args))[0]
+        super().__init__(GENESIS, RULES, SUITE)
 
 
-def ok(r: Receipt) -> Any:
-    assert r.status == STATUS_OK, r.error
-    return r.result
-
-
-def failed(r: Receipt) -> str:
-    assert r.status == STATUS_FAILED, r
-    return r.error
 
 
 def ap(org: str, *roles: str) -> Approver:

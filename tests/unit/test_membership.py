@@ -4,7 +4,6 @@ safety rails; and G6 — the order of the updates in an action never changes the
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import pytest
@@ -13,8 +12,7 @@ from hypothesis import strategies as st
 
 from qilian.consensus.validators import compute_proposer_sequence
 from qilian.crypto import get_suite
-from qilian.execution.block import BlockInvalid, ParentInfo, check_block, compute_empty_root, execute_block, make_header
-from qilian.execution.contracts import compute_genesis_writes
+from qilian.execution.block import BlockInvalid, ParentInfo, check_block, compute_empty_root, make_header
 from qilian.execution.members import (
     ValidatorUpdate,
     compute_updated_set,
@@ -39,6 +37,7 @@ from qilian.types.core import (
     ValidatorSet,
     compute_tx_hash,
 )
+from tests.unit.blockrunner import BlockRunner, ok
 
 SUITE = get_suite("ed25519")
 CHAIN = "member-chain"
@@ -64,31 +63,11 @@ GENESIS = Genesis(CHAIN, "ed25519", 0, tuple(
 RULES = ChainRules.from_genesis(GENESIS, SUITE)
 
 
-class Chain:
-    """A genesis-seeded state and a height counter: each ``run`` executes one block."""
+class Chain(BlockRunner):
+    """This file's genesis under the shared block runner."""
 
     def __init__(self) -> None:
-        self.values = {k: v for k, v in compute_genesis_writes(GENESIS).items() if v is not None}
-        self.height = 0
-        self.nonce = itertools.count(1)
-
-    def get_state(self, namespace: str, key: bytes) -> bytes | None:
-        return self.values.get((namespace, key))
-
-    def run(self, *calls: tuple[KeyPair, str, str, list[Any]]) -> list[Receipt]:
-        self.height += 1
-        txs = [build_tx(k, CHAIN, to, m, a, self.height + 10, nonce=next(self.nonce)) for k, to, m, a in calls]
-        hashes = [compute_tx_hash(SUITE, t.body) for t in txs]
-        res = execute_block(RULES, self, txs, hashes, self.height, 1000 * self.height)
-        for k, v in res.writes.items():
-            if v is None:
-                self.values.pop(k, None)
-            else:
-                self.values[k] = v
-        return list(res.receipts)
-
-    def one(self, key: KeyPair, to: str, method: str, args: list[Any]) -> Receipt:
-        return self.run((key, to, method, args))[0]
+        super().__init__(GENESIS, RULES, SUITE)
 
     def member(self, key: KeyPair) -> Any:
         return get_member(RULES, self.get_state, key.public_key)
@@ -106,10 +85,6 @@ class Chain:
             assert r.status == STATUS_OK, r.error
         return r
 
-
-def ok(r: Receipt) -> Any:
-    assert r.status == STATUS_OK, r.error
-    return r.result
 
 
 def org_add_action() -> list[Any]:

@@ -4,14 +4,12 @@ freezes of contracts, expiry against the block height, the exempt paths (governa
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import pytest
 
 from qilian.crypto import get_suite
-from qilian.execution.block import execute_block, query_contract
-from qilian.execution.contracts import compute_genesis_writes
+from qilian.execution.block import query_contract
 from qilian.execution.members import get_member, get_revoked
 from qilian.execution.modules.gov import compute_endorsement
 from qilian.execution.modules.regulator import Regulation, get_regulation, get_regulation_in_force
@@ -26,12 +24,11 @@ from qilian.types.core import (
     Genesis,
     Member,
     Organisation,
-    Receipt,
     Validator,
     ValidatorSet,
-    compute_tx_hash,
 )
 from qilian.types.genesis_json import genesis_from_json, genesis_to_json
+from tests.unit.blockrunner import BlockRunner, failed, ok
 
 SUITE = get_suite("ed25519")
 CHAIN = "reg-chain"
@@ -74,41 +71,13 @@ def poke(target: str):
 '''
 
 
-class Chain:
-    """A genesis-seeded dict state; each ``run`` executes one block at the next height."""
+class Chain(BlockRunner):
+    """This file's genesis under the shared block runner."""
 
     def __init__(self) -> None:
-        self.values = {k: v for k, v in compute_genesis_writes(GENESIS).items() if v is not None}
-        self.height = 0
-        self.nonce = itertools.count(1)
-
-    def get_state(self, namespace: str, key: bytes) -> bytes | None:
-        return self.values.get((namespace, key))
-
-    def run(self, *calls: tuple[KeyPair, str, str, list[Any]]) -> list[Receipt]:
-        self.height += 1
-        txs = [build_tx(k, CHAIN, to, m, a, self.height + 10, nonce=next(self.nonce)) for k, to, m, a in calls]
-        hashes = [compute_tx_hash(SUITE, t.body) for t in txs]
-        res = execute_block(RULES, self, txs, hashes, self.height, 1000 * self.height)
-        for k, v in res.writes.items():
-            if v is None:
-                self.values.pop(k, None)
-            else:
-                self.values[k] = v
-        return list(res.receipts)
-
-    def one(self, key: KeyPair, to: str, method: str, args: list[Any]) -> Receipt:
-        return self.run((key, to, method, args))[0]
+        super().__init__(GENESIS, RULES, SUITE)
 
 
-def ok(r: Receipt) -> Any:
-    assert r.status == STATUS_OK, r.error
-    return r.result
-
-
-def failed(r: Receipt) -> str:
-    assert r.status == STATUS_FAILED, r.result
-    return r.error
 
 
 def addr(k: KeyPair) -> str:

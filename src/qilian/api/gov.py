@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from qilian.api.views import commit_view, header_view
+from qilian.api.readside import ReadSide
 from qilian.execution.members import (
     CURRENT_KEY,
     NEXT_KEY,
@@ -38,26 +38,12 @@ def make_gov_router(node: Node, api_error: type[Exception]) -> APIRouter:
     """Routes under /gov; ``api_error(status, code, message)`` is the API's error type."""
     router = APIRouter()
 
+    reads = ReadSide(node.store, node.suite)
+
     def proven(namespace: str, key: bytes) -> dict[str, Any]:
-        """The value at (namespace, key) in the state committed by the latest header, with its proof."""
-        tip = node.get_tip()
-        if tip.height == 0:
-            raise api_error(404, "not_found", "no blocks yet: no state is committed in a header")
-        block = node.store.get_block(tip.height)
-        commit = node.store.get_commit(tip.height)
-        if block is None or commit is None:
-            raise api_error(503, "unavailable", "tip block is not stored")
-        root = block.header.state_root
-        value = node.tree.get_value(root, namespace, key)
-        return {
-            "namespace": namespace,
-            "key": key.hex(),
-            "value": None if value is None else value.hex(),
-            "state_height": tip.height - 1,
-            "proof": to_json_value(node.tree.get_proof(root, namespace, key).to_wire()),
-            "header": header_view(node.suite, block.header),
-            "commit": commit_view(commit),
-        }
+        """The value at (namespace, key) in the state committed by the latest header, with its proof (the read
+        side's one-snapshot ``GET /state`` document)."""
+        return reads.get_state(namespace, key)
 
     def policy_doc(resource: str, with_proof: bool) -> dict[str, Any]:
         if with_proof:

@@ -9,8 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 
-from qilian.api.views import commit_view, header_view, receipt_view, tx_view
-from qilian.crypto import merkle
 from qilian.execution.policy import MEMBER_NAMESPACE
 from qilian.types.codec import CodecError, decode_raw, from_json_value, to_json_value
 from qilian.types.core import Transaction, compute_tx_hash
@@ -28,52 +26,35 @@ class ProofUnavailable(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def _merkle_view(p: merkle.MerkleProof) -> dict[str, Any]:
-    return {"index": p.index, "size": p.size, "path": [h.hex() for h in p.path]}
-
-
 def get_tx_doc(node: Node, tx_hash: bytes, require_receipt: bool = True) -> dict[str, Any]:
-    """A committed transaction with its inclusion and receipt proofs (the ``GET /txs/{hash}`` document)."""
-    suite = node.suite
-    loc = node.store.get_tx_location(tx_hash)
-    if loc is None:
+    """A committed transaction with its inclusion and receipt proofs: the read side's one-snapshot
+    ``GET /txs/{hash}`` document; with ``require_receipt``, 409 until the block that proves the receipt exists."""
+    from qilian.api.errors import ApiError
+    from qilian.api.readside import ReadSide
+
+    try:
+        doc = ReadSide(node.store, node.suite).get_tx(tx_hash)
+    except ApiError as exc:
+        raise ProofUnavailable(exc.status, exc.code, exc.message) from None
+    if doc is None:
         raise ProofUnavailable(404, "not_found", f"no committed transaction {tx_hash.hex()}")
-    height, index = loc
-    block, commit, receipts = (node.store.get_block(height), node.store.get_commit(height),
-                               node.store.get_receipts(height))
-    if block is None or commit is None or receipts is None:
-        raise ProofUnavailable(503, "unavailable", f"block {height} is not fully stored")
-    hashes = [compute_tx_hash(suite, tx.body) for tx in block.txs]
-    proof: dict[str, Any] = {"tx": {"merkle": _merkle_view(merkle.compute_proof(suite.hash, hashes, index)),
-                                    "header": header_view(suite, block.header), "commit": commit_view(commit)},
-                             "receipt": None}
-    nxt, nxt_commit = node.store.get_block(height + 1), node.store.get_commit(height + 1)
-    if nxt is not None and nxt_commit is not None:
-        rp = merkle.compute_proof(suite.hash, [r.encode() for r in receipts], index)
-        proof["receipt"] = {"merkle": _merkle_view(rp), "header": header_view(suite, nxt.header),
-                            "commit": commit_view(nxt_commit)}
-    elif require_receipt:
-        raise ProofUnavailable(409, "not_yet", f"the receipt of {tx_hash.hex()} is proven by block {height + 1}, "
-                                               f"not committed yet; ask again after the next block")
-    return {"hash": tx_hash.hex(), "height": height, "index": index,
-            "tx": tx_view(suite, block.txs[index], tx_hash), "receipt": receipt_view(receipts[index]),
-            "proof": proof}
+    if require_receipt and doc["proof"]["receipt"] is None:
+        raise ProofUnavailable(409, "not_yet", f"the receipt of {tx_hash.hex()} is proven by block "
+                                               f"{doc['height'] + 1}, not committed yet; ask again after the next "
+                                               f"block")
+    return doc
 
 
 def get_state_doc(node: Node, namespace: str, key: bytes) -> dict[str, Any]:
-    """A state value (or its absence) with its proof against the latest header (the ``GET /state`` document)."""
-    tip = node.get_tip()
-    if tip.height == 0:
-        raise ProofUnavailable(404, "not_found", "no blocks yet: no state is committed in a header")
-    block, commit = node.store.get_block(tip.height), node.store.get_commit(tip.height)
-    if block is None or commit is None:
-        raise ProofUnavailable(503, "unavailable", "tip block is not stored")
-    root = block.header.state_root
-    value = node.tree.get_value(root, namespace, key)
-    return {"namespace": namespace, "key": key.hex(), "value": None if value is None else value.hex(),
-            "state_height": tip.height - 1,
-            "proof": to_json_value(node.tree.get_proof(root, namespace, key).to_wire()),
-            "header": header_view(node.suite, block.header), "commit": commit_view(commit)}
+    """A state value (or its absence) with its proof against the latest header (the read side's one-snapshot
+    ``GET /state`` document)."""
+    from qilian.api.errors import ApiError
+    from qilian.api.readside import ReadSide
+
+    try:
+        return ReadSide(node.store, node.suite).get_state(namespace, key)
+    except ApiError as exc:
+        raise ProofUnavailable(exc.status, exc.code, exc.message) from None
 
 
 def get_proven_record(state_doc: dict[str, Any]) -> Any:

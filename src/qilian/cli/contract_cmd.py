@@ -224,6 +224,35 @@ def get_contract_doc(node: str, address: str) -> dict[str, Any]:
         return c.get_contract(address)
 
 
+@contract_app.command("list")
+def contract_list(
+    limit: Annotated[int, typer.Option(help="Contracts per page (1..100).", min=1, max=100)] = 20,
+    cursor: Annotated[str | None, typer.Option(help="Continue after this page (the previous next_cursor).")] = None,
+    node: NodeOpt = DEFAULT_NODE,
+) -> None:
+    """Deployed contracts, newest first (from the node's index): name, address, version, deployer."""
+    from rich.table import Table
+
+    from qilian.cli.main import get_output_mode
+
+    params: dict[str, Any] = {"limit": limit, **({"cursor": cursor} if cursor else {})}
+    r = httpx.get(f"{node.rstrip('/')}/contracts", params=params, timeout=30)
+    doc = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+    if r.status_code != 200:
+        _fail(f"the node answered {r.status_code} {doc.get('error', '')}: {doc.get('message', r.text[:200])}")
+    if get_output_mode() == "json":
+        _print_json(doc)
+        return
+    table = Table("name", "address", "version", "deployer", "height",
+                  title=f"contracts (indexed to height {doc.get('indexed_height')})")
+    for c in doc.get("items", []):
+        table.add_row(str(c.get("name", "")), str(c.get("address", "")), str(c.get("version", "")),
+                      str(c.get("deployer", "") or "(system)"), str(c.get("height", "")))
+    console.print(table, soft_wrap=True)
+    if doc.get("next_cursor"):
+        console.print(f"more: qilian contract list --cursor {doc['next_cursor']}", soft_wrap=True)
+
+
 @contract_app.command("show")
 def contract_show(
     address: Annotated[str, typer.Argument(help="Contract address (or system contract name).")],

@@ -25,6 +25,7 @@ from qilian.execution.block import (
 )
 from qilian.execution.contracts import compute_genesis_writes
 from qilian.execution.members import get_member
+from qilian.execution.modules.regulator import check_admission_not_frozen
 from qilian.execution.policy import MEMBER_NAMESPACE
 from qilian.execution.rules import (
     ChainRules,
@@ -230,6 +231,8 @@ class Node:
                     continue
                 check_tx_static(self.rules, tx, len(raw), self.get_member)
                 check_tx_window(self.rules, tx, next_height)
+                check_admission_not_frozen(self.store.get_state, self.suite.compute_address(tx.body.sender).hex(),
+                                           tx.body.to, tx.body.method, next_height)
             except CodecError as exc:
                 results[i] = (b"", "malformed", str(exc))
                 continue

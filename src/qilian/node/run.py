@@ -12,6 +12,7 @@ from pathlib import Path
 import uvicorn
 
 from qilian.api.app import create_app
+from qilian.api.protocol import get_protocol_class
 from qilian.consensus.timeouts import TimeoutConfig
 from qilian.node.config import NodeConfig, load_config
 from qilian.node.consensus import ConsensusDriver
@@ -36,6 +37,7 @@ async def serve(home: Path, port: int | None = None, host: str | None = None) ->
         limit_concurrency=2048,
         timeout_keep_alive=30,
         ws_max_size=64 * 1024,
+        http=get_protocol_class(),
     )
     server = uvicorn.Server(ucfg)
     # The node owns SIGINT/SIGTERM (below) so that a stop always ends the block loop first; uvicorn's own

@@ -39,7 +39,7 @@ from qilian.execution.members import (
     get_org,
     get_validator_sets,
 )
-from qilian.execution.messages import quote
+from qilian.execution.messages import compute_receipt_error, quote
 from qilian.execution.modules.base import Module, expect_args
 from qilian.execution.policy import MEMBER_NAMESPACE
 from qilian.types.codec import decode_raw, encode_trusted
@@ -140,6 +140,17 @@ def check_sender_not_frozen(env: BlockEnv, call: TxCall) -> None:
     if reg is not None:
         raise CallFailed(reg.describe(call.sender) + ("; appeal with regulator.appeal" if reg.state == FROZEN
                                                       else ""))
+
+
+def check_admission_not_frozen(state: StateGet, sender: str, to: str, method: str, height: int) -> None:
+    """Mempool admission's version of :func:`check_sender_not_frozen`: refuse (TxRejected ``frozen``) a regulated
+    account's transaction before it takes room in a block, where it could only fail. The block rule stays the
+    authority (the state may change before the block); this only keeps frozen accounts from filling blocks."""
+    if to in EXEMPT_MODULES or (to, method) in EXEMPT_METHODS:
+        return
+    reg = get_regulation_in_force(state, sender, height)
+    if reg is not None:
+        raise TxRejected("frozen", compute_receipt_error(reg.describe(sender)))
 
 
 def check_contract_not_frozen(env: BlockEnv, address: str) -> None:

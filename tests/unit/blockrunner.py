@@ -1,0 +1,54 @@
+"""A genesis-seeded dict state that executes blocks with the production ``execute_block``: the one harness the
+governance, membership and regulator unit tests share (each builds it over its own genesis)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from qilian.crypto.suite import Suite
+from qilian.execution.block import execute_block
+from qilian.execution.chain import ChainRules
+from qilian.execution.contracts import compute_genesis_writes
+from qilian.sdk.client import build_tx
+from qilian.sdk.keys import KeyPair
+from qilian.types.core import STATUS_FAILED, STATUS_OK, Genesis, Receipt, compute_tx_hash
+
+
+class BlockRunner:
+    """State after genesis and a height counter: each ``run`` executes one block at the next height."""
+
+    def __init__(self, genesis: Genesis, rules: ChainRules, suite: Suite) -> None:
+        self.genesis, self.rules, self.suite = genesis, rules, suite
+        self.values = {k: v for k, v in compute_genesis_writes(genesis).items() if v is not None}
+        self.height = 0
+        self.nonce = itertools.count(1)
+
+    def get_state(self, namespace: str, key: bytes) -> bytes | None:
+        return self.values.get((namespace, key))
+
+    def run(self, *calls: tuple[KeyPair, str, str, list[Any]]) -> list[Receipt]:
+        self.height += 1
+        txs = [build_tx(k, self.genesis.chain_id, to, m, a, self.height + 10, nonce=next(self.nonce))
+               for k, to, m, a in calls]
+        hashes = [compute_tx_hash(self.suite, t.body) for t in txs]
+        res = execute_block(self.rules, self, txs, hashes, self.height, 1000 * self.height)
+        for k, v in res.writes.items():
+            if v is None:
+                self.values.pop(k, None)
+            else:
+                self.values[k] = v
+        return list(res.receipts)
+
+    def one(self, key: KeyPair, to: str, method: str, args: list[Any]) -> Receipt:
+        return self.run((key, to, method, args))[0]
+
+
+def ok(r: Receipt) -> Any:
+    assert r.status == STATUS_OK, r.error
+    return r.result
+
+
+def failed(r: Receipt) -> str:
+    assert r.status == STATUS_FAILED, r
+    return r.error
