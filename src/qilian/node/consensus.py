@@ -22,6 +22,9 @@ from qilian.consensus.signer import SignerState
 from qilian.consensus.timeouts import TimeoutConfig
 from qilian.consensus.validators import ValidatorSet as ConsensusValidators
 from qilian.execution.block import ParentInfo
+from qilian.execution.members import get_member
+from qilian.execution.rules import MemberInfo
+from qilian.execution.valsets import ValidatorSetBook
 from qilian.mempool.pool import Mempool
 from qilian.node.signer_store import load_signer_state, save_signer_state
 from qilian.node.wal import Wal
@@ -30,6 +33,8 @@ from qilian.shell.consensus import StateDiverged
 from qilian.shell.ports import SignerStore, TimerHandle, WalFile
 from qilian.shell.shell import Shell
 from qilian.shell.timing import ShellTiming
+from qilian.state import StateTree
+from qilian.storage.store import ChainTip, StoreSnapshot
 from qilian.types.core import Block, Commit, Receipt, Transaction, ValidatorSet
 from qilian.types.struct import Wire
 
@@ -37,6 +42,9 @@ if TYPE_CHECKING:
     from qilian.node.node import Node
 
 log = logging.getLogger("qilian.consensus")
+
+MAX_VIEW_MEMBERS = 100_000
+"""Membership entries cached per view (the cache is dropped when the view moves, and when full)."""
 
 __all__ = ["ConsensusDriver", "StateDiverged"]
 
@@ -99,35 +107,93 @@ class FileSignerStore:
         save_signer_state(self.path, state)
 
 
+class _ViewNodes:
+    """The state-tree node store of the ledger's current view (a :class:`~qilian.state.tree.NodeStore`)."""
+
+    def __init__(self, ledger: NodeLedger):
+        self._ledger = ledger
+
+    def get_node(self, node_hash: bytes) -> bytes | None:
+        return self._ledger.view.get_node(node_hash)
+
+
 class NodeLedger:
-    """Ledger port over the node's chain store; execution runs on one worker thread, one block at a time. The
-    validator set of each height comes from chain state through ``node.valsets`` (gov2's lookup)."""
+    """Ledger port over the node's chain store; execution runs on one worker thread, one block at a time.
+
+    One view of the chain: every read the shell makes through this port — the tip, stored blocks and commits, the
+    committed transactions of the replay check, membership, the validator sets — goes through ONE store snapshot,
+    :attr:`view`, which is replaced only here on the event loop, when a stored block's completion is delivered and
+    just before the shell is told. The execution thread writes the store while the event loop runs; reading the
+    live store, the shell could see a block its reactors had not been told of (block sync's next block, say) and
+    judge a proposal, or a decision, against a parent that is not its own. With the view, what the shell reads
+    moves exactly when the shell is told — as in the simulator's ledger, so both run the shell under one contract
+    (docs/spec/consensus.md, "One view of the chain")."""
 
     def __init__(self, node: Node, exec_pool: ThreadPoolExecutor):
         self.node = node
         self.rules = node.rules
         self._exec_pool = exec_pool
+        self.view: StoreSnapshot = node.store.begin_snapshot()
+        """The snapshot every read of the shell goes through (see the class docstring)."""
+        self._tip: ChainTip = self.view.get_tip()
+        self._members: dict[bytes, MemberInfo | None] = {}
+        """Membership read in the current view (dropped with it)."""
+        self._valsets = ValidatorSetBook(node.suite, node.rules, self._get_view_tip, self._get_view_header_root,
+                                         StateTree(node.suite.hash, _ViewNodes(self)).get_value)
+
+    def _advance_view(self) -> None:
+        """A block is stored: the shell's reads move to it (on the event loop, before the shell hears of it)."""
+        old = self.view
+        self.view = self.node.store.begin_snapshot()
+        self._tip = self.view.get_tip()
+        self._members = {}
+        old.close()
+
+    def close(self) -> None:
+        """Release the view's snapshot (before the store is closed)."""
+        self.view.close()
+
+    def _get_view_tip(self) -> tuple[int, bytes]:
+        return self._tip.height, self._tip.state_root
+
+    def _get_view_header_root(self, height: int) -> bytes | None:
+        block = self.view.get_block(height)
+        return None if block is None else block.header.state_root
+
+    def _get_member(self, public_key: bytes) -> MemberInfo | None:
+        if public_key not in self._members:
+            if len(self._members) >= MAX_VIEW_MEMBERS:
+                self._members.clear()
+            self._members[public_key] = get_member(self.rules, self.view.get_state, public_key)
+        return self._members[public_key]
 
     def get_parent_info(self) -> ParentInfo:
-        return self.node.get_parent_info(self.node.get_tip())
+        """The view's tip as the next block's parent: the sets of tip, tip + 1 and tip + 2 and the membership,
+        all from the view (docs/governance.md: a change decided in block h signs from h + 2)."""
+        tip = self._tip
+        current, nxt = self._valsets.get_sets_at_root(tip.state_root)
+        last = self._valsets.get(tip.height) if tip.height else current
+        assert last is not None, f"validator set of the stored height {tip.height} is unknown"
+        return ParentInfo(tip.height, tip.block_id, tip.time_ms, tip.state_root, tip.receipts_root,
+                          current, nxt, last, self._get_member)
 
     def get_block_bytes(self, height: int) -> bytes | None:
-        return self.node.store.get_block_bytes(height)
+        return self.view.get_block_bytes(height)
 
     def get_commit(self, height: int) -> Commit | None:
-        return self.node.store.get_commit(height)
+        return self.view.get_commit(height)
 
     def get_committed(self, tx_hashes: Iterable[bytes]) -> set[bytes]:
-        return self.node.store.get_committed(tx_hashes)
+        return self.view.get_committed(tx_hashes)
 
     def get_validators(self, height: int) -> ValidatorSet | None:
-        return self.node.valsets.get(height)
+        return self._valsets.get(height)
 
     def get_consensus_validators(self, height: int) -> ConsensusValidators | None:
-        return self.node.valsets.get_consensus(height)
+        return self._valsets.get_consensus(height)
 
     def get_public_key(self, height: int, address: bytes) -> bytes | None:
-        return self.node.valsets.get_public_key(height, address)
+        return self._valsets.get_public_key(height, address)
 
     def execute_and_store(self, block: Block, commit: Commit, hashes: list[bytes],
                           done: Callable[[list[Receipt] | None, BaseException | None], None]) -> None:
@@ -137,6 +203,9 @@ class NodeLedger:
         def finished(f: asyncio.Future[list[Receipt]]) -> None:
             if f.cancelled():
                 return  # the node is stopping; the block was stored or never started (one store batch)
+            # The worker is idle (one block at a time, and the next is submitted only from this loop), so the new
+            # snapshot holds exactly this block's batch — or, after a failed batch, the unchanged store.
+            self._advance_view()
             exc = f.exception()
             if exc is not None:
                 log.error("committing block %d failed", block.header.height, exc_info=exc)
@@ -216,8 +285,10 @@ class ConsensusDriver:
         self._fatal = asyncio.Event()
         self._fatal_reason = ""
         self._stopping = False
+        self.ledger = NodeLedger(node, self._exec_pool)
+        """The shell's ledger port and its one view of the chain."""
         self.shell = Shell(
-            ledger=NodeLedger(node, self._exec_pool), pool=NodeTxPool(node, self._spawn),
+            ledger=self.ledger, pool=NodeTxPool(node, self._spawn),
             network=TransportNetwork(transport) if transport is not None else None, clock=AsyncioClock(),
             wal=self.wal, signer_store=signer_store or FileSignerStore(signer_path), signer=KeySigner(node),
             timeouts=timeouts, timing=timing, on_fatal=self._on_fatal)
@@ -263,8 +334,10 @@ class ConsensusDriver:
             task.cancel()
 
     def close(self) -> None:
-        """Wait for a block still executing (its one store batch finishes or never starts), then close the WAL."""
+        """Wait for a block still executing (its one store batch finishes or never starts), then release the
+        ledger's view and close the WAL."""
         self._exec_pool.shutdown(wait=True, cancel_futures=True)
+        self.ledger.close()
         close = getattr(self.wal, "close", None)
         if close is not None:
             close()

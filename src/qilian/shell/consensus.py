@@ -698,7 +698,29 @@ class ConsensusReactor:
             self._commit_decided(block, commit)
 
     def _commit_decided(self, block: Block, commit: Commit) -> None:
+        """Compare the decided block with this node's state and hand it to the applier.
+
+        The comparison is only meaningful against the decided block's own parent. Block sync may have stored the
+        decided height (and more) while the core was still deciding it: a lagging node fetches blocks from a peer
+        while precommits of its current height keep arriving from the others, and block sync tells consensus only
+        at the end of its batch. The tip is then the decided block itself or later, whose state root naturally
+        differs from the one the decided header names — that is not a divergence (it stopped a node with a false
+        "STATE DIVERGED"; docs/spec/consensus.md, "One view of the chain"). A stored block at that height that is
+        not the decided one is."""
         parent = self.ledger.get_parent_info()
+        height = block.header.height
+        if height <= parent.height:
+            stored = self.ledger.get_block_bytes(height)
+            stored_id = None if stored is None else self.suite.hash(Block.decode(stored).header.encode())
+            if stored_id != commit.block_id:
+                self._fatal(f"block {height} decided by the network is {commit.block_id.hex()[:16]}…, but this "
+                            f"node stored {stored_id.hex()[:16] + '…' if stored_id else 'none'} at that height")
+                return
+            log.info("height %d was decided while block sync stored it (tip %d): nothing to apply", height,
+                     parent.height)
+            self._on_committed([compute_tx_hash(self.suite, tx.body) for tx in block.txs], None)
+            return
+        assert height == parent.height + 1, f"decided height {height} is beyond the tip {parent.height} + 1"
         if (block.header.state_root, block.header.receipts_root) != (parent.state_root, parent.receipts_root):
             self._fatal(f"block {block.header.height} decided by the network carries state root "
                         f"{block.header.state_root.hex()[:16]}…, this node has {parent.state_root.hex()[:16]}…")

@@ -90,6 +90,10 @@ class KVEngine(Protocol):
     def close(self) -> None: ...
 
 
+class SnapshotClosed(RuntimeError):
+    """A read through a snapshot after it was closed: a caller kept a view past its life (a bug, never data)."""
+
+
 class EngineBusy(Exception):
     """Another process holds the database open for writing (RocksDB's LOCK): the node is running."""
 
@@ -168,14 +172,19 @@ class LmdbSnapshot:
 
     def __init__(self, engine: LmdbEngine):
         self._dbs = engine._dbs
-        self._txn = engine.env.begin()
+        self._txn: Any = engine.env.begin()
 
     def get(self, table: bytes, key: bytes) -> bytes | None:
-        raw = self._txn.get(key, db=self._dbs[table])
+        txn = self._txn
+        if txn is None:
+            raise SnapshotClosed("read through a closed LMDB snapshot")
+        raw = txn.get(key, db=self._dbs[table])
         return None if raw is None else bytes(raw)
 
     def close(self) -> None:
-        self._txn.abort()
+        if self._txn is not None:
+            self._txn.abort()
+            self._txn = None
 
 
 # -- RocksDB ----------------------------------------------------------------------------------------------------
@@ -300,10 +309,13 @@ class RocksSnapshot:
         self._it: Any = engine.db.iter()
 
     def get(self, table: bytes, key: bytes) -> bytes | None:
+        it = self._it
+        if it is None:
+            raise SnapshotClosed("read through a closed RocksDB snapshot")
         full = table + key
-        self._it.seek(full)
-        if self._it.valid() and self._it.key() == full:
-            value: bytes = self._it.value()
+        it.seek(full)
+        if it.valid() and it.key() == full:
+            value: bytes = it.value()
             return value
         return None
 

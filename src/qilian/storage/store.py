@@ -31,6 +31,8 @@ No migration: a data directory of the earlier layout (LMDB, store version 1, no 
 from __future__ import annotations
 
 import struct
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,6 +147,10 @@ class ChainStore:
         self.path = path
         self.engine_name = engine
         self.kv = _open_engine(path, engine, readonly)
+        self._snapshots: weakref.WeakSet[StoreSnapshot] = weakref.WeakSet()
+        """Snapshots not closed yet: :meth:`close` ends them (an open RocksDB iterator keeps the database and its
+        LOCK open after ``close``, and a reopen in the same process would then fail)."""
+        self._snapshots_lock = threading.Lock()
         try:
             self._check_layout()
         except BaseException:
@@ -172,7 +178,11 @@ class ChainStore:
             return txn.get(b"meta") is not None or txn.get(b"blocks") is not None
 
     def close(self) -> None:
-        """Close the engine."""
+        """End the snapshots still open (reads through them then raise ``SnapshotClosed``), then close the engine."""
+        with self._snapshots_lock:
+            snapshots = list(self._snapshots)
+        for snap in snapshots:
+            snap.close()
         self.kv.close()
 
     def catch_up(self) -> None:
@@ -328,7 +338,10 @@ class ChainStore:
     def begin_snapshot(self) -> StoreSnapshot:
         """A consistent read view: every read through it sees the chain at one tip, whatever commits meanwhile.
         Use it as a context manager; it must be closed."""
-        return StoreSnapshot(self)
+        snap = StoreSnapshot(self)
+        with self._snapshots_lock:
+            self._snapshots.add(snap)
+        return snap
 
 
 def _find_location(get: Callable[[bytes, bytes], bytes | None], tx_hash: bytes) -> tuple[int, int] | None:
@@ -346,7 +359,9 @@ def _find_location(get: Callable[[bytes, bytes], bytes | None], tx_hash: bytes) 
 
 class StoreSnapshot:
     """Reads of one engine snapshot, so a query that reads a block, its commit, the next block and state nodes
-    never mixes two heights. Short-lived: an open snapshot pins the data it sees."""
+    never mixes two heights — and the consensus shell's view of the chain (``NodeLedger`` in
+    :mod:`qilian.node.consensus`) sees exactly the blocks it was told of. Short-lived (a query, or one block's
+    time for the shell's view): an open snapshot pins the data it sees."""
 
     def __init__(self, store: ChainStore):
         self._snap: KVSnapshot = store.kv.snapshot()
@@ -365,9 +380,13 @@ class StoreSnapshot:
         """The tip as of the snapshot."""
         return _decode_tip(self._snap.get(_META, b"tip"))
 
+    def get_block_bytes(self, height: int) -> bytes | None:
+        """Encoded block at a height, or None."""
+        return self._snap.get(_BLOCKS, _height_key(height))
+
     def get_block(self, height: int) -> Block | None:
         """Block at a height, or None."""
-        raw = self._snap.get(_BLOCKS, _height_key(height))
+        raw = self.get_block_bytes(height)
         return None if raw is None else Block.decode(raw)
 
     def get_commit(self, height: int) -> Commit | None:
@@ -383,6 +402,11 @@ class StoreSnapshot:
     def get_tx_location(self, tx_hash: bytes) -> tuple[int, int] | None:
         """(height, index) of a committed transaction."""
         return _find_location(self._snap.get, tx_hash)
+
+    def get_committed(self, tx_hashes: Iterable[bytes]) -> set[bytes]:
+        """The hashes among ``tx_hashes`` on chain as of the snapshot (replay checks of the next block)."""
+        get = self._snap.get
+        return {h for h in tx_hashes if _find_location(get, h) is not None}
 
     def get_state(self, namespace: str, key: bytes) -> bytes | None:
         """Value of a state key after the snapshot's tip."""
