@@ -134,7 +134,8 @@ class NodeLedger:
         self.rules = node.rules
         self._exec_pool = exec_pool
         self.view: StoreSnapshot = node.store.begin_snapshot()
-        """The snapshot every read of the shell goes through (see the class docstring)."""
+        """The snapshot every read of the shell goes through (see the class docstring); event loop only (a
+        RocksDB snapshot is one iterator, not to be shared between threads)."""
         self._tip: ChainTip = self.view.get_tip()
         self._members: dict[bytes, MemberInfo | None] = {}
         """Membership read in the current view (dropped with it)."""
@@ -160,22 +161,26 @@ class NodeLedger:
         block = self.view.get_block(height)
         return None if block is None else block.header.state_root
 
-    def _get_member(self, public_key: bytes) -> MemberInfo | None:
-        if public_key not in self._members:
-            if len(self._members) >= MAX_VIEW_MEMBERS:
-                self._members.clear()
-            self._members[public_key] = get_member(self.rules, self.view.get_state, public_key)
-        return self._members[public_key]
-
     def get_parent_info(self) -> ParentInfo:
         """The view's tip as the next block's parent: the sets of tip, tip + 1 and tip + 2 and the membership,
-        all from the view (docs/governance.md: a change decided in block h signs from h + 2)."""
+        all from the view (docs/governance.md: a change decided in block h signs from h + 2). Its membership
+        lookup stays bound to this view: used after the view moved, it raises rather than answer for another
+        height."""
         tip = self._tip
         current, nxt = self._valsets.get_sets_at_root(tip.state_root)
         last = self._valsets.get(tip.height) if tip.height else current
         assert last is not None, f"validator set of the stored height {tip.height} is unknown"
+        rules, view, members = self.rules, self.view, self._members
+
+        def get_member_in_view(public_key: bytes) -> MemberInfo | None:
+            if public_key not in members:
+                if len(members) >= MAX_VIEW_MEMBERS:
+                    members.clear()
+                members[public_key] = get_member(rules, view.get_state, public_key)
+            return members[public_key]
+
         return ParentInfo(tip.height, tip.block_id, tip.time_ms, tip.state_root, tip.receipts_root,
-                          current, nxt, last, self._get_member)
+                          current, nxt, last, get_member_in_view)
 
     def get_block_bytes(self, height: int) -> bytes | None:
         return self.view.get_block_bytes(height)
