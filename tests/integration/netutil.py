@@ -34,7 +34,7 @@ def _ephemeral_low() -> int:
 def _free_block(n: int) -> int:
     """A base port with n consecutive free ports after it (for the API and for P2P), below the ephemeral range:
     a port probed free there can be taken by any outgoing connection on the machine before the node binds it
-    ("address already in use" at node start, seen 3 times in 22 runs on a busy shared machine)."""
+    ("address already in use" at node start: 3 times in ~30 runs on a busy shared machine)."""
     top = max(_ephemeral_low(), 20000 + 1000) - n - 1
     for _ in range(200):
         base = random.randint(20000, top)
