@@ -59,8 +59,14 @@ class Net:
     chain_id: str = "fault-chain"
 
     def start_all(self) -> None:
-        for n in self.nodes:
-            n.start()
+        """Start every node; if one fails to start, stop those already running (a fixture's ``finally`` is not
+        reached when its setup raises, and they would run on, loading the machine, after the test)."""
+        try:
+            for n in self.nodes:
+                n.start()
+        except BaseException:
+            self.stop_all()
+            raise
 
     def stop_all(self) -> None:
         for n in self.nodes:
