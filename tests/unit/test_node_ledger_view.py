@@ -16,7 +16,7 @@ import pytest
 from qilian.consensus.timeouts import TimeoutConfig
 from qilian.execution.block import make_header
 from qilian.node.config import NodeConfig, init_home
-from qilian.node.consensus import ConsensusDriver
+from qilian.node.consensus import ConsensusDriver, NodeLedger
 from qilian.node.node import Node
 from qilian.sdk.client import build_tx
 from qilian.sdk.keys import load_key
@@ -33,17 +33,24 @@ def node(tmp_path: Path) -> Node:
     return Node(NodeConfig(home=tmp_path / "home"))
 
 
+def _block_one(node: Node, ledger: NodeLedger) -> tuple[Block, Commit, list[bytes]]:
+    """Block 1 with three kv puts of the organisation's client, and a commit (stored as given: execution does not
+    check it)."""
+    client = load_key(node.config.home / "keys" / "org1-client.pem")
+    txs = tuple(build_tx(client, "view-chain", "kv", "put", [f"k{i}", "v"], 50, nonce=i) for i in range(3))
+    hashes = [compute_tx_hash(node.suite, t.body) for t in txs]
+    parent = ledger.get_parent_info()
+    header = make_header(node.rules, parent, parent.time_ms + 1, hashes, None, node.key.address)
+    return Block(header, txs, None), Commit(1, 0, node.suite.hash(header.encode()), ()), hashes
+
+
 def test_the_shells_view_moves_only_when_the_block_is_delivered(node: Node, tmp_path: Path) -> None:
     cfg = node.config
     driver = ConsensusDriver(node, None, TIMEOUTS, cfg.wal_path, cfg.signer_state_path)
     ledger = driver.ledger
     client = load_key(cfg.home / "keys" / "org1-client.pem")
-    txs = tuple(build_tx(client, "view-chain", "kv", "put", [f"k{i}", "v"], 50, nonce=i) for i in range(3))
-    hashes = [compute_tx_hash(node.suite, t.body) for t in txs]
     parent = ledger.get_parent_info()
-    header = make_header(node.rules, parent, parent.time_ms + 1, hashes, None, node.key.address)
-    block = Block(header, txs, None)
-    commit = Commit(1, 0, node.suite.hash(header.encode()), ())  # stored as given: execution does not check it
+    block, commit, hashes = _block_one(node, ledger)
     delivered: list[tuple[list[Receipt] | None, BaseException | None]] = []
 
     def views() -> tuple[object, ...]:
@@ -76,3 +83,25 @@ def test_the_shells_view_moves_only_when_the_block_is_delivered(node: Node, tmp_
     finally:
         driver.close()
         node.close()
+
+
+def test_a_completion_delivered_after_the_node_closed_moves_nothing(node: Node) -> None:
+    """Stopping while a block finishes: the driver waits for the block, releases the view, the store closes — and
+    the completion the loop delivers afterwards must not reopen a view on the closed store (it logged
+    "DB instance already closed" at every soak's end)."""
+    cfg = node.config
+    driver = ConsensusDriver(node, None, TIMEOUTS, cfg.wal_path, cfg.signer_state_path)
+    block, commit, hashes = _block_one(node, driver.ledger)
+    errors: list[dict[str, object]] = []
+    delivered: list[object] = []
+
+    async def scenario() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+        driver.ledger.execute_and_store(block, commit, hashes, lambda r, e: delivered.append((r, e)))
+        driver.close()
+        node.close()
+        await asyncio.sleep(0.05)
+
+    asyncio.run(scenario())
+    assert not errors, errors[0].get("exception")
+    assert not delivered

@@ -133,6 +133,7 @@ class NodeLedger:
         self.node = node
         self.rules = node.rules
         self._exec_pool = exec_pool
+        self._closed = False
         self.view: StoreSnapshot = node.store.begin_snapshot()
         """The snapshot every read of the shell goes through (see the class docstring); event loop only (a
         RocksDB snapshot is one iterator, not to be shared between threads)."""
@@ -144,6 +145,8 @@ class NodeLedger:
 
     def _advance_view(self) -> None:
         """A block is stored: the shell's reads move to it (on the event loop, before the shell hears of it)."""
+        if self._closed:
+            return
         old = self.view
         self.view = self.node.store.begin_snapshot()
         self._tip = self.view.get_tip()
@@ -151,7 +154,9 @@ class NodeLedger:
         old.close()
 
     def close(self) -> None:
-        """Release the view's snapshot (before the store is closed)."""
+        """Release the view's snapshot (before the store is closed). A completion delivered after this — the
+        node stops while a block finishes — moves nothing: the store may be closed already."""
+        self._closed = True
         self.view.close()
 
     def _get_view_tip(self) -> tuple[int, bytes]:
@@ -206,7 +211,7 @@ class NodeLedger:
                                                          block, commit, hashes)
 
         def finished(f: asyncio.Future[list[Receipt]]) -> None:
-            if f.cancelled():
+            if f.cancelled() or self._closed:
                 return  # the node is stopping; the block was stored or never started (one store batch)
             # The worker is idle (one block at a time, and the next is submitted only from this loop), so the new
             # snapshot holds exactly this block's batch — or, after a failed batch, the unchanged store.
