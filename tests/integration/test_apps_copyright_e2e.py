@@ -12,14 +12,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .apps_util import AppNet, flat
+from .apputil import OrgChain
+from .apputil import out as flat
 
 pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture
-def net(tmp_path: Path) -> Iterator[AppNet]:
-    n = AppNet(tmp_path)
+def net(tmp_path: Path) -> Iterator[OrgChain]:
+    n = OrgChain(tmp_path)
     n.node.start()
     try:
         yield n
@@ -27,7 +28,7 @@ def net(tmp_path: Path) -> Iterator[AppNet]:
         n.node.stop()
 
 
-def test_copyright_register_transfer_chain_certificate(net: AppNet, tmp_path: Path) -> None:
+def test_copyright_register_transfer_chain_certificate(net: OrgChain, tmp_path: Path) -> None:
     song = tmp_path / "song.flac"
     song.write_bytes(b"fLaC" + bytes(range(256)) * 40)
     farm, proc, dist = (net.key(f"{o}-client") for o in ("farm", "processor", "distributor"))

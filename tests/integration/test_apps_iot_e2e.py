@@ -19,7 +19,8 @@ from qilian.crypto import get_suite
 from qilian.sdk.client import Client
 from qilian.sdk.keys import KeyPair, generate_key, load_key, save_key
 
-from .apps_util import AppNet, flat
+from .apputil import OrgChain
+from .apputil import out as flat
 
 pytestmark = pytest.mark.timeout(900)
 SUITE = get_suite("ed25519")
@@ -28,8 +29,8 @@ PER_DEVICE = 10_000
 
 
 @pytest.fixture
-def net(tmp_path: Path) -> Iterator[AppNet]:
-    n = AppNet(tmp_path)
+def net(tmp_path: Path) -> Iterator[OrgChain]:
+    n = OrgChain(tmp_path)
     n.node.start()
     try:
         yield n
@@ -46,7 +47,7 @@ def _write(path: Path, signed: list[tuple[dict[str, Any], bytes]]) -> None:
                             for r, s in signed))
 
 
-def _anchor_raw(net: AppNet, key: KeyPair, signed: list[tuple[dict[str, Any], bytes]], store: Path,
+def _anchor_raw(net: OrgChain, key: KeyPair, signed: list[tuple[dict[str, Any], bytes]], store: Path,
                 window: tuple[int, int] | None = None, devices: list[str] | None = None) -> None:
     """Anchor like a careless or dishonest gateway (no checks), keeping the batch where `iot prove` finds it."""
     batch = make_batch(SUITE.hash, signed)
@@ -64,7 +65,7 @@ def _anchor_raw(net: AppNet, key: KeyPair, signed: list[tuple[dict[str, Any], by
                                                        "readings": [[r, s.hex()] for r, s in signed]}))
 
 
-def test_iot_anchor_100k_prove_one_and_refusals(net: AppNet, tmp_path: Path) -> None:
+def test_iot_anchor_100k_prove_one_and_refusals(net: OrgChain, tmp_path: Path) -> None:
     farm_admin, farm_gw = net.key("farm-admin"), net.key("farm-client")
     keys: dict[str, KeyPair] = {}
     for i in range(DEVICES):

@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .apps_util import AppNet, flat
+from .apputil import OrgChain
+from .apputil import out as flat
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -24,8 +25,8 @@ CAKE = "urn:processor:cake:1"
 
 
 @pytest.fixture
-def net(tmp_path: Path) -> Iterator[AppNet]:
-    n = AppNet(tmp_path)
+def net(tmp_path: Path) -> Iterator[OrgChain]:
+    n = OrgChain(tmp_path)
     n.node.start()
     try:
         yield n
@@ -33,7 +34,7 @@ def net(tmp_path: Path) -> Iterator[AppNet]:
         n.node.stop()
 
 
-def test_trace_walkthrough_recall_and_certificate(net: AppNet, tmp_path: Path) -> None:
+def test_trace_walkthrough_recall_and_certificate(net: OrgChain, tmp_path: Path) -> None:
     farm, proc, dist, shop = (net.key(f"{o}-client") for o in ("farm", "processor", "distributor", "retailer"))
     net.cli("trace", "commission", *EGGS, "--lot", LOT, "--where", "urn:epc:id:sgln:0614141.00001.0",
             "--sensor", "Temperature=4.5:CEL", "--key", farm)

@@ -52,7 +52,7 @@ def test_four_orgs_bootstrap_from_public_files(tmp_path: Path) -> None:
         for org in ORGS:
             node_home = homes[org] / f"{org}-node0"
             qilian("node", "configure", "--home", str(node_home), "--genesis", str(public / "genesis.json"),
-                   "--bundle", str(public / "network.pem"), "--peers", str(public / "peers.json"), "--lan")
+                   "--peers", str(public / "peers.json"), "--lan")
             cfg = (node_home / "node.toml").read_text()
             assert f'name = "{org}-node0"' in cfg
             log = open(node_home / "node.log", "ab")

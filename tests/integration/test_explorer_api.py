@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 
+from qilian.bench.votes_bench import parse_metrics
 from qilian.crypto import get_suite
 from qilian.indexer.service import Indexer, get_index_path
 from qilian.indexer.sqlite import SqliteIndex
@@ -131,8 +132,17 @@ def test_index_routes_metrics_and_resume(tmp_path: Path) -> None:
         for name in ("qilian_height", "qilian_mempool_size", "qilian_block_interval_seconds_bucket",
                      "qilian_rounds_per_height_bucket", 'qilian_block_phase_seconds_count{phase="execute"}',
                      'qilian_api_request_seconds_count{method="GET",route="/txs/{tx_hash}",status="200"}',
-                     "qilian_indexed_height", "qilian_peers_connected"):
+                     "qilian_indexed_height", "qilian_peers_connected", 'qilian_wal_fsync_seconds_bucket{le="+Inf"}',
+                     "qilian_wal_fsync_max_seconds"):
             assert name in m.text, name
+        # Every decided height had a prevote and a precommit quorum; their delays are observed (bench votes).
+        quorums = parse_metrics(m.text)
+        for vtype in ("prevote", "precommit"):
+            inf = quorums[("qilian_vote_quorum_seconds_bucket", f'le="+Inf",type="{vtype}"')]
+            assert inf >= head - 1, (vtype, inf, head)
+        fsyncs = next(float(line.split()[1]) for line in m.text.splitlines()
+                      if line.startswith("qilian_wal_fsync_seconds_count"))
+        assert fsyncs >= 1  # every height starts with a synced WAL marker
         assert http.get("/health").json()["status"] == "ok"
         ready = http.get("/ready")
         assert ready.status_code == 200 and ready.json()["synced"], ready.text

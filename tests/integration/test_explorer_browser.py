@@ -13,7 +13,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,10 +80,12 @@ def _tamper(path: str, doc: Any) -> Any:
 
 
 class TamperingProxy:
-    """An HTTP proxy in front of a node that flips one byte in every proof-carrying answer."""
+    """An HTTP proxy in front of a node that flips one byte in every proof-carrying answer (``tamper``: how a JSON
+    answer of a path is changed; the default covers blocks, transactions and state)."""
 
-    def __init__(self, upstream: str):
+    def __init__(self, upstream: str, tamper: Callable[[str, Any], Any] | None = None):
         self.upstream = upstream
+        self.tamper = tamper or _tamper
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.client = httpx.AsyncClient(base_url=upstream, timeout=30)
@@ -98,7 +100,7 @@ class TamperingProxy:
                                       headers={"content-type": request.headers.get("content-type", "")})
         body = r.content
         if r.headers.get("content-type", "").startswith("application/json") and r.status_code == 200:
-            body = json.dumps(_tamper(path, json.loads(body))).encode()
+            body = json.dumps(self.tamper(path, json.loads(body))).encode()
         ctype = r.headers.get("content-type", "application/octet-stream")
         return Response(body, status_code=r.status_code, media_type=ctype.split(";")[0])
 

@@ -186,6 +186,25 @@ def test_governance_end_to_end(net: Net, tmp_path: Path) -> None:
     shown = net.cli("gov", "show", "2").stdout
     assert '"status": "executed"' in shown and '"resource": "contract.upgrade.system"' in shown
 
+    # 7. beta revokes the key that registered the first document (SELF); a certificate made now still proves the
+    # owner: the membership is proven at the registering height (certificate version 4), not at the tip
+    client = net.key("beta-client")
+    p = net.cli("member", "revoke", client, "--reason", "laptop lost", "--out", str(tmp_path / "rv.json"),
+                "--propose", "--key", net.key("beta-admin"), "--home", str(net.home))
+    assert "executed" in _out(p), _out(p)
+    net.cli("tx", "send", "kv", "put", "tick", "tock", "--home", str(net.home), "--key", net.key("alpha-client"))
+    cert3 = tmp_path / "cert3.json"
+    net.cli("evidence", "verify", str(doc), "--out", str(cert3))
+    p = net.cli("evidence", "check", str(cert3), str(doc), "--genesis", str(net.home / "genesis.json"), node=False)
+    assert "VALID" in p.stdout and "owner beta (client" in _out(p)
+    import json
+
+    c3 = json.loads(cert3.read_text())
+    assert c3["version"] == 4 and c3["member"]["header"]["height"] == c3["tx"]["height"]
+    # the same key's membership at the tip is proven absent (revoked): a tip proof could not show the owner
+    tip_doc = httpx.get(f"{net.node.url}/state/sys:member/{c3['member']['key']}", params={"encoding": "hex"}).json()
+    assert verify_state_response(net.genesis, tip_doc) is None
+
 
 def load_key_address(net: Net, name: str) -> str:
     from qilian.sdk.keys import load_key

@@ -36,6 +36,7 @@ for (const suiteName of ['ed25519', 'sm2']) {
   const suite = V.getSuite(suiteName);
   const ctx = { suite };
   check(hex(V.computeTxHash(ctx, unhex(id.transaction_hex))) === id.tx_hash, `${suiteName} tx hash`);
+  check(hex(V.computeSignedTxHash(ctx, unhex(id.transaction_hex))) === id.signed_tx_hash, `${suiteName} signed tx hash`);
   check(hex(suite.hash(unhex(id.public_key)).slice(0, 20)) === id.address, `${suiteName} address`);
   check(suite.verify(unhex(id.public_key), unhex(id.sign_bytes), unhex(id.signature)), `${suiteName} signature`);
   const sig = unhex(id.signature); sig[5] ^= 1;

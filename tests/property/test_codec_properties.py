@@ -485,7 +485,7 @@ def test_any_fields_count_depth_from_the_field() -> None:
         core.TxBody.decode(deep.encode())
     # The structure as a whole is deeper than MAX_DEPTH (spec §2): valid as a Block, not as a plain value.
     header = core.BlockHeader(1, "c", 1, 0, b"", b"", bytes(32), 1, bytes(32), bytes(32), bytes(32), bytes(32),
-                              bytes(20))
+                              bytes(20), bytes(32))
     block = core.Block(header, (core.Transaction(body, b"s"),), None)
     data = block.encode()
     assert depth(block.to_wire()) == 5 + MAX_DEPTH

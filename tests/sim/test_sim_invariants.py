@@ -122,18 +122,26 @@ def test_negative_control_vote_keeper_that_drops_equivocations_stalls(monkeypatc
     assert "liveness" in kinds and not kinds & SAFETY, kinds
 
 
+CRASH_SWEEP_7 = dataclasses.replace(CRASH_SWEEP, nodes=7, byzantine=2)
+"""The crash sweep with 7 validators, 2 of them Byzantine: L28 unlocks are rare everywhere, and more likely here."""
+
+
 def test_coverage_probes_all_fire() -> None:
     """Decisions in round > 0, L28 unlocks, L55 round skips, L49 past-round decisions and proposer rotation all
-    happen within a bounded sweep (seeds in order, so the result is reproducible)."""
+    happen within a bounded sweep (seeds in order, so the result is reproducible). L28 unlocks are the rarest: in
+    the 4-validator crash sweep the only one in seeds 20..79 was seed 26 until evidence gossip (which adds messages,
+    so reshuffles every trace) moved it away; the 7-validator crash sweep has one at seed 17."""
     totals: dict[str, int] = {}
-    for seed in range(20, 80):  # the first L28 unlock of the crash sweep is seed 26
-        r = run_simulation(dataclasses.replace(CRASH_SWEEP, seed=seed))
+    runs = [dataclasses.replace(CRASH_SWEEP, seed=s) for s in range(20, 60)]
+    runs += [dataclasses.replace(CRASH_SWEEP_7, seed=s) for s in range(0, 40)]
+    for cfg in runs:
+        r = run_simulation(cfg)
         assert r.ok, _explain(r)
         for k, v in r.probes.items():
             totals[k] = totals.get(k, 0) + v
         if all(totals.get(p) for p in PROBES):
             break
-    print(f"\nprobes after {seed + 1} seeds: {totals}")
+    print(f"\nprobes after {cfg}: {totals}")
     assert all(totals.get(p) for p in PROBES), totals
 
 

@@ -1,5 +1,8 @@
 """A real state machine over a dict for the scenario apps' tests: genesis-seeded state, real transactions signed by
-real keys, real blocks through :func:`execute_block` — no mocks."""
+real keys, real blocks through :func:`execute_block`, admitted first by the mempool's static checks — no mocks.
+
+``AppChain()`` is the walkthroughs' four organisations; ``ADMIN``/``CLIENT``/``RULES`` are its (deterministic)
+keys and rules, the same for every instance."""
 
 from __future__ import annotations
 
@@ -7,11 +10,9 @@ import itertools
 from typing import Any
 
 from qilian.crypto import get_suite
-from qilian.execution.block import execute_block
-from qilian.execution.contracts import compute_genesis_writes
-from qilian.execution.rules import ChainRules
-from qilian.sdk.client import build_tx
+from qilian.execution.rules import ChainRules, check_tx_static
 from qilian.sdk.keys import KeyPair
+from qilian.types.codec import decode_raw
 from qilian.types.core import (
     STATUS_FAILED,
     STATUS_OK,
@@ -19,13 +20,19 @@ from qilian.types.core import (
     Genesis,
     Member,
     Organisation,
-    Receipt,
+    Transaction,
     Validator,
     ValidatorSet,
-    compute_tx_hash,
 )
 
+from .blockrunner import BlockRunner
+
 CHAIN_ID = "apps-chain"
+CHAIN = CHAIN_ID
+ORGS = ("farm", "processor", "distributor", "retailer")
+"""The walkthroughs' organisations (farm → processor → distributor → retailer)."""
+TIME_BASE_MS = 1_000_000
+"""Block time at height 0; height h has time TIME_BASE_MS + 1000·h."""
 
 
 def make_key(suite_name: str, seed: int) -> KeyPair:
@@ -34,12 +41,12 @@ def make_key(suite_name: str, seed: int) -> KeyPair:
     return KeyPair(suite, sk, suite.get_public_key(sk))
 
 
-class AppChain:
-    """Organisations each with an ``admin`` (admin+member) and a ``client`` (member) key; one validator."""
+class AppChain(BlockRunner):
+    """Organisations each with an ``admin`` (admin+member) and a ``client`` (member) key; one validator. Calls
+    name their key as a KeyPair or as ``"<org>-admin"`` / ``"<org>-client"``."""
 
-    def __init__(self, orgs: tuple[str, ...], suite: str = "ed25519", chain_id: str = CHAIN_ID):
-        self.suite = get_suite(suite)
-        self.chain_id = chain_id
+    def __init__(self, orgs: tuple[str, ...] = ORGS, suite: str = "ed25519", chain_id: str = CHAIN_ID):
+        suite_obj = get_suite(suite)
         self.keys: dict[str, KeyPair] = {}
         seed = itertools.count(100)
         members = []
@@ -49,35 +56,30 @@ class AppChain:
             members.append(Organisation(org, (Member("admin", admin.public_key, ("admin", "member")),
                                               Member("client", client.public_key, ("member",)))))
         val = make_key(suite, 9)
-        self.genesis = Genesis(chain_id, suite, 0, tuple(members),
-                               ValidatorSet((Validator(val.address, val.public_key, 1),)), ChainParams())
-        self.rules = ChainRules.from_genesis(self.genesis, self.suite)
-        self.values = {k: v for k, v in compute_genesis_writes(self.genesis).items() if v is not None}
-        self.height = 0
-        self.nonce = itertools.count(1)
+        genesis = Genesis(chain_id, suite, 0, tuple(members),
+                          ValidatorSet((Validator(val.address, val.public_key, 1),)), ChainParams())
+        super().__init__(genesis, ChainRules.from_genesis(genesis, suite_obj), suite_obj)
+        self.chain_id = chain_id
+
+    def get_key(self, key: Any) -> KeyPair:
+        return self.keys[key] if isinstance(key, str) else super().get_key(key)
+
+    def get_time_ms(self) -> int:
+        return TIME_BASE_MS + 1000 * self.height
+
+    def process_admission(self, tx: Transaction) -> None:
+        check_tx_static(self.rules, tx, len(tx.encode()))
 
     def addr(self, name: str) -> str:
         return self.keys[name].address.hex()
 
-    def get_state(self, namespace: str, key: bytes) -> bytes | None:
-        return self.values.get((namespace, key))
+    def get(self, namespace: str, key: bytes) -> bytes | None:
+        return self.get_state(namespace, key)
 
-    def run(self, *calls: tuple[str | KeyPair, str, str, list[Any]]) -> list[Receipt]:
-        """One block of calls ``(key name or key, module, method, args)``."""
-        self.height += 1
-        txs = [build_tx(self.keys[k] if isinstance(k, str) else k, self.chain_id, to, m, a, self.height + 10,
-                        nonce=next(self.nonce)) for k, to, m, a in calls]
-        hashes = [compute_tx_hash(self.suite, t.body) for t in txs]
-        res = execute_block(self.rules, self, txs, hashes, self.height, 1000 * self.height)
-        for k, v in res.writes.items():
-            if v is None:
-                self.values.pop(k, None)
-            else:
-                self.values[k] = v
-        return list(res.receipts)
-
-    def one(self, key: str | KeyPair, to: str, method: str, args: list[Any]) -> Receipt:
-        return self.run((key, to, method, args))[0]
+    def record(self, namespace: str, key: bytes) -> Any:
+        """A stored value decoded (None when absent)."""
+        raw = self.values.get((namespace, key))
+        return None if raw is None else decode_raw(raw)
 
     def ok(self, key: str | KeyPair, to: str, method: str, args: list[Any]) -> Any:
         r = self.one(key, to, method, args)
@@ -90,3 +92,10 @@ class AppChain:
         assert r.status == STATUS_FAILED, r
         assert self.values == before, "a failed call wrote state"
         return r.error
+
+
+_FOUR = AppChain()
+SUITE = _FOUR.suite
+RULES = _FOUR.rules
+ADMIN = {org: _FOUR.keys[f"{org}-admin"] for org in ORGS}
+CLIENT = {org: _FOUR.keys[f"{org}-client"] for org in ORGS}

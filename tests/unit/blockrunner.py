@@ -1,5 +1,5 @@
 """A genesis-seeded dict state that executes blocks with the production ``execute_block``: the one harness the
-governance, membership and regulator unit tests share (each builds it over its own genesis)."""
+governance, membership, regulator and scenario-app unit tests share (each builds it over its own genesis)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from qilian.execution.chain import ChainRules
 from qilian.execution.contracts import compute_genesis_writes
 from qilian.sdk.client import build_tx
 from qilian.sdk.keys import KeyPair
-from qilian.types.core import STATUS_FAILED, STATUS_OK, Genesis, Receipt, compute_tx_hash
+from qilian.types.core import STATUS_FAILED, STATUS_OK, Genesis, Receipt, Transaction, compute_tx_hash
 
 
 class BlockRunner:
@@ -27,12 +27,27 @@ class BlockRunner:
     def get_state(self, namespace: str, key: bytes) -> bytes | None:
         return self.values.get((namespace, key))
 
-    def run(self, *calls: tuple[KeyPair, str, str, list[Any]]) -> list[Receipt]:
+    def get_key(self, key: Any) -> KeyPair:
+        """The signing key of a call (a subclass may name keys)."""
+        assert isinstance(key, KeyPair), key
+        return key
+
+    def get_time_ms(self) -> int:
+        """Block time of the current height."""
+        return 1000 * self.height
+
+    def process_admission(self, tx: Transaction) -> None:
+        """What the mempool checks before a transaction may enter a block (nothing here; a subclass may)."""
+
+    def run(self, *calls: tuple[Any, str, str, list[Any]], time_ms: int | None = None) -> list[Receipt]:
         self.height += 1
-        txs = [build_tx(k, self.genesis.chain_id, to, m, a, self.height + 10, nonce=next(self.nonce))
+        txs = [build_tx(self.get_key(k), self.genesis.chain_id, to, m, a, self.height + 10, nonce=next(self.nonce))
                for k, to, m, a in calls]
+        for tx in txs:
+            self.process_admission(tx)
         hashes = [compute_tx_hash(self.suite, t.body) for t in txs]
-        res = execute_block(self.rules, self, txs, hashes, self.height, 1000 * self.height)
+        res = execute_block(self.rules, self, txs, hashes, self.height,
+                            self.get_time_ms() if time_ms is None else time_ms)
         for k, v in res.writes.items():
             if v is None:
                 self.values.pop(k, None)
@@ -40,8 +55,8 @@ class BlockRunner:
                 self.values[k] = v
         return list(res.receipts)
 
-    def one(self, key: KeyPair, to: str, method: str, args: list[Any]) -> Receipt:
-        return self.run((key, to, method, args))[0]
+    def one(self, key: Any, to: str, method: str, args: list[Any], time_ms: int | None = None) -> Receipt:
+        return self.run((key, to, method, args), time_ms=time_ms)[0]
 
 
 def ok(r: Receipt) -> Any:
@@ -49,6 +64,9 @@ def ok(r: Receipt) -> Any:
     return r.result
 
 
-def failed(r: Receipt) -> str:
+def failed(r: Receipt, *words: str) -> str:
+    """The error of a failed receipt, which must contain each of ``words``."""
     assert r.status == STATUS_FAILED, r
+    for w in words:
+        assert w in r.error, r.error
     return r.error

@@ -11,22 +11,13 @@ import pytest
 from qilian.apps.copyright.module import get_registrations, get_work
 from qilian.execution.rules import TxRejected, check_tx_static
 from qilian.sdk.client import build_tx
-from qilian.types.core import STATUS_FAILED, STATUS_OK
 
-from .apps_util import ADMIN, CHAIN, CLIENT, RULES, SUITE, DictState
+from .appchain import ADMIN, CHAIN, CLIENT, RULES, SUITE, AppChain
+from .blockrunner import failed, ok
 
 SONG = SUITE.hash(b"a song")
 
 
-def ok(r: Any) -> Any:
-    assert r.status == STATUS_OK, r.error
-    return r.result
-
-
-def failed(r: Any, *words: str) -> None:
-    assert r.status == STATUS_FAILED, r.result
-    for w in words:
-        assert w in r.error, r.error
 
 
 def work(digest: bytes = SONG, **kw: Any) -> dict[str, Any]:
@@ -39,7 +30,7 @@ def grant(org: str, kind: str, territory: str = "CN", start: int = 0, end: int =
 
 
 def test_registration_transfer_chain_and_later_claims() -> None:
-    s = DictState()
+    s = AppChain()
     assert ok(s.one(CLIENT["farm"], "copyright", "register", [work()])) == {
         "number": 1, "id": "QC-00000001", "status": "first", "prior": []}
     failed(s.one(ADMIN["farm"], "copyright", "register", [work()]), "already registered by farm as QC-00000001")
@@ -59,7 +50,7 @@ def test_registration_transfer_chain_and_later_claims() -> None:
 
 
 def test_grants_and_disputes() -> None:
-    s = DictState()
+    s = AppChain()
     ok(s.one(CLIENT["farm"], "copyright", "register", [work()]))
     ok(s.one(CLIENT["farm"], "copyright", "license", [1, grant("processor", "exclusive", "CN", 0, 100)]))
     failed(s.one(CLIENT["farm"], "copyright", "license", [1, grant("retailer", "non-exclusive", "CN", 50, 60)]),

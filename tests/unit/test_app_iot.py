@@ -18,24 +18,15 @@ from qilian.apps.iot.sdk import (
 from qilian.crypto import get_suite, merkle
 from qilian.execution.rules import TxRejected, check_tx_static
 from qilian.sdk.client import build_tx
-from qilian.types.core import STATUS_FAILED, STATUS_OK
 
-from .apps_util import ADMIN, CHAIN, CLIENT, RULES, SUITE, DictState, make_key
+from .appchain import ADMIN, CHAIN, CLIENT, RULES, SUITE, AppChain, make_key
+from .blockrunner import failed, ok
 
-DEV = make_key(40)
+DEV = make_key("ed25519", 40)
 SM2 = get_suite("sm2")
 SM2_SK = SM2.private_key_from_seed(bytes([41]) * 32)
 
 
-def ok(r: Any) -> Any:
-    assert r.status == STATUS_OK, r.error
-    return r.result
-
-
-def failed(r: Any, *words: str) -> None:
-    assert r.status == STATUS_FAILED, r.result
-    for w in words:
-        assert w in r.error, r.error
 
 
 def reading(device: str, seq: int, t: int) -> dict[str, Any]:
@@ -43,14 +34,14 @@ def reading(device: str, seq: int, t: int) -> dict[str, Any]:
 
 
 def test_devices_register_retire_and_anchor_rules() -> None:
-    s = DictState()
+    s = AppChain()
     ok(s.one(ADMIN["farm"], "iot", "add_device", ["dev-1", "ed25519", DEV.public_key]))
     ok(s.one(ADMIN["farm"], "iot", "add_device", ["dev-sm2", "sm2", SM2.get_public_key(SM2_SK)]))
-    ok(s.one(ADMIN["processor"], "iot", "add_device", ["dev-b", "ed25519", make_key(42).public_key]))
+    ok(s.one(ADMIN["processor"], "iot", "add_device", ["dev-b", "ed25519", make_key("ed25519", 42).public_key]))
     failed(s.one(ADMIN["farm"], "iot", "add_device", ["dev-1", "ed25519", DEV.public_key]), "already registered")
     failed(s.one(ADMIN["farm"], "iot", "add_device", ["dev-2", "ed25519", b"\x01" * 31]), "not a valid ed25519")
     failed(s.one(ADMIN["farm"], "iot", "add_device", ["dev-2", "rsa", b"\x01" * 32]), "not one of")
-    failed(s.one(CLIENT["farm"], "iot", "add_device", ["dev-3", "ed25519", make_key(43).public_key]),
+    failed(s.one(CLIENT["farm"], "iot", "add_device", ["dev-3", "ed25519", make_key("ed25519", 43).public_key]),
            "policy iot.device")
     dev = get_device(s.get, "dev-1")
     assert dev is not None and dev["org"] == "farm" and dev["status"] == "active"

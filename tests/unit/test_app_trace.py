@@ -22,9 +22,9 @@ from qilian.apps.trace.module import (
 from qilian.crypto import get_suite
 from qilian.execution.rules import TxRejected, check_tx_static
 from qilian.sdk.client import build_tx
-from qilian.types.core import STATUS_FAILED, STATUS_OK
 
-from .apps_util import ADMIN, CHAIN, CLIENT, RULES, SUITE, DictState
+from .appchain import ADMIN, CHAIN, CLIENT, RULES, SUITE, AppChain
+from .blockrunner import failed, ok
 
 T = "2025-05-01T08:00:00+08:00"
 LOT = "urn:epc:class:lgtin:0614141.107346.2025A"
@@ -51,26 +51,16 @@ def ship_to(org: str, ids: list[str]) -> dict[str, Any]:
     return ev("ship", epcList=ids, destinationList=[{"type": "owning_party", "destination": org}])
 
 
-def ok(r: Any) -> Any:
-    assert r.status == STATUS_OK, r.error
-    return r.result
-
-
-def failed(r: Any, *words: str) -> str:
-    assert r.status == STATUS_FAILED, r.result
-    for w in words:
-        assert w in r.error, r.error
-    return str(r.error)
 
 
 @pytest.fixture
-def s() -> DictState:
-    st = DictState()
+def s() -> AppChain:
+    st = AppChain()
     ok(st.one(CLIENT["farm"], "trace", "commission", [ev("commission", epcList=EGG, ilmd={"lotNumber": LOT})]))
     return st
 
 
-def test_custody_ship_receive_and_refusals_write_nothing(s: DictState) -> None:
+def test_custody_ship_receive_and_refusals_write_nothing(s: AppChain) -> None:
     # only the custodian ships: the processor cannot ship the farm's eggs
     before = dict(s.values)
     failed(s.one(CLIENT["processor"], "trace", "ship", [ship_to("retailer", EGG[:1])]),
@@ -127,14 +117,14 @@ def test_malformed_events_are_refused_at_admission(method: str, event: Any, word
     assert info.value.code == "bad_event" and words in info.value.message
 
 
-def test_sensor_values_are_integers_or_decimal_strings(s: DictState) -> None:
+def test_sensor_values_are_integers_or_decimal_strings(s: AppChain) -> None:
     obs = ev("observe", epcList=EGG[:1], sensorElementList=[{"sensorReport": [
         {"type": "Temperature", "value": "4.5", "uom": "CEL"}, {"type": "Humidity", "value": 63, "uom": "A93"}]}])
     ok(s.one(CLIENT["distributor"], "trace", "observe", [obs]))  # an inspector of another organisation observes
     assert get_item(s.get, EGG[0])["n"] == 2  # type: ignore[index]
 
 
-def test_packing_moves_custody_with_the_container(s: DictState) -> None:
+def test_packing_moves_custody_with_the_container(s: AppChain) -> None:
     ok(s.one(CLIENT["farm"], "trace", "aggregate", [ev("pack", parentID=CASE, childEPCs=EGG[:3])]))
     failed(s.one(CLIENT["farm"], "trace", "ship", [ship_to("processor", EGG[:1])]), "packed in", "unpack it first")
     failed(s.one(CLIENT["farm"], "trace", "aggregate", [ev("pack", parentID=EGG[3], childEPCs=EGG[4:])]),
@@ -152,7 +142,7 @@ def test_packing_moves_custody_with_the_container(s: DictState) -> None:
     assert get_item(s.get, EGG[0])["containers"] == [CASE]  # type: ignore[index]
 
 
-def test_recall_finds_every_derived_item_and_aggregate(s: DictState) -> None:
+def test_recall_finds_every_derived_item_and_aggregate(s: AppChain) -> None:
     other_lot = "urn:epc:class:lgtin:0614141.107346.2025B"
     flour = "urn:mill:flour:1"
     ok(s.one(CLIENT["farm"], "trace", "commission", [ev("commission", epcList=[flour], ilmd={"lotNumber": other_lot})]))
@@ -191,7 +181,7 @@ def test_recall_finds_every_derived_item_and_aggregate(s: DictState) -> None:
                                                            ilmd={"lotNumber": LOT})]), "is recalled")
 
 
-def test_history_hash_chain_matches_entries(s: DictState) -> None:
+def test_history_hash_chain_matches_entries(s: AppChain) -> None:
     from qilian.apps.base import ZERO_HEAD, compute_chain_head
 
     ok(s.one(CLIENT["farm"], "trace", "ship", [ship_to("processor", EGG[:1])]))

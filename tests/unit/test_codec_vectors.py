@@ -37,8 +37,8 @@ VECTORS = GEN.load_vectors()
 HASHES = GEN.HASHES
 STRUCTURES = {cls.__name__: cls for cls in (
     core.TxBody, core.Transaction, core.Event, core.Receipt, core.BlockHeader, core.CommitSig, core.Commit,
-    core.Block, core.Vote, core.Validator, core.ValidatorSet, core.Member, core.Organisation, core.ChainParams,
-    core.Genesis,
+    core.Block, core.Vote, core.Evidence, core.Validator, core.ValidatorSet, core.Member, core.Organisation,
+    core.ChainParams, core.Genesis,
 )}
 
 
@@ -123,6 +123,9 @@ def test_transaction_identity_vectors(suite_name: str) -> None:
     tx = core.Transaction.decode(bytes.fromhex(v["transaction_hex"]))
     assert tx.body == body and tx.signature == signature
     assert tx.encode().hex() == v["transaction_hex"]
+    # The signed hash (the txs_root leaf) is the suite hash of the whole transaction's canonical bytes.
+    assert core.compute_signed_tx_hash(suite, tx).hex() == v["signed_tx_hash"] == \
+        suite.hash(bytes.fromhex(v["transaction_hex"])).hex()
 
 
 def test_sm3_and_sha256_are_the_suite_hashes() -> None:
@@ -139,8 +142,11 @@ def test_block_identity_vectors() -> None:
     block_id = bytes.fromhex(v["block_id"])
     assert core.compute_block_id(suite, header) == block_id == hashlib.sha256(bytes.fromhex(v["header_hex"])).digest()
     tx_hashes = [bytes.fromhex(h) for h in v["tx_hashes"]]
-    assert header.tx_count == len(tx_hashes)
-    assert header.txs_root.hex() == v["txs_root"] == merkle.compute_root(suite.hash, tx_hashes).hex()
+    signed_hashes = [bytes.fromhex(h) for h in v["signed_tx_hashes"]]
+    assert header.tx_count == len(tx_hashes) == len(signed_hashes)
+    assert header.version == core.BLOCK_VERSION == 2
+    # txs_root commits to the signed transactions; receipts name transactions by ID (body hash).
+    assert header.txs_root.hex() == v["txs_root"] == merkle.compute_root(suite.hash, signed_hashes).hex()
     receipts = [bytes.fromhex(r) for r in v["receipts_hex"]]
     assert [core.Receipt.decode(r).tx_hash for r in receipts] == tx_hashes
     assert merkle.compute_root(suite.hash, receipts).hex() == v["receipts_root"]
@@ -181,7 +187,7 @@ def test_spec_worked_examples_match_the_vectors() -> None:
     three = {v["hash"]: v for v in VECTORS["merkle"] if len(v["leaves"]) == 3}
     expected = [
         ed["public_key"], ed["address"], ed["body_hex"], ed["tx_hash"], ed["sign_bytes"], ed["signature"],
-        ed["transaction_hex"], block["vote_sign_bytes"], block["block_id"],
+        ed["transaction_hex"], ed["signed_tx_hash"], block["vote_sign_bytes"], block["block_id"],
         three["sha256"]["root"], three["sm3"]["root"], *three["sha256"]["proofs"][2]["path"],
         *three["sha256"]["proofs"][0]["path"],
         hashlib.sha256(b"").hexdigest(), hashlib.new("sm3", b"").hexdigest(),

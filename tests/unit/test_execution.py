@@ -14,6 +14,7 @@ from qilian.execution.block import (
     check_block,
     check_commit,
     compute_empty_root,
+    compute_signed_tx_hashes,
     compute_tx_hashes,
     execute_block,
     make_header,
@@ -31,10 +32,13 @@ from qilian.types.core import (
     Genesis,
     Member,
     Organisation,
+    Transaction,
     TxBody,
     Validator,
     ValidatorSet,
     compute_block_id,
+    compute_signed_tx_hash,
+    compute_tx_hash,
     compute_vote_sign_bytes,
     sign_tx,
 )
@@ -132,7 +136,8 @@ def test_execution_is_deterministic_and_failed_calls_change_nothing() -> None:
 
 def _block(parent: ParentInfo, txs: list, last_commit: Commit | None = None, time_ms: int | None = None):
     hashes = compute_tx_hashes(SUITE, txs)
-    header = make_header(RULES, parent, time_ms or parent.time_ms + 1000, hashes, last_commit, VAL_ADDR)
+    header = make_header(RULES, parent, time_ms or parent.time_ms + 1000, compute_signed_tx_hashes(SUITE, txs),
+                         last_commit, VAL_ADDR)
     return Block(header, tuple(txs), last_commit), hashes
 
 
@@ -200,7 +205,7 @@ def test_commit_needs_two_thirds_of_power_from_real_validators() -> None:
 
 def test_mempool_bounds_dedup_and_order() -> None:
     pool = Mempool(max_txs=3, max_bytes=10_000)
-    entries = [PoolEntry(tx(nonce=i), bytes([i]) * 32, 100) for i in range(4)]
+    entries = [PoolEntry(tx(nonce=i), bytes([i]) * 32, bytes([i + 100]) * 32, 100) for i in range(4)]
     assert pool.process_add(entries[0]) and not pool.process_add(entries[0])
     pool.process_add(entries[1])
     pool.process_add(entries[2])
@@ -216,3 +221,31 @@ def test_mempool_bounds_dedup_and_order() -> None:
     small.process_add(entries[0])
     with pytest.raises(MempoolFull, match="bytes"):
         small.process_add(entries[1])
+
+
+def test_mempool_keeps_the_first_signed_version_of_a_body_and_answers_by_signed_hash() -> None:
+    """One body, two signatures: the pool holds the first; the second is found by neither hash (assembly then
+    fetches the version a proposal names), and removing the body removes whichever version is held."""
+    pool = Mempool()
+    first = PoolEntry(tx(nonce=1), b"\x01" * 32, b"\xa1" * 32, 100)
+    second = PoolEntry(replace(first.tx, signature=b"\x00" * 64), b"\x01" * 32, b"\xa2" * 32, 100)
+    assert pool.process_add(first) and not pool.process_add(second)
+    assert pool.get_signed(b"\xa1" * 32) is first and pool.get_signed(b"\xa2" * 32) is None
+    assert pool.get(b"\x01" * 32) is first
+    assert pool.process_remove([b"\x01" * 32]) == 1
+    assert pool.get_signed(b"\xa1" * 32) is None and len(pool) == 0
+
+
+def test_txs_root_commits_to_signatures_and_ids_stay_body_hashes() -> None:
+    """Two valid signatures of one body: same ID (body hash), different signed hashes; a block built over one
+    version does not validate with the other (the header's txs_root names the signature)."""
+    a = tx()
+    b = Transaction(a.body, b"\x00" * 64)
+    assert compute_tx_hash(SUITE, a.body) == compute_tx_hash(SUITE, b.body)
+    assert compute_signed_tx_hash(SUITE, a) != compute_signed_tx_hash(SUITE, b)
+    assert compute_signed_tx_hash(SUITE, a) == SUITE.hash(a.encode())
+    p0 = genesis_parent()
+    block, hashes = _block(p0, [a])
+    check_block(RULES, p0, block, hashes, lambda h: False)
+    with pytest.raises(BlockInvalid, match="transactions root"):
+        check_block(RULES, p0, replace(block, txs=(b,)), hashes, lambda h: False, {hashes[0]: True})

@@ -68,3 +68,19 @@ def test_synthetic_build_is_deterministic_idempotent_and_resumes(tmp_path: Path)
     assert len(hot) == 20 and [t.height for t in hot] == sorted((t.height for t in hot), reverse=True)
     a.close()
     b.close()
+
+
+def test_batched_writes_give_the_per_height_index(tmp_path: Path) -> None:
+    """The catch-up batches (several heights per transaction) write exactly what one write per height does, and
+    re-writing a batch changes nothing; ``last_height`` is the batch's last height."""
+    cfg = ExplorerBenchConfig(txs=2_000, txs_per_block=100, accounts=50, contracts=10)
+    per_height, batched = SqliteIndex(tmp_path / "p.sqlite"), SqliteIndex(tmp_path / "b.sqlite")
+    process_build(per_height, dataclasses.replace(cfg, batch=False), lambda _: None)
+    process_build(batched, cfg, lambda _: None)
+    assert batched.get_last_height() == per_height.get_last_height() == 20
+    batched.process_heights([compute_synthetic_rows(cfg, h) for h in (7, 8, 9)], advance=False)
+    assert list(batched.iter_dump()) == list(per_height.iter_dump())
+    with pytest.raises(AssertionError, match="consecutive"):
+        batched.process_heights([compute_synthetic_rows(cfg, h) for h in (3, 5)], advance=True)
+    per_height.close()
+    batched.close()

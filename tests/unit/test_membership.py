@@ -35,6 +35,7 @@ from qilian.types.core import (
     Receipt,
     Validator,
     ValidatorSet,
+    compute_signed_tx_hash,
     compute_tx_hash,
 )
 from tests.unit.blockrunner import BlockRunner, ok
@@ -206,7 +207,7 @@ def test_block_with_a_revoked_sender_is_invalid() -> None:
                         lambda k: get_member(RULES, c.get_state, k))
     t = tx_of(CLIENTS[0])
     hashes = [compute_tx_hash(SUITE, t.body)]
-    header = make_header(RULES, parent, 5, hashes, None, current.validators[0].address)
+    header = make_header(RULES, parent, 5, [compute_signed_tx_hash(SUITE, t)], None, current.validators[0].address)
     with pytest.raises(BlockInvalid, match="not a member"):
         check_block(RULES, parent, Block(header, (t,), None), hashes, lambda h: False)
 

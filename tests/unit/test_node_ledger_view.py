@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from qilian.consensus.timeouts import TimeoutConfig
-from qilian.execution.block import make_header
+from qilian.execution.block import compute_signed_tx_hashes, make_header
 from qilian.node.config import NodeConfig, init_home
 from qilian.node.consensus import ConsensusDriver, NodeLedger
 from qilian.node.node import Node
@@ -40,7 +40,8 @@ def _block_one(node: Node, ledger: NodeLedger) -> tuple[Block, Commit, list[byte
     txs = tuple(build_tx(client, "view-chain", "kv", "put", [f"k{i}", "v"], 50, nonce=i) for i in range(3))
     hashes = [compute_tx_hash(node.suite, t.body) for t in txs]
     parent = ledger.get_parent_info()
-    header = make_header(node.rules, parent, parent.time_ms + 1, hashes, None, node.key.address)
+    header = make_header(node.rules, parent, parent.time_ms + 1, compute_signed_tx_hashes(node.suite, txs), None,
+                         node.key.address)
     return Block(header, txs, None), Commit(1, 0, node.suite.hash(header.encode()), ()), hashes
 
 

@@ -32,7 +32,7 @@ GENESIS = Genesis("store-test", "ed25519", 0, (), ValidatorSet(()), ChainParams(
 
 def make_block(height: int, n: int = 0) -> Block:
     header = BlockHeader(1, "store-test", height, height * 1000, b"", b"", b"\0" * 32, n, b"\0" * 32, b"\0" * 32,
-                         b"\0" * 32, b"\0" * 32, b"\7" * 20)
+                         b"\0" * 32, b"\0" * 32, b"\7" * 20, b"\0" * 32)
     return Block(header, (), None)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from qilian.execution.block import make_header
+from qilian.execution.block import compute_signed_tx_hashes, make_header
 from qilian.node.config import NodeConfig, init_home
 from qilian.node.ledger import verify_ledger
 from qilian.node.node import Node
@@ -59,7 +59,8 @@ def test_rocksdb_and_lmdb_stores_give_identical_chains(tmp_path: Path) -> None:
             txs = _block_txs(client, height)
             hashes = [compute_tx_hash(ref.suite, t.body) for t in txs]
             parent = ref.get_parent_info(ref.get_tip())
-            header = make_header(ref.rules, parent, parent.time_ms + 1000, hashes, last_commit, ref.key.address)
+            header = make_header(ref.rules, parent, parent.time_ms + 1000, compute_signed_tx_hashes(ref.suite, txs),
+                                 last_commit, ref.key.address)
             block = Block(header, tuple(txs), last_commit)
             block_id = ref.suite.hash(header.encode())
             sig = ref.suite.sign(ref.key.private_key, compute_vote_sign_bytes(CHAIN, PRECOMMIT, height, 0, block_id))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from qilian.consensus.signer import SignerState, SignRefused, check_sign
 from qilian.consensus.types import Proposal, TimeoutKind, Vote, VoteType
 from qilian.node.signer_store import load_signer_state, save_signer_state
-from qilian.node.wal import Wal, read_records
+from qilian.node.wal import FSYNC_BUCKETS_S, SyncTimes, Wal, read_records
 from qilian.shell.wal import WalHeight, WalTimeout, WalValidity, decode_record
 
 
@@ -34,6 +35,32 @@ def test_wal_round_trip_and_reset(tmp_path: Path) -> None:
     w.sync()
     w.close()
     assert Wal(tmp_path / "cs.wal").records == [WalHeight(7), _t(7, 1), _t(7, 2)]
+
+
+def test_every_wal_fsync_is_counted_and_timed(tmp_path: Path) -> None:
+    """The WAL times each real fsync (reset, sync of appended records; a clean log syncs nothing more): what
+    /metrics exports as qilian_wal_fsync_seconds."""
+    w = Wal(tmp_path / "cs.wal")
+    assert w.sync_times.count == 0
+    w.reset(7)  # writes the height marker and syncs it
+    w.sync()  # nothing appended since: no fsync
+    w.append(_t(7, 1))
+    w.sync()
+    w.close()
+    st = w.sync_times
+    assert st.count == 2 == w.syncs and st.sum_s > 0 and 0 < st.max_s <= st.sum_s
+    cum = st.get_cumulative()
+    assert [b for b, _ in cum] == [*FSYNC_BUCKETS_S, float("inf")] and cum[-1][1] == 2
+    assert all(a[1] <= b[1] for a, b in itertools.pairwise(cum))
+
+
+def test_sync_times_buckets() -> None:
+    st = SyncTimes()
+    for s in (0.00005, 0.0001, 0.003, 2.0):  # at a bound counts in that bucket; beyond the last only in +Inf
+        st.on_sync(s)
+    cum = dict(st.get_cumulative())
+    assert cum[0.0001] == 2 and cum[0.0025] == 2 and cum[0.005] == 3 and cum[1.0] == 3 and cum[float("inf")] == 4
+    assert st.max_s == 2.0 and abs(st.sum_s - 2.00315) < 1e-9
 
 
 @pytest.mark.parametrize("cut", [1, 3, 5, 8, 20])

@@ -36,6 +36,7 @@ from qilian.types.core import (
     Commit,
     CommitSig,
     Event,
+    Evidence,
     Genesis,
     Member,
     Organisation,
@@ -47,6 +48,7 @@ from qilian.types.core import (
     Vote,
     compute_block_id,
     compute_commit_hash,
+    compute_signed_tx_hash,
     compute_tx_hash,
     compute_tx_sign_bytes,
     compute_vote_sign_bytes,
@@ -213,6 +215,11 @@ def build_examples() -> dict[str, Any]:
     tx2 = Transaction(body2, ed.sign(ED25519_SEED, compute_tx_sign_bytes(compute_tx_hash(ed, body2))))
     validator_address = ed.compute_address(ed_pk)
     vset = ValidatorSet((Validator(validator_address, ed_pk, 10),))
+    # Two precommits of height 1, round 0 for different blocks by the one validator: equivocation evidence.
+    twin = [Vote(PRECOMMIT, 1, 0, _h(name), validator_address,
+                 ed.sign(ED25519_SEED, compute_vote_sign_bytes("qilian-test", PRECOMMIT, 1, 0, _h(name))))
+            for name in ("block 1", "block 1 (twin)")]
+    evidence = Evidence(*sorted(twin, key=lambda v: v.block_id))
     header = BlockHeader(
         version=BLOCK_VERSION,
         chain_id="qilian-test",
@@ -220,13 +227,14 @@ def build_examples() -> dict[str, Any]:
         time_ms=1_700_000_001_000,
         prev_block_id=_h("block 1"),
         last_commit_hash=_h("commit 1"),
-        txs_root=merkle.compute_root(ed.hash, [compute_tx_hash(ed, body), compute_tx_hash(ed, body2)]),
+        txs_root=merkle.compute_root(ed.hash, [compute_signed_tx_hash(ed, tx), compute_signed_tx_hash(ed, tx2)]),
         tx_count=2,
         state_root=_h("state after block 1"),
         receipts_root=_h("receipts of block 1"),
         validators_hash=vset.compute_hash(ed),
         next_validators_hash=vset.compute_hash(ed),
         proposer=validator_address,
+        evidence_hash=merkle.compute_root(ed.hash, [evidence.encode()]),
     )
     block_id = compute_block_id(ed, header)
     vote_sign_bytes = compute_vote_sign_bytes("qilian-test", PRECOMMIT, 2, 0, block_id)
@@ -252,6 +260,7 @@ def build_examples() -> dict[str, Any]:
         "body2": body2,
         "tx2": tx2,
         "header": header,
+        "evidence": evidence,
         "block_id": block_id,
         "vote_sign_bytes": vote_sign_bytes,
         "structures": [
@@ -265,11 +274,13 @@ def build_examples() -> dict[str, Any]:
                 "BlockHeader (height 1: empty prev_block_id and last_commit_hash)",
                 BlockHeader(BLOCK_VERSION, "qilian-test", 1, 1_700_000_000_000, b"", b"",
                             merkle.compute_root(ed.hash, []), 0, bytes(32), merkle.compute_root(ed.hash, []),
-                            vset.compute_hash(ed), vset.compute_hash(ed), validator_address),
+                            vset.compute_hash(ed), vset.compute_hash(ed), validator_address,
+                            merkle.compute_root(ed.hash, [])),
             ),
             ("CommitSig", commit.signatures[0]),
             ("Commit", commit),
-            ("Block (height 2)", Block(header, (tx, tx2), commit)),
+            ("Evidence (two precommits of height 1, round 0)", evidence),
+            ("Block (height 2)", Block(header, (tx, tx2), commit, (evidence,))),
             ("Vote (precommit)", Vote(PRECOMMIT, 2, 0, block_id, validator_address, vote_sig)),
             ("Vote (prevote for nil)", Vote(1, 3, 1, b"", validator_address, ed.sign(
                 ED25519_SEED, compute_vote_sign_bytes("qilian-test", 1, 3, 1, b"")))),
@@ -316,6 +327,7 @@ def _sm2_identity(previous: dict[str, Any] | None) -> dict[str, Any]:
         "signature": signature.hex(),
         "signature_is_randomised": True,
         "transaction_hex": Transaction(body, signature).encode().hex(),
+        "signed_tx_hash": compute_signed_tx_hash(sm2, Transaction(body, signature)).hex(),
     }
 
 
@@ -342,6 +354,7 @@ def build_vectors(previous: dict[str, Any] | None = None) -> dict[str, Any]:
     ed = ex["suite"]
     body, tx, header = ex["body"], ex["tx"], ex["header"]
     tx_hashes = [compute_tx_hash(ed, body), compute_tx_hash(ed, ex["body2"])]
+    signed_hashes = [compute_signed_tx_hash(ed, tx), compute_signed_tx_hash(ed, ex["tx2"])]
     commit = next(o for n, o in ex["structures"] if n == "Commit")
     ed_pk = body.sender
     return {
@@ -372,6 +385,7 @@ def build_vectors(previous: dict[str, Any] | None = None) -> dict[str, Any]:
                 "signature": tx.signature.hex(),
                 "signature_is_randomised": False,
                 "transaction_hex": tx.encode().hex(),
+                "signed_tx_hash": signed_hashes[0].hex(),
             },
             "sm2": _sm2_identity((previous or {}).get("identities", {}).get("sm2")),
             "block": {
@@ -379,6 +393,7 @@ def build_vectors(previous: dict[str, Any] | None = None) -> dict[str, Any]:
                 "header_hex": header.encode().hex(),
                 "block_id": ex["block_id"].hex(),
                 "tx_hashes": [h.hex() for h in tx_hashes],
+                "signed_tx_hashes": [h.hex() for h in signed_hashes],
                 "txs_root": header.txs_root.hex(),
                 "receipts_hex": [r.encode().hex() for r in ex["receipts"]],
                 "receipts_root": merkle.compute_root(ed.hash, [r.encode() for r in ex["receipts"]]).hex(),
@@ -478,6 +493,7 @@ def print_examples() -> None:
     print("sign bytes:", compute_tx_sign_bytes(tx_hash).hex())
     print("signature:", ex["tx"].signature.hex())
     print("Transaction hex:", ex["tx"].encode().hex())
+    print("signed tx hash (sha256 of the Transaction bytes):", compute_signed_tx_hash(ed, ex["tx"]).hex())
     print("address:", ed.compute_address(body.sender).hex())
     for name, fn in HASHES.items():
         leaves = [b"a", b"b", b"c"]

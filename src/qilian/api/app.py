@@ -22,11 +22,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qilian import __version__
 from qilian.api.errors import ApiError
-from qilian.api.explorer import get_static_dir, open_node_index
+from qilian.api.explorer import IndexReads, get_static_dir, open_node_index
 from qilian.api.explorer import make_router as make_explorer_router
 from qilian.api.metrics import NodeMetrics, get_readiness
 from qilian.api.openapi import BATCH_BODY, TX_BODY, process_error_responses
-from qilian.api.readside import ReadSide
+from qilian.api.readside import MAX_EVIDENCE_PAGE, ReadSide
 from qilian.api.views import receipt_view
 from qilian.execution.rules import TxRejected
 from qilian.indexer.service import EmbeddedIndexer, Indexer
@@ -69,7 +69,8 @@ def _consensus_status(node: Node) -> dict[str, Any]:
                           "blocks_synced": d.blocks_synced},
             "txs_committed": node.txs_committed,
             "peers": sorted(p.spec.name for p in t.peers.values()) if t else [],
-            "p2p_violations": t.violations if t else 0}
+            "p2p_violations": t.violations if t else 0,
+            "p2p_refused": t.refused if t else 0}
 
 
 def create_app(node: Node) -> FastAPI:
@@ -78,7 +79,9 @@ def create_app(node: Node) -> FastAPI:
     reads = ReadSide(node.store, suite)
     index = open_node_index(node)
     embedded = EmbeddedIndexer(Indexer(node.store, suite, index))
-    metrics = NodeMetrics(node, lambda: {"qilian_indexed_height": index.get_last_height(),
+    index_reads = IndexReads()
+    # From the indexer's last pass, not a query: /metrics runs on the event loop.
+    metrics = NodeMetrics(node, lambda: {"qilian_indexed_height": embedded.last_height,
                                          "qilian_indexer_errors": embedded.errors})
     node.commit_hooks += [metrics.on_commit, embedded.on_commit]
 
@@ -89,6 +92,7 @@ def create_app(node: Node) -> FastAPI:
             yield
         finally:
             await embedded.stop()
+            index_reads.close()
             index.close()
 
     app = FastAPI(
@@ -290,6 +294,17 @@ def create_app(node: Node) -> FastAPI:
             raise ApiError(400, "bad_height", "a height is an integer from 1 to 2**63-1")
         return reads.get_block_tx_hashes(height)
 
+    @app.get("/evidence", summary="Committed equivocation evidence, newest first")
+    async def get_evidence(limit: Annotated[int, Query(ge=1, le=MAX_EVIDENCE_PAGE)] = 20,
+                           validator: Annotated[str | None, Query(max_length=42)] = None) -> dict[str, Any]:
+        address = None
+        if validator is not None:
+            v = validator.lower().removeprefix("0x")
+            if len(v) != 40 or any(c not in "0123456789abcdef" for c in v):
+                raise ApiError(400, "bad_address", "a validator is 40 hex digits")
+            address = bytes.fromhex(v)
+        return reads.get_evidence(limit, address)
+
     @app.get("/blocks/{height}", summary="A committed block by height")
     async def get_block(height: int) -> dict[str, Any]:
         if not 1 <= height < 2**63:
@@ -299,11 +314,13 @@ def create_app(node: Node) -> FastAPI:
     @app.get(
         "/state/{namespace}/{key:path}",
         summary="A state value with its proof",
-        description="The value (or its absence) as of the state root in the latest header, with a proof against "
-        "that root, the header and its commit. key is text, or hex with encoding=hex.",
+        description="The value (or its absence) as of the state root in the latest header (or the header of "
+        "`height`: the state block `height`'s transactions ran against), with a proof against that root, the "
+        "header and its commit. key is text, or hex with encoding=hex.",
     )
     async def get_state(
-        request: Request, namespace: str, key: str, encoding: Annotated[Literal["text", "hex"], Query()] = "text"
+        request: Request, namespace: str, key: str, encoding: Annotated[Literal["text", "hex"], Query()] = "text",
+        height: int | None = None,
     ) -> dict[str, Any]:
         if encoding == "hex":
             try:
@@ -314,7 +331,9 @@ def create_app(node: Node) -> FastAPI:
             kb = get_raw_path_key(request)
         if len(namespace.encode()) > 255 or len(kb) > 1024:
             raise ApiError(400, "bad_key", "namespace is at most 255 bytes and key at most 1024 bytes")
-        return reads.get_state(namespace, kb)
+        if height is not None and not 1 <= height < 2**63:
+            raise ApiError(400, "bad_height", "a height is an integer from 1 to 2**63-1")
+        return reads.get_state(namespace, kb, height)
 
     @app.websocket("/events")
     async def events(ws: WebSocket) -> None:
@@ -393,7 +412,7 @@ def create_app(node: Node) -> FastAPI:
     from qilian.api.gov import make_gov_router
 
     app.include_router(make_gov_router(node, ApiError))
-    app.include_router(make_explorer_router(node, reads, index))
+    app.include_router(make_explorer_router(node, reads, index, index_reads))
     from qilian.apps.copyright.api import make_copyright_router
     from qilian.apps.iot.api import make_iot_router
     from qilian.apps.trace.api import make_trace_router
@@ -430,7 +449,7 @@ MAX_EVENT_REPLAY_BLOCKS = 100_000
 
 def get_stored_messages(node: Node, height: int) -> list[dict[str, Any]]:
     """The /events messages of a committed block, rebuilt from the store (the same shape as the live feed)."""
-    from qilian.api.views import event_view
+    from qilian.api.views import event_view, evidence_view
 
     block = node.store.get_block(height)
     commit = node.store.get_commit(height)
@@ -439,6 +458,7 @@ def get_stored_messages(node: Node, height: int) -> list[dict[str, Any]]:
         return []
     out: list[dict[str, Any]] = [{"type": "block", "height": height, "block_id": commit.block_id.hex(),
                                   "tx_count": len(block.txs), "time_ms": block.header.time_ms}]
+    out += [{"type": "evidence", "committed_at": height, **evidence_view(node.suite, item)} for item in block.evidence]
     for r in receipts:
         for ev in r.events:
             out.append({"type": "event", "height": height, "tx_hash": r.tx_hash.hex(), **event_view(ev)})

@@ -14,6 +14,7 @@ from qilian.execution.members import (
     CURRENT_KEY,
     NEXT_KEY,
     ORG_NAMESPACE,
+    PARAM_NAMESPACE,
     REVOKED_NAMESPACE,
     VALIDATOR_NAMESPACE,
     get_org,
@@ -23,6 +24,8 @@ from qilian.execution.members import (
 from qilian.execution.modules import get_registry
 from qilian.execution.modules.gov import GOV_NAMESPACE, Proposal, compute_proposal_key, get_proposal_count
 from qilian.execution.modules.regulator import REGULATOR_NAMESPACE, get_regulation
+from qilian.execution.nodes import ENDPOINT_NAMESPACE
+from qilian.execution.params import PENDING_KEY, get_chain_limits, get_param_specs, get_pending_changes
 from qilian.execution.policy import MEMBER_NAMESPACE, POLICY_NAMESPACE, RESOURCES, decode_policy
 from qilian.types.codec import decode_raw, to_json_value
 from qilian.types.core import ValidatorSet, compute_tx_hash
@@ -143,6 +146,49 @@ def make_gov_router(node: Node, api_error: type[Exception]) -> APIRouter:
         return {**member_doc(key), "state": proven(MEMBER_NAMESPACE, key),
                 "revoked_state": proven(REVOKED_NAMESPACE, key)}
 
+    @router.get("/gov/params", summary="Chain parameters in force at the next height, bounds, schedule, proofs")
+    async def params() -> dict[str, Any]:
+        """Fuel prices and block limits in force at the next height (execution/params.py), each with its hard
+        bounds and a state proof of its stored entry (absent: genesis's value applies) and of the schedule."""
+        tip = node.get_tip()
+        specs = get_param_specs(node.genesis.params)
+        limits = get_chain_limits(node.genesis.params, node.store.get_state, tip.height + 1).to_value()
+        doc: dict[str, Any] = {
+            "tip": tip.height, "height": tip.height + 1,
+            "params": [{"name": n, "value": limits[n], "low": s.low, "high": s.high, "doc": s.doc}
+                       for n, s in specs.items()],
+            "scheduled": [{"height": h, "changes": c} for h, c in get_pending_changes(node.store.get_state)]}
+        if tip.height:
+            doc["state"] = {n: proven(PARAM_NAMESPACE, n.encode()) for n in specs}
+            doc["scheduled_state"] = proven(PARAM_NAMESPACE, PENDING_KEY)
+        return doc
+
+    @router.get("/gov/nodes", summary="Nodes registered in chain state (P2P admission) and their endpoints")
+    async def nodes() -> dict[str, Any]:
+        """Every node key chain state registers (a member with role validator or observer) with its endpoint;
+        these are the keys this node admits as peers. ``connected`` says whether this node is linked to it."""
+        t = node.consensus.transport if node.consensus is not None else None
+        connected = set(t.peers) if t is not None else set()
+        out = []
+        for reg in node.get_registered_nodes():
+            address = node.suite.compute_address(reg.public_key)
+            out.append({"org": reg.org, "name": reg.name, "roles": sorted(reg.roles),
+                        "public_key": reg.public_key.hex(), "address": address.hex(), "endpoint": reg.endpoint,
+                        "connected": address in connected, "self": reg.public_key == node.key.public_key})
+        return {"tip": node.get_tip().height, "nodes": out}
+
+    @router.get("/gov/nodes/{public_key}", summary="A node key's endpoint with a state proof")
+    async def node_endpoint(public_key: str) -> dict[str, Any]:
+        try:
+            key = bytes.fromhex(public_key)
+        except ValueError:
+            raise api_error(400, "bad_key", "a public key is hex") from None
+        if not key or len(key) > 65:
+            raise api_error(400, "bad_key", "a public key is 1..65 bytes")
+        reg = node.get_registered_node(key)
+        return {**member_doc(key), "registered": reg is not None, "endpoint": reg.endpoint if reg else "",
+                "state": proven(ENDPOINT_NAMESPACE, key), "member_state": proven(MEMBER_NAMESPACE, key)}
+
     def set_doc(vset: ValidatorSet) -> dict[str, Any]:
         return {"hash": vset.compute_hash(node.suite).hex(), "total_power": vset.total_power,
                 "validators": [{"address": v.address.hex(), "public_key": v.public_key.hex(), "power": v.power,
@@ -168,29 +214,24 @@ def make_gov_router(node: Node, api_error: type[Exception]) -> APIRouter:
         return get_validator_path(target)
 
     def get_validator_path(target: int) -> dict[str, Any]:
-        """Scan the headers up to ``target`` for heights whose signing set differs from the previous one's;
-        link each sequentially only when the 1/3 trust rule cannot (the path stays small)."""
+        """The heights up to ``target`` whose signing set differs from the previous one's come from the
+        governance index (kept at commit: O(changes), never a scan of the headers); each is linked sequentially
+        only when the 1/3 trust rule cannot (the path stays small). One snapshot: no answer mixes two tips."""
         from qilian.sdk.proofs import get_validator_path_doc
         from qilian.sdk.verify import compute_trusted_power
 
         entries: list[Any] = []
-        prev_block = node.store.get_block(1)
-        if prev_block is None:
-            raise api_error(503, "unavailable", "block 1 is not stored")
         trusted = node.genesis.validators
-        for h in range(2, target + 1):
-            block = node.store.get_block(h)
-            if block is None:
-                raise api_error(503, "unavailable", f"block {h} is not stored")
-            if block.header.validators_hash != prev_block.header.validators_hash:
-                commit, vset = node.store.get_commit(h), node.valsets.get(h)
-                prev_commit = node.store.get_commit(h - 1)
-                if commit is None or vset is None or prev_commit is None:
-                    raise api_error(503, "unavailable", f"commit of block {h} is not stored")
+        with node.store.begin_snapshot() as snap:
+            for h in snap.get_validator_change_heights(target):
+                block, prev_block = snap.get_block(h), snap.get_block(h - 1)
+                commit, prev_commit = snap.get_commit(h), snap.get_commit(h - 1)
+                vset = node.valsets.get(h)
+                if block is None or prev_block is None or commit is None or prev_commit is None or vset is None:
+                    raise api_error(503, "unavailable", f"block {h} or its parent is not fully stored")
                 skip = 3 * compute_trusted_power(node.genesis, trusted, commit) > trusted.total_power
                 entries.append((block, commit, vset, None if skip else (prev_block, prev_commit)))
                 trusted = vset
-            prev_block = block
         return get_validator_path_doc(node.suite, entries)
 
     # -- regulation and the audit trail -----------------------------------------------------------------
@@ -210,9 +251,10 @@ def make_gov_router(node: Node, api_error: type[Exception]) -> APIRouter:
 
     @router.get("/gov/history", summary="Governance transactions of a range of heights, with their proofs")
     async def history(from_: Annotated[int, Query(alias="from")], to: int, index: int = 0) -> dict[str, Any]:
-        """Scan blocks ``from``..``to`` (at most MAX_HISTORY_RANGE heights; ``to`` below the tip, whose receipts
-        the next block commits) for ``gov`` and ``regulator`` transactions; at most MAX_HISTORY_PAGE entries,
-        then ``next`` names where to continue (``from`` and ``index`` within that block)."""
+        """The ``gov`` and ``regulator`` transactions of blocks ``from``..``to`` (at most MAX_HISTORY_RANGE
+        heights; ``to`` below the tip, whose receipts the next block commits), found through the governance
+        index (only the blocks that hold one are read); at most MAX_HISTORY_PAGE entries, then ``next`` names
+        where to continue (``from`` and ``index`` within that block)."""
         from qilian.sdk.history import MAX_HISTORY_PAGE, MAX_HISTORY_RANGE, get_history_entry_doc, is_governance_tx
 
         tip = node.get_tip().height
@@ -226,14 +268,19 @@ def make_gov_router(node: Node, api_error: type[Exception]) -> APIRouter:
         entries: list[dict[str, Any]] = []
         next_doc: dict[str, int] | None = None
         with node.store.begin_snapshot() as snap:
-            for h in range(from_, to + 1):
+            by_height: dict[int, list[int]] = {}
+            found = 0
+            for h, i in snap.iter_gov_positions(from_, index, to):  # the governance index: no block scan
+                if found > MAX_HISTORY_PAGE:  # one past the page: where `next` continues
+                    break
+                by_height.setdefault(h, []).append(i)
+                found += 1
+            for h, positions in by_height.items():
                 block = snap.get_block(h)
                 if block is None:
                     raise api_error(503, "unavailable", f"block {h} is not stored")
-                start = index if h == from_ else 0
-                positions = [i for i, tx in enumerate(block.txs) if i >= start and is_governance_tx(tx)]
-                if not positions:
-                    continue
+                if any(i >= len(block.txs) or not is_governance_tx(block.txs[i]) for i in positions):
+                    raise api_error(503, "unavailable", f"the governance index disagrees with block {h}")
                 commit, receipts = snap.get_commit(h), snap.get_receipts(h)
                 child, child_commit = snap.get_block(h + 1), snap.get_commit(h + 1)
                 if commit is None or receipts is None or child is None or child_commit is None:

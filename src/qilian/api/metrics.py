@@ -13,12 +13,14 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 from starlette.requests import Request
 from starlette.responses import Response
 
-from qilian.types.core import Block, Commit, Receipt
+from qilian.node.wal import Wal
+from qilian.types.core import PREVOTE, Block, Commit, Receipt
 
 if TYPE_CHECKING:
     from qilian.node.node import Node
@@ -31,6 +33,8 @@ BLOCK_TIME_BUCKETS: Final = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.
 """Seconds buckets for the time between consecutive blocks."""
 ROUND_BUCKETS: Final = (1, 2, 3, 4, 6, 10)
 """Buckets of consensus rounds needed per height (1 = decided in round 0)."""
+VOTE_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0)
+"""Seconds buckets for the first-vote-to-quorum delay of a round's prevotes and precommits."""
 MAX_ROUTE_LABELS: Final = 64
 """Most distinct route labels recorded; unknown paths share one label (no label explosion from scanners)."""
 
@@ -62,6 +66,16 @@ class _NodeCollector(Collector):
                                     value=len(t.peers) if t is not None else 0)
             yield CounterMetricFamily("qilian_p2p_violations", "Protocol violations by peers",
                                       value=t.violations if t is not None else 0)
+            yield CounterMetricFamily("qilian_p2p_refused", "Peers refused or dropped: not a node registered in "
+                                      "chain state", value=t.refused if t is not None else 0)
+            if isinstance(d.wal, Wal):
+                st = d.wal.sync_times
+                buckets = [(floatToGoString(b), float(n)) for b, n in st.get_cumulative()]
+                yield HistogramMetricFamily(
+                    "qilian_wal_fsync_seconds", "Consensus WAL fsync latency (each own vote and proposal waits "
+                    "for one)", buckets=buckets, sum_value=st.sum_s)
+                yield GaugeMetricFamily("qilian_wal_fsync_max_seconds", "Slowest consensus WAL fsync since start",
+                                        value=st.max_s)
         for name, value in self.extra().items():
             yield GaugeMetricFamily(name, name.replace("_", " "), value=value)
 
@@ -85,6 +99,9 @@ class NodeMetrics:
         self.events = Counter("qilian_events_emitted", "Contract and module events committed", registry=r)
         self.api = Histogram("qilian_api_request_seconds", "API request latency by route",
                              ["route", "method", "status"], buckets=STEP_BUCKETS, registry=r)
+        self.vote_quorum = Histogram("qilian_vote_quorum_seconds",
+                                     "Time from a round's first vote of a type to votes of a quorum of the power",
+                                     ["type"], buckets=VOTE_BUCKETS, registry=r)
         self._last_time_ms: int | None = None
         self._routes: set[str] = set()
 
@@ -101,6 +118,14 @@ class NodeMetrics:
         self.phase.labels("commit").observe(sto)
         self.block_txs.observe(len(hashes))
         self.events.inc(sum(len(r.events) for r in receipts))
+        self.observe_vote_quorums()
+
+    def observe_vote_quorums(self) -> None:
+        """Move the consensus reactor's recorded first-vote-to-quorum delays into the histogram."""
+        delays = getattr(self.node.consensus, "quorum_delays", None)
+        while delays:
+            kind, ms = delays.popleft()
+            self.vote_quorum.labels("prevote" if kind == PREVOTE else "precommit").observe(ms / 1000)
 
     def get_route_label(self, request: Request) -> str:
         """The route template (``/blocks/{height}``), not the raw path, so labels stay few."""
@@ -126,6 +151,7 @@ class NodeMetrics:
 
     def render(self) -> Response:
         """The exposition for a scrape."""
+        self.observe_vote_quorums()
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE)
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any, Final
 
 from qilian.api.errors import ApiError
-from qilian.api.views import STATUS_NAMES, block_view, receipt_view, tx_view
+from qilian.api.views import STATUS_NAMES, block_view, evidence_record_view, receipt_view, tx_view
 from qilian.crypto.suite import Suite
+from qilian.execution.evidence import EVIDENCE_NAMESPACE
 from qilian.sdk.proofs import get_state_doc, get_tx_proof_doc
 from qilian.state import StateTree
 from qilian.storage.store import ChainStore
@@ -20,6 +21,10 @@ from qilian.types.core import Block, Commit, compute_block_id, compute_tx_hash
 
 MAX_BLOCKS_PAGE: Final = 100
 """Most block summaries in one page of ``GET /blocks``."""
+MAX_EVIDENCE_PAGE: Final = 100
+"""Most committed evidence records in one answer of ``GET /evidence``."""
+MAX_EVIDENCE_SCAN: Final = 10_000
+"""Most evidence records read to pick the newest (records are few: at most MAX_BLOCK_EVIDENCE a block)."""
 MAX_SIGNATURE_WINDOW: Final = 100
 """Most recent commits scanned for validators' last signatures."""
 
@@ -47,14 +52,13 @@ class ReadSide:
             if block is None or commit is None or receipts is None:
                 raise ApiError(503, "unavailable", f"block {height} is not fully stored")
             child, child_commit = snap.get_block(height + 1), snap.get_commit(height + 1)
-        hashes = self._tx_hashes(block)
         return {
             "hash": tx_hash.hex(),
             "height": height,
             "index": index,
             "tx": tx_view(self.suite, block.txs[index], tx_hash),
             "receipt": receipt_view(receipts[index]),
-            "proof": get_tx_proof_doc(self.suite, block, commit, hashes, index, receipts, child, child_commit),
+            "proof": get_tx_proof_doc(self.suite, block, commit, index, receipts, child, child_commit),
         }
 
     # -- blocks ------------------------------------------------------------------------------------------
@@ -118,23 +122,67 @@ class ReadSide:
                     counts[a] = counts.get(a, 0) + 1
         return {"tip": tip, "window": min(window, tip), "last_signed": last, "signed": counts}
 
+    # -- evidence ----------------------------------------------------------------------------------------
+
+    def get_evidence(self, limit: int, validator: bytes | None = None) -> dict[str, Any]:
+        """Committed equivocation evidence, newest first (optionally of one validator); each record is provable
+        with ``GET /state/sys:evidence/{hash}?encoding=hex`` and its block carries the signed votes."""
+        limit = max(1, min(limit, MAX_EVIDENCE_PAGE))
+        with self.store.begin_snapshot() as snap:
+            tip = snap.get_tip().height
+            items = [evidence_record_view(k, v) for k, v in snap.iter_namespace(EVIDENCE_NAMESPACE, MAX_EVIDENCE_SCAN)]
+        if validator is not None:
+            items = [i for i in items if i["validator"] == validator.hex()]
+        items.sort(key=lambda i: (-i["committed_at"], i["hash"]))
+        return {"tip": tip, "total": len(items), "items": items[:limit]}
+
     # -- state -------------------------------------------------------------------------------------------
 
-    def get_state(self, namespace: str, key: bytes) -> dict[str, Any]:
-        """A state value (or its absence) with a proof against the state root in the latest header."""
+    def get_state(self, namespace: str, key: bytes, height: int | None = None) -> dict[str, Any]:
+        """A state value (or its absence) with a proof against the state root in the header of ``height`` (None:
+        the latest). Header h commits the state *after block h − 1* — the state block h's transactions were
+        checked and executed against — so ``height = h`` proves what held when a transaction of block h ran
+        (a key's membership when it registered a document, say), however the state changed since."""
         with self.store.begin_snapshot() as snap:
             tip = snap.get_tip()
             if tip.height == 0:
                 raise ApiError(404, "not_found", "no blocks yet: no state is committed in a header")
-            block, commit = snap.get_block(tip.height), snap.get_commit(tip.height)
+            at = tip.height if height is None else height
+            if not 1 <= at <= tip.height:
+                raise ApiError(404, "not_found", f"no header at height {at} (the chain is at {tip.height})")
+            block, commit = snap.get_block(at), snap.get_commit(at)
             if block is None or commit is None:
-                raise ApiError(503, "unavailable", "tip block is not stored")
+                raise ApiError(503, "unavailable", f"block {at} is not stored")
             tree = StateTree(self.suite.hash, snap)
             root = block.header.state_root
             value = tree.get_value(root, namespace, key)
             proof = tree.get_proof(root, namespace, key)
         return get_state_doc(self.suite, namespace, key, value, proof, block, commit)
 
+
+    def get_state_page(self, namespace: str, prefix: bytes, after: bytes, limit: int, proofs: bool
+                       ) -> dict[str, Any]:
+        """A page of the state entries under ``prefix`` (latest executed state), each with — when ``proofs`` —
+        its state document against the latest header, all from one snapshot so every proof is of one height.
+        ``next`` is the key to pass as ``after`` for the following page (None on the last)."""
+        with self.store.begin_snapshot() as snap:
+            tip = snap.get_tip()
+            if tip.height == 0:
+                raise ApiError(404, "not_found", "no blocks yet: no state is committed in a header")
+            rows = snap.get_state_page(namespace, prefix, after, limit + 1)
+            more = len(rows) > limit
+            rows = rows[:limit]
+            entries: list[dict[str, Any]] = [{"key": k.hex(), "value": v.hex()} for k, v in rows]
+            if proofs and rows:
+                block, commit = snap.get_block(tip.height), snap.get_commit(tip.height)
+                if block is None or commit is None:
+                    raise ApiError(503, "unavailable", "tip block is not stored")
+                tree = StateTree(self.suite.hash, snap)
+                root = block.header.state_root
+                for entry, (k, _) in zip(entries, rows, strict=True):
+                    entry["state"] = get_state_doc(self.suite, namespace, k, tree.get_value(root, namespace, k),
+                                                   tree.get_proof(root, namespace, k), block, commit)
+        return {"height": tip.height, "entries": entries, "next": rows[-1][0].hex() if more else None}
 
 def _summary(suite: Suite, block: Block, commit: Commit | None) -> dict[str, Any]:
     h = block.header

@@ -1,8 +1,10 @@
 """What the scenario apps' commands share: pre-check a call on the node, sign and send it and fail with the
-receipt's error, read a state entry with its proof checked against the trusted genesis, print a result."""
+receipt's error, read a state entry with its proof checked against the trusted genesis, read and write JSON files,
+print a result. Every problem is a :class:`UserError` naming it (the CLI's one error layer reports it)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -44,8 +46,9 @@ def process_check(node: str, key: Any, module: str, method: str, args: list[Any]
 
 
 def process_send(node: str, key: Any, module: str, method: str, args: list[Any]) -> dict[str, Any]:
-    """Pre-check a call, submit it, wait for its commit and return the receipt; a refusal or failed receipt is a
-    UserError naming the problem (the command exits 1, nothing was written)."""
+    """Pre-check a call, submit it, wait for its commit and return the receipt with the transaction's ``hash`` and
+    ``height``; a refusal or failed receipt is a UserError naming the problem (the command exits 1, nothing was
+    written)."""
     from qilian.sdk.client import ApiFailure, Client
 
     process_check(node, key, module, method, args)
@@ -59,7 +62,7 @@ def process_send(node: str, key: Any, module: str, method: str, args: list[Any])
     receipt = res.get("receipt") or {}
     if receipt.get("status") != "ok":
         raise UserError(f"refused: {receipt.get('error')}")
-    return dict(receipt, hash=res.get("hash"))
+    return dict(receipt, hash=res.get("hash"), height=res.get("height"))
 
 
 def get_result(receipt: dict[str, Any]) -> Any:
@@ -88,15 +91,45 @@ def get_proven(node: str, home: Path, genesis: Path | None, namespace: str, key:
     return value, int(res["state_height"])
 
 
-def get_json(node: str, path: str) -> Any:
-    """GET a JSON document from the node; a 4xx is a UserError with the node's message."""
+def get_json(node: str, path: str, params: dict[str, Any] | None = None) -> Any:
+    """GET a JSON document from the node; a 4xx is a UserError with the node's message (a node that does not
+    answer is reported by the CLI's error layer, as for every command)."""
     import httpx
 
-    r = httpx.get(node.rstrip("/") + path, timeout=30)
-    doc = r.json()
+    r = httpx.get(node.rstrip("/") + path, params=params, timeout=30)
+    try:
+        doc = r.json()
+    except ValueError:
+        raise UserError(f"{node}{path} answered {r.status_code} with a body that is not JSON") from None
     if r.status_code >= 400:
         raise UserError(f"{doc.get('error')}: {doc.get('message')}")
     return doc
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file, or a UserError naming what is wrong with it."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from None
+
+
+def write_json(path: Path, doc: Any) -> None:
+    """Write a JSON document (certificates and proofs: readable, non-ASCII kept)."""
+    path.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+
+
+def get_no_floats(value: Any, what: str) -> Any:
+    """``value`` from JSON, refusing floats with a message that says what to use instead (a float could round
+    differently on another node)."""
+    if isinstance(value, float):
+        raise UserError(f"{what}: floats are not allowed; write sensor values and amounts as integers or decimal "
+                        f"strings like \"4.5\"")
+    if isinstance(value, list):
+        return [get_no_floats(v, what) for v in value]
+    if isinstance(value, dict):
+        return {str(k): get_no_floats(v, what) for k, v in value.items()}
+    return value
 
 
 def print_doc(doc: Any) -> None:

@@ -82,7 +82,7 @@ def run_soak(minutes: float, say: Callable[[str], None], progress: Callable[[str
                              duration_s=minutes * 60, home=root)
         t_start = time.monotonic()
         sampler.start()
-        net = run_network_bench(cfg, say, progress)
+        net = run_network_bench(cfg, say, progress)[0]  # one workload, one result
         stop.set()
         sampler.join(10)
         result.net = net

@@ -59,7 +59,7 @@ class StoreRow:
 
 def compute_template(block_txs: int) -> Template:
     """Sign and execute one evidence block of ``block_txs`` transactions."""
-    from qilian.bench.network import build_call
+    from qilian.bench.network import Workload, build_call
     from qilian.crypto import get_suite
     from qilian.execution.block import execute_block
     from qilian.execution.contracts import compute_genesis_writes
@@ -96,13 +96,14 @@ def compute_template(block_txs: int) -> Template:
         def get_state(self, namespace: str, k: bytes) -> bytes | None:
             return values.get((namespace, k))
 
-    txs = [build_tx(client, genesis.chain_id, *build_call("evidence", i, "store"), 1_000) for i in range(block_txs)]
+    workload = Workload("evidence", "store")
+    txs = [build_tx(client, genesis.chain_id, *build_call(workload, i)[1:], 1_000) for i in range(block_txs)]
     hashes = [compute_tx_hash(suite, tx.body) for tx in txs]
     res = execute_block(rules, _State(), txs, hashes, 1, 1_000)
     records = [(k, v) for (ns, k), v in res.writes.items() if ns == EVIDENCE_NS and v is not None and len(k) > 32]
     rkey, rvalue = records[0]
     header = BlockHeader(1, genesis.chain_id, 1, 1_000, b"", b"", b"\0" * 32, block_txs, b"\0" * 32, b"\0" * 32,
-                         b"\0" * 32, b"\0" * 32, val.address)
+                         b"\0" * 32, b"\0" * 32, val.address, b"\0" * 32)
     block = Block(header, tuple(txs), None)
     commit = Commit(1, 0, b"\1" * 32, tuple(CommitSig(val.address, b"\2" * 64) for _ in range(4)))
     assert rvalue is not None

@@ -45,11 +45,12 @@ def org_keygen(
 def genesis_assemble(
     org_files: Annotated[list[Path], typer.Argument(help="Every organisation's org.json.")],
     chain_id: Annotated[str, typer.Option(help="Chain ID.")],
-    out: Annotated[Path, typer.Option(help="Where genesis.json, network.pem and peers.json go.")] = Path("."),
+    out: Annotated[Path, typer.Option(help="Where genesis.json and peers.json go.")] = Path("."),
     block_interval_ms: Annotated[int, typer.Option(help="Block interval in ms.", min=1)] = 1000,
 ) -> None:
-    """Compute the validator set from the organisations' public keys and write genesis.json, the network's TLS
-    trust bundle (network.pem) and the peer list (peers.json) — hand these three files to every organisation."""
+    """Compute the validator set from the organisations' public keys and write genesis.json and the peer list
+    (peers.json) — hand both files to every organisation. (No TLS trust bundle: peers are admitted by node key
+    in chain state.)"""
     from qilian.crypto import get_suite
     from qilian.node.bootstrap import BootstrapError, process_genesis_assemble
     from qilian.types.core import ChainParams
@@ -62,7 +63,7 @@ def genesis_assemble(
     print_facts({"chain": chain_id, "suite": g.suite, "organisations": ", ".join(o.name for o in g.organisations),
                  "validators": len(g.validators.validators),
                  "genesis hash": g.compute_hash(get_suite(g.suite)).hex(),
-                 "files": f"{out / 'genesis.json'}, {out / 'network.pem'}, {out / 'peers.json'}"})
+                 "files": f"{out / 'genesis.json'}, {out / 'peers.json'}"})
     err.print("every organisation checks the genesis hash above, then runs `qilian node configure` per node",
                   soft_wrap=True)
 
@@ -71,7 +72,6 @@ def genesis_assemble(
 def node_configure(
     home: Annotated[Path, typer.Option("--home", help="A node home made by `qilian org keygen`.")],
     genesis: Annotated[Path, typer.Option(help="genesis.json from `qilian genesis assemble`.")],
-    bundle: Annotated[Path, typer.Option(help="network.pem from `qilian genesis assemble`.")],
     peers: Annotated[Path, typer.Option(help="peers.json from `qilian genesis assemble`.")],
     listen: Annotated[str | None, typer.Option(help="P2P listen address (default: the advertised host; "
                                                      "0.0.0.0 for all interfaces).")] = None,
@@ -80,15 +80,43 @@ def node_configure(
     lan: Annotated[bool, typer.Option(help="Short consensus timers for nodes on one LAN (default: WAN).")]
     = False,
 ) -> None:
-    """Make a node home ready to start: genesis, trust bundle and node.toml listing every peer."""
+    """Make a node home ready to start: genesis and node.toml listing every peer (its address book)."""
     from qilian.node.bootstrap import BootstrapError, process_node_configure
     from qilian.node.config import LOCAL_TIMEOUTS
 
     try:
-        cfg = process_node_configure(home, genesis, bundle, peers, listen, api_host,
+        cfg = process_node_configure(home, genesis, peers, listen, api_host,
                                      dict(LOCAL_TIMEOUTS) if lan else None)
     except (BootstrapError, ValueError) as exc:
         _fail(str(exc))
         return
     print_facts({"node": cfg.name, "p2p": f"{cfg.p2p_host}:{cfg.p2p_port}", "api": f"{cfg.api_host}:{cfg.api_port}",
                  "peers": len(cfg.peers) - 1, "start": f"qilian node start --home {home}"})
+
+
+@node_app.command("join")
+def node_join(
+    home: Annotated[Path, typer.Option("--home", help="A node home made by `qilian org keygen`.")],
+    genesis: Annotated[Path, typer.Option(help="The running chain's genesis.json.")],
+    seed: Annotated[list[str], typer.Option(help="host:port of a running node's P2P listener (repeatable).")],
+    listen: Annotated[str | None, typer.Option(help="P2P listen address (default: the advertised host; "
+                                                     "0.0.0.0 for all interfaces).")] = None,
+    api_host: Annotated[str | None, typer.Option(help="API listen address (default: the advertised host).")]
+    = None,
+    lan: Annotated[bool, typer.Option(help="Short consensus timers for nodes on one LAN (default: WAN).")]
+    = False,
+) -> None:
+    """Make a new organisation's node home ready to join a running chain with its genesis and a seed address
+    (no peer list, no trust bundle: who is admitted and where to dial is chain state)."""
+    from qilian.node.bootstrap import BootstrapError, process_node_join
+    from qilian.node.config import LOCAL_TIMEOUTS
+
+    try:
+        cfg = process_node_join(home, genesis, seed, listen, api_host, dict(LOCAL_TIMEOUTS) if lan else None)
+    except (BootstrapError, ValueError, OSError) as exc:
+        _fail(str(exc))
+        return
+    print_facts({"node": cfg.name, "p2p": f"{cfg.p2p_host}:{cfg.p2p_port}", "api": f"{cfg.api_host}:{cfg.api_port}",
+                 "seeds": ", ".join(cfg.seeds), "start": f"qilian node start --home {home}",
+                 "then": "qilian org add ORG/org.json --propose (the others admit the node once it is a member), "
+                         f"and qilian node endpoint KEY {cfg.p2p_host}:{cfg.p2p_port} --execute"})

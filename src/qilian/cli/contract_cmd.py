@@ -345,7 +345,8 @@ def evidence_verify(
                 state = c.get_state(f"c:{EVIDENCE_CONTRACT}", compute_record_key(digest))
                 if tx["proof"]["receipt"] is not None and state.get("value") is not None:
                     sender = Transaction.decode(bytes.fromhex(tx["tx"]["encoded"])).body.sender
-                    member = c.get_state(MEMBER_NAMESPACE, compute_member_key(sender))
+                    # membership at the registering height: what held when the registration ran
+                    member = c.get_state(MEMBER_NAMESPACE, compute_member_key(sender), int(tx["height"]))
                     top = max(int(d["header"]["height"]) for d in (state, member, tx["proof"]["receipt"]))
                     path = c.get_validator_path(top)
                     break

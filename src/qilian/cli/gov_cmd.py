@@ -150,6 +150,24 @@ def action_unfreeze(address: Annotated[str, typer.Argument(help="Contract addres
     _write_action(out, ["contract.unfreeze", address])
 
 
+@action_app.command("set-params")
+def action_set_params(
+    changes: Annotated[list[str], typer.Argument(help="NAME=VALUE, e.g. block.max_txs=2000 fuel.write=400.")],
+    height: Annotated[int, typer.Option(help="Height the values apply from (0: two blocks after the deciding "
+                                             "one).", min=0)] = 0,
+    out: OutOpt = Path("action.json"),
+) -> None:
+    """Change fuel prices and block limits (policy chain.set_params), within the hard bounds (`qilian gov
+    params` lists them)."""
+    values: dict[str, int] = {}
+    for c in changes:
+        name, sep, value = c.partition("=")
+        if not sep or not value.strip().lstrip("-").isdigit():
+            _fail(f"{c!r} is not NAME=INTEGER")
+        values[name.strip()] = int(value)
+    _write_action(out, ["chain.set_params", values, height])
+
+
 # -- online proposals ---------------------------------------------------------------------------------------
 
 @gov_app.command("propose")
@@ -181,6 +199,20 @@ def gov_revoke(
 ) -> None:
     """Withdraw your own pending proposal."""
     _print_summary(_send(node, _admin_key(home, key), "revoke", [proposal_id]))
+
+
+@gov_app.command("params")
+def gov_params(node: NodeOpt = DEFAULT_NODE) -> None:
+    """Chain parameters (fuel prices, block limits): in force at the next height, their hard bounds, and the
+    scheduled changes."""
+    doc = _get(node, "/gov/params")
+    table = Table("parameter", f"at height {doc['height']}", "bounds", "what", title="chain parameters")
+    for p in doc["params"]:
+        table.add_row(p["name"], str(p["value"]), f"{p['low']}..{p['high']}", p["doc"])
+    console.print(table)
+    for s in doc["scheduled"]:
+        console.print(f"scheduled from height {s['height']}: " + ", ".join(f"{k}={v}" for k, v in
+                                                                          s["changes"].items()))
 
 
 @gov_app.command("list")

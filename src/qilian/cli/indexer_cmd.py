@@ -92,6 +92,8 @@ def bench_explorer(
     concurrency: Annotated[int, typer.Option(help="Client threads (requests in flight).", min=1, max=64)] = 4,
     txs_per_block: Annotated[int, typer.Option(help="Transactions per synthetic block.", min=1,
                                                max=100_000)] = 500,
+    per_height: Annotated[bool, typer.Option("--per-height", help="Build with one index write per height (as "
+                                             "when following the tip) instead of the catch-up batches.")] = False,
 ) -> None:
     """Explorer API latency (p50/p95/p99 per route) over an index of many transactions (docs/benchmarks.md)."""
     import contextlib
@@ -105,7 +107,8 @@ def bench_explorer(
 
     if backend not in ("sqlite", "postgres"):
         _fail("--backend is sqlite or postgres")
-    cfg = ExplorerBenchConfig(txs=txs, txs_per_block=txs_per_block, requests=requests, concurrency=concurrency)
+    cfg = ExplorerBenchConfig(txs=txs, txs_per_block=txs_per_block, requests=requests, concurrency=concurrency,
+                              batch=not per_height)
     with contextlib.ExitStack() as stack:
         if backend == "postgres" and not postgres:
             from qilian.bench.pg_server import create_database, run_pg_server

@@ -588,7 +588,8 @@ def tx_get(
     if verify:
         g = _load_trusted_genesis(home, genesis)
         try:
-            v = verify_tx_response(g, res, require_receipt=False)
+            asked = bytes.fromhex(tx_hash.lower().removeprefix("0x"))  # the node accepted it, so it is hex
+            v = verify_tx_response(g, res, require_receipt=False, tx_hash=asked)
         except ProofInvalid as exc:
             _fail(f"PROOF INVALID: {exc}")
             return
@@ -696,8 +697,10 @@ def bench_micro(
 def bench_network(
     validators: Annotated[int, typer.Option(help="Validators of the network started for the run.")] = 4,
     suite: Annotated[str, typer.Option(help="Crypto suite: ed25519 or sm2.")] = "ed25519",
-    workload: Annotated[str, typer.Option(help="Transactions to send: evidence, transfer, kv, trace or "
-                                               "transfer-asset.")] = "evidence",
+    workload: Annotated[str, typer.Option(help="Transactions to send: evidence, transfer, kv, trace, "
+                                               "trace-commission or transfer-asset; several, comma-separated "
+                                               "(e.g. evidence,trace), run in turn on one network and are "
+                                               "compared as ratios of evidence's TPS.")] = "evidence",
     rate: Annotated[int | None, typer.Option(help="Submissions per second (default: --max).")] = None,
     max_rate: Annotated[bool, typer.Option("--max", help="Submit as fast as the network admits.")] = False,
     duration: Annotated[float, typer.Option(help="Seconds of submission.")] = 30.0,
@@ -710,7 +713,7 @@ def bench_network(
 ) -> None:
     """Committed TPS and submit→commit latency of a real local network, and the share of this machine's
     signature-checking ceiling it reaches (docs/benchmarks.md)."""
-    from qilian.bench.network import NetBenchConfig, run_network_bench, write_outputs
+    from qilian.bench.network import NetBenchConfig, format_comparison, run_network_bench, write_outputs
 
     if rate is not None and max_rate:
         _fail("give --rate R or --max, not both")
@@ -727,27 +730,89 @@ def bench_network(
             prog.update(tasks[stage], completed=done, total=total)
 
         try:
-            res = run_network_bench(cfg, lambda m: err.print(f"[dim]{m}[/dim]"), progress)
+            results = run_network_bench(cfg, lambda m: err.print(f"[dim]{m}[/dim]"), progress)
         except (RuntimeError, ValueError) as exc:
             _fail(str(exc))
             return
-    table = Table("metric", "value", title=f"qilian bench network: {validators} validators, {suite}, {workload}, "
-                                          f"{'rate ' + str(rate) + '/s' if rate else 'max'}")
-    table.add_row("committed TPS", f"{res.tps:,.0f}")
-    table.add_row("latency p50 / p95 / p99", f"{res.latency_ms['p50']:,.0f} / {res.latency_ms['p95']:,.0f} / "
-                                             f"{res.latency_ms['p99']:,.0f} ms")
-    table.add_row("submitted / committed / rejected / failed receipts / uncommitted at the end",
-                  f"{res.submitted:,} / {res.committed:,} / {res.rejected:,} / {res.failed:,} / {res.uncommitted:,}")
-    table.add_row("blocks", str(res.blocks))
-    table.add_row("ceiling (verify/s/core × cores ÷ validators)",
-                  f"{res.verify_per_s_one_core:,.0f} × {res.machine['cores']} ÷ {validators} = "
-                  f"{res.ceiling_tps:,.0f} TPS")
-    table.add_row("achieved / ceiling", f"{res.fraction_of_ceiling:.1%}")
+    for res in results:
+        wl = res.config["workload"]
+        table = Table("metric", "value", title=f"qilian bench network: {validators} validators, {suite}, {wl}, "
+                                              f"{'rate ' + str(rate) + '/s' if rate else 'max'}")
+        table.add_row("committed TPS", f"{res.tps:,.0f}")
+        table.add_row("latency p50 / p95 / p99", f"{res.latency_ms['p50']:,.0f} / {res.latency_ms['p95']:,.0f} / "
+                                                 f"{res.latency_ms['p99']:,.0f} ms")
+        table.add_row("submitted / committed / rejected / failed receipts / uncommitted at the end",
+                      f"{res.submitted:,} / {res.committed:,} / {res.rejected:,} / {res.failed:,} / "
+                      f"{res.uncommitted:,}")
+        table.add_row("blocks", str(res.blocks))
+        table.add_row("ceiling (verify/s/core × cores ÷ validators)",
+                      f"{res.verify_per_s_one_core:,.0f} × {res.machine['cores']} ÷ {validators} = "
+                      f"{res.ceiling_tps:,.0f} TPS")
+        table.add_row("achieved / ceiling", f"{res.fraction_of_ceiling:.1%}")
+        table.add_row("validators' CPU per committed tx", f"{res.node_cpu_us_per_tx:,.0f} µs")
+        console.print(table)
+        if res.errors:
+            console.print(f"errors: {res.errors}")
+        paths = write_outputs(res, out)
+        console.print("wrote " + ", ".join(str(p) for p in paths if p is not None), soft_wrap=True)
+    if len(results) > 1:
+        console.print(format_comparison(results), soft_wrap=True)
+
+
+@bench_app.command("votes")
+def bench_votes(
+    validators: Annotated[int, typer.Option(help="Validators of the network started for the run.")] = 4,
+    seconds: Annotated[float, typer.Option(help="Seconds of each phase (light, then full-fuel blocks).")] = 30.0,
+    block_interval_ms: Annotated[int, typer.Option(help="Block interval of the network started.")] = 500,
+    attach: Annotated[Path | None, typer.Option(help="Attach to the running network of this home instead.")]
+    = None,
+) -> None:
+    """Whether full-fuel blocks delay the validators' votes: first-vote-to-quorum p50/p99 with light blocks and
+    with blocks that spend MAX_BLOCK_FUEL, in one run (docs/benchmarks.md)."""
+    from qilian.bench.votes_bench import VotesBenchConfig, format_rows, run_votes_bench, summarise
+
+    cfg = VotesBenchConfig(validators=validators, seconds=seconds, block_interval_ms=block_interval_ms,
+                           home=attach)
+    try:
+        res = run_votes_bench(cfg, lambda m: err.print(f"[dim]{m}[/dim]"))
+    except RuntimeError as exc:
+        _fail(str(exc))
+        return
+    table = Table("phase", "blocks", "execute ms/block", "vote", "quorums", "p50 ms", "p99 ms",
+                  title=f"qilian bench votes: {res.validators} validators, block interval {res.block_interval_ms} ms")
+    for row in format_rows(res):
+        table.add_row(*row)
     console.print(table)
-    if res.errors:
-        console.print(f"errors: {res.errors}")
-    paths = write_outputs(res, out)
-    console.print("wrote " + ", ".join(str(p) for p in paths if p is not None), soft_wrap=True)
+    console.print_json(data=summarise(res))
+
+
+@bench_app.command("join")
+def bench_join(
+    validators: Annotated[int, typer.Option(help="Validators at the start (one organisation each).")] = 4,
+    suite: Annotated[str, typer.Option(help="Crypto suite: ed25519 or sm2.")] = "ed25519",
+    rate: Annotated[int, typer.Option(help="Offered load, kv.put transactions per second.", min=1, max=5000)]
+    = 250,
+    phase: Annotated[float, typer.Option(help="Seconds of load before and after the join.", min=1)] = 20.0,
+    batch: Annotated[int, typer.Option(help="Transactions per POST /txs/batch.", min=1, max=5000)] = 25,
+    block_interval_ms: Annotated[int, typer.Option(help="Block interval of the network.", min=1)] = 200,
+    out: Annotated[Path, typer.Option(help="Where results go.")] = Path("bench-results"),
+) -> None:
+    """A new organisation's validator joins a loaded network (genesis + seed, org.add, catch-up from genesis,
+    validator.update, first signature): TPS before / during / after and the catch-up time (docs/benchmarks.md)."""
+    from qilian.bench.join import JoinBenchConfig, JoinError, format_join_markdown, run_join_bench, write_join_outputs
+
+    cfg = JoinBenchConfig(validators=validators, suite=suite, rate=rate, batch=batch, phase_s=phase,
+                          block_interval_ms=block_interval_ms, out_dir=out)
+    try:
+        res = run_join_bench(cfg, lambda m: err.print(f"[dim]{m}[/dim]"))
+    except (JoinError, RuntimeError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    console.print(format_join_markdown(res))
+    paths = write_join_outputs(res, out)
+    console.print("wrote " + ", ".join(str(p) for p in paths), soft_wrap=True)
+    if not (res.heights_contiguous and res.set_changed_at == res.decided_height + 2):
+        _fail("a check failed: a height was skipped or the set did not change at decided + 2")
 
 
 @bench_app.command("contracts")
@@ -880,9 +945,10 @@ def _register_subcommands() -> None:
     app.add_typer(iot_app, name="iot")
     app.add_typer(copyright_app, name="copyright")
     bench_app.command("iot")(bench_iot)
-    from qilian.apps.payments.cli import asset_app, settle_app
+    from qilian.apps.payments.cli import asset_app, bench_ledger, settle_app
 
     app.add_typer(asset_app, name="asset")
+    bench_app.command("ledger")(bench_ledger)
     app.add_typer(settle_app, name="settle")
     from qilian.apps.identity.cli import did_app, vc_app
 

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from qilian.cli.bootstrap_cmd import org_app
 from qilian.cli.gov_cmd import KeyOpt, _admin_key, _get, _print_summary, _send, _write_action
-from qilian.cli.main import DEFAULT_HOME, DEFAULT_NODE, HomeOpt, NodeOpt, _fail, console
+from qilian.cli.main import DEFAULT_HOME, DEFAULT_NODE, HomeOpt, NodeOpt, _fail, console, node_app
 
 validator_app = typer.Typer(help="The validator set: list, add (after the node caught up) and remove, by governance.",
                             no_args_is_help=True)
@@ -180,13 +180,41 @@ def validator_add(
     """Propose a node as validator (policy validator.update). It signs from two blocks after the deciding one; a
     validator that is down or behind only lowers the network's fault tolerance, so this refuses unless the
     candidate answers and has caught up (or --force)."""
+    pub = _public_key(public_key)
     if not force:
         if not candidate:
             _fail("give --candidate URL of the new node's API (it must be reachable and caught up), or --force")
         problem = check_caught_up(node, candidate, wait)
         if problem:
             _fail(f"refusing to add a validator that is not caught up: {problem} (use --force to add it anyway)")
-    _finish(["validator.update", [[_public_key(public_key), power]]], out, propose, key, home, node)
+    else:
+        warning = get_force_prediction(node, pub, power)
+        if warning:
+            console.print(f"[yellow]--force:[/yellow] {warning}")
+    _finish(["validator.update", [[pub, power]]], out, propose, key, home, node)
+
+
+def get_force_prediction(node: str, public_key: bytes, power: int) -> str:
+    """What a forced addition does if the candidate stays down (docs/governance.md, "Forcing a change"): the
+    validators that signed the latest commit keep the chain going only if they hold more than 2/3 of the new
+    set's power. Empty when they do (or the network cannot be asked)."""
+    try:
+        sets = _get(node, "/gov/validators")
+        tip = int(sets["tip"])
+        commit = _get(node, f"/blocks/{tip}").get("commit") or {}
+    except (KeyError, ValueError, TypeError):
+        return ""
+    signers = {s["validator"] for s in commit.get("signatures", [])}
+    powers = {v["public_key"]: v["power"] for v in sets["next"]["validators"]}
+    powers[public_key.hex()] = power
+    addresses = {v["public_key"]: v["address"] for v in sets["next"]["validators"]}
+    total = sum(powers.values())
+    live = sum(p for k, p in powers.items() if addresses.get(k) in signers)
+    if 3 * live > 2 * total:
+        return ""
+    return (f"the validators that signed block {tip} hold {live} of the new set's {total} voting power, not more "
+            f"than 2/3: if the candidate stays down, the chain stalls two blocks after the change is decided and "
+            f"resumes when the candidate (or enough of the others) is up and caught up")
 
 
 @validator_app.command("remove")
@@ -197,6 +225,49 @@ def validator_remove(
 ) -> None:
     """Propose removing a validator (power 0); refused below the minimum set size (parameter validators.min)."""
     _finish(["validator.update", [[_public_key(public_key), 0]]], out, propose, key, home, node)
+
+
+# -- node endpoints (P2P admission and dialing follow chain state: execution/nodes.py) ----------------------
+
+@node_app.command("endpoint")
+def node_endpoint(
+    public_key: Annotated[str, typer.Argument(help="Node key (hex or key file) of your organisation.")],
+    endpoint: Annotated[str, typer.Argument(help="host:port of its P2P listener; \"\" removes it.")],
+    execute: Annotated[bool, typer.Option("--execute", help="Send it now with --key (SELF: your admin alone).")]
+    = False,
+    out: OutOpt = Path("node-endpoint.json"), propose: ProposeOpt = False, key: KeyOpt = None,
+    home: HomeOpt = DEFAULT_HOME, node: NodeOpt = DEFAULT_NODE,
+) -> None:
+    """Register where a node of your organisation listens (policy node.endpoint: SELF). Every node dials the
+    registered endpoints of the chain state at its height, so a joining node needs only genesis and a seed."""
+    from qilian.execution.nodes import EndpointError, compute_endpoint
+
+    if endpoint:
+        try:
+            compute_endpoint(endpoint)
+        except EndpointError as exc:
+            _fail(str(exc))
+    action = ["node.endpoint", _public_key(public_key), endpoint]
+    if not execute:
+        _finish(action, out, propose, key, home, node)
+        return
+    from qilian.cli.gov_cmd import DEFAULT_DEADLINE_BLOCKS
+
+    height = int(_get(node, "/status")["height"])
+    res = _send(node, _admin_key(home, key), "execute", [action, height + DEFAULT_DEADLINE_BLOCKS, []])
+    console.print(f"[green]endpoint[/green] {endpoint or '(removed)'} registered at height {res.get('height')}")
+
+
+@node_app.command("peers")
+def node_peers(node: NodeOpt = DEFAULT_NODE) -> None:
+    """The nodes chain state registers (the keys this node admits), their endpoints and whether it is linked."""
+    doc = _get(node, "/gov/nodes")
+    table = Table("organisation", "node", "roles", "endpoint", "connected", "address",
+                  title=f"registered nodes at height {doc['tip']}")
+    for n in doc["nodes"]:
+        table.add_row(n["org"], n["name"], ", ".join(n["roles"]), n["endpoint"] or "-",
+                      "self" if n["self"] else ("yes" if n["connected"] else "no"), n["address"])
+    console.print(table)
 
 
 __all__ = ["member_app", "validator_app"]

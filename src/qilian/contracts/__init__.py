@@ -13,16 +13,17 @@ from qilian.contracts.instrument import compute_statement_lines, instrument
 from qilian.contracts.runtime import (
     CONTRACT_FILENAME,
     DEFAULT_FUEL,
+    DEFAULT_PRICES,
+    PRICE_DEPLOY,
     CallOutcome,
     CompiledContract,
     Context,
     ErrorCode,
+    FuelPrices,
     Runtime,
 )
 from qilian.contracts.validate import ContractInfo, ContractRejected, validate_source
 
-PRICE_DEPLOY: Final = 1_000
-"""Base fuel of validating, instrumenting, compiling and instantiating a contract."""
 DEPLOY_FUEL_PER_NODE: Final = 80
 """What one syntax-tree node costs to validate, instrument, compile and instantiate (measured by bench fuel)."""
 DEPLOY_FUEL_PER_BYTE: Final = 2 + DEPLOY_FUEL_PER_NODE * 3 // 4
@@ -35,12 +36,12 @@ COMPILE_CACHE_SIZE: Final = 256
 _cache: OrderedDict[bytes, CompiledContract] = OrderedDict()
 
 
-def compute_deploy_fuel(source: str) -> int:
+def compute_deploy_fuel(source: str, base: int = PRICE_DEPLOY) -> int:
     """Fuel that compiling ``source`` is worth: a base plus a price per source byte that covers the densest syntax
     tree (``qilian bench fuel``). Charged by a deployment before anything is parsed, and again by every runtime
     (block) on a contract's first use there, so the CPU of cold compiles and instantiation is paid in fuel whether
     or not a cache is warm. Depends on the source bytes alone — the same on every interpreter."""
-    return PRICE_DEPLOY + len(source.encode("utf-8", "surrogatepass")) * DEPLOY_FUEL_PER_BYTE
+    return base + len(source.encode("utf-8", "surrogatepass")) * DEPLOY_FUEL_PER_BYTE
 
 
 def compile_contract(source: str) -> CompiledContract:
@@ -93,12 +94,15 @@ def sandbox_run(source: str, method: str = "attack", args: tuple[Any, ...] = (),
 
 __all__ = [
     "DEFAULT_FUEL",
+    "DEFAULT_PRICES",
+    "PRICE_DEPLOY",
     "CallOutcome",
     "CompiledContract",
     "Context",
     "ContractInfo",
     "ContractRejected",
     "ErrorCode",
+    "FuelPrices",
     "MemoryState",
     "Runtime",
     "compile_contract",

@@ -56,6 +56,31 @@ PRICE_WRITE: Final = 200
 WRITE_BYTES_PER_FUEL: Final = 1
 PRICE_EMIT: Final = 50
 """An event (plus the size of its data, see OUT_BYTES_PER_FUEL)."""
+PRICE_DEPLOY: Final = 1_000
+"""Base fuel of validating, instrumenting, compiling and instantiating a contract (plus a price per source byte,
+contracts.compute_deploy_fuel)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FuelPrices:
+    """The prices of a contract's dealings with the chain — storage, events, calls to other contracts, loading
+    code — which a consortium may raise by governance (chain parameters ``fuel.*``, execution/params.py); the
+    interpreter's operation prices stay code constants, calibrated to CPU by ``qilian bench fuel``."""
+
+    read: int = PRICE_READ
+    """A storage read (``fuel.read``)."""
+    write: int = PRICE_WRITE
+    """A storage write (``fuel.write``)."""
+    emit: int = PRICE_EMIT
+    """An event (``fuel.emit``)."""
+    cross_call: int = PRICE_CROSS_CALL
+    """A call into another contract (``fuel.cross_call``)."""
+    deploy: int = PRICE_DEPLOY
+    """The base of loading a contract's code (``fuel.deploy``; plus a price per source byte)."""
+
+
+DEFAULT_PRICES: Final = FuelPrices()
+"""The prices genesis starts with."""
 BYTES_PER_FUEL: Final = 16
 """Text and bytes operations cost 1 fuel per this many bytes they scan or build."""
 ITEMS_PER_FUEL: Final = 4
@@ -448,8 +473,10 @@ class Runtime:
     """Executes contract calls against one state, with one fuel meter per top-level call."""
 
     def __init__(self, state: StateAccess, load_code: Callable[[str], CompiledContract | None],
-                 hash_fn: Callable[[bytes], bytes]):
+                 hash_fn: Callable[[bytes], bytes], prices: FuelPrices = DEFAULT_PRICES):
         self.state = state
+        self.prices = prices
+        """The governed prices in force at the block's height."""
         self.load_code = load_code
         self.hash_fn = hash_fn
         self.used = 0
@@ -612,7 +639,7 @@ class Runtime:
         compiled = self.load_code(address)
         if compiled is None:
             raise ContractError(ErrorCode.NOT_FOUND, "no contract at that address")
-        self.charge(compiled.load_fuel)
+        self.charge(compiled.load_fuel - DEFAULT_PRICES.deploy + self.prices.deploy)
         g = self._make_globals(address)
         g["_q_lines"] = compiled.lines
         exported: set[str] = set()
@@ -931,11 +958,11 @@ class Runtime:
             rt.event_bytes += size + len(name)
             if rt.event_bytes > MAX_CALL_EVENT_BYTES:
                 raise _limit("event bytes of the call", rt.event_bytes, MAX_CALL_EVENT_BYTES)
-            charge(PRICE_EMIT + (size + len(name)) // OUT_BYTES_PER_FUEL)
+            charge(rt.prices.emit + (size + len(name)) // OUT_BYTES_PER_FUEL)
             rt.events.append((rt.ctx.this, name, copy))
 
         def call(target: Any, method: Any, *args: Any) -> Any:
-            charge(PRICE_CROSS_CALL)
+            charge(rt.prices.cross_call)
             if type(target) is not str or type(method) is not str:
                 raise _type_error("call(address, method, *args) takes text address and method")
             fresh = rt.copy_value(list(args), "call arguments", MAX_ARG_BYTES)
@@ -1480,7 +1507,7 @@ class _Storage:
     def _read(self, parts: tuple[Any, ...]) -> Any:
         rt = self.rt
         raw = rt.state.get(self.ns, self._key(parts))
-        rt.charge(PRICE_READ + (len(raw) if raw else 0) // READ_BYTES_PER_FUEL)
+        rt.charge(rt.prices.read + (len(raw) if raw else 0) // READ_BYTES_PER_FUEL)
         if raw is None:
             return rt.copy_value(self.default, "storage default", MAX_STORED_VALUE)
         return decode_raw(raw)
@@ -1491,11 +1518,11 @@ class _Storage:
             raise ContractError(ErrorCode.READ_ONLY, "a read-only query cannot write storage")
         key = self._key(parts)
         if value is None:
-            rt.charge(PRICE_WRITE)
+            rt.charge(rt.prices.write)
             rt.state.put(self.ns, key, None)
             return
         copy, size = rt.process_value(value, "storage value", MAX_STORED_VALUE)
-        rt.charge(PRICE_WRITE + (size + len(key)) // WRITE_BYTES_PER_FUEL)
+        rt.charge(rt.prices.write + (size + len(key)) // WRITE_BYTES_PER_FUEL)
         rt.state.put(self.ns, key, encode_trusted(copy))
 
 

@@ -15,11 +15,19 @@ from qilian.crypto import merkle
 from qilian.crypto.suite import Suite
 from qilian.execution.contracts import ContractExecutor
 from qilian.execution.env import BlockEnv, CallFailed, Overlay, StateReader, TxCall, Writes
+from qilian.execution.evidence import (
+    MAX_BLOCK_EVIDENCE,
+    EvidenceInvalid,
+    check_evidence,
+    compute_evidence_root,
+    get_evidence_writes,
+)
 from qilian.execution.messages import MAX_RECEIPT_ERROR, compute_receipt_error, quote
 from qilian.execution.modules import MODULES, get_module
 from qilian.execution.modules.gov import GOV_MODULE
 from qilian.execution.modules.kv import MAX_KV_KEY, MAX_KV_VALUE
 from qilian.execution.modules.regulator import check_sender_not_frozen, is_contract_frozen
+from qilian.execution.params import get_chain_limits
 from qilian.execution.rules import (
     ChainRules,
     MemberLookup,
@@ -37,12 +45,16 @@ from qilian.types.core import (
     STATUS_OK,
     Block,
     BlockHeader,
+    ChainParams,
     Commit,
+    Evidence,
     Receipt,
     Transaction,
     ValidatorSet,
     compute_block_id,
     compute_commit_hash,
+    compute_evidence_hash,
+    compute_signed_tx_hash,
     compute_tx_hash,
     compute_vote_sign_bytes,
 )
@@ -136,13 +148,19 @@ def process_end_block(env: BlockEnv) -> None:
 
 
 def execute_block(rules: ChainRules, state: StateReader, txs: Sequence[Transaction],
-                  tx_hashes: Sequence[bytes], height: int = 0, time_ms: int = 0) -> BlockResult:
+                  tx_hashes: Sequence[bytes], height: int = 0, time_ms: int = 0,
+                  evidence: Sequence[Evidence] = ()) -> BlockResult:
     """Execute validated transactions in order. Deterministic: depends only on its arguments (``height`` and
-    ``time_ms`` are the block's, what contracts see as ``ctx.height`` and ``ctx.time_ms``)."""
+    ``time_ms`` are the block's, what contracts see as ``ctx.height`` and ``ctx.time_ms``). The block's evidence
+    is recorded in state first (``sys:evidence``), so this block's transactions — a governance proposal among
+    them — already see it."""
     block_writes: Writes = {}
+    block_writes.update(get_evidence_writes(rules.suite, evidence, height))
     overlay = Overlay(state, block_writes)
-    executor = ContractExecutor(rules.suite, overlay, refuse_frozen=True,
-                                is_frozen=lambda address: is_contract_frozen(overlay.get, address, height))
+    limits = get_chain_limits(rules.genesis.params, overlay.get, height)  # governed: in force at this height
+    executor = ContractExecutor(rules.suite, overlay, limits.max_block_fuel, refuse_frozen=True,
+                                is_frozen=lambda address: is_contract_frozen(overlay.get, address, height),
+                                prices=limits.prices)
     env = BlockEnv(rules, overlay, executor, height, time_ms, receipt_bytes_left=MAX_BLOCK_RECEIPT_BYTES)
     process_begin_block(env)
     receipts = tuple(execute_tx(env, tx, h) for tx, h in zip(txs, tx_hashes, strict=True))
@@ -156,12 +174,15 @@ def query_contract(rules: ChainRules, state: StateReader, address: str, method: 
     """A read-only call against ``state`` (no transaction, nothing written; a write fails the query)."""
     overlay = Overlay(state, {})
     ctx = Context(sender, "", height, time_ms, "", address, sender)
-    return ContractExecutor(rules.suite, overlay).call(ctx, method, args, fuel, read_only=True)
+    prices = get_chain_limits(rules.genesis.params, overlay.get, height).prices  # as a transaction would pay
+    return ContractExecutor(rules.suite, overlay, prices=prices).call(ctx, method, args, fuel, read_only=True)
 
 
-def compute_txs_root(suite: Suite, tx_hashes: Sequence[bytes]) -> bytes:
-    """Merkle root of a block's transaction hashes (the leaves are the 32-byte hashes)."""
-    return merkle.compute_root(suite.hash, tx_hashes)
+def compute_txs_root(suite: Suite, signed_hashes: Sequence[bytes]) -> bytes:
+    """Merkle root of a block's transactions' signed hashes (the leaves are the 32-byte hashes). Signed, not body
+    hashes: with body hashes one block ID could stand for blocks whose transactions carry different signatures,
+    and nodes would store and serve different bytes under it (docs/spec/encoding.md, "Block")."""
+    return merkle.compute_root(suite.hash, signed_hashes)
 
 
 def compute_empty_root(suite: Suite) -> bytes:
@@ -218,6 +239,17 @@ class ParentInfo:
     """Set of the parent's own height, which signed the parent's commit; None: the same as ``validators``."""
     get_member: MemberLookup | None = None
     """Membership in the parent's state (None: genesis membership — a state-less test)."""
+    params: ChainParams | None = None
+    """The block limits in force at the child's height, from the parent's state (execution/params.py); None:
+    genesis's (a state-less test)."""
+
+    def get_params(self, genesis: ChainParams) -> ChainParams:
+        return genesis if self.params is None else self.params
+    get_validators_at: Callable[[int], ValidatorSet | None] | None = None
+    """The validator set that signed an earlier height (for evidence); None: this parent cannot check evidence,
+    and a block carrying some is refused."""
+    is_evidence_committed: Callable[[bytes], bool] | None = None
+    """Whether an evidence hash is recorded in the parent's state (committed before); None as above."""
 
     def get_next_validators(self) -> ValidatorSet:
         return self.validators if self.next_validators is None else self.next_validators
@@ -230,8 +262,10 @@ def check_block(rules: ChainRules, parent: ParentInfo, block: Block, tx_hashes: 
                 is_committed: Callable[[bytes], bool], sig_checked: Mapping[bytes, bool] | None = None) -> None:
     """Raise BlockInvalid unless ``block`` is a valid child of ``parent``.
 
-    ``tx_hashes`` are the hashes of ``block.txs`` (computed once by the caller); ``is_committed`` answers whether
-    a hash is already on chain (replay); ``sig_checked`` holds signatures already verified (the mempool cache)."""
+    ``tx_hashes`` are the (body) hashes of ``block.txs`` (computed once by the caller); ``is_committed`` answers
+    whether a hash is already on chain (replay); ``sig_checked`` holds signatures already verified (the mempool
+    cache). The signed hashes that ``txs_root`` commits to are computed here, from the transactions themselves,
+    so no caller can vouch for bytes other than the ones the block holds."""
     suite = rules.suite
     h = block.header
     if h.version != BLOCK_VERSION:
@@ -256,10 +290,10 @@ def check_block(rules: ChainRules, parent: ParentInfo, block: Block, tx_hashes: 
         raise BlockInvalid(f"block {h.height} proposer {h.proposer.hex()} is not a validator")
     if h.tx_count != len(block.txs) or len(tx_hashes) != len(block.txs):
         raise BlockInvalid(f"block {h.height} tx_count {h.tx_count} but it holds {len(block.txs)}")
-    if len(block.txs) > rules.genesis.params.max_block_txs:
-        raise BlockInvalid(f"block {h.height} holds more than {rules.genesis.params.max_block_txs} transactions")
-    if h.txs_root != compute_txs_root(suite, tx_hashes):
-        raise BlockInvalid(f"block {h.height} transactions root does not match its transactions")
+    max_txs = parent.get_params(rules.genesis.params).max_block_txs
+    if len(block.txs) > max_txs:
+        raise BlockInvalid(f"block {h.height} holds more than {max_txs} transactions")
+    check_block_evidence(rules, parent, block)
     if parent.height == 0:
         if block.last_commit is not None or h.last_commit_hash != b"":
             raise BlockInvalid("block 1 must not carry a previous commit")
@@ -270,14 +304,18 @@ def check_block(rules: ChainRules, parent: ParentInfo, block: Block, tx_hashes: 
             raise BlockInvalid(f"block {h.height} last_commit_hash does not match its last commit")
         check_commit(suite, rules.chain_id, parent.get_last_validators(), block.last_commit, parent.block_id,
                      parent.height)
+    encoded = [encode_trusted(tx.to_wire()) for tx in block.txs]
+    if h.txs_root != compute_txs_root(suite, [suite.hash(raw) for raw in encoded]):
+        raise BlockInvalid(f"block {h.height} transactions root does not match its signed transactions")
     seen: set[bytes] = set()
-    for i, (tx, th) in enumerate(zip(block.txs, tx_hashes, strict=True)):
+    for i, (tx, th, raw) in enumerate(zip(block.txs, tx_hashes, encoded, strict=True)):
         where = f"block {h.height} tx {i} ({th.hex()[:16]}…)"
         if th in seen:
+            # By body hash: two signed versions of one body are one transaction, and it runs once.
             raise BlockInvalid(f"{where}: duplicate transaction in the block")
         seen.add(th)
         try:
-            check_tx_static(rules, tx, len(encode_trusted(tx.to_wire())), parent.get_member)
+            check_tx_static(rules, tx, len(raw), parent.get_member)
             check_tx_window(rules, tx, h.height)
         except TxRejected as exc:
             raise BlockInvalid(f"{where}: {exc.message}") from None
@@ -287,14 +325,47 @@ def check_block(rules: ChainRules, parent: ParentInfo, block: Block, tx_hashes: 
             raise BlockInvalid(f"{where}: signature does not verify")
 
 
+def check_block_evidence(rules: ChainRules, parent: ParentInfo, block: Block) -> None:
+    """Raise BlockInvalid unless the block's evidence is bounded, matches ``evidence_hash``, holds no item twice,
+    and every item passes :func:`~qilian.execution.evidence.check_evidence` against the parent's chain."""
+    suite = rules.suite
+    h = block.header
+    if len(block.evidence) > MAX_BLOCK_EVIDENCE:
+        raise BlockInvalid(f"block {h.height} carries {len(block.evidence)} evidence items, over the limit of "
+                           f"{MAX_BLOCK_EVIDENCE}")
+    if h.evidence_hash != compute_evidence_root(suite, block.evidence):
+        raise BlockInvalid(f"block {h.height} evidence does not match its evidence_hash")
+    if not block.evidence:
+        return
+    get_validators_at, is_committed = parent.get_validators_at, parent.is_evidence_committed
+    if get_validators_at is None or is_committed is None:
+        raise BlockInvalid(f"block {h.height} carries evidence, which cannot be checked here")
+    seen: set[bytes] = set()
+    for i, ev in enumerate(block.evidence):
+        eh = compute_evidence_hash(suite, ev)
+        if eh in seen:
+            raise BlockInvalid(f"block {h.height} evidence {i}: the same evidence twice")
+        seen.add(eh)
+        try:
+            check_evidence(suite, rules.chain_id, ev, h.height, get_validators_at, is_committed)
+        except EvidenceInvalid as exc:
+            raise BlockInvalid(f"block {h.height} evidence {i}: {exc}") from None
+
+
 def compute_tx_hashes(suite: Suite, txs: Sequence[Transaction]) -> list[bytes]:
-    """Hashes of a block's transactions, in order."""
+    """Hashes (IDs: body hashes) of a block's transactions, in order."""
     return [compute_tx_hash(suite, tx.body) for tx in txs]
 
 
-def make_header(rules: ChainRules, parent: ParentInfo, time_ms: int, tx_hashes: Sequence[bytes],
-                last_commit: Commit | None, proposer: bytes) -> BlockHeader:
-    """The header a proposer builds on ``parent``; time is an input (the pure core has no clock)."""
+def compute_signed_tx_hashes(suite: Suite, txs: Sequence[Transaction]) -> list[bytes]:
+    """Signed hashes of a block's transactions, in order (the leaves of ``txs_root``)."""
+    return [compute_signed_tx_hash(suite, tx) for tx in txs]
+
+
+def make_header(rules: ChainRules, parent: ParentInfo, time_ms: int, signed_hashes: Sequence[bytes],
+                last_commit: Commit | None, proposer: bytes, evidence: Sequence[Evidence] = ()) -> BlockHeader:
+    """The header a proposer builds on ``parent`` over its transactions' signed hashes; time is an input (the pure
+    core has no clock)."""
     suite = rules.suite
     return BlockHeader(
         version=BLOCK_VERSION,
@@ -303,13 +374,14 @@ def make_header(rules: ChainRules, parent: ParentInfo, time_ms: int, tx_hashes: 
         time_ms=max(time_ms, parent.time_ms),
         prev_block_id=parent.block_id,
         last_commit_hash=compute_commit_hash(suite, last_commit),
-        txs_root=compute_txs_root(suite, tx_hashes),
-        tx_count=len(tx_hashes),
+        txs_root=compute_txs_root(suite, signed_hashes),
+        tx_count=len(signed_hashes),
         state_root=parent.state_root,
         receipts_root=parent.receipts_root,
         validators_hash=parent.validators.compute_hash(suite),
         next_validators_hash=parent.get_next_validators().compute_hash(suite),
         proposer=proposer,
+        evidence_hash=compute_evidence_root(suite, evidence),
     )
 
 
@@ -327,8 +399,10 @@ __all__ = [
     "ParentInfo",
     "StateReader",
     "check_block",
+    "check_block_evidence",
     "check_commit",
     "compute_empty_root",
+    "compute_signed_tx_hashes",
     "compute_tx_hashes",
     "compute_txs_root",
     "execute_block",

@@ -8,10 +8,12 @@ from typing import Any, Final, Protocol
 
 from qilian.contracts import (
     DEFAULT_FUEL,
+    DEFAULT_PRICES,
     CallOutcome,
     CompiledContract,
     Context,
     ContractRejected,
+    FuelPrices,
     Runtime,
     compile_contract,
     compute_deploy_fuel,
@@ -38,7 +40,8 @@ the business of the policies ``contract.deploy`` and ``contract.upgrade`` in sta
 DOMAIN_CONTRACT: Final = b"QILIAN/CONTRACT/1\x00"
 """Prefix of what a contract address is hashed from."""
 MAX_BLOCK_FUEL: Final = 15_000_000
-"""Fuel all contract calls and deployments of one block may spend together. Execution is deferred (after the
+"""Fuel all contract calls and deployments of one block may spend together, as genesis sets it (the consortium
+may change it within bounds: chain parameter ``block.max_fuel``, execution/params.py). Execution is deferred (after the
 decision), so this budget is what bounds a block's execution time: once spent, the block's remaining contract calls
 fail at once ("block fuel budget exhausted") — deterministically, on every node — and their senders resubmit.
 Sized by `qilian bench fuel` (docs/contracts.md): at the worst-priced operation 15M fuel is ~3.6 s of CPU on the
@@ -105,14 +108,18 @@ class ContractExecutor:
     """Runs the contract transactions of one block (or one query) over a state."""
 
     def __init__(self, suite: Suite, state: StateRW, block_fuel: int = MAX_BLOCK_FUEL, refuse_frozen: bool = False,
-                 is_frozen: Callable[[str], bool] | None = None):
+                 is_frozen: Callable[[str], bool] | None = None, prices: FuelPrices = DEFAULT_PRICES):
         self.suite = suite
+        self.prices = prices
+        """The governed fuel prices in force at the block's height (chain parameters ``fuel.*``)."""
+        self.block_fuel = block_fuel
+        """The block's fuel budget (chain parameter ``block.max_fuel``)."""
         self.state = state
         self.refuse_frozen = refuse_frozen
         """Treat frozen contracts as absent (in blocks, so a contract cannot call a frozen one either)."""
         self.is_frozen = is_frozen
         """Whether a regulator's freeze stops this contract at the block's height (with ``refuse_frozen``)."""
-        self.runtime = Runtime(state, self._load, suite.hash)
+        self.runtime = Runtime(state, self._load, suite.hash, prices)
         self.block_fuel_left = block_fuel
         """What the block's remaining contract calls may still spend."""
 
@@ -137,12 +144,12 @@ class ContractExecutor:
         left."""
         limit = min(fuel, self.block_fuel_left)
         if limit <= 0:
-            return CallOutcome(False, None, f"block fuel budget of {MAX_BLOCK_FUEL} exhausted; resubmit in a later "
+            return CallOutcome(False, None, f"block fuel budget of {self.block_fuel} exhausted; resubmit in a later "
                                             f"block", 0, True)
         out = self.runtime.run_call(ctx.this, method, args, ctx, limit, read_only)
         self.block_fuel_left -= out.fuel_used
         if out.out_of_fuel and limit < fuel:
-            return CallOutcome(False, None, f"block fuel budget of {MAX_BLOCK_FUEL} exhausted; resubmit in a "
+            return CallOutcome(False, None, f"block fuel budget of {self.block_fuel} exhausted; resubmit in a "
                                             f"later block", out.fuel_used, True)
         return out
 
@@ -182,12 +189,12 @@ class ContractExecutor:
     def _charge_compile(self, source: str) -> int | CallOutcome:
         """Charge what validating and compiling ``source`` costs (compute_deploy_fuel) to the block budget before
         doing it, so deployments cannot buy unmetered CPU; the fuel paid, or the failed outcome."""
-        paid = compute_deploy_fuel(source)
+        paid = compute_deploy_fuel(source, self.prices.deploy)
         if paid > DEFAULT_FUEL:
             return CallOutcome(False, None, f"[limit] deploying this source costs {paid} fuel, over a transaction's "
                                             f"{DEFAULT_FUEL}", 0, True, code="limit")
         if paid > self.block_fuel_left:
-            return CallOutcome(False, None, f"block fuel budget of {MAX_BLOCK_FUEL} exhausted; resubmit in a later "
+            return CallOutcome(False, None, f"block fuel budget of {self.block_fuel} exhausted; resubmit in a later "
                                             f"block", 0, True, code="out_of_fuel")
         self.block_fuel_left -= paid
         return paid

@@ -107,6 +107,8 @@ DEFAULT_POLICIES: Final[Mapping[str, Policy]] = {
     "member.revoke": Policy("SELF", (), GOVERNING_ROLES),
     "member.rotate": Policy("SELF", (), GOVERNING_ROLES),
     "validator.update": Policy("MAJORITY", (), GOVERNING_ROLES),
+    "node.endpoint": Policy("SELF", (), GOVERNING_ROLES),
+    "chain.set_params": Policy("MAJORITY", (), GOVERNING_ROLES),
     # the regulator (execution/modules/regulator.py): one supervisory body acts alone; tighten by gov.set_policy
     "regulator.freeze": Policy("ANY", (), REGULATOR_ROLES),
     "regulator.unfreeze": Policy("ANY", (), REGULATOR_ROLES),

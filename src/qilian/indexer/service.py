@@ -32,6 +32,12 @@ INDEX_FILE: Final = "index.sqlite"
 """File name of the index, in ``<home>/index/``."""
 MAX_BLOCKS_PER_PASS: Final = 500
 """Most heights one catch-up pass indexes before yielding (so a long catch-up never holds a thread for long)."""
+MAX_HEIGHTS_PER_WRITE: Final = 50
+"""Most heights written in one index transaction when the indexer is behind (catching up); following the tip it
+writes each height as it comes. One commit per batch instead of per height: the pages a height dirties (index
+upper levels, the blocks table, the meta row) are written once per batch (docs/benchmarks.md)."""
+MAX_TXS_PER_WRITE: Final = 10_000
+"""A batch also ends once it holds this many transactions (bounds the memory and the length of a write)."""
 MAX_GAPS_PER_PASS: Final = 100
 """Most missing heights the gap detector repairs in one pass."""
 BACKENDS: Final = ("sqlite", "postgres")
@@ -118,25 +124,43 @@ class Indexer:
         if index.get_last_height() == 0 and not index.get_contract_versions(next(iter(sorted(SYSTEM_CONTRACTS)))):
             index.process_height(compute_genesis_rows(), advance=False)
 
-    def process_height(self, height: int, advance: bool) -> bool:
-        """Index one height from the store; False when the store does not hold it (yet)."""
+    def get_height_rows(self, height: int) -> HeightRows | None:
+        """The rows of one height from the store; None when the store does not hold it (yet)."""
         with self.store.begin_snapshot() as snap:
             block, commit, receipts = snap.get_block(height), snap.get_commit(height), snap.get_receipts(height)
         if block is None:
+            return None
+        return compute_height_rows(self.suite, block, commit, receipts or [])
+
+    def process_height(self, height: int, advance: bool) -> bool:
+        """Index one height from the store; False when the store does not hold it (yet)."""
+        rows = self.get_height_rows(height)
+        if rows is None:
             return False
-        self.index.process_height(compute_height_rows(self.suite, block, commit, receipts or []), advance)
+        self.index.process_height(rows, advance)
         return True
 
     def process_pass(self, max_blocks: int = MAX_BLOCKS_PER_PASS) -> PassResult:
-        """Index up to ``max_blocks`` heights after the last indexed one, then repair gaps below it."""
+        """Index up to ``max_blocks`` heights after the last indexed one — consecutive heights batched into one
+        write (MAX_HEIGHTS_PER_WRITE, MAX_TXS_PER_WRITE) — then repair gaps below it."""
         tip = self.store.get_tip().height
         last = self.index.get_last_height()
         done = 0
         while last < tip and done < max_blocks:
-            if not self.process_height(last + 1, advance=True):
+            batch: list[HeightRows] = []
+            txs = 0
+            while (last + len(batch) < tip and done + len(batch) < max_blocks and len(batch) < MAX_HEIGHTS_PER_WRITE
+                   and txs < MAX_TXS_PER_WRITE):
+                rows = self.get_height_rows(last + len(batch) + 1)
+                if rows is None:
+                    break
+                batch.append(rows)
+                txs += len(rows.txs)
+            if not batch:
                 break
-            last += 1
-            done += 1
+            self.index.process_heights(batch, advance=True)
+            last += len(batch)
+            done += len(batch)
         repaired = 0
         for h in self.index.get_missing_heights(last, MAX_GAPS_PER_PASS):
             if self.process_height(h, advance=False):
@@ -162,6 +186,8 @@ class EmbeddedIndexer:
 
     def __init__(self, indexer: Indexer):
         self.indexer = indexer
+        self.last_height = indexer.index.get_last_height()
+        """Last indexed height after the latest pass (read by /metrics without querying the index on the loop)."""
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.errors = 0
@@ -195,6 +221,7 @@ class EmbeddedIndexer:
                 self.errors += 1
                 log.exception("indexer pass failed; retrying")
                 continue
+            self.last_height = r.last_height
             if self.on_pass is not None:
                 self.on_pass(r)
             if r.last_height < r.tip:

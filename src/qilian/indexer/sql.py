@@ -13,6 +13,7 @@ before, so re-indexing a height leaves the database equal in content (idempotent
 
 from __future__ import annotations
 
+import itertools
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -262,35 +263,49 @@ class SqlIndex(ABC):
     def process_height(self, rows: HeightRows, advance: bool) -> None:
         """Write one height in one transaction: delete what it wrote before, insert its rows, and (when
         ``advance``) record it as the last indexed height — so a kill leaves whole heights only."""
-        h, q = rows.height, self._q
+        self.process_heights([rows], advance)
+
+    def process_heights(self, batch: Sequence[HeightRows], advance: bool) -> None:
+        """Write several heights in one transaction (a catch-up batch: one commit instead of one per height).
+        Still whole heights only: a kill loses the batch, and ``last_height`` (when ``advance``) names its last
+        height, so the heights must be consecutive."""
+        if advance:
+            assert all(b.height == a.height + 1 for a, b in itertools.pairwise(batch)), "heights not consecutive"
         with self._begin_write() as c:
-            for table in ("blocks", "txs", "events", "contract_versions"):
-                c.execute(q(f"DELETE FROM {table} WHERE height=?"), (h,))
-            if h > 0:
-                c.execute(q("INSERT INTO blocks VALUES (?,?,?,?,?,?,?)"), (h, *rows.block))
-            if rows.txs:
-                c.executemany(q(_UPSERT_TX), [(t.hash, t.height, t.idx, t.sender, t.target, t.method, t.status,
-                                               t.error, t.fuel_used, t.time_ms) for t in rows.txs])
-            if rows.events:
-                c.executemany(q("INSERT INTO events VALUES (?,?,?,?,?,?,?)"),
-                              [(e.height, e.tx_idx, e.ev_idx, e.tx_hash, e.source, e.name,
-                                json.dumps(e.data, sort_keys=True, separators=(",", ":"))) for e in rows.events])
-            for cv in rows.contracts:
-                version = cv.version
-                if version == 0:
-                    prev = c.execute(q("SELECT COALESCE(MAX(version), 0) FROM contract_versions WHERE address=? AND "
-                                       "(height < ? OR (height = ? AND idx < ?))"),
-                                     (cv.address, cv.height, cv.height, cv.idx)).fetchone()
-                    version = int(prev[0]) + 1
-                name = cv.name
-                if not name:
-                    first = c.execute(q("SELECT name FROM contract_versions WHERE address=? AND version=1"),
-                                      (cv.address,)).fetchone()
-                    name = first[0] if first else ""
-                c.execute(q(_UPSERT_CONTRACT),
-                          (cv.address, version, name, cv.deployer, cv.height, cv.idx, cv.tx_hash, cv.source))
-            if advance:
-                c.execute(q(_UPSERT_META), ("last_height", str(h)))
+            for rows in batch:
+                self._write_height(c, rows)
+            if advance and batch:
+                c.execute(self._q(_UPSERT_META), ("last_height", str(batch[-1].height)))
+
+    def _write_height(self, c: Executor, rows: HeightRows) -> None:
+        """One height's rows inside an open write transaction: what the height wrote before is deleted first, so
+        writing a height twice leaves the index unchanged."""
+        h, q = rows.height, self._q
+        for table in ("blocks", "txs", "events", "contract_versions"):
+            c.execute(q(f"DELETE FROM {table} WHERE height=?"), (h,))
+        if h > 0:
+            c.execute(q("INSERT INTO blocks VALUES (?,?,?,?,?,?,?)"), (h, *rows.block))
+        if rows.txs:
+            c.executemany(q(_UPSERT_TX), [(t.hash, t.height, t.idx, t.sender, t.target, t.method, t.status,
+                                           t.error, t.fuel_used, t.time_ms) for t in rows.txs])
+        if rows.events:
+            c.executemany(q("INSERT INTO events VALUES (?,?,?,?,?,?,?)"),
+                          [(e.height, e.tx_idx, e.ev_idx, e.tx_hash, e.source, e.name,
+                            json.dumps(e.data, sort_keys=True, separators=(",", ":"))) for e in rows.events])
+        for cv in rows.contracts:
+            version = cv.version
+            if version == 0:
+                prev = c.execute(q("SELECT COALESCE(MAX(version), 0) FROM contract_versions WHERE address=? AND "
+                                   "(height < ? OR (height = ? AND idx < ?))"),
+                                 (cv.address, cv.height, cv.height, cv.idx)).fetchone()
+                version = int(prev[0]) + 1
+            name = cv.name
+            if not name:
+                first = c.execute(q("SELECT name FROM contract_versions WHERE address=? AND version=1"),
+                                  (cv.address,)).fetchone()
+                name = first[0] if first else ""
+            c.execute(q(_UPSERT_CONTRACT),
+                      (cv.address, version, name, cv.deployer, cv.height, cv.idx, cv.tx_hash, cv.source))
 
     def get_missing_heights(self, upto: int, limit: int) -> list[int]:
         """Heights in 1..upto with no block row (a gap: a row lost or deleted), at most ``limit``."""

@@ -38,6 +38,10 @@ __all__ = ["DEFAULT_PAGE", "MAX_PAGE", "MAX_SEARCH_RESULTS", "ContractVersion", 
 
 BUSY_TIMEOUT_S: Final = 5.0
 """How long a reader waits for the writer's lock before failing."""
+WRITER_CACHE_KIB: Final = 65_536
+"""Page cache of the writer connection (SQLite's default is 2 MiB). Transaction hashes key the largest table and
+its indexes at random, so past a few hundred thousand rows nearly every insert touched a page that had fallen out
+of a 2 MiB cache; 64 MiB keeps the B-trees' upper levels and recent leaves in memory (docs/benchmarks.md)."""
 
 
 class SqliteIndex(SqlIndex):
@@ -50,6 +54,7 @@ class SqliteIndex(SqlIndex):
         self.path = path
         self._write_lock = threading.Lock()
         self._w = self._connect()
+        self._w.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
         with self._begin_write() as c:
             for stmt in compute_schema(SQLITE):
                 c.execute(stmt)

@@ -3,6 +3,10 @@
 Pure bookkeeping: the node verifies a transaction's signature once before :meth:`Mempool.add` and never again
 while it waits; the pool dedups by hash, keeps arrival order (first come, first served — no fee market on a
 consortium chain), and refuses new work with a clear "full" answer when it hits its bounds instead of growing.
+
+One body, one entry: a body can arrive with several valid signatures (a client re-signs on retry), and the pool
+keeps the version it saw first. Proposals name the signed version they carry (its signed hash), so the pool also
+answers by signed hash; a node whose version differs fetches the proposer's from its peers.
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ class PoolEntry:
     tx: Transaction
     """The transaction."""
     tx_hash: bytes
-    """Its hash."""
+    """Its hash (the body's: the transaction's ID)."""
+    signed_hash: bytes
+    """The hash of its full signed bytes (what ``txs_root`` and proposals name)."""
     size: int
     """Its encoded size."""
 
@@ -42,6 +48,8 @@ class Mempool:
         self.max_txs = max_txs
         self.max_bytes = max_bytes
         self._entries: dict[bytes, PoolEntry] = {}
+        self._by_signed: dict[bytes, bytes] = {}
+        """Signed hash → body hash of the version held."""
         self._bytes = 0
 
     def __len__(self) -> int:
@@ -60,8 +68,15 @@ class Mempool:
         """The waiting entry with this hash, if any (block assembly looks up proposals' transactions here)."""
         return self._entries.get(tx_hash)
 
+    def get_signed(self, signed_hash: bytes) -> PoolEntry | None:
+        """The waiting entry whose signed bytes hash to ``signed_hash``; None if absent or if the pool holds the
+        same body under another signature (block assembly must then fetch the named version)."""
+        th = self._by_signed.get(signed_hash)
+        return None if th is None else self._entries.get(th)
+
     def process_add(self, entry: PoolEntry) -> bool:
-        """Admit an entry whose rules and signature were already checked. False if already present."""
+        """Admit an entry whose rules and signature were already checked. False if its body is already present
+        (in this or another signed version: the first seen stays)."""
         if entry.tx_hash in self._entries:
             return False
         if len(self._entries) >= self.max_txs:
@@ -69,6 +84,7 @@ class Mempool:
         if self._bytes + entry.size > self.max_bytes:
             raise MempoolFull(f"mempool holds {self._bytes} bytes; adding {entry.size} would pass {self.max_bytes}")
         self._entries[entry.tx_hash] = entry
+        self._by_signed[entry.signed_hash] = entry.tx_hash
         self._bytes += entry.size
         return True
 
@@ -85,11 +101,13 @@ class Mempool:
         return out
 
     def process_remove(self, tx_hashes: Iterable[bytes]) -> int:
-        """Drop committed or dead transactions; returns how many were here."""
+        """Drop committed or dead transactions by body hash (whichever signed version is held); returns how many
+        were here."""
         n = 0
         for h in tx_hashes:
             e = self._entries.pop(h, None)
             if e is not None:
+                del self._by_signed[e.signed_hash]
                 self._bytes -= e.size
                 n += 1
         return n

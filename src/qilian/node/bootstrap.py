@@ -3,9 +3,11 @@
 Each organisation runs :func:`process_org_keygen` on its own machine: it makes its node keys, TLS identities and
 admin/client keys there (encrypted with its own password) and writes ``org.json`` — public keys, node addresses
 and TLS certificates only. One party runs :func:`process_genesis_assemble` over every ``org.json``: it computes the
-validator set from the public keys (addresses are derived, never typed), and writes ``genesis.json``, the network's
-TLS trust bundle and the peer list. Each organisation then runs :func:`process_node_configure` on each of its node
-homes with those three public files. Private keys never leave the machine that made them."""
+validator set from the public keys (addresses are derived, never typed), and writes ``genesis.json`` and the peer
+list. Each organisation then runs :func:`process_node_configure` on each of its node homes with those two public
+files. There is no TLS trust bundle: P2P admission is by node key in chain state (execution/nodes.py). An
+organisation joining later runs :func:`process_node_join` (genesis + a seed address). Private keys never leave the
+machine that made them."""
 
 from __future__ import annotations
 
@@ -103,8 +105,8 @@ def _load_org(path: Path) -> dict[str, Any]:
 def process_genesis_assemble(org_files: list[Path], out: Path, chain_id: str,
                              params: ChainParams | None = None, genesis_time_ms: int | None = None) -> Genesis:
     """Build the genesis from every organisation's public ``org.json``: every node is a validator of power 1,
-    its address computed from its key. Writes ``out/genesis.json``, ``out/network.pem`` (all TLS certificates:
-    the network's trust bundle) and ``out/peers.json`` (where each node listens)."""
+    its address computed from its key. Writes ``out/genesis.json`` and ``out/peers.json`` (where each node
+    listens: the address book of every node)."""
     if not org_files:
         raise BootstrapError("give at least one org.json")
     if (out / "genesis.json").exists():
@@ -120,7 +122,6 @@ def process_genesis_assemble(org_files: list[Path], out: Path, chain_id: str,
     orgs = []
     validators = []
     peers = []
-    certs = []
     node_names: set[str] = set()
     try:
         for path, d in zip(org_files, docs, strict=True):
@@ -138,7 +139,6 @@ def process_genesis_assemble(org_files: list[Path], out: Path, chain_id: str,
                 validators.append(Validator(suite.compute_address(pub), pub, 1))
                 peers.append({"name": name, "public_key": pub.hex(), "host": str(n["host"]),
                               "port": int(n["p2p_port"]), "api_port": int(n["api_port"])})
-                certs.append(str(n["tls_cert"]))
             orgs.append(Organisation(str(d["org"]), tuple(members)))
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, BootstrapError):
@@ -160,17 +160,16 @@ def process_genesis_assemble(org_files: list[Path], out: Path, chain_id: str,
         raise BootstrapError(str(exc)) from None
     out.mkdir(parents=True, exist_ok=True)
     (out / "genesis.json").write_text(genesis_to_json(genesis))
-    (out / "network.pem").write_text("".join(certs))
     (out / "peers.json").write_text(json.dumps({"format": PEERS_FORMAT, "chain_id": chain_id, "peers": peers},
                                                indent=1))
     return genesis
 
 
-def process_node_configure(home: Path, genesis_file: Path, bundle_file: Path, peers_file: Path,
+def process_node_configure(home: Path, genesis_file: Path, peers_file: Path,
                            listen: str | None = None, api_host: str | None = None,
                            timeouts: dict[str, int] | None = None) -> NodeConfig:
-    """Make a node home from ``org keygen`` ready to start: copy the genesis and the trust bundle, write
-    ``node.toml`` with every peer (consensus timers: the WAN defaults unless ``timeouts`` is given, e.g.
+    """Make a node home from ``org keygen`` ready to start: copy the genesis, write ``node.toml`` with every peer
+    as its address book (consensus timers: the WAN defaults unless ``timeouts`` is given, e.g.
     config.LOCAL_TIMEOUTS for one LAN). The node is the one whose key is in ``home/keys``; its key must be a validator
     of the genesis under the same name (so a home and a genesis that do not belong together are refused)."""
     keys = sorted((home / "keys").glob("*.pem")) if (home / "keys").is_dir() else []
@@ -198,15 +197,48 @@ def process_node_configure(home: Path, genesis_file: Path, bundle_file: Path, pe
         raise BootstrapError(f"node {name} is not a validator of this genesis")
     if not (home / "tls" / "node.crt").exists():
         raise BootstrapError(f"{home}/tls has no node.crt (from `qilian org keygen`)")
-    bundle = bundle_file.read_text()
-    if (home / "tls" / "node.crt").read_text() not in bundle:
-        raise BootstrapError(f"{bundle_file} does not contain this node's TLS certificate")
     (home / "genesis.json").write_text(genesis_to_json(genesis))
-    (home / "tls" / "network.pem").write_text(bundle)
     host = str(own["host"])
     cfg = NodeConfig(home=home, name=name, key_file=f"keys/{name}.pem", api_host=api_host or host,
                      api_port=int(own["api_port"]), p2p_host=listen or host, p2p_port=int(own["port"]),
                      peers=tuple({k: p[k] for k in ("name", "public_key", "host", "port")} for p in peers),
                      timeouts=dict(timeouts or {}))
+    save_config(cfg)
+    return cfg
+
+
+def process_node_join(home: Path, genesis_file: Path, seeds: list[str], listen: str | None = None,
+                      api_host: str | None = None, timeouts: dict[str, int] | None = None) -> NodeConfig:
+    """Make a node home from ``org keygen`` ready to join a *running* chain: copy its genesis and write
+    ``node.toml`` with the seed addresses only — no peer list and no trust bundle, because admission and dialing
+    follow chain state (execution/nodes.py). The node starts as an observer, syncs from genesis and is admitted
+    by the others once its organisation (with this node key) is added by governance. Host and ports come from
+    the organisation's ``org.json`` beside the home."""
+    from qilian.execution.nodes import EndpointError, compute_endpoint
+
+    keys = sorted((home / "keys").glob("*.pem")) if (home / "keys").is_dir() else []
+    if len(keys) != 1:
+        raise BootstrapError(f"{home}/keys must hold exactly one node key (from `qilian org keygen`)")
+    name = keys[0].stem
+    org_doc = _load_org(home.parent / "org.json")
+    me = [n for n in org_doc.get("nodes", []) if n.get("name") == name]
+    if len(me) != 1:
+        raise BootstrapError(f"node {name} is not in {home.parent / 'org.json'}")
+    if not seeds:
+        raise BootstrapError("give at least one --seed host:port of a running node of the chain")
+    for s in seeds:
+        try:
+            compute_endpoint(s)
+        except EndpointError as exc:
+            raise BootstrapError(f"--seed: {exc}") from None
+    genesis = genesis_from_json(genesis_file.read_text())
+    check_genesis(genesis, get_suite(genesis.suite).compute_address)
+    if genesis.suite != org_doc.get("suite"):
+        raise BootstrapError(f"the chain uses {genesis.suite}, the organisation's keys are {org_doc.get('suite')}")
+    (home / "genesis.json").write_text(genesis_to_json(genesis))
+    host = str(me[0]["host"])
+    cfg = NodeConfig(home=home, name=name, key_file=f"keys/{name}.pem", api_host=api_host or host,
+                     api_port=int(me[0]["api_port"]), p2p_host=listen or host, p2p_port=int(me[0]["p2p_port"]),
+                     seeds=tuple(seeds), timeouts=dict(timeouts or {}))
     save_config(cfg)
     return cfg

@@ -55,7 +55,11 @@ class NodeConfig:
     p2p_port: int = 0
     """P2P listen port (0: this node has no peers — a one-validator chain)."""
     peers: tuple[dict[str, Any], ...] = ()
-    """The network's nodes: name, public_key (hex), host, port. The node's own entry is skipped."""
+    """Address book: name, public_key (hex), host, port of nodes to dial when chain state registers no endpoint
+    for them. Who is *admitted* is chain state's call, never this list's. The node's own entry is skipped."""
+    seeds: tuple[str, ...] = ()
+    """``[p2p] seeds``: ``host:port`` addresses to dial whatever node key answers (a joining node needs only the
+    genesis and one seed; it learns the others' endpoints from chain state)."""
     blocked_peers: tuple[str, ...] = ()
     """Names of configured peers this node neither dials nor accepts (an operator's deny-list; fault tests use it
     to cut single links of a network)."""
@@ -83,7 +87,7 @@ class NodeConfig:
 
     @property
     def tls_dir(self) -> Path:
-        """TLS key, certificate and the network's certificate bundle."""
+        """TLS key and certificate (made at first start when missing)."""
         return self.home / "tls"
 
     @property
@@ -123,6 +127,7 @@ def load_config(home: Path) -> NodeConfig:
         p2p_host=p2p.get("host", "127.0.0.1"),
         p2p_port=int(p2p.get("port", 0)),
         peers=tuple(doc.get("peers", [])),
+        seeds=tuple(str(x) for x in p2p.get("seeds", [])),
         blocked_peers=tuple(str(x) for x in p2p.get("blocked_peers", [])),
         timeouts={k: int(v) for k, v in doc.get("consensus", {}).items()},
         indexer_backend=backend,
@@ -151,8 +156,11 @@ def save_config(cfg: NodeConfig) -> None:
         p2p: dict[str, Any] = {"host": cfg.p2p_host, "port": cfg.p2p_port}
         if cfg.blocked_peers:
             p2p["blocked_peers"] = list(cfg.blocked_peers)
+        if cfg.seeds:
+            p2p["seeds"] = list(cfg.seeds)
         doc["p2p"] = p2p
-        doc["peers"] = [dict(p) for p in cfg.peers]
+        if cfg.peers:
+            doc["peers"] = [dict(p) for p in cfg.peers]
     (cfg.home / "node.toml").write_text(tomli_w.dumps(doc))
 
 
@@ -261,8 +269,8 @@ def init_network(
     genesis_time_ms: int | None = None,
     timeouts: dict[str, int] | None = None,
 ) -> NetworkInitResult:
-    """Create an N-validator network: one home per node (key, TLS identity, config listing every peer) and the
-    organisations' keys. Validators are spread over the organisations in turn.
+    """Create an N-validator network: one home per node (key, TLS identity, config with every peer as its address
+    book) and the organisations' keys. Validators are spread over the organisations in turn.
 
     ``hosts`` names the machine of each node (default: all on 127.0.0.1, ports counting up from the bases); with
     distinct hosts every node uses the base ports and listens for peers on all interfaces."""
@@ -305,14 +313,13 @@ def init_network(
         params=params or ChainParams(),
     )
     check_genesis(genesis, suite.compute_address)
-    certs = [create_tls_identity(root / f"node{i}" / "tls", f"node{i}") for i in range(validators)]
-    bundle = b"".join(c.read_bytes() for c in certs)
+    for i in range(validators):  # TLS encrypts; admission is by node key in chain state (no trust bundle)
+        create_tls_identity(root / f"node{i}" / "tls", f"node{i}")
     peers = tuple({"name": f"node{i}", "public_key": k.public_key.hex(), "host": hosts[i],
                    "port": p2p_port + i if local else p2p_port} for i, k in enumerate(node_keys))
     configs = []
     for i in range(validators):
         home = root / f"node{i}"
-        (home / "tls" / "network.pem").write_bytes(bundle)
         (home / "genesis.json").write_text(genesis_to_json(genesis))
         cfg = NodeConfig(home=home, name=f"node{i}", key_file=f"keys/node{i}.pem",
                          api_port=api_port + i if local else api_port,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -321,6 +322,11 @@ class ConsensusDriver:
     @property
     def relayed(self) -> int:
         return self.shell.consensus.relayed
+
+    @property
+    def quorum_delays(self) -> deque[tuple[int, int]]:
+        """(vote type, ms) from a round's first vote of a type to a quorum of it (drained by ``/metrics``)."""
+        return self.shell.consensus.quorum_delays
 
     # ------------------------------------------------------------------------------------------ lifecycle
 

@@ -47,14 +47,20 @@ def start_network(root: Path, detach: bool) -> list[tuple[Launched, subprocess.P
     out = []
     for home in get_node_homes(root):
         cfg = load_config(home)
-        log = open(home / "node.log", "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "qilian.cli.main", "node", "start", "--home", str(home)],
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=detach, cwd=home,
-                                env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        proc = start_node(home, detach)
         out.append((Launched(cfg.name, proc.pid, f"http://{cfg.api_host}:{cfg.api_port}", home), proc))
     (root / "pids").write_text(json.dumps([{"name": launched.name, "pid": launched.pid, "api": launched.api}
                                            for launched, _ in out]))
     return out
+
+
+def start_node(home: Path, detach: bool) -> subprocess.Popen[bytes]:
+    """Start one node process of ``home`` (its log appended to ``home/node.log``); also how a run restarts a
+    node it killed."""
+    log = open(home / "node.log", "ab")
+    return subprocess.Popen([sys.executable, "-m", "qilian.cli.main", "node", "start", "--home", str(home)],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=detach, cwd=home,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
 
 def get_status(api: str) -> dict[str, object] | None:

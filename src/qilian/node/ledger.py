@@ -25,7 +25,9 @@ from qilian.execution.block import (
     execute_block,
 )
 from qilian.execution.contracts import compute_genesis_writes
+from qilian.execution.evidence import EVIDENCE_NAMESPACE
 from qilian.execution.members import get_member, get_validator_sets
+from qilian.execution.params import get_chain_params
 from qilian.execution.rules import ChainRules
 from qilian.state import MemoryNodeStore, StateError, StateTree
 from qilian.storage.store import DEFAULT_ENGINE, ChainStore, compute_value_key, get_store_engine
@@ -92,13 +94,17 @@ def verify_ledger(data_dir: Path, progress: Callable[[int, int], None] | None = 
         genesis_root, genesis_nodes = tree.apply_writes(b"\x00" * 32, genesis_writes)
         nodes.put_nodes(genesis_nodes)
         state.values.update({k: v for k, v in genesis_writes.items() if v is not None})
+        sets_by_height: dict[int, ValidatorSet] = {}  # the set signing each height (evidence is checked with it)
         def get_parent(height: int, block_id: bytes, time_ms: int, root: bytes, receipts_root: bytes,
                        last: ValidatorSet) -> ParentInfo:
             """Everything of a block's validity from the re-executed state of its parent: the sets that sign
             it and the next one, the set that signed the parent, and the membership of that height."""
             current, nxt = get_validator_sets(rules, state.get_state)
+            sets_by_height[height + 1] = current
             return ParentInfo(height, block_id, time_ms, root, receipts_root, current, nxt, last,
-                              lambda key: get_member(rules, state.get_state, key))
+                              lambda key: get_member(rules, state.get_state, key),
+                              get_chain_params(genesis.params, state.get_state, height + 1), sets_by_height.get,
+                              lambda h: state.get_state(EVIDENCE_NAMESPACE, h) is not None)
 
         parent = get_parent(0, b"", genesis.genesis_time_ms, genesis_root, compute_empty_root(suite),
                             genesis.validators)
@@ -129,7 +135,7 @@ def verify_ledger(data_dir: Path, progress: Callable[[int, int], None] | None = 
                 loc = store.get_tx_location(th)
                 if loc is None or loc[0] != height:
                     return fail(f"block {height}: transaction index does not point at this block")
-            result = execute_block(rules, state, block.txs, hashes, height, block.header.time_ms)
+            result = execute_block(rules, state, block.txs, hashes, height, block.header.time_ms, block.evidence)
             stored = store.get_receipts_bytes(height)
             if stored != encode_trusted([r.to_wire() for r in result.receipts]):
                 return fail(f"block {height}: stored receipts differ from re-execution")

@@ -24,8 +24,11 @@ from qilian.execution.block import (
     execute_block,
 )
 from qilian.execution.contracts import compute_genesis_writes
+from qilian.execution.evidence import EVIDENCE_NAMESPACE
 from qilian.execution.members import get_member
 from qilian.execution.modules.regulator import check_admission_not_frozen
+from qilian.execution.nodes import ENDPOINT_NAMESPACE, RegisteredNode, get_registered_node, get_registered_nodes
+from qilian.execution.params import get_chain_params
 from qilian.execution.policy import MEMBER_NAMESPACE
 from qilian.execution.rules import (
     ChainRules,
@@ -45,9 +48,11 @@ from qilian.storage.store import DEFAULT_ENGINE, ChainStore, ChainTip, StoreCorr
 from qilian.types.codec import CodecError
 from qilian.types.core import (
     Block,
+    ChainParams,
     Commit,
     Receipt,
     Transaction,
+    compute_signed_tx_hash,
     compute_tx_hash,
 )
 
@@ -61,6 +66,14 @@ MAX_EVENT_QUEUE = 1000
 
 VERIFY_THREADS = 2
 """Threads verifying transaction signatures of batches (the machine's 2 cores)."""
+
+
+def compute_gov_positions(block: Block) -> list[int]:
+    """Indexes of a block's governance transactions (``gov`` and ``regulator``: the history export's entries),
+    for the governance index kept at commit."""
+    from qilian.sdk.history import is_governance_tx
+
+    return [i for i, tx in enumerate(block.txs) if is_governance_tx(tx)]
 
 
 def compute_sig_key(tx_hash: bytes, tx: Transaction) -> bytes:
@@ -126,18 +139,28 @@ class Node:
             genesis_writes, genesis_nodes,
         )
         self.tree = StateTree(self.suite.hash, self.store)
+        if self.store.get_index_height() < self.store.get_tip().height:
+            n = self.store.process_index_backfill(compute_gov_positions)
+            log.info("governance index: %d stored blocks indexed (a database from before the index)", n)
         self.valsets = ValidatorSets(self.store, self.suite, self.rules)
         """The validator set of each height, read from chain state (never from genesis)."""
         self._members: tuple[int, dict[bytes, MemberInfo | None]] = (-1, {})
         """(tip height, key → membership read at that tip): admission's membership cache."""
         self._revoked_in_block: list[bytes] = []
         """Keys the block just stored revoked (execution thread → event loop): their waiting txs are evicted."""
+        self._params: tuple[tuple[bytes, int], ChainParams] = ((b"", -1), self.genesis.params)
+        """((state root, height), limits in force at the height after it): the block limits' cache (keyed by
+        height too: an empty block keeps the root while a scheduled change may fall due)."""
+        self._nodes_changed = False
+        """The block just stored changed membership or endpoints (execution thread → event loop)."""
+        self.on_nodes_changed: Callable[[], None] | None = None
+        """Set by the P2P wiring: re-read the registered nodes (who is admitted, where to dial) after such a block."""
         self.mempool = Mempool(config.mempool_max_txs, config.mempool_max_bytes)
         self._verify_pool = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="verify")
         self.verifying: dict[bytes, tuple[Transaction, asyncio.Future[dict[bytes, bool]]]] = {}
         """Transactions whose signature check is running, by signature key (:func:`compute_sig_key`)."""
-        self._verifying_by_hash: dict[bytes, bytes] = {}
-        """Body hash → signature key of one running check (block assembly looks transactions up by hash)."""
+        self._verifying_by_signed: dict[bytes, bytes] = {}
+        """Signed hash → signature key of a running check (block assembly looks transactions up by signed hash)."""
         self.sig_ok: OrderedDict[bytes, bool] = OrderedDict()
         """Verified signatures by signature key (:func:`compute_sig_key`), oldest first."""
         self._commit_waiters: dict[bytes, list[asyncio.Future[tuple[int, int]]]] = {}
@@ -169,7 +192,21 @@ class Node:
         current, nxt = self.valsets.get_sets_at_root(tip.state_root)
         last = self.valsets.get(tip.height) if tip.height else current
         return ParentInfo(tip.height, tip.block_id, tip.time_ms, tip.state_root, tip.receipts_root,
-                          current, nxt, last, self.get_member)
+                          current, nxt, last, self.get_member, self.get_chain_params(tip),
+                          self.valsets.get, self.is_evidence_committed)
+
+    def get_chain_params(self, tip: ChainTip) -> ChainParams:
+        """The block limits in force at tip + 1 (governed; execution/params.py), read from the tip's state."""
+        cached_at, params = self._params
+        if cached_at != (tip.state_root, tip.height):
+            params = get_chain_params(self.genesis.params, lambda ns, key: self.tree.get_value(
+                tip.state_root, ns, key), tip.height + 1)
+            self._params = ((tip.state_root, tip.height), params)
+        return params
+
+    def is_evidence_committed(self, evidence_hash: bytes) -> bool:
+        """Whether an evidence item is recorded in the tip's state (committed by an earlier block)."""
+        return self.store.get_state(EVIDENCE_NAMESPACE, evidence_hash) is not None
 
     def get_member(self, public_key: bytes) -> MemberInfo | None:
         """The membership of a key in the state of the committed tip (cached until the tip moves)."""
@@ -183,6 +220,14 @@ class Node:
                 cache.clear()
             cache[public_key] = get_member(self.rules, self.store.get_state, public_key)
         return cache[public_key]
+
+    def get_registered_node(self, public_key: bytes) -> RegisteredNode | None:
+        """The node chain state registers under this key at the committed tip (P2P admission), or None."""
+        return get_registered_node(self.store.get_state, public_key)
+
+    def get_registered_nodes(self) -> tuple[RegisteredNode, ...]:
+        """Every node chain state registers at the committed tip, with its endpoint (where P2P dials)."""
+        return get_registered_nodes(self.rules, self.store.get_state)
 
     # -- admission ---------------------------------------------------------------------------------------
 
@@ -255,7 +300,8 @@ class Node:
                 results[i] = (th, "known", "")
                 continue
             try:
-                self.mempool.process_add(PoolEntry(tx, th, size))
+                # raws[i] decoded, so it is canonical: its hash is the signed hash.
+                self.mempool.process_add(PoolEntry(tx, th, self.suite.hash(raws[i]), size))
             except MempoolFull as exc:
                 full_at = i
                 results[i] = (th, "mempool_full", str(exc))
@@ -293,7 +339,7 @@ class Node:
                 for tx, th in chunk:
                     sk = compute_sig_key(th, tx)
                     self.verifying[sk] = (tx, fut)
-                    self._verifying_by_hash.setdefault(th, sk)
+                    self._verifying_by_signed[compute_signed_tx_hash(self.suite, tx)] = sk
                     waits.append((sk, fut))
         for sk, fut in waits:
             try:
@@ -302,17 +348,15 @@ class Node:
                 entry = self.verifying.get(sk)
                 if entry is not None and entry[1] is fut:
                     del self.verifying[sk]
-                    th = sk[:len(sk) - len(entry[0].signature)]
-                    if self._verifying_by_hash.get(th) == sk:
-                        del self._verifying_by_hash[th]
+                    self._verifying_by_signed.pop(compute_signed_tx_hash(self.suite, entry[0]), None)
             verdicts[sk] = res[sk]
             if res[sk]:
                 self._remember_sig(sk)
         return verdicts
 
-    def get_verifying_tx(self, tx_hash: bytes) -> Transaction | None:
-        """A transaction with this body hash whose signature check is running (for block assembly)."""
-        sk = self._verifying_by_hash.get(tx_hash)
+    def get_verifying_tx(self, signed_hash: bytes) -> Transaction | None:
+        """The transaction with this signed hash whose signature check is running (for block assembly)."""
+        sk = self._verifying_by_signed.get(signed_hash)
         entry = self.verifying.get(sk) if sk is not None else None
         return entry[0] if entry is not None else None
 
@@ -398,14 +442,16 @@ class Node:
         if tip.height + 1 != block.header.height:
             raise StoreCorrupt(f"executing block {block.header.height} on top of {tip.height}")
         result = execute_block(self.rules, self.store, block.txs, hashes, block.header.height,
-                               block.header.time_ms)
+                               block.header.time_ms, block.evidence)
         t1 = time.perf_counter()
         new_root, nodes = self.tree.apply_writes(tip.state_root, result.writes, block.header.height)
         t2 = time.perf_counter()
         new_tip = ChainTip(block.header.height, commit.block_id, block.header.time_ms, new_root,
                            result.receipts_root)
-        self.store.process_commit_block(block, commit, hashes, result.receipts, result.writes, nodes, new_tip)
+        self.store.process_commit_block(block, commit, hashes, result.receipts, result.writes, nodes, new_tip,
+                                        compute_gov_positions(block))
         self._revoked_in_block = [k for (ns, k), v in result.writes.items() if ns == MEMBER_NAMESPACE and v is None]
+        self._nodes_changed = any(ns in (MEMBER_NAMESPACE, ENDPOINT_NAMESPACE) for ns, _ in result.writes)
         t3 = time.perf_counter()
         self.last_apply_s = (t1 - t0, t2 - t1, t3 - t2)
         log.debug("block %d: %d txs, execute %.1f ms, state %.1f ms (%d nodes), store %.1f ms",
@@ -421,6 +467,10 @@ class Node:
             if evicted:
                 log.info("block %d revoked %d key(s); evicted %d of their waiting transactions",
                          block.header.height, len(revoked), evicted)
+        if self._nodes_changed:
+            self._nodes_changed = False
+            if self.on_nodes_changed is not None:
+                self.on_nodes_changed()
         self.results_pending = bool(hashes)
         self.blocks_committed += 1
         self.txs_committed += len(hashes)
@@ -429,6 +479,10 @@ class Node:
     def _on_committed(self, block: Block, commit: Commit, hashes: list[bytes], receipts: tuple[Receipt, ...]
                       | list[Receipt]) -> None:
         h = block.header.height
+        for item in block.evidence:
+            log.warning("block %d commits equivocation evidence against validator %s (height %d, round %d); "
+                        "governance may remove it (docs/governance.md)", h, item.vote_a.validator.hex(),
+                        item.vote_a.height, item.vote_a.round)
         for i, th in enumerate(hashes):
             for fut in self._commit_waiters.pop(th, []):
                 if not fut.done():
@@ -440,10 +494,12 @@ class Node:
                 log.exception("commit hook %r failed at height %d", hook, h)
         if not self._subscribers:
             return
-        from qilian.api.views import event_view
+        from qilian.api.views import event_view, evidence_view
 
         self._publish({"type": "block", "height": h, "block_id": commit.block_id.hex(),
                        "tx_count": len(hashes), "time_ms": block.header.time_ms})
+        for item in block.evidence:  # for governance tooling: a validator equivocated (no slashing here)
+            self._publish({"type": "evidence", "committed_at": h, **evidence_view(self.suite, item)})
         for th, r in zip(hashes, receipts, strict=True):
             for ev in r.events:
                 self._publish({"type": "event", "height": h, "tx_hash": th.hex(), **event_view(ev)})

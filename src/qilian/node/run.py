@@ -14,6 +14,7 @@ import uvicorn
 from qilian.api.app import create_app
 from qilian.api.protocol import get_protocol_class
 from qilian.consensus.timeouts import TimeoutConfig
+from qilian.execution.nodes import EndpointError, compute_endpoint
 from qilian.node.config import NodeConfig, load_config
 from qilian.node.consensus import ConsensusDriver
 from qilian.node.node import Node
@@ -52,7 +53,8 @@ async def serve(home: Path, port: int | None = None, host: str | None = None) ->
              node.suite.name, tip.height, ucfg.host, ucfg.port)
     api_task = asyncio.create_task(server.serve(), name="api")
     if driver.transport is not None:
-        log.info("P2P on %s:%d with %d peers configured", cfg.p2p_host, cfg.p2p_port, len(driver.transport.specs))
+        log.info("P2P on %s:%d: %d nodes to dial, %d seed(s)", cfg.p2p_host, cfg.p2p_port,
+                 len(driver.transport.targets), len(driver.transport.seeds))
     block_task = asyncio.create_task(driver.run(), name="consensus")
     stop_task = asyncio.create_task(stop.wait(), name="stop")
     try:
@@ -78,26 +80,56 @@ async def serve(home: Path, port: int | None = None, host: str | None = None) ->
 
 
 def make_driver(cfg: NodeConfig, node: Node) -> ConsensusDriver:
-    """Consensus for this node: over TLS to the configured peers, or alone when it has none."""
+    """Consensus for this node: over TLS to the nodes chain state registers (dialing their registered endpoints,
+    the address book and the seeds), or alone when it has no P2P port."""
     timeouts = TimeoutConfig(**cfg.timeouts) if cfg.timeouts else TimeoutConfig()
     transport: Transport | None = None
     driver: ConsensusDriver
-    if cfg.p2p_port and cfg.peers:
-        specs = []
+    if cfg.p2p_port:
+        book = []
         for p in cfg.peers:
             pub = bytes.fromhex(p["public_key"])
-            specs.append(PeerSpec(p["name"], pub, node.suite.compute_address(pub), p["host"], int(p["port"])))
+            book.append(PeerSpec(p["name"], pub, node.suite.compute_address(pub), p["host"], int(p["port"])))
+        seeds = []
+        for text in cfg.seeds:
+            try:
+                seeds.append(compute_endpoint(text))
+            except EndpointError as exc:
+                raise ValueError(f"{cfg.home}/node.toml: [p2p] seeds: {exc}") from None
+
+        def admit(public_key: bytes) -> str | None:
+            reg = node.get_registered_node(public_key)
+            return reg.label if reg is not None else None
+
         transport = Transport(
             suite=node.suite, private_key=node.key.private_key, public_key=node.key.public_key,
-            chain_id=node.genesis.chain_id, genesis_hash=node.genesis_hash, peers=specs,
+            chain_id=node.genesis.chain_id, genesis_hash=node.genesis_hash, peers=book, seeds=tuple(seeds),
             listen_host=cfg.p2p_host, listen_port=cfg.p2p_port, tls_dir=cfg.tls_dir,
             on_message=lambda peer, msg: driver.on_message(peer, msg),
             on_peer_up=lambda peer: driver.on_peer_up(peer),
-            get_height=lambda: node.get_tip().height, blocked=frozenset(cfg.blocked_peers))
+            get_height=lambda: node.get_tip().height, admit=admit, blocked=frozenset(cfg.blocked_peers))
+
+        def on_nodes_changed() -> None:
+            assert transport is not None
+            transport.set_targets(get_peer_targets(node))
+            transport.process_admission()
+
+        transport.set_targets(get_peer_targets(node))
+        node.on_nodes_changed = on_nodes_changed
     driver = ConsensusDriver(node, transport, timeouts, cfg.wal_path, cfg.signer_state_path)
     node.on_tx_admitted = driver.on_tx_admitted
     node.consensus = driver
     return driver
+
+
+def get_peer_targets(node: Node) -> list[PeerSpec]:
+    """The registered nodes of the node's committed state that have an endpoint, as P2P dial targets."""
+    out = []
+    for reg in node.get_registered_nodes():
+        if reg.endpoint:
+            host, port = compute_endpoint(reg.endpoint)
+            out.append(PeerSpec(reg.label, reg.public_key, node.suite.compute_address(reg.public_key), host, port))
+    return out
 
 
 LOCK_FILE = "node.lock"

@@ -14,10 +14,12 @@ from qilian.types.core import (
     ADDRESS_SIZE,
     DOMAIN_PROPOSAL,
     HASH_SIZE,
+    MAX_EVIDENCE_ON_WIRE,
     MAX_PUBLIC_KEY,
     MAX_SIGNATURE,
     BlockHeader,
     Commit,
+    Evidence,
     Vote,
 )
 from qilian.types.struct import Bytes, Kind, ListOf, Optional, Struct, Text, UInt, Wire
@@ -30,10 +32,14 @@ MAX_HASHES: Final = 10_000
 """Most hashes in a proposal or fetch request."""
 MAX_TX_BYTES_ON_WIRE: Final = 1 << 20
 """Largest transaction in a gossip batch or fetch answer (the chain's max_tx_bytes must fit)."""
+MAX_EVIDENCE_PER_MESSAGE: Final = 16
+"""Most evidence items in one gossip message (and carried by one proposal: at most MAX_EVIDENCE_ON_WIRE)."""
 MAX_BLOCKS_PER_REPLY: Final = 64
 """Most blocks in one sync answer (also bounded by the frame size)."""
-DOMAIN_HELLO: Final = b"QILIAN/HELLO/1\x00"
-"""Prefix of the bytes a node signs in its handshake."""
+DOMAIN_HELLO: Final = b"QILIAN/HELLO/2\x00"
+"""Prefix of the bytes a node signs in its handshake (version 2: nonces and the accepting side's certificate)."""
+HELLO_NONCE_BYTES: Final = 32
+"""Size of a handshake nonce."""
 
 _hash = Bytes(size=HASH_SIZE)
 _sig = Bytes(max_size=MAX_SIGNATURE)
@@ -46,25 +52,41 @@ class PeerViolation(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Hello(Wire):
-    """First message on a connection: who I am, proven by my node key over both sides' TLS certificates."""
+    """First message on a connection: who I claim to be, and a fresh nonce the peer must sign over."""
 
     chain_id: str
     """The sender's chain."""
     genesis_hash: bytes
     """The sender's genesis hash: nodes of different chains with one ID never talk."""
     public_key: bytes
-    """The sender's node (validator) public key."""
+    """The sender's node public key (admitted only if chain state registers it as a node)."""
     height: int
     """The sender's committed height."""
+    nonce: bytes
+    """HELLO_NONCE_BYTES fresh random bytes: the peer's HelloProof signs them, so a proof is never replayable."""
+
+    WIRE: ClassVar[tuple[Kind, ...]] = (Text(64), _hash, Bytes(max_size=MAX_PUBLIC_KEY), UInt(),
+                                        Bytes(size=HELLO_NONCE_BYTES))
+
+
+@dataclass(frozen=True, slots=True)
+class HelloProof(Wire):
+    """Second message: the sender's node key signs this TLS session (:func:`compute_hello_sign_bytes`)."""
+
     signature: bytes
-    """Signature over DOMAIN_HELLO ‖ [chain_id, genesis_hash, sender cert hash, receiver cert hash]."""
+    """Signature by the Hello's public key."""
 
-    WIRE: ClassVar[tuple[Kind, ...]] = (Text(64), _hash, Bytes(max_size=MAX_PUBLIC_KEY), UInt(), _sig)
+    WIRE: ClassVar[tuple[Kind, ...]] = (_sig,)
 
 
-def compute_hello_sign_bytes(chain_id: str, genesis_hash: bytes, sender_cert: bytes, receiver_cert: bytes) -> bytes:
-    """What a node signs in its Hello: binding its node key to this TLS session's two certificates."""
-    return DOMAIN_HELLO + encode_trusted([chain_id, genesis_hash, sender_cert, receiver_cert])
+def compute_hello_sign_bytes(chain_id: str, genesis_hash: bytes, server_cert: bytes, dialer: bool,
+                             own_nonce: bytes, peer_nonce: bytes) -> bytes:
+    """What a node signs in its HelloProof: its node key bound to this TLS session — the hash of the accepting
+    side's certificate (whose TLS key terminates the session, so a relay in the middle presents another one),
+    its side (so the dialer's proof never passes for the acceptor's) and both nonces (so a proof is good for
+    this connection only)."""
+    return DOMAIN_HELLO + encode_trusted([chain_id, genesis_hash, server_cert, 1 if dialer else 0, own_nonce,
+                                          peer_nonce])
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,17 +113,19 @@ class TxBatch(Wire):
 
 @dataclass(frozen=True, slots=True)
 class GetTxs(Wire):
-    """Ask a peer for transactions by hash (those of a proposal this node lacks)."""
+    """Ask a peer for transactions of a proposal this node lacks, by *signed* hash: the exact signed version the
+    proposal names, even when this node holds the same body under another signature."""
 
     hashes: tuple[bytes, ...]
-    """Transaction hashes."""
+    """Signed transaction hashes (:func:`qilian.types.core.compute_signed_tx_hash`)."""
 
     WIRE: ClassVar[tuple[Kind, ...]] = (ListOf(_hash, max_items=MAX_HASHES),)
 
 
 @dataclass(frozen=True, slots=True)
 class ProposalMsg(Wire):
-    """PROPOSAL(h, r, v, vr): the block header and its transaction hashes — not the transactions themselves."""
+    """PROPOSAL(h, r, v, vr): the block header and its transactions' signed hashes — not the transactions
+    themselves."""
 
     round: int
     """Round."""
@@ -109,10 +133,14 @@ class ProposalMsg(Wire):
     """vr + 1 (0 encodes -1: the codec carries unsigned integers)."""
     header: BlockHeader
     """The proposed block's header; its hash is the block ID."""
-    tx_hashes: tuple[bytes, ...]
-    """Hashes of the block's transactions, in order (their root is in the header)."""
+    signed_hashes: tuple[bytes, ...]
+    """Signed hashes of the block's transactions, in order (their root is the header's ``txs_root``): each names
+    one exact signed version, which every node assembles, stores and serves."""
     last_commit: Commit | None
     """The commit of the parent block carried by the proposed block."""
+    evidence: tuple[Evidence, ...]
+    """The proposed block's evidence items (their root is the header's ``evidence_hash``): carried whole, as they
+    are few and a node may not have seen them."""
     proposer: bytes
     """Address of this round's proposer — not always the header's: a value locked in an earlier round (vr ≥ 0)
     is proposed again, unchanged, by a later round's proposer."""
@@ -120,7 +148,9 @@ class ProposalMsg(Wire):
     """Proposer's signature over :func:`compute_proposal_sign_bytes`."""
 
     WIRE: ClassVar[tuple[Kind, ...]] = (UInt(), UInt(), Struct(BlockHeader), ListOf(_hash, max_items=MAX_HASHES),
-                                        Optional(Struct(Commit)), Bytes(size=ADDRESS_SIZE), _sig)
+                                        Optional(Struct(Commit)),
+                                        ListOf(Struct(Evidence), max_items=MAX_EVIDENCE_ON_WIRE),
+                                        Bytes(size=ADDRESS_SIZE), _sig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,9 +187,19 @@ class Blocks(Wire):
     WIRE: ClassVar[tuple[Kind, ...]] = (ListOf(Struct(BlockWithCommit), max_items=MAX_BLOCKS_PER_REPLY),)
 
 
-Message = Hello | Status | TxBatch | GetTxs | ProposalMsg | Vote | GetBlocks | Blocks
+@dataclass(frozen=True, slots=True)
+class EvidenceMsg(Wire):
+    """Equivocation evidence gossiped between peers: verified before it is kept or relayed, relayed once."""
+
+    items: tuple[Evidence, ...]
+    """Evidence items."""
+
+    WIRE: ClassVar[tuple[Kind, ...]] = (ListOf(Struct(Evidence), max_items=MAX_EVIDENCE_PER_MESSAGE),)
+
+
+Message = Hello | Status | TxBatch | GetTxs | ProposalMsg | Vote | GetBlocks | Blocks | HelloProof | EvidenceMsg
 KINDS: Final[dict[int, type[Wire]]] = {1: Hello, 2: Status, 3: TxBatch, 4: GetTxs, 5: ProposalMsg, 6: Vote,
-                                       7: GetBlocks, 8: Blocks}
+                                       7: GetBlocks, 8: Blocks, 9: HelloProof, 10: EvidenceMsg}
 _KIND_OF: Final = {cls: k for k, cls in KINDS.items()}
 
 

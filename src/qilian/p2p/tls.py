@@ -1,10 +1,11 @@
 """TLS 1.3 material for the peer-to-peer links.
 
-Each node has a TLS key and a self-signed certificate (Ed25519) written by ``qilian init``. The network's trust
-store is the bundle of every node's certificate (``tls/network.pem``): TLS refuses any peer whose certificate is not
-in it, both ways (mutual authentication). The TLS key only protects the channel; *who* a peer is comes from its node
-key, which signs both certificates' hashes in the first message (see :class:`qilian.p2p.messages.Hello`). A stolen
-TLS key alone therefore cannot impersonate a validator."""
+Each node has a TLS key and a self-signed certificate (Ed25519) written by ``qilian init`` (or at first start).
+TLS encrypts the link and proves the accepting side holds the key of the certificate it shows; it decides nothing
+about *who* may connect. That is chain state's call: a peer's node key signs the accepting side's certificate hash
+and both sides' nonces in its HelloProof (see :mod:`qilian.p2p.transport`), and only node keys registered in chain
+state are admitted. So there is no trust bundle to distribute when an organisation joins or leaves, and a stolen
+TLS key alone cannot impersonate a validator."""
 
 from __future__ import annotations
 
@@ -58,12 +59,13 @@ def get_own_cert_der(crt_path: Path) -> bytes:
     return x509.load_pem_x509_certificate(crt_path.read_bytes()).public_bytes(serialization.Encoding.DER)
 
 
-def make_context(server: bool, crt: Path, key: Path, bundle: Path) -> ssl.SSLContext:
-    """A TLS 1.3-only context presenting this node's certificate and requiring one from the bundle."""
+def make_context(server: bool, crt: Path, key: Path) -> ssl.SSLContext:
+    """A TLS 1.3-only context presenting this node's certificate. No certificate authority is consulted: the
+    accepting side's certificate is bound to its node key by the HelloProof, and the dialing side is authenticated
+    by its node key's HelloProof over that certificate and a fresh nonce (transport.py)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.load_cert_chain(str(crt), str(key))
-    ctx.load_verify_locations(str(bundle))
-    ctx.check_hostname = False  # peers are named by certificate and node key, not by DNS name
-    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.check_hostname = False  # peers are named by node key, not by DNS name
+    ctx.verify_mode = ssl.CERT_NONE
     return ctx

@@ -18,16 +18,24 @@ from typing import Any, Final
 
 from qilian.crypto import get_suite
 from qilian.execution.policy import MEMBER_NAMESPACE
-from qilian.sdk.verify import ProofInvalid, verify_state_response, verify_tx_response, verify_validator_path
+from qilian.sdk.verify import (
+    ProofInvalid,
+    verify_header,
+    verify_state_response,
+    verify_tx_response,
+    verify_validator_path,
+)
 from qilian.types.codec import CodecError, decode_raw, encode_trusted, from_json_value, to_json_value
 from qilian.types.core import STATUS_OK, Genesis
 from qilian.types.genesis_json import genesis_from_json, genesis_to_json
 
-CERT_VERSION: Final = 3
+CERT_VERSION: Final = 4
 """2 adds the membership proof of the registering key (version 1 certificates named an owner nobody proved); 3 adds
 ``validator_path``, the validator-set changes from genesis to the proofs' heights (absent while the set is
-genesis's)."""
-ACCEPTED_VERSIONS: Final = (2, 3)
+genesis's); 4 proves the membership **at the registering height** (against the registering block's own header:
+the state its transactions ran against), so a key revoked or rotated since still shows the organisation it
+registered for — versions 2 and 3 proved it at the tip, and stopped checking once the key left."""
+ACCEPTED_VERSIONS: Final = (2, 3, 4)
 EVIDENCE_CONTRACT: Final = "evidence"
 """Name of the evidence system contract."""
 
@@ -78,7 +86,8 @@ def make_certificate(genesis: Genesis, tx_response: dict[str, Any], state_respon
                      digest: bytes, member_response: dict[str, Any],
                      validator_path: dict[str, Any] | None = None) -> dict[str, Any]:
     """Assemble a certificate from a node's answers (checked here too, so a bad node cannot hand one out).
-    ``member_response`` is the state proof of the registering key's ``sys:member`` entry; ``validator_path``
+    ``member_response`` is the state proof of the registering key's ``sys:member`` entry at the registering height
+    (``GET /state/sys:member/KEY?height=H``, H the registering block); ``validator_path``
     (``GET /gov/validators/path``) carries the validator-set changes from genesis to the proofs' heights."""
     cert = {
         "type": "qilian-evidence-certificate",
@@ -133,6 +142,11 @@ def check_certificate(cert: dict[str, Any], pinned_genesis: Genesis | None = Non
                 member_doc.get("key", "")) != compute_member_key(body.sender):
             raise ProofInvalid("the membership proof is not for the key that signed the registration")
         member_raw = verify_state_response(genesis, member_doc, trusted)
+        if cert["version"] >= 4:
+            member_header = verify_header(genesis, member_doc.get("header"), member_doc.get("commit"), trusted)
+            if member_header.height != v.height:
+                raise ProofInvalid(f"the membership proof is for height {member_header.height}, not the registering "
+                                   f"height {v.height}")
         if member_raw is None:
             raise ProofInvalid("the key that signed the registration is not a member of the chain")
         member = decode_raw(member_raw)

@@ -111,7 +111,10 @@ class Client:
         """Validator-set changes from genesis up to height ``to`` (checked by ``verify_validator_path``)."""
         return self._json(self.http.get("/gov/validators/path", params={"to": to}))
 
-    def get_state(self, namespace: str, key: bytes) -> dict[str, Any]:
-        return self._json(
-            self.http.get(f"/state/{namespace}/{key.hex()}", params={"encoding": "hex"})
-        )
+    def get_state(self, namespace: str, key: bytes, height: int | None = None) -> dict[str, Any]:
+        """A state value with its proof against the latest header, or the header of ``height`` (the state that
+        block's transactions ran against)."""
+        params: dict[str, Any] = {"encoding": "hex"}
+        if height is not None:
+            params["height"] = height
+        return self._json(self.http.get(f"/state/{namespace}/{key.hex()}", params=params))

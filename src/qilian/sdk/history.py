@@ -96,7 +96,7 @@ def get_history_entry_doc(suite: Suite, block: Block, commit: Commit, tx_hashes:
         **compute_history_summary(suite, tx, tx_hashes[index], block.header.height, index, receipt),
         "tx": {"encoded": tx.encode().hex()},
         "receipt": {"encoded": receipt.encode().hex()},
-        "proof": get_tx_proof_doc(suite, block, commit, tx_hashes, index, receipts, child, child_commit),
+        "proof": get_tx_proof_doc(suite, block, commit, index, receipts, child, child_commit),
     }
 
 

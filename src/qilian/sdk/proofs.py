@@ -15,7 +15,15 @@ from qilian.crypto import merkle
 from qilian.crypto.suite import Suite
 from qilian.state import StateProof
 from qilian.types.codec import to_json_value
-from qilian.types.core import Block, BlockHeader, Commit, Receipt, ValidatorSet, compute_block_id
+from qilian.types.core import (
+    Block,
+    BlockHeader,
+    Commit,
+    Receipt,
+    ValidatorSet,
+    compute_block_id,
+    compute_signed_tx_hash,
+)
 
 
 def get_header_doc(suite: Suite, header: BlockHeader) -> dict[str, Any]:
@@ -35,6 +43,7 @@ def get_header_doc(suite: Suite, header: BlockHeader) -> dict[str, Any]:
         "next_validators_hash": header.next_validators_hash.hex(),
         "version": header.version,
         "proposer": header.proposer.hex(),
+        "evidence_hash": header.evidence_hash.hex(),
         "encoded": header.encode().hex(),
     }
 
@@ -84,9 +93,11 @@ def parse_merkle_doc(doc: Any) -> merkle.MerkleProof:
         raise ValueError(f"malformed Merkle proof: {exc}") from None
 
 
-def compute_tx_merkle_proof(suite: Suite, tx_hashes: Sequence[bytes], index: int) -> merkle.MerkleProof:
-    """Proof that ``tx_hashes[index]`` is under a header's ``txs_root`` (leaves are the transaction hashes)."""
-    return merkle.compute_proof(suite.hash, tx_hashes, index)
+def compute_tx_merkle_proof(suite: Suite, block: Block, index: int) -> merkle.MerkleProof:
+    """Proof that ``block.txs[index]`` is under its header's ``txs_root``. The leaves are the signed hashes
+    (:func:`~qilian.types.core.compute_signed_tx_hash`): the proof covers the exact signed bytes the chain agreed
+    on, so a verifier recomputes the leaf from the encoded transaction it was given, signature included."""
+    return merkle.compute_proof(suite.hash, [compute_signed_tx_hash(suite, tx) for tx in block.txs], index)
 
 
 def compute_receipt_merkle_proof(suite: Suite, receipts: Sequence[Receipt], index: int) -> merkle.MerkleProof:
@@ -95,12 +106,12 @@ def compute_receipt_merkle_proof(suite: Suite, receipts: Sequence[Receipt], inde
     return merkle.compute_proof(suite.hash, [r.encode() for r in receipts], index)
 
 
-def get_tx_proof_doc(suite: Suite, block: Block, commit: Commit, tx_hashes: Sequence[bytes], index: int,
-                     receipts: Sequence[Receipt], child: Block | None, child_commit: Commit | None) -> dict[str, Any]:
+def get_tx_proof_doc(suite: Suite, block: Block, commit: Commit, index: int, receipts: Sequence[Receipt],
+                     child: Block | None, child_commit: Commit | None) -> dict[str, Any]:
     """The ``proof`` of ``GET /txs/{hash}``: inclusion of the transaction under its block's header and commit,
     and — once the child block exists — of its receipt under the child's header and commit."""
     doc: dict[str, Any] = {
-        "tx": {"merkle": get_merkle_doc(compute_tx_merkle_proof(suite, tx_hashes, index)),
+        "tx": {"merkle": get_merkle_doc(compute_tx_merkle_proof(suite, block, index)),
                "header": get_header_doc(suite, block.header), "commit": get_commit_doc(commit)},
         "receipt": None,
     }

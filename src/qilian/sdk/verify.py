@@ -49,7 +49,7 @@ class VerifiedTx:
     tx: Transaction
     """The transaction, decoded from its proven bytes."""
     tx_hash: bytes
-    """Its hash, recomputed."""
+    """Its hash (ID: the body's), recomputed."""
     height: int
     """Height of its block (from the signed header)."""
     header: BlockHeader
@@ -194,16 +194,25 @@ def _merkle(doc: Any) -> merkle.MerkleProof:
 
 
 def verify_tx_response(genesis: Genesis, resp: dict[str, Any], require_receipt: bool = True,
-                       trusted: TrustedSets | None = None) -> VerifiedTx:
-    """Verify a ``GET /txs/{hash}`` response; raises ProofInvalid naming the failed step."""
+                       trusted: TrustedSets | None = None, tx_hash: bytes | None = None) -> VerifiedTx:
+    """Verify a ``GET /txs/{hash}`` response; raises ProofInvalid naming the failed step.
+
+    Two hashes are recomputed from the encoded transaction: its ID (the body hash), which must equal the one asked
+    for (``tx_hash``, else the response's ``hash``), and its signed hash (body, key and signature), the Merkle leaf
+    under ``txs_root`` — so the proof covers the very signature the node returned, not just the body."""
     suite = get_suite(genesis.suite)
     try:
-        tx = Transaction.decode(_hex(resp["tx"]["encoded"], "tx.encoded"))
+        raw = _hex(resp["tx"]["encoded"], "tx.encoded")
+        tx = Transaction.decode(raw)
     except (KeyError, TypeError, CodecError) as exc:
         raise ProofInvalid(f"malformed transaction: {exc}") from None
-    tx_hash = compute_tx_hash(suite, tx.body)
-    if resp.get("hash") and _hex(resp["hash"], "hash") != tx_hash:
+    body_hash = compute_tx_hash(suite, tx.body)
+    if tx_hash is not None and body_hash != tx_hash:
+        raise ProofInvalid(f"the transaction returned is {body_hash.hex()[:16]}…, not the {tx_hash.hex()[:16]}… asked "
+                           f"for")
+    if resp.get("hash") and _hex(resp["hash"], "hash") != body_hash:
         raise ProofInvalid("transaction bytes do not hash to the claimed hash")
+    signed_hash = suite.hash(raw)  # raw decoded, hence canonical: this is compute_signed_tx_hash(suite, tx)
     proof = resp.get("proof") or {}
     tp = proof.get("tx") or {}
     header, commit = verify_header_and_commit(genesis, tp.get("header"), tp.get("commit"), trusted)
@@ -211,8 +220,9 @@ def verify_tx_response(genesis: Genesis, resp: dict[str, Any], require_receipt: 
     if mp.size != header.tx_count:
         # RFC 9162 proofs pin the size only through the path's shape; take it from the signed header.
         raise ProofInvalid(f"proof claims {mp.size} transactions; the header says {header.tx_count}")
-    if not merkle.is_valid_proof(suite.hash, header.txs_root, tx_hash, mp):
-        raise ProofInvalid("transaction is not in the block: Merkle proof does not lead to txs_root")
+    if not merkle.is_valid_proof(suite.hash, header.txs_root, signed_hash, mp):
+        raise ProofInvalid("transaction is not in the block: Merkle proof of its signed bytes does not lead to "
+                           "txs_root")
     receipt = None
     rp = proof.get("receipt")
     if rp is None:
@@ -224,7 +234,7 @@ def verify_tx_response(genesis: Genesis, resp: dict[str, Any], require_receipt: 
             receipt = Receipt.decode(rbytes)
         except (KeyError, TypeError, CodecError) as exc:
             raise ProofInvalid(f"malformed receipt: {exc}") from None
-        if receipt.tx_hash != tx_hash:
+        if receipt.tx_hash != body_hash:
             raise ProofInvalid("receipt is for another transaction")
         nheader = verify_header(genesis, rp.get("header"), rp.get("commit"), trusted)
         if nheader.height != header.height + 1 or nheader.prev_block_id != compute_block_id(suite, header):
@@ -234,7 +244,7 @@ def verify_tx_response(genesis: Genesis, resp: dict[str, Any], require_receipt: 
             raise ProofInvalid("receipt position does not match the transaction's position")
         if not merkle.is_valid_proof(suite.hash, nheader.receipts_root, rbytes, rmp):
             raise ProofInvalid("receipt is not committed: Merkle proof does not lead to receipts_root")
-    return VerifiedTx(tx, tx_hash, header.height, header, receipt, len(commit.signatures))
+    return VerifiedTx(tx, body_hash, header.height, header, receipt, len(commit.signatures))
 
 
 def verify_state_response(genesis: Genesis, resp: dict[str, Any], trusted: TrustedSets | None = None

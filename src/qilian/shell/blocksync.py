@@ -206,7 +206,8 @@ class BlockSyncReactor:
             self._apply_from(sender, items, nxt, state, end)
             return
         try:
-            check_block_limits(self.ledger.rules.genesis.params, block.header.height, len(block.txs), raw_len)
+            check_block_limits(tip.get_params(self.ledger.rules.genesis.params), block.header.height,
+                               len(block.txs), raw_len)
             check_block(self.ledger.rules, tip, block, hashes, self.ledger.get_committed(hashes).__contains__,
                         self.pool.get_sig_checked(block.txs, hashes))
         except BlockInvalid as exc:

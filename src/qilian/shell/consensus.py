@@ -3,8 +3,9 @@ guard, proposal and vote intake, relay, anti-entropy, block building and validat
 path — written against ports (:mod:`qilian.shell.ports`), so the node and the simulator run this very code.
 
 What the core decides on is the block *header* (its bytes are the value, its hash the block ID). A proposal carries
-the header and the transaction hashes; a node assembles the block from its mempool and fetches the transactions it
-lacks (the mempool reactor), then answers the core's validity question with the full block checks. Votes and
+the header and the transactions' signed hashes (``txs_root`` commits to them); a node assembles the block from its
+mempool and fetches the signed versions it lacks (the mempool reactor) — so every node stores the proposer's exact
+bytes — then answers the core's validity question with the full block checks. Votes and
 proposals are signature-checked here, before they reach the core.
 
 Order of durability (docs/spec/consensus.md): every core input is appended to the WAL; before the signer guard's
@@ -21,9 +22,10 @@ that (re)connects and by anti-entropy while a height is stuck."""
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Protocol
 
 from qilian.consensus.core import Core
 from qilian.consensus.signer import SignerState, SignRefused, check_sign
@@ -49,17 +51,42 @@ from qilian.consensus.types import (
     VoteType,
 )
 from qilian.consensus.validators import ValidatorSet as ConsensusValidators
-from qilian.execution.block import BlockInvalid, check_block, check_commit, compute_txs_root, make_header
+from qilian.execution.block import (
+    BlockInvalid,
+    ParentInfo,
+    check_block,
+    check_commit,
+    compute_txs_root,
+    make_header,
+)
+from qilian.execution.evidence import (
+    MAX_BLOCK_EVIDENCE,
+    MAX_EVIDENCE_AGE_BLOCKS,
+    EvidenceInvalid,
+    check_evidence,
+    check_evidence_shape,
+    compute_evidence_root,
+    is_evidence_due,
+    make_evidence,
+)
 from qilian.execution.limits import check_block_limits
+from qilian.execution.params import MAX_BLOCK_BYTES_BOUND
 from qilian.execution.rules import TxRejected, check_tx_window
 from qilian.mempool.pool import PoolEntry
-from qilian.p2p.messages import PeerViolation, ProposalMsg, compute_proposal_sign_bytes
+from qilian.p2p.messages import (
+    MAX_EVIDENCE_PER_MESSAGE,
+    EvidenceMsg,
+    PeerViolation,
+    ProposalMsg,
+    compute_proposal_sign_bytes,
+)
 from qilian.shell.limits import (
     FUTURE_HEIGHT_WINDOW,
     MAX_ANTI_ENTROPY_BATCH,
     MAX_FAR_ROUND_MESSAGES,
     MAX_FUTURE_MESSAGES,
     MAX_HELD_PER_HEIGHT,
+    MAX_PENDING_EVIDENCE,
     MAX_PROPOSALS_PER_ROUND,
     MAX_VALUES_PER_SLOT,
     ROUND_WINDOW,
@@ -77,13 +104,18 @@ from qilian.shell.wal import (
     WalVote,
 )
 from qilian.types.core import (
+    MAX_BLOCK_TXS_BOUND,
     PRECOMMIT,
     PREVOTE,
     Block,
+    ChainParams,
     Commit,
     CommitSig,
+    Evidence,
     Transaction,
     compute_commit_hash,
+    compute_evidence_hash,
+    compute_signed_tx_hash,
     compute_tx_hash,
     compute_vote_sign_bytes,
 )
@@ -94,8 +126,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("qilian.consensus")
 
-MAX_EVIDENCE = 1000
-"""Equivocation evidence kept in memory (newest first to go into blocks once evidence is carried on chain)."""
+MAX_VOTE_TIMINGS = 4096
+"""(height, round, type) vote timings tracked at once (rounds beyond it are not timed)."""
+MAX_QUORUM_DELAYS = 4096
+"""Most recent first-vote-to-quorum delays kept for ``/metrics``."""
 
 
 class ShellObserver(Protocol):
@@ -221,12 +255,19 @@ class ConsensusReactor:
         further precommits or replaced by block sync; nothing is stored until then."""
         self.applying: int | None = None
         """Height whose block is executing (the next height waits for its state root)."""
-        self.evidence: list[Any] = []
+        self.evidence: dict[bytes, Evidence] = {}
+        """Verified evidence waiting for a block, by hash, oldest first (≤ MAX_PENDING_EVIDENCE): detected here or
+        gossiped by peers; a proposer includes the due ones, and they leave once committed."""
         self.future: dict[int, list[tuple[Input, WalRecord]]] = {}
         """Verified proposals and votes for heights not started yet."""
         self.future_count = 0
         self.relayed = 0
         """Consensus messages of other validators relayed to peers."""
+        self._vote_timing: dict[tuple[int, int, int], list[int]] = {}
+        """(height, round, type) → [monotonic ms of its first vote seen, power seen so far, 1 once a quorum]."""
+        self.quorum_delays: deque[tuple[int, int]] = deque(maxlen=MAX_QUORUM_DELAYS)
+        """(vote type, ms) from the first vote of a (height, round, type) to a quorum of that type: how long the
+        validators take to vote once one has. Observation only (``/metrics``, ``qilian bench votes``)."""
         self._ae_turn = 0
         self._timers: dict[object, TimerHandle] = {}
         self._pace_timer: TimerHandle | None = None
@@ -352,6 +393,7 @@ class ConsensusReactor:
         self.sigs = {k: v for k, v in self.sigs.items() if k[1] > tip}
         self._slot_values = {k: v for k, v in self._slot_values.items() if k[0] > tip}
         self._far = {k: v for k, v in self._far.items() if k[0] > tip}
+        self._vote_timing = {k: v for k, v in self._vote_timing.items() if k[0] > tip}
         self.held = {h: v for h, v in self.held.items() if h > tip}
         # Peers that already started the next height sent messages for it while we finished this one.
         self.peer_activity = bool(self.future.get(tip + 1))
@@ -469,10 +511,7 @@ class ConsensusReactor:
             elif isinstance(o, Decide):
                 self._on_decide(o)
             elif isinstance(o, EvidenceFound):
-                log.warning("equivocation by %s at height %d round %d", o.evidence.first.validator.hex(),
-                            o.evidence.first.height, o.evidence.first.round)
-                self.evidence.append(o.evidence)
-                del self.evidence[:-MAX_EVIDENCE]
+                self._on_evidence_found(o)
 
     def _schedule(self, o: ScheduleTimeout) -> None:
         def fire() -> None:
@@ -557,8 +596,9 @@ class ConsensusReactor:
             vr = message.valid_round + 1
             sig = self.signer.sign(compute_proposal_sign_bytes(self.chain_id, message.height, message.round,
                                                                message.value_id, vr))
-            hashes = tuple(compute_tx_hash(self.suite, tx.body) for tx in block.txs)
-            return ProposalMsg(message.round, vr, block.header, hashes, block.last_commit, message.proposer, sig)
+            signed = tuple(compute_signed_tx_hash(self.suite, tx) for tx in block.txs)
+            return ProposalMsg(message.round, vr, block.header, signed, block.last_commit, block.evidence,
+                               message.proposer, sig)
         kind = PREVOTE if message.type == VoteType.PREVOTE else PRECOMMIT
         bid = message.value_id or b""
         sig = self.signer.sign(compute_vote_sign_bytes(self.chain_id, kind, message.height, message.round, bid))
@@ -580,17 +620,19 @@ class ConsensusReactor:
                 return False
             return True
 
-        entries = mempool.get_batch(self.params.max_block_txs, self.params.max_block_bytes - 64 * 1024, includable)
+        params = parent.get_params(self.params)  # the limits governed for this height (execution/params.py)
+        entries = mempool.get_batch(params.max_block_txs, params.max_block_bytes - 64 * 1024, includable)
+        evidence = self._get_due_evidence(parent)
         # Committed transactions leave the mempool when their block commits; one batched lookup guards the rest.
         on_chain = self.ledger.get_committed(e.tx_hash for e in entries)
         if on_chain:
             dead += on_chain
             entries = [e for e in entries if e.tx_hash not in on_chain]
         mempool.process_remove(dead)
-        hashes = [e.tx_hash for e in entries]
         last_commit = self.ledger.get_commit(parent.height) if parent.height else None
-        header = make_header(self.rules, parent, self.clock.get_wall_ms(), hashes, last_commit, self.address)
-        block = Block(header, tuple(e.tx for e in entries), last_commit)
+        header = make_header(self.rules, parent, self.clock.get_wall_ms(), [e.signed_hash for e in entries],
+                             last_commit, self.address, evidence)
+        block = Block(header, tuple(e.tx for e in entries), last_commit, evidence)
         value = header.encode()
         self.blocks[self.suite.hash(value)] = block
         self._feed(ProposalValueReady(o.height, o.round, value), WalValue(o.height, o.round, block))
@@ -616,7 +658,7 @@ class ConsensusReactor:
         if block is None or self._stopping:
             self._answer_validity(o, None, False)
             return
-        hashes = list(parts.msg.tx_hashes)
+        hashes = [compute_tx_hash(self.suite, tx.body) for tx in block.txs]
         self.pool.verify_many(list(zip(block.txs, hashes, strict=True)),
                               lambda verdicts: self._on_verified(o, block, hashes, verdicts))
 
@@ -631,7 +673,8 @@ class ConsensusReactor:
             parent = self.ledger.get_parent_info()
             if block.header.height != parent.height + 1:
                 raise BlockInvalid("proposal is not for the next height")
-            check_block_limits(self.params, block.header.height, len(block.txs), len(block.encode()))
+            check_block_limits(parent.get_params(self.params), block.header.height, len(block.txs),
+                               len(block.encode()))
             on_chain = self.ledger.get_committed(hashes)
             check_block(self.rules, parent, block, hashes, on_chain.__contains__,
                         self.pool.get_sig_checked(block.txs, hashes))
@@ -708,24 +751,23 @@ class ConsensusReactor:
         "STATE DIVERGED"; docs/spec/consensus.md, "One view of the chain"). A stored block at that height that is
         not the decided one is."""
         parent = self.ledger.get_parent_info()
-        height = block.header.height
-        if height <= parent.height:
-            stored = self.ledger.get_block_bytes(height)
-            stored_id = None if stored is None else self.suite.hash(Block.decode(stored).header.encode())
-            if stored_id != commit.block_id:
-                self._fatal(f"block {height} decided by the network is {commit.block_id.hex()[:16]}…, but this "
-                            f"node stored {stored_id.hex()[:16] + '…' if stored_id else 'none'} at that height")
+        if block.header.height <= parent.height:
+            # Block sync stored this height while the core was still deciding it (an observer or a catching-up
+            # node follows both): nothing to apply — unless the stored block is another one.
+            stored = self.ledger.get_commit(block.header.height)
+            if stored is None or stored.block_id != commit.block_id:
+                self._fatal(f"block {block.header.height} decided by the network is not the one block sync stored")
                 return
-            log.info("height %d was decided while block sync stored it (tip %d): nothing to apply", height,
-                     parent.height)
-            self._on_committed([compute_tx_hash(self.suite, tx.body) for tx in block.txs], None)
+            self.on_synced()
             return
-        assert height == parent.height + 1, f"decided height {height} is beyond the tip {parent.height} + 1"
+        assert block.header.height == parent.height + 1, "a decided height is never beyond the tip + 1"
         if (block.header.state_root, block.header.receipts_root) != (parent.state_root, parent.receipts_root):
             self._fatal(f"block {block.header.height} decided by the network carries state root "
                         f"{block.header.state_root.hex()[:16]}…, this node has {parent.state_root.hex()[:16]}…")
             return
         hashes = [compute_tx_hash(self.suite, tx.body) for tx in block.txs]
+        for ev in block.evidence:
+            self.evidence.pop(compute_evidence_hash(self.suite, ev), None)
         self.applying = block.header.height
         self.applier.apply(block, commit, hashes, lambda stored, error: self._on_committed(hashes, error))
 
@@ -752,6 +794,8 @@ class ConsensusReactor:
             self.network.send(address, m)
         for m in self.held.get(self.get_tip_height() + 1, [])[-MAX_ANTI_ENTROPY_BATCH:]:
             self.network.send(address, m)
+        if self.evidence:
+            self.network.send(address, EvidenceMsg(tuple(self.evidence.values())[-MAX_EVIDENCE_PER_MESSAGE:]))
 
     def on_vote(self, sv: SignedVote, sender: bytes | None = None) -> None:
         """A vote from a peer. Raises PeerViolation for provably bad input."""
@@ -814,17 +858,19 @@ class ConsensusReactor:
                         or not self._has_room(h.height)):
             return
         try:
-            check_block_limits(self.params, h.height, h.tx_count, None)
+            check_block_limits(self._get_params(h.height), h.height, h.tx_count, None)
         except BlockInvalid as exc:
             log.warning("proposal by %s dropped: %s", msg.proposer.hex()[:16], exc)
             return
         if not self.suite.verify(pub, compute_proposal_sign_bytes(self.chain_id, h.height, msg.round, p.value_id,
                                                                   msg.valid_round), msg.signature):
             raise PeerViolation("proposal signature does not verify")
-        if len(msg.tx_hashes) != h.tx_count or compute_txs_root(self.suite, msg.tx_hashes) != h.txs_root:
+        if len(msg.signed_hashes) != h.tx_count or compute_txs_root(self.suite, msg.signed_hashes) != h.txs_root:
             raise PeerViolation("proposal lists transactions its header does not commit to")
         if compute_commit_hash(self.suite, msg.last_commit) != h.last_commit_hash:
             raise PeerViolation("proposal carries a parent commit its header does not commit to")
+        if compute_evidence_root(self.suite, msg.evidence) != h.evidence_hash:
+            raise PeerViolation("proposal carries evidence its header does not commit to")
         record = WalProposal(msg)
         if far:
             if self._is_far_round_taken(h.height, msg.proposer, msg.round):
@@ -835,13 +881,85 @@ class ConsensusReactor:
         self._relay(msg, sender, msg.proposer)
         self._deliver(h.height, ProposalReceived(p), record)
 
-    def get_block_tx(self, tx_hash: bytes) -> Transaction | None:
-        """A transaction of one of this height's assembled blocks (to answer a peer's GetTxs)."""
+    def get_block_tx(self, signed_hash: bytes) -> Transaction | None:
+        """The transaction with this signed hash in one of this height's assembled blocks (to answer a peer's
+        GetTxs)."""
         for b in self.blocks.values():
             for t in b.txs:
-                if compute_tx_hash(self.suite, t.body) == tx_hash:
+                if compute_signed_tx_hash(self.suite, t) == signed_hash:
                     return t
         return None
+
+    # ------------------------------------------------------------------------------------------ evidence
+
+    def _on_evidence_found(self, o: EvidenceFound) -> None:
+        """The core saw one validator sign two votes for one (height, round, type): build the signed evidence item
+        from the two verified signatures held, keep it for a block and gossip it."""
+        first, second = o.evidence.first, o.evidence.second
+        log.warning("equivocation by %s at height %d round %d", first.validator.hex(), first.height, first.round)
+        votes = []
+        for v in (first, second):
+            kind = PREVOTE if v.type == VoteType.PREVOTE else PRECOMMIT
+            bid = v.value_id or b""
+            sig = self.sigs.get((kind, v.height, v.round, bid, v.validator))
+            if sig is None:
+                return  # a vote taken beyond the round window: its signature was not kept, no provable item
+            votes.append(SignedVote(kind, v.height, v.round, bid, v.validator, sig))
+        ev = make_evidence(votes[0], votes[1])
+        if self._keep_evidence(ev) and self.network is not None:
+            self.network.broadcast(EvidenceMsg((ev,)))
+
+    def _keep_evidence(self, ev: Evidence) -> bool:
+        """Add a verified item to the pending set; False if it was there already."""
+        eh = compute_evidence_hash(self.suite, ev)
+        if eh in self.evidence:
+            return False
+        self.evidence[eh] = ev
+        while len(self.evidence) > MAX_PENDING_EVIDENCE:
+            del self.evidence[next(iter(self.evidence))]
+        return True
+
+    def on_evidence(self, msg: EvidenceMsg, sender: bytes | None) -> None:
+        """Evidence gossiped by a peer: each new item is verified before it is kept or relayed (once, to the other
+        peers). Items that cannot be checked or used any more (committed, outside the age window, of a height
+        whose set is not known yet) are dropped quietly — a correct peer may send them; an item that is not an
+        equivocation, names a non-validator or carries a bad signature is a protocol violation."""
+        parent = self.ledger.get_parent_info()
+        is_committed = parent.is_evidence_committed or (lambda _h: False)
+        fresh: list[Evidence] = []
+        for ev in msg.items:
+            try:
+                check_evidence_shape(ev)
+            except EvidenceInvalid as exc:
+                raise PeerViolation(str(exc)) from None
+            eh = compute_evidence_hash(self.suite, ev)
+            e = ev.vote_a.height
+            if eh in self.evidence or is_committed(eh) or parent.height + 1 - e > MAX_EVIDENCE_AGE_BLOCKS \
+                    or self.ledger.get_validators(e) is None:
+                continue
+            try:
+                check_evidence(self.suite, self.chain_id, ev, max(parent.height + 1, e + 1),
+                               self.ledger.get_validators, is_committed)
+            except EvidenceInvalid as exc:
+                raise PeerViolation(f"peer sent invalid evidence: {exc}") from None
+            if self._keep_evidence(ev):
+                fresh.append(ev)
+        if fresh and self.network is not None:
+            self.network.broadcast(EvidenceMsg(tuple(fresh)), exclude={sender} if sender is not None else set())
+
+    def _get_due_evidence(self, parent: ParentInfo) -> tuple[Evidence, ...]:
+        """Pending items a block on ``parent`` may carry (oldest first, ≤ MAX_BLOCK_EVIDENCE); items committed
+        meanwhile (by this node's blocks or by block sync) or aged out are dropped. Signatures were verified when
+        the item was kept and the set of a past height never changes, so nothing is verified again here."""
+        height = parent.height + 1
+        is_committed = parent.is_evidence_committed or (lambda _h: False)
+        out: list[Evidence] = []
+        for eh, ev in list(self.evidence.items()):
+            if is_committed(eh) or height - ev.vote_a.height > MAX_EVIDENCE_AGE_BLOCKS:
+                del self.evidence[eh]
+            elif is_evidence_due(ev, height) and len(out) < MAX_BLOCK_EVIDENCE:
+                out.append(ev)
+        return tuple(out)
 
     # ------------------------------------------------------------------------------------------ anti-entropy
 
@@ -874,6 +992,15 @@ class ConsensusReactor:
         if height > self.get_base_height() + 1 and self.sync is not None:
             self.sync.request_sync()
         return tip < height <= tip + FUTURE_HEIGHT_WINDOW
+
+    def _get_params(self, height: int) -> ChainParams:
+        """The block limits of ``height`` for the cheap checks before a proposal is stored: the governed ones when
+        ``height`` is tip + 1 (the tip's state holds them); for tip + 2 the hard bounds (execution/params.py) —
+        the full check with that height's limits runs when its value is validated."""
+        parent = self.ledger.get_parent_info()
+        if height == parent.height + 1:
+            return parent.get_params(self.params)
+        return replace(self.params, max_block_txs=MAX_BLOCK_TXS_BOUND, max_block_bytes=MAX_BLOCK_BYTES_BOUND)
 
     def _get_round_limit(self, height: int) -> int:
         """Highest round whose messages are stored and relayed (ROUND_WINDOW above the current round)."""
@@ -926,9 +1053,33 @@ class ConsensusReactor:
         """Remember a verified vote: its signature (commits, dedup), its slot count, and (others') for re-sending."""
         self.sigs[(sv.kind, sv.height, sv.round, sv.block_id, sv.validator)] = sv.signature
         slot = (sv.height, sv.round, sv.kind, sv.validator)
+        first_of_slot = slot not in self._slot_values
         self._slot_values[slot] = self._slot_values.get(slot, 0) + 1
+        if first_of_slot:
+            self._note_vote_timing(sv)
         if not own:
             self._hold(sv.height, sv)
+
+    def _note_vote_timing(self, sv: SignedVote) -> None:
+        """Time from the first vote of a (height, round, type) to a quorum of that type (each validator's power
+        counted once). Execution runs beside consensus on a worker thread; this is the figure that shows whether
+        a long block delays the other validators' votes (docs/benchmarks.md, ``qilian bench votes``)."""
+        key = (sv.height, sv.round, sv.kind)
+        now = self.clock.get_monotonic_ms()
+        timing = self._vote_timing.get(key)
+        if timing is None:
+            if len(self._vote_timing) >= MAX_VOTE_TIMINGS:
+                return
+            timing = self._vote_timing[key] = [now, 0, 0]
+        if timing[2]:
+            return
+        vset = self.ledger.get_consensus_validators(sv.height)
+        if vset is None:
+            return
+        timing[1] += vset.get_power(sv.validator)
+        if vset.is_quorum(timing[1]):
+            timing[2] = 1
+            self.quorum_delays.append((sv.kind, now - timing[0]))
 
     def _note_proposal(self, msg: ProposalMsg, sender: bytes | None) -> None:
         value_id = self.suite.hash(msg.header.encode())

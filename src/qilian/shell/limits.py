@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Final
 
+from qilian.execution.params import MAX_BLOCK_BYTES_BOUND
 from qilian.p2p.messages import MAX_FRAME_BYTES, MAX_HASHES, MAX_TX_BYTES_ON_WIRE, MAX_TXS_PER_BATCH
 from qilian.shell.wal import MAX_RECORD_BYTES
 from qilian.types.codec import MAX_MESSAGE_BYTES
-from qilian.types.core import ChainParams
+from qilian.types.core import MAX_BLOCK_TXS_BOUND, ChainParams
 
 FUTURE_HEIGHT_WINDOW: Final = 2
 """Consensus messages are kept for heights tip + 1 … tip + this (tip + 2 arrives while block tip + 1 executes);
@@ -33,6 +34,9 @@ MAX_FUTURE_MESSAGES: Final = 4096
 """Verified consensus messages kept for heights this node has not started (fed to the core when it does)."""
 MAX_HELD_PER_HEIGHT: Final = 4096
 """Signed messages of a height kept for re-sending to a (re)connecting peer and for anti-entropy."""
+MAX_PENDING_EVIDENCE: Final = 1000
+"""Verified evidence items waiting for a block (own detections and peers' gossip); the oldest goes first when
+full. Kept in memory only: a restart forgets them, and a peer that still holds them re-sends them on reconnect."""
 MAX_RELAY_SEEN: Final = 65_536
 """Hashes of relayed consensus messages remembered (each distinct message is relayed once)."""
 ANTI_ENTROPY_S: Final = 2.0
@@ -52,6 +56,9 @@ MAX_COMMIT_ON_WIRE: Final = 1 << 20
 assert ChainParams().max_block_bytes + MAX_COMMIT_ON_WIRE + BLOCK_FRAME_OVERHEAD <= MAX_FRAME_BYTES, \
     "a maximum-size block with its commit must fit one P2P frame (block sync)"
 assert ChainParams().max_block_txs <= MAX_HASHES, "a proposal must be able to list every transaction of a full block"
+assert MAX_BLOCK_BYTES_BOUND + MAX_COMMIT_ON_WIRE + BLOCK_FRAME_OVERHEAD <= MAX_FRAME_BYTES, \
+    "the largest block governance may allow (block.max_bytes) must fit one P2P frame with its commit"
+assert MAX_BLOCK_TXS_BOUND <= MAX_HASHES, "a proposal must be able to list the most transactions governance allows"
 assert ChainParams().max_tx_bytes <= MAX_TX_BYTES_ON_WIRE, "a maximum-size transaction must fit a gossip batch item"
 assert MAX_FRAME_BYTES <= MAX_MESSAGE_BYTES, "the codec must decode any frame the transport accepts"
 assert MAX_FRAME_BYTES <= MAX_RECORD_BYTES, "a WAL record must hold a maximum-size block"

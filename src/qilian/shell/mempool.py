@@ -2,13 +2,19 @@
 block from the mempool plus what must be fetched.
 
 Narrow interface: consensus asks :meth:`MempoolReactor.assemble`; the node (or the simulator) reports admissions
-through :meth:`MempoolReactor.on_tx_admitted`; everything else arrives as peer messages."""
+through :meth:`MempoolReactor.on_tx_admitted`; everything else arrives as peer messages.
+
+A proposal names its transactions by *signed* hash, and the block is assembled from exactly those signed versions.
+The mempool holds one version per body (the first seen); when the proposal names another version of a body this
+node holds, that version is fetched like a missing transaction — so every node stores the proposer's bytes, and a
+block ID means the same bytes everywhere (docs/spec/consensus.md, "Proposals and transaction fetch")."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
+from qilian.crypto.suite import Suite
 from qilian.p2p.messages import MAX_FRAME_BYTES, MAX_HASHES, MAX_TXS_PER_BATCH, GetTxs, ProposalMsg, TxBatch
 from qilian.shell.ports import Clock, Network, TimerHandle, TxPool
 from qilian.shell.timing import ShellTiming
@@ -23,7 +29,7 @@ MAX_FETCHED_TXS = 20_000
 class _Assembly:
     """One proposal waiting for its transactions."""
 
-    __slots__ = ("asks", "deadline", "done", "msg", "next_ask", "sender", "timer")
+    __slots__ = ("asks", "deadline", "done", "missing", "msg", "next_ask", "sender", "timer")
 
     def __init__(self, msg: ProposalMsg, sender: bytes | None, deadline: int, done: Callable[[Block | None], None]):
         self.msg = msg
@@ -32,22 +38,27 @@ class _Assembly:
         self.next_ask = 0
         self.asks = 0
         self.done = done
+        self.missing: frozenset[bytes] = frozenset()
+        """Signed hashes not found at the last attempt (what a fetch answer may bring)."""
         self.timer: TimerHandle | None = None
 
 
 class MempoolReactor:
     """Transactions between peers."""
 
-    def __init__(self, *, pool: TxPool, network: Network | None, clock: Clock, timing: ShellTiming,
+    def __init__(self, *, pool: TxPool, network: Network | None, clock: Clock, timing: ShellTiming, suite: Suite,
                  get_block_tx: Callable[[bytes], Transaction | None], get_tip_height: Callable[[], int]):
         self.pool = pool
+        self.suite = suite
         self.network = network
         self.clock = clock
         self.timing = timing
         self._get_block_tx = get_block_tx
         self._get_tip_height = get_tip_height
-        self.fetched: dict[bytes, tuple[Transaction, int]] = {}
-        """Transactions fetched for proposals, by hash (valid, signature verified, not admitted)."""
+        self.fetched: dict[bytes, tuple[Transaction, bytes, int]] = {}
+        """Transactions fetched for proposals and not in the mempool, by signed hash → (transaction, body hash, tip
+        height when kept); each signature verified. Either the mempool could not take them, or it holds the same
+        body under another signature."""
         self.gossip_out: list[bytes] = []
         self._gossip_timer: TimerHandle | None = None
         self._assemblies: list[_Assembly] = []
@@ -84,22 +95,34 @@ class MempoolReactor:
     def on_txs(self, sender: bytes | None, batch: TxBatch, finished: Callable[[], None] | None = None) -> None:
         """Transactions relayed by a peer (gossip, or answers to GetTxs): admitted like a client's. Valid ones the
         mempool cannot take (full, or already past a rule that depends on our height) are kept aside for
-        assembling the proposal that needs them. A peer relaying a malformed or badly signed one is cut off."""
+        assembling the proposal that needs them; so is a signed version a waiting proposal names when the mempool
+        holds the same body under another signature (admission answers "known" for it without checking its
+        signature, so it is verified here first). A peer relaying a malformed or badly signed one is cut off."""
         height = self._get_tip_height()
 
         def admitted(results: Sequence[tuple[bytes, str, str]]) -> None:
+            other_versions: list[tuple[Transaction, bytes, bytes]] = []
             try:
+                wanted = self._get_wanted()
                 for raw, (th, status, message) in zip(batch.txs, results, strict=True):
                     if status in ("malformed", "bad_signature"):
-                        if self.network is not None:
-                            self.network.report_violation(sender, f"peer relayed a transaction that is {status}: "
-                                                                  f"{message}")
+                        self._report(sender, f"peer relayed a transaction that is {status}: {message}")
                         return
-                    if status not in ("accepted", "known", "committed") and th and th not in self.fetched \
-                            and len(self.fetched) < MAX_FETCHED_TXS:
-                        tx = Transaction.decode(raw)
-                        if self.pool.is_sig_verified(tx, th):
-                            self.fetched[th] = (tx, height)
+                    if not th or status == "accepted" or len(self.fetched) >= MAX_FETCHED_TXS:
+                        continue
+                    sh = self.suite.hash(raw)  # raw decoded, hence canonical: its hash is the signed hash
+                    if sh in self.fetched or self.pool.mempool.get_signed(sh) is not None:
+                        continue
+                    tx = Transaction.decode(raw)
+                    if status == "known":
+                        if sh in wanted:
+                            other_versions.append((tx, th, sh))
+                    elif status != "committed" and self.pool.is_sig_verified(tx, th):
+                        self.fetched[sh] = (tx, th, height)
+                if other_versions:
+                    self.pool.verify_many([(tx, th) for tx, th, _ in other_versions],
+                                          lambda verdicts: self._on_other_versions(sender, other_versions, verdicts,
+                                                                                   height))
                 self._wake()
             finally:
                 if finished is not None:
@@ -107,15 +130,41 @@ class MempoolReactor:
 
         self.pool.submit_batch(list(batch.txs), False, admitted)
 
+    def _get_wanted(self) -> set[bytes]:
+        """Signed hashes waiting proposals lack."""
+        out: set[bytes] = set()
+        for a in self._assemblies:
+            out |= a.missing
+        return out
+
+    def _on_other_versions(self, sender: bytes | None, items: list[tuple[Transaction, bytes, bytes]],
+                           verdicts: Mapping[bytes, bool], height: int) -> None:
+        """Signatures of fetched versions of bodies the mempool holds differently: keep the good ones aside."""
+        if self._stopping:
+            return
+        if not all(verdicts.values()):
+            self._report(sender, "peer relayed a transaction that is bad_signature: signature does not verify for "
+                                 "the sender key and this body")
+            return
+        for tx, th, sh in items:
+            if len(self.fetched) < MAX_FETCHED_TXS:
+                self.fetched[sh] = (tx, th, height)
+        self._wake()
+
+    def _report(self, sender: bytes | None, reason: str) -> None:
+        if self.network is not None:
+            self.network.report_violation(sender, reason)
+
     def on_get_txs(self, sender: bytes, req: GetTxs) -> None:
-        """Answer a peer's request for transactions of a proposal (from the mempool, the blocks of this height and
-        what we fetched ourselves), bounded by the frame size."""
+        """Answer a peer's request for transactions of a proposal by signed hash (from the mempool, the blocks of
+        this height and what we fetched ourselves), bounded by the frame size. Only the exact signed version asked
+        for is sent: another version of the same body would not match the proposal's ``txs_root``."""
         if self.network is None:
             return
         out: list[bytes] = []
         size = 0
         for h in req.hashes:
-            e = self.pool.mempool.get(h)
+            e = self.pool.mempool.get_signed(h)
             tx = e.tx if e is not None else (self._get_block_tx(h) or
                                              (self.fetched[h][0] if h in self.fetched else None))
             if tx is None:
@@ -129,9 +178,11 @@ class MempoolReactor:
             self.network.send(sender, TxBatch(tuple(out)))
 
     def on_committed(self, hashes: list[bytes]) -> None:
-        """A block is stored: its transactions need not be kept aside any more."""
-        for h in hashes:
-            self.fetched.pop(h, None)
+        """A block is stored: its transactions (by body hash: whichever signed versions we kept) need not be kept
+        aside any more."""
+        if self.fetched:
+            gone = set(hashes)
+            self.fetched = {sh: v for sh, v in self.fetched.items() if v[1] not in gone}
         if len(self.fetched) > MAX_FETCHED_TXS:
             self.fetched.clear()
 
@@ -158,8 +209,8 @@ class MempoolReactor:
         msg = a.msg
         txs: list[Transaction] = []
         missing: list[bytes] = []
-        for h in msg.tx_hashes:
-            e = self.pool.mempool.get(h)
+        for h in msg.signed_hashes:
+            e = self.pool.mempool.get_signed(h)
             if e is not None:
                 txs.append(e.tx)
             elif h in self.fetched:
@@ -168,9 +219,10 @@ class MempoolReactor:
                 txs.append(vt)
             else:
                 missing.append(h)
+        a.missing = frozenset(missing)
         now = self.clock.get_monotonic_ms()
         if not missing:
-            self._finish(a, Block(msg.header, tuple(txs), msg.last_commit))
+            self._finish(a, Block(msg.header, tuple(txs), msg.last_commit, msg.evidence))
             return
         net = self.network
         if now >= a.deadline or net is None:

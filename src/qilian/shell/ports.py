@@ -154,8 +154,8 @@ class TxPool(Protocol):
     def verify_many(self, items: list[tuple[Transaction, bytes]], done: Callable[[Mapping[bytes, bool]], None]) -> None:
         """Signature verdicts (keyed like the verdict cache) of transactions not necessarily admitted."""
 
-    def get_verifying_tx(self, tx_hash: bytes) -> Transaction | None:
-        """A transaction with this hash whose signature check is running."""
+    def get_verifying_tx(self, signed_hash: bytes) -> Transaction | None:
+        """The transaction with this signed hash whose signature check is running."""
 
     def is_sig_verified(self, tx: Transaction, tx_hash: bytes) -> bool:
         """This very signature was verified for this body."""

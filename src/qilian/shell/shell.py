@@ -9,7 +9,18 @@ from collections.abc import Callable
 from typing import Any
 
 from qilian.consensus.timeouts import TimeoutConfig
-from qilian.p2p.messages import Blocks, GetBlocks, GetTxs, Hello, PeerViolation, ProposalMsg, Status, TxBatch
+from qilian.p2p.messages import (
+    Blocks,
+    EvidenceMsg,
+    GetBlocks,
+    GetTxs,
+    Hello,
+    HelloProof,
+    PeerViolation,
+    ProposalMsg,
+    Status,
+    TxBatch,
+)
 from qilian.shell.apply import Applier
 from qilian.shell.blocksync import BlockSyncReactor
 from qilian.shell.consensus import ConsensusReactor, ShellObserver
@@ -35,7 +46,7 @@ class Shell:
                                           signer_store=signer_store, signer=signer, timeouts=timeouts,
                                           applier=self.applier, timing=timing, on_fatal=self._on_fatal,
                                           observer=observer)
-        self.mempool = MempoolReactor(pool=pool, network=network, clock=clock, timing=timing,
+        self.mempool = MempoolReactor(pool=pool, network=network, clock=clock, timing=timing, suite=ledger.rules.suite,
                                       get_block_tx=self.consensus.get_block_tx,
                                       get_tip_height=self.consensus.get_tip_height)
         self.blocksync: BlockSyncReactor | None = None
@@ -94,6 +105,8 @@ class Shell:
             return True
         elif isinstance(msg, GetTxs):
             self.mempool.on_get_txs(sender, msg)
+        elif isinstance(msg, EvidenceMsg):
+            self.consensus.on_evidence(msg, sender)
         elif isinstance(msg, Status):
             if self.blocksync is not None:
                 self.blocksync.on_status(sender, msg)
@@ -104,6 +117,6 @@ class Shell:
             if self.blocksync is not None:
                 self.blocksync.on_blocks(sender, msg, finished)
                 return True
-        elif isinstance(msg, Hello):
+        elif isinstance(msg, Hello | HelloProof):
             raise PeerViolation("second Hello on a connection")
         return False

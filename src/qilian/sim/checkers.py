@@ -4,7 +4,8 @@ They use global knowledge no node has — every signed message, every stored blo
 oracle. Each check records a `Violation` instead of raising, so one run reports everything it found.
 
 Checked (docs/spec/consensus.md, "Invariants"):
-1. agreement — no two correct nodes store different blocks at one height;
+1. agreement — no two correct nodes store different blocks at one height, nor different bytes under one block ID
+   (signatures included: ``txs_root`` commits to the signed transactions);
 2. validity — every stored block extends the block stored below it (and passed the shell's `check_block`);
 3. commit certificate — every stored commit passes `check_commit` (real signatures of > 2/3 of the power) against
    the validator set of its own height, checked when it is stored and again over the whole stored chain after
@@ -21,6 +22,7 @@ Checked (docs/spec/consensus.md, "Invariants"):
    lockedRound ≤ vr < r and a polka for v in vr (L22/L28); a restart never loses a lock;
 7. transactions — one is stored at most once, and an acknowledged one (stored by a correct node: what
    `wait=commit` answers) is never lost: every correct node that reached its height holds it there;
+   evidence — a committed equivocation proof never names a correct validator, and one is committed once;
 8. liveness and the event budget — checked by the world."""
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from qilian.crypto.suite import Suite
 from qilian.execution.block import BlockInvalid, check_commit
 from qilian.p2p.messages import ProposalMsg
 from qilian.types.codec import CodecError
-from qilian.types.core import PREVOTE, Block, Commit, Validator
+from qilian.types.core import PREVOTE, Block, Commit, Validator, compute_evidence_hash
 from qilian.types.core import ValidatorSet as ChainValidators
 from qilian.types.core import Vote as SignedVote
 
@@ -44,8 +46,8 @@ class Violation:
     """One broken invariant."""
 
     kind: str
-    """agreement, validity, certificate, valset, double-sign, guard-refused, resend, locking, tx-twice, tx-lost,
-    divergence, peer-violation, exception, liveness, budget."""
+    """agreement, block-bytes, evidence, validity, certificate, valset, double-sign, guard-refused, resend, locking,
+    tx-twice, tx-lost, divergence, peer-violation, exception, liveness, budget."""
     tick: int
     """Simulated time it was found."""
     node: int
@@ -89,10 +91,16 @@ class Checker:
         self._correct_signed: dict[tuple[bytes, int, int, int], Proposal | Vote] = {}
         self.stored: dict[int, bytes] = {}
         """height → block ID first stored by a correct node."""
+        self.stored_bytes: dict[int, bytes] = {}
+        """height → hash of the encoded block (transactions and signatures) first stored by a correct node."""
         self.acked: dict[bytes, int] = {}
         """Transaction hash → height it was stored at (acknowledged to the client)."""
         self.stores = 0
         """Blocks stored by correct nodes (each checked)."""
+        self.correct_validators: frozenset[bytes] = frozenset()
+        """Addresses held only by correct nodes (set by the world): no evidence may name one."""
+        self.evidence_committed: dict[bytes, int] = {}
+        """Evidence hash → height of the block that committed it (as first stored by a correct node)."""
         self.violations: list[Violation] = []
         self.now = 0
 
@@ -199,6 +207,11 @@ class Checker:
         elif first != block_id:
             self._fail("agreement", node, f"height {h}: stored {block_id.hex()[:8]}, another correct node stored "
                                           f"{first.hex()[:8]}")
+        digest = self.suite.hash(block.encode())
+        first_bytes = self.stored_bytes.setdefault(h, digest)
+        if first_bytes != digest and first == block_id:
+            self._fail("block-bytes", node, f"height {h}: block {block_id.hex()[:8]} stored with other bytes than "
+                                            f"another correct node's (a signature differs)")
         below = self.stored.get(h - 1)
         if h > 1 and below is not None and block.header.prev_block_id != below:
             self._fail("validity", node, f"height {h}: block does not extend the stored block {below.hex()[:8]}")
@@ -213,6 +226,14 @@ class Checker:
         if block.header.next_validators_hash != self.get_set(h + 1).compute_hash(self.suite):
             self._fail("valset", node, f"height {h}: header names a next validator set other than the set of "
                                        f"height {h + 1}")
+        for ev in block.evidence:
+            if ev.vote_a.validator in self.correct_validators:
+                self._fail("evidence", node, f"height {h}: block commits equivocation evidence against correct "
+                                             f"validator {ev.vote_a.validator.hex()[:8]}")
+            eh = compute_evidence_hash(self.suite, ev)
+            if self.evidence_committed.setdefault(eh, h) != h:
+                self._fail("evidence", node, f"evidence {eh.hex()[:8]} committed at heights "
+                                             f"{self.evidence_committed[eh]} and {h}")
         for th in hashes:
             at = self.acked.get(th)
             if at is None:

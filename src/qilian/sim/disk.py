@@ -23,7 +23,9 @@ from qilian.consensus.signer import SignerState
 from qilian.consensus.validators import ValidatorSet as ConsensusValidators
 from qilian.execution.block import ParentInfo, execute_block
 from qilian.execution.chain import MemberInfo, TxRejected
+from qilian.execution.evidence import EVIDENCE_NAMESPACE
 from qilian.execution.members import get_member
+from qilian.execution.params import get_chain_params
 from qilian.execution.rules import ChainRules, check_tx_static, check_tx_window, is_valid_tx_signature
 from qilian.execution.valsets import ValidatorSetBook
 from qilian.mempool.pool import Mempool, MempoolFull, PoolEntry
@@ -186,7 +188,12 @@ class MemLedger:
         return None if raw is None else Block.decode(raw).header.state_root
 
     def get_parent_info(self) -> ParentInfo:
-        return replace(self.disk.ledger.tip, get_member=self.get_member)
+        return replace(self.disk.ledger.tip, get_member=self.get_member, get_validators_at=self.valsets.get,
+                       is_evidence_committed=self.is_evidence_committed)
+
+    def is_evidence_committed(self, evidence_hash: bytes) -> bool:
+        """Whether an evidence item is recorded in the tip's state."""
+        return self.get_state(EVIDENCE_NAMESPACE, evidence_hash) is not None
 
     def get_member(self, public_key: bytes) -> MemberInfo | None:
         """Membership of a key in the tip's state."""
@@ -220,7 +227,7 @@ class MemLedger:
             ledger = self.disk.ledger
             tip = ledger.tip
             h = block.header
-            result = execute_block(self.rules, self, block.txs, hashes, h.height, h.time_ms)
+            result = execute_block(self.rules, self, block.txs, hashes, h.height, h.time_ms, block.evidence)
             root, new_nodes = self._tree.apply_writes(tip.state_root, result.writes, h.height)
             self.disk.tick("store")
             self._nodes.put_nodes(new_nodes)
@@ -235,7 +242,8 @@ class MemLedger:
                     ledger.values[k] = v
             current, nxt = self.valsets.get_sets_at_root(root)
             ledger.tip = ParentInfo(h.height, commit.block_id, h.time_ms, root, result.receipts_root, current, nxt,
-                                    tip.validators)
+                                    tip.validators, params=get_chain_params(
+                                        self.rules.genesis.params, self.get_state, h.height + 1))
             self._on_stored(block, commit, hashes)
             done(list(result.receipts), None)
 
@@ -312,7 +320,7 @@ class SimTxPool:
         if not self._is_sig_ok(tx, th):
             return th, "bad_signature", "signature does not verify"
         try:
-            self.mempool.process_add(PoolEntry(tx, th, len(raw)))
+            self.mempool.process_add(PoolEntry(tx, th, self.rules.suite.hash(raw), len(raw)))
         except MempoolFull as exc:
             return th, "mempool_full", str(exc)
         self._on_admitted(raw, from_client)
@@ -325,7 +333,7 @@ class SimTxPool:
     def verify_many(self, items: list[tuple[Transaction, bytes]], done: Callable[[Mapping[bytes, bool]], None]) -> None:
         self._later(1, lambda: done({th + tx.signature: self._is_sig_ok(tx, th) for tx, th in items}))
 
-    def get_verifying_tx(self, tx_hash: bytes) -> Transaction | None:
+    def get_verifying_tx(self, signed_hash: bytes) -> Transaction | None:
         return None
 
     def is_sig_verified(self, tx: Transaction, tx_hash: bytes) -> bool:

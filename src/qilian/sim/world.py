@@ -359,6 +359,7 @@ class World:
         self.correct_keys = {nd.address for nd in self.nodes if nd.is_correct}
         vset = {addrs[i]: self.powers[i] for i in range(n)}
         self.checker = Checker(vset, self.suite, CHAIN_ID, self.genesis.validators)
+        self.checker.correct_validators = frozenset(self.correct_keys)
         self.now = 0
         self._queue: list[tuple[int, int, int, int, int, object]] = []
         self._seq = 0
@@ -785,7 +786,8 @@ class World:
             bid = self.suite.hash(header.encode())
             sig = self.suite.sign(node.private_key, compute_proposal_sign_bytes(CHAIN_ID, h.height, msg.round, bid,
                                                                                 msg.valid_round))
-            alt = ProposalMsg(msg.round, msg.valid_round, header, msg.tx_hashes, msg.last_commit, msg.proposer, sig)
+            alt = ProposalMsg(msg.round, msg.valid_round, header, msg.signed_hashes, msg.last_commit, msg.evidence,
+                              msg.proposer, sig)
             self.checker.on_sign(node.idx, self.to_core(alt), False, alt)
             self.split_values[(h.height, msg.round)] = (self.suite.hash(h.encode()), bid)
         elif node.role in ("equivocate", "double-vote") and isinstance(msg, SignedVote):
@@ -856,6 +858,7 @@ class World:
             "catch-up commits": synced,
             "restarts": sum(n.restarts for n in self.nodes),
             "evidence": evidence,
+            "evidence committed": len(self.checker.evidence_committed),
             "crash points": sum(n.disk.crash_points for n in self.nodes),
             "txs acknowledged": len(self.checker.acked),
             "peer violations": self.peer_violations,

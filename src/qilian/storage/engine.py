@@ -40,7 +40,7 @@ from typing import Any, Final, Protocol
 
 import lmdb
 
-TABLES: Final = (b"m", b"b", b"c", b"r", b"h", b"x", b"n", b"v")
+TABLES: Final = (b"m", b"b", b"c", b"r", b"h", b"x", b"n", b"v", b"g")
 """Every table of the store, one byte each (the RocksDB key prefix; the LMDB sub-database name)."""
 
 LMDB_MAP_SIZE: Final = 64 * 1024**3
@@ -68,6 +68,12 @@ class KVSnapshot(Protocol):
     """A consistent read view; must be closed."""
 
     def get(self, table: bytes, key: bytes) -> bytes | None: ...
+
+    def scan(self, table: bytes, start: bytes, end: bytes | None, limit: int | None = None,
+             ) -> list[tuple[bytes, bytes]]:
+        """(key, value) of ``table`` with ``start ≤ key < end`` (``end`` None: to the table's end), in key
+        order, at most ``limit`` — read in the snapshot, and returned whole (no lazy iteration that a point read
+        through the same snapshot could move)."""
 
     def close(self) -> None: ...
 
@@ -180,6 +186,18 @@ class LmdbSnapshot:
             raise SnapshotClosed("read through a closed LMDB snapshot")
         raw = txn.get(key, db=self._dbs[table])
         return None if raw is None else bytes(raw)
+
+    def scan(self, table: bytes, start: bytes, end: bytes | None, limit: int | None = None,
+             ) -> list[tuple[bytes, bytes]]:
+        txn = self._txn
+        if txn is None:
+            raise SnapshotClosed("read through a closed LMDB snapshot")
+        out: list[tuple[bytes, bytes]] = []
+        for k, v in _iter_lmdb(txn, self._dbs[table], start):
+            if (end is not None and k >= end) or (limit is not None and len(out) >= limit):
+                break
+            out.append((k, v))
+        return out
 
     def close(self) -> None:
         if self._txn is not None:
@@ -318,6 +336,23 @@ class RocksSnapshot:
             value: bytes = it.value()
             return value
         return None
+
+    def scan(self, table: bytes, start: bytes, end: bytes | None, limit: int | None = None,
+             ) -> list[tuple[bytes, bytes]]:
+        """Walk the snapshot's own iterator (a new one would read a newer state)."""
+        it = self._it
+        if it is None:
+            raise SnapshotClosed("read through a closed RocksDB snapshot")
+        out: list[tuple[bytes, bytes]] = []
+        stop = table + end if end is not None else bytes([table[0] + 1])
+        it.seek(table + start)
+        while it.valid() and (limit is None or len(out) < limit):
+            key = it.key()
+            if key >= stop:
+                break
+            out.append((key[1:], it.value()))
+            it.next()
+        return out
 
     def close(self) -> None:
         """Drop the iterator (the binding releases what it pins when it is freed)."""

@@ -19,7 +19,10 @@ Every table is written append-friendly, so a block's commit costs the same after
   so a prefix collision can never misplace a transaction; the map stays 8 + 12 bytes per transaction;
 * ``n`` state-tree nodes under ``version ‖ hash`` and root pointers under the root hash (see
   :mod:`qilian.state.tree`): a block's nodes sort together at the end;
-* ``v`` flat state values by ``len(namespace) ‖ namespace ‖ key``, written in key order per block.
+* ``v`` flat state values by ``len(namespace) ‖ namespace ‖ key``, written in key order per block;
+* ``g`` the governance index: ``v ‖ height`` for each height whose header names another validator set than the
+  previous one's, ``g ‖ height ‖ index`` for each governance transaction (meta keeps ``gov_index_height`` and
+  ``last_validators_hash``).
 
 ``x`` and ``v`` are still keyed by hashes; on the RocksDB engine (the node's) such a put is a log append and a
 memtable insert, sorted in bulk later — the measurement that chose the engine is in docs/benchmarks.md.
@@ -51,8 +54,8 @@ DEFAULT_ENGINE: Final = "rocksdb"
 TX_PREFIX_BYTES: Final = 8
 """Bytes of a transaction hash that key the compact hash map."""
 
-_META, _BLOCKS, _COMMITS, _RECEIPTS, _TXS, _TXMAP, _NODES, _VALUES = (
-    b"m", b"b", b"c", b"r", b"h", b"x", b"n", b"v")
+_META, _BLOCKS, _COMMITS, _RECEIPTS, _TXS, _TXMAP, _NODES, _VALUES, _GOVINDEX = (
+    b"m", b"b", b"c", b"r", b"h", b"x", b"n", b"v", b"g")
 _U64 = struct.Struct(">Q")
 _LOC = struct.Struct(">QI")
 _LMDB_V1_FILE: Final = "data.mdb"
@@ -234,9 +237,11 @@ class ChainStore:
         state_writes: Mapping[tuple[str, bytes], bytes | None],
         new_nodes: Mapping[bytes, bytes],
         tip: ChainTip,
+        gov_positions: Sequence[int] = (),
     ) -> None:
-        """Persist a decided and executed block atomically and durably (one synced batch). Single writer: the
-        reads here (tip, colliding hash prefixes) cannot race another commit."""
+        """Persist a decided and executed block atomically and durably (one synced batch), with its entries of the
+        governance index (``gov_positions``: indexes of its governance transactions). Single writer: the reads
+        here (tip, colliding hash prefixes, the last validator-set hash) cannot race another commit."""
         height = block.header.height
         current = self.get_tip().height
         if current + 1 != height:
@@ -249,6 +254,8 @@ class ChainStore:
         # Unsorted on purpose: RocksDB's memtable sorts; the LMDB engine sorts a batch into key order itself.
         ops += [(_NODES, ref, node) for ref, node in new_nodes.items()]
         ops += [(_VALUES, compute_value_key(ns, key), value) for (ns, key), value in state_writes.items()]
+        ops += self._compute_index_ops(height, block.header.validators_hash, gov_positions,
+                                       self.kv.get(_META, b"last_validators_hash"))
         ops.append((_META, b"tip", encode_trusted(tip.to_wire())))
         self.kv.write(ops)
 
@@ -263,6 +270,50 @@ class ChainStore:
             if old is not None:
                 entries[prefix] = old + entries[prefix]
         return [(_TXMAP, p, entries[p]) for p in prefixes]
+
+    @staticmethod
+    def _compute_index_ops(height: int, validators_hash: bytes, gov_positions: Iterable[int],
+                           last_validators_hash: bytes | None) -> list[Op]:
+        """The governance index entries of one block: ``v ‖ height`` when its header names another validator set
+        than the previous header, ``g ‖ height ‖ index`` per governance transaction — so the validator path and
+        the history export read O(changes) entries, never every header."""
+        hk = _height_key(height)
+        ops: list[Op] = []
+        if height >= 2 and last_validators_hash is not None and last_validators_hash != validators_hash:
+            ops.append((_GOVINDEX, b"v" + hk, b""))
+        ops.append((_META, b"last_validators_hash", validators_hash))
+        ops += [(_GOVINDEX, b"g" + hk + struct.pack(">I", i), b"") for i in gov_positions]
+        ops.append((_META, b"gov_index_height", hk))
+        return ops
+
+    def get_index_height(self) -> int:
+        """The height through which the governance index is complete (0: none; a database written before it
+        existed is backfilled by :meth:`process_index_backfill`)."""
+        raw = self.kv.get(_META, b"gov_index_height")
+        return 0 if raw is None else _U64.unpack(raw)[0]
+
+    def process_index_backfill(self, get_gov_positions: Any, batch: int = 1000) -> int:
+        """Index the blocks the governance index lacks (a database from before it), ``batch`` blocks per batch;
+        ``get_gov_positions(block)`` names a block's governance transactions. Runs on the commit path's side of
+        the single writer (at start, before consensus): blocks stored later are indexed at commit. Returns how
+        many blocks were indexed."""
+        done = 0
+        while True:
+            start = self.get_index_height() + 1
+            tip = self.get_tip().height
+            if start > tip:
+                return done
+            ops: list[Op] = []
+            last = self.kv.get(_META, b"last_validators_hash")
+            for h in range(start, min(tip, start + batch - 1) + 1):
+                raw = self.kv.get(_BLOCKS, _height_key(h))
+                if raw is None:
+                    raise StoreCorrupt(f"block {h} is missing below the tip {tip}")
+                block = Block.decode(raw)
+                ops += self._compute_index_ops(h, block.header.validators_hash, get_gov_positions(block), last)
+                last = block.header.validators_hash
+                done += 1
+            self.kv.write(ops)
 
     # -- reads -------------------------------------------------------------------------------------------
 
@@ -344,6 +395,12 @@ class ChainStore:
         return snap
 
 
+def _compute_prefix_end(prefix: bytes) -> bytes | None:
+    """The first key after every key that starts with ``prefix`` (None: no such key, scan to the table's end)."""
+    p = prefix.rstrip(b"\xff")
+    return None if not p else p[:-1] + bytes([p[-1] + 1])
+
+
 def _find_location(get: Callable[[bytes, bytes], bytes | None], tx_hash: bytes) -> tuple[int, int] | None:
     """Look a hash up in the compact map and confirm each candidate against the height-ordered index."""
     slots = get(_TXMAP, tx_hash[:TX_PREFIX_BYTES])
@@ -412,6 +469,36 @@ class StoreSnapshot:
         """Value of a state key after the snapshot's tip."""
         return self._snap.get(_VALUES, compute_value_key(namespace, key))
 
+    def get_state_page(self, namespace: str, prefix: bytes, after: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        """Up to ``limit`` (key, value) pairs of the state after the snapshot's tip whose key starts with
+        ``prefix`` and sorts after ``after`` ("" for the first page), in key order. The flat table is sorted by
+        namespace then key, so a listing (the holders of an asset) is one cursor walk, not a scan of the tree."""
+        if limit <= 0:
+            return []
+        base = compute_value_key(namespace, b"")
+        first = base + prefix
+        start = base + after + b"\x00" if after else first
+        rows = self._snap.scan(_VALUES, start, _compute_prefix_end(first), limit)
+        return [(k[len(base):], v) for k, v in rows]
+
+    def iter_namespace(self, namespace: str, limit: int) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) of a state namespace after the snapshot's tip, in key order, at most ``limit``."""
+        yield from self.get_state_page(namespace, b"", b"", limit)
+
     def get_node(self, node_hash: bytes) -> bytes | None:
         """A state-tree node (the NodeStore interface), as of the snapshot."""
         return self._snap.get(_NODES, node_hash)
+
+    def get_validator_change_heights(self, up_to: int) -> list[int]:
+        """Heights 2..``up_to`` whose header names another validator set than the previous header (the
+        governance index: O(changes), not a scan of the headers)."""
+        rows = self._snap.scan(_GOVINDEX, b"v", b"v" + _height_key(up_to + 1))
+        return [_U64.unpack(k[1:9])[0] for k, _ in rows]
+
+    def iter_gov_positions(self, start: int, index: int, stop: int) -> Iterator[tuple[int, int]]:
+        """(height, index) of the governance transactions from (``start``, ``index``) through height ``stop``,
+        in chain order (the governance index)."""
+        rows = self._snap.scan(_GOVINDEX, b"g" + _height_key(start) + struct.pack(">I", index),
+                               b"g" + _height_key(stop + 1))
+        for k, _ in rows:
+            yield _U64.unpack(k[1:9])[0], struct.unpack(">I", k[9:13])[0]

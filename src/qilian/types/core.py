@@ -43,9 +43,12 @@ regulators freeze and unfreeze accounts and contracts (docs/governance.md, "Regu
 SENDING_ROLES: Final = frozenset({"admin", "member", "validator", "regulator"})
 """Roles allowed to sign transactions."""
 
-BLOCK_VERSION: Final = 1
+BLOCK_VERSION: Final = 2
 """Protocol version a header names: the block format and state-transition rules it follows. Version 1 added
-``version`` and ``next_validators_hash`` and moved membership and validator sets into state (docs/governance.md)."""
+``version`` and ``next_validators_hash`` and moved membership and validator sets into state (docs/governance.md).
+Version 2 commits to the signed bytes: ``txs_root`` is the Merkle root of the transactions' *signed* hashes
+(:func:`compute_signed_tx_hash`), so one block ID means one set of stored bytes, signatures included; and a block
+carries evidence of equivocation (``Block.evidence``, committed by ``evidence_hash``)."""
 
 PREVOTE: Final = 1
 PRECOMMIT: Final = 2
@@ -97,7 +100,10 @@ class TxBody(Wire):
 
 @dataclass(frozen=True, slots=True)
 class Transaction(Wire):
-    """A signed transaction. Its hash covers the body only: a signature is never part of an identity."""
+    """A signed transaction. Its hash — the ID users see, dedup and replay protection — covers the body only: one
+    body can carry many valid signatures (SM2 signing is randomised; a client retrying elsewhere re-signs), and they
+    are one transaction. What a block commits to is the *signed* hash (:func:`compute_signed_tx_hash`), so the
+    chain also agrees on which signature authorised it."""
 
     body: TxBody
     """The signed content."""
@@ -140,6 +146,14 @@ class Transaction(Wire):
 def compute_tx_hash(suite: Suite, body: TxBody) -> bytes:
     """A transaction's identity: the suite hash of its canonical body bytes."""
     return suite.hash(encode_trusted(body.to_wire()))
+
+
+def compute_signed_tx_hash(suite: Suite, tx: Transaction) -> bytes:
+    """The hash of a transaction's full canonical bytes (body, sender key, signature): the leaf of ``txs_root`` and
+    the name of one signed version in proposals and fetches. Two versions of one body (same ``compute_tx_hash``,
+    different signatures) have different signed hashes, so a block ID pins the exact signature every node stores.
+    For bytes that decoded as a Transaction this equals ``suite.hash(raw)``: decoding accepts canonical bytes only."""
+    return suite.hash(encode_trusted(tx.to_wire()))
 
 
 def compute_tx_sign_bytes(tx_hash: bytes) -> bytes:
@@ -222,7 +236,8 @@ class BlockHeader(Wire):
     last_commit_hash: bytes
     """Hash of the commit (signatures) for block height-1 carried in this block (empty at height 1)."""
     txs_root: bytes
-    """Merkle root of this block's transaction hashes."""
+    """Merkle root of this block's transactions' signed hashes (:func:`compute_signed_tx_hash`, in block order):
+    the signatures are part of what the block ID commits to."""
     tx_count: int
     """Number of transactions in this block."""
     state_root: bytes
@@ -237,6 +252,9 @@ class BlockHeader(Wire):
     the set header by header."""
     proposer: bytes
     """Address of the validator that proposed this block."""
+    evidence_hash: bytes
+    """Merkle root of the canonical bytes of the block's evidence items (equivocation proofs, in block order; the
+    empty-tree root when there are none): the evidence a block carries is part of what validators vote on."""
 
     WIRE: ClassVar[tuple[Kind, ...]] = (
         UInt(),
@@ -252,6 +270,7 @@ class BlockHeader(Wire):
         _hash32,
         _hash32,
         _address,
+        _hash32,
     )
 
 
@@ -294,24 +313,6 @@ def compute_commit_hash(suite: Suite, commit: Commit | None) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class Block(Wire):
-    """A header, its transactions, and the commit that decided its parent."""
-
-    header: BlockHeader
-    """The header."""
-    txs: tuple[Transaction, ...]
-    """Transactions in execution order."""
-    last_commit: Commit | None
-    """Commit for the block at height-1 (None at height 1)."""
-
-    WIRE: ClassVar[tuple[Kind, ...]] = (
-        Struct(BlockHeader),
-        ListOf(Struct(Transaction)),
-        Optional(Struct(Commit)),
-    )
-
-
-@dataclass(frozen=True, slots=True)
 class Vote(Wire):
     """A signed prevote or precommit. An empty block_id is a vote for nil."""
 
@@ -334,6 +335,53 @@ class Vote(Wire):
 def compute_vote_sign_bytes(chain_id: str, kind: int, height: int, round_: int, block_id: bytes) -> bytes:
     """The bytes a validator signs for a vote: domain tag, then the canonical array of what it commits to."""
     return DOMAIN_VOTE + encode_trusted([chain_id, kind, height, round_, block_id])
+
+
+MAX_EVIDENCE_ON_WIRE: Final = 64
+"""Most evidence items any block or message can decode with (consensus caps a block lower: MAX_BLOCK_EVIDENCE)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence(Wire):
+    """Proof that a validator equivocated: two votes it signed for one (height, round, kind) naming different block
+    IDs (a vote for nil counts as naming the empty ID). Both votes travel with their signatures, so any node — and
+    any later reader of the chain — can check the proof alone against the validator set of that height.
+
+    One equivocation has one encoding: ``vote_a`` names the smaller block ID (bytewise), so the same pair seen in
+    either order is the same item, deduplicated by :func:`compute_evidence_hash`."""
+
+    vote_a: Vote
+    """The vote naming the smaller block ID."""
+    vote_b: Vote
+    """The conflicting vote (same validator, height, round and kind; a larger block ID)."""
+
+    WIRE: ClassVar[tuple[Kind, ...]] = (Struct(Vote), Struct(Vote))
+
+
+def compute_evidence_hash(suite: Suite, evidence: Evidence) -> bytes:
+    """An evidence item's identity: the suite hash of its canonical bytes (dedup, the state record's key)."""
+    return suite.hash(encode_trusted(evidence.to_wire()))
+
+
+@dataclass(frozen=True, slots=True)
+class Block(Wire):
+    """A header, its transactions, the commit that decided its parent, and evidence of equivocation."""
+
+    header: BlockHeader
+    """The header."""
+    txs: tuple[Transaction, ...]
+    """Transactions in execution order."""
+    last_commit: Commit | None
+    """Commit for the block at height-1 (None at height 1)."""
+    evidence: tuple[Evidence, ...] = ()
+    """Equivocation proofs committed by this block (``header.evidence_hash`` is their root)."""
+
+    WIRE: ClassVar[tuple[Kind, ...]] = (
+        Struct(BlockHeader),
+        ListOf(Struct(Transaction)),
+        Optional(Struct(Commit)),
+        ListOf(Struct(Evidence), max_items=MAX_EVIDENCE_ON_WIRE),
+    )
 
 
 @dataclass(frozen=True, slots=True)

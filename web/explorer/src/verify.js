@@ -1,5 +1,6 @@
 // In-browser light client: the checks of qilian/sdk/verify.py, recomputed from canonical bytes, trusting only
-// the genesis validator keys. Every function returns or throws; a ProofInvalid names the failed step.
+// the genesis validator keys (and the validator-set changes followed from them, see "validator sets" below).
+// Every function returns or throws; a ProofInvalid names the failed step.
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { weierstrass } from '@noble/curves/abstract/weierstrass.js';
 import { sha256 } from '@noble/hashes/sha2.js';
@@ -79,17 +80,19 @@ export function encodeGenesis(g) {
   ]);
 }
 
-/** A verification context: the suite, the validator set and hashes derived from a genesis document. */
+/** A verification context: the suite, the genesis validator set and hashes derived from a genesis document.
+ * ``trusted`` holds the validator sets verified so far (genesis's from height 1, then each change followed through
+ * a validator path by ``extendTrust``); the page keeps one context, so each change is verified once. */
 export function makeContext(genesisDoc) {
   const suite = getSuite(genesisDoc.suite);
-  const validators = genesisDoc.validators.map((v) => ({
+  const genesisSet = makeValidatorSet(suite, genesisDoc.validators.map((v) => ({
     address: hexToBytes(v.address), publicKey: hexToBytes(v.public_key), power: v.power,
-  }));
-  const validatorsHash = suite.hash(encode([validators.map((v) => [v.address, v.publicKey, v.power])]));
+  })));
   return {
-    suite, chainId: genesisDoc.chain_id, validators, validatorsHash,
-    totalPower: validators.reduce((n, v) => n + v.power, 0),
+    suite, chainId: genesisDoc.chain_id, genesisSet,
+    validators: genesisSet.validators, validatorsHash: genesisSet.hash, totalPower: genesisSet.totalPower,
     genesisHash: bytesToHex(suite.hash(encodeGenesis(genesisDoc))),
+    trusted: { spans: [{ from: 1, set: genesisSet }], to: 1, path: null },
   };
 }
 
@@ -200,12 +203,12 @@ function decodeAs(bytes, what, len) {
 }
 
 export function decodeHeader(bytes) {
-  const f = decodeAs(bytes, 'header', 13);
-  const [version, chainId, height, timeMs, prevBlockId, lastCommitHash, txsRoot, txCount, stateRoot, receiptsRoot, validatorsHash, nextValidatorsHash, proposer] = f;
-  for (const [n, b] of [['txs_root', txsRoot], ['state_root', stateRoot], ['receipts_root', receiptsRoot], ['validators_hash', validatorsHash], ['next_validators_hash', nextValidatorsHash]]) {
+  const f = decodeAs(bytes, 'header', 14);
+  const [version, chainId, height, timeMs, prevBlockId, lastCommitHash, txsRoot, txCount, stateRoot, receiptsRoot, validatorsHash, nextValidatorsHash, proposer, evidenceHash] = f;
+  for (const [n, b] of [['txs_root', txsRoot], ['state_root', stateRoot], ['receipts_root', receiptsRoot], ['validators_hash', validatorsHash], ['next_validators_hash', nextValidatorsHash], ['evidence_hash', evidenceHash]]) {
     if (!(b instanceof Uint8Array) || b.length !== 32) throw new ProofInvalid(`malformed header: ${n}`);
   }
-  return { version, chainId, height, timeMs, prevBlockId, lastCommitHash, txsRoot, txCount, stateRoot, receiptsRoot, validatorsHash, nextValidatorsHash, proposer };
+  return { version, chainId, height, timeMs, prevBlockId, lastCommitHash, txsRoot, txCount, stateRoot, receiptsRoot, validatorsHash, nextValidatorsHash, proposer, evidenceHash };
 }
 
 export function decodeCommit(bytes) {
@@ -214,69 +217,247 @@ export function decodeCommit(bytes) {
   return { height, round, blockId, signatures: sigs.map(([validator, signature]) => ({ validator, signature })) };
 }
 
-/** Check a commit: > 2/3 of the genesis power signed precommits for blockId at height (each validator once). */
-export function checkCommit(ctx, commit, blockId, height) {
+/** Check a commit: > 2/3 of ``vset``'s power (default: genesis's) signed precommits for blockId at height, each
+ * validator once; a signer outside the set is refused, not ignored (qilian.execution.block.check_commit). */
+export function checkCommit(ctx, commit, blockId, height, vset = ctx.genesisSet) {
   if (commit.height !== height) throw new ProofInvalid(`commit is for height ${commit.height}, expected ${height}`);
   if (!equalBytes(commit.blockId, blockId)) throw new ProofInvalid('commit is for another block');
-  const signBytes = concatBytes(DOMAIN_VOTE, encode([ctx.chainId, PRECOMMIT, commit.height, commit.round, commit.blockId]));
+  const signBytes = computeVoteSignBytes(ctx, commit);
   const seen = new Set();
   let power = 0;
   for (const s of commit.signatures) {
     const a = bytesToHex(s.validator);
-    const v = ctx.validators.find((x) => bytesToHex(x.address) === a);
-    if (!v) throw new ProofInvalid(`commit signature by ${a}, which is not a genesis validator`);
+    const v = vset.byAddress.get(a);
+    if (!v) throw new ProofInvalid(`commit signature by ${a}, which is not a validator of ${vset === ctx.genesisSet ? 'genesis' : 'the trusted set'}`);
     if (seen.has(a)) throw new ProofInvalid(`two signatures by validator ${a}`);
     seen.add(a);
     if (!ctx.suite.verify(v.publicKey, signBytes, s.signature)) throw new ProofInvalid(`signature of validator ${a.slice(0, 16)}… does not verify`);
     power += v.power;
   }
-  if (3 * power <= 2 * ctx.totalPower) throw new ProofInvalid(`commit carries ${power} of ${ctx.totalPower} voting power; more than 2/3 needed`);
+  if (3 * power <= 2 * vset.totalPower) throw new ProofInvalid(`commit carries ${power} of ${vset.totalPower} voting power; more than 2/3 needed`);
   return { signers: seen.size, power };
 }
 
-/** Verify a header document against its commit document; returns the decoded header, its id and a step log. */
-export function verifyHeader(ctx, headerDoc, commitDoc, steps = []) {
+function computeVoteSignBytes(ctx, commit) {
+  return concatBytes(DOMAIN_VOTE, encode([ctx.chainId, PRECOMMIT, commit.height, commit.round, commit.blockId]));
+}
+
+function decodeHeaderCommit(ctx, headerDoc, commitDoc) {
   const raw = hexField(headerDoc, 'encoded');
   const header = decodeHeader(raw);
   const commit = decodeCommit(hexField(commitDoc, 'encoded'));
   if (header.chainId !== ctx.chainId) throw new ProofInvalid(`header is for chain ${header.chainId}, not ${ctx.chainId}`);
-  if (!equalBytes(header.validatorsHash, ctx.validatorsHash)) throw new ProofInvalid('header names a validator set other than genesis\'s');
-  const blockId = ctx.suite.hash(raw);
-  const c = checkCommit(ctx, commit, blockId, header.height);
+  return { header, commit, blockId: ctx.suite.hash(raw) };
+}
+
+// --- validator sets (governance changes; qilian/sdk/verify.py verify_validator_path) ---------------------------
+//
+// A change decided in block h signs from h+2; header h+1 names it in next_validators_hash. The page follows the
+// sets from genesis through a validator path (GET /gov/validators/path?to=H): one entry per height whose signing
+// set differs from the previous height's, linked to the set trusted before it sequentially (``parent``: the
+// header before, signed by the trusted set, names the new set) or by skipping (> 1/3 of the trusted set's power
+// signed the new height's commit: at least one honest validator vouches for it). The path is fetched only when
+// a header names a set the page does not trust yet, and verified sets are kept in the context.
+
+const PATH_TYPE = 'qilian-validator-path';
+const PATH_VERSION = 1;
+const MAX_SET_SIZE = 1024; // as ValidatorSet's wire limit
+const MAX_PATH_ENTRIES = 100000;
+
+/** Raised by verifyHeader for a header beyond the followed path whose set is not trusted yet: the caller fetches
+ * the path to ``height`` (extendTrust) and verifies again. Still a ProofInvalid if nobody does. */
+export class NeedValidatorPath extends ProofInvalid {
+  constructor(height) {
+    super(`header ${height} names a validator set other than the trusted one; give the validator path up to this height (GET /gov/validators/path?to=${height})`);
+    this.height = height;
+  }
+}
+
+/** A validator set as the verifier keeps it: entries in order, its header hash, total power, address lookup. */
+export function makeValidatorSet(suite, validators) {
+  const hash = suite.hash(encode([validators.map((v) => [v.address, v.publicKey, v.power])]));
+  return {
+    validators, hash, totalPower: validators.reduce((n, v) => n + v.power, 0),
+    byAddress: new Map(validators.map((v) => [bytesToHex(v.address), v]).reverse()), // first entry wins, as get_by_address
+  };
+}
+
+/** A validator set from its canonical bytes (qilian.types.core.ValidatorSet), shape-checked field by field. */
+export function decodeValidatorSet(suite, bytes, where = 'validator set') {
+  const [list] = decodeAs(bytes, where, 1);
+  if (!Array.isArray(list) || list.length > MAX_SET_SIZE) throw new ProofInvalid(`${where}: malformed validator set`);
+  const validators = list.map((v) => {
+    if (!Array.isArray(v) || v.length !== 3) throw new ProofInvalid(`${where}: malformed validator`);
+    const [address, publicKey, power] = v;
+    if (!(address instanceof Uint8Array) || address.length !== 20 || !(publicKey instanceof Uint8Array) || publicKey.length > 65 ||
+        !Number.isSafeInteger(power) || power < 0) throw new ProofInvalid(`${where}: malformed validator`);
+    return { address, publicKey, power };
+  });
+  return makeValidatorSet(suite, validators);
+}
+
+/** The trusted span ({from, set}) covering ``height``: the last change at or below it. */
+export function getTrustedSpan(ctx, height) {
+  let best = ctx.trusted.spans[0];
+  for (const span of ctx.trusted.spans) if (span.from <= height) best = span;
+  return best;
+}
+
+/** Power of ``vset``'s validators whose precommit signatures in ``commit`` verify (each once; others ignored). */
+export function computeTrustedPower(ctx, vset, commit) {
+  const signBytes = computeVoteSignBytes(ctx, commit);
+  const seen = new Set();
+  let power = 0;
+  for (const s of commit.signatures) {
+    const a = bytesToHex(s.validator);
+    const v = vset.byAddress.get(a);
+    if (v && !seen.has(a) && ctx.suite.verify(v.publicKey, signBytes, s.signature)) {
+      seen.add(a);
+      power += v.power;
+    }
+  }
+  return power;
+}
+
+function checkSigned(ctx, vset, hc, what) {
+  try {
+    return checkCommit(ctx, hc.commit, hc.blockId, hc.header.height, vset);
+  } catch (e) {
+    if (e instanceof ProofInvalid) throw new ProofInvalid(`commit does not prove ${what}: ${e.message}`);
+    throw e;
+  }
+}
+
+/** Follow a validator path (qilian-validator-path/1) from genesis; returns the trusted spans. ``known`` are spans
+ * verified earlier (from a shorter path): entries at their positions must repeat them and are not re-checked, so
+ * following a growing chain costs only its new changes; a path that contradicts or omits one is refused. */
+export function verifyValidatorPath(ctx, path, known = [ctx.trusted.spans[0]]) {
+  if (!path || typeof path !== 'object' || path.type !== PATH_TYPE || path.version !== PATH_VERSION) {
+    throw new ProofInvalid(`not a validator path (${PATH_TYPE} version ${PATH_VERSION})`);
+  }
+  const entries = path.entries;
+  if (!Array.isArray(entries) || entries.length > MAX_PATH_ENTRIES) throw new ProofInvalid('validator path has no entries');
+  const spans = [known[0]];
+  entries.forEach((e, i) => {
+    const where = `validator path entry ${i}`;
+    try {
+      followEntry(ctx, e, where, known, spans);
+    } catch (x) {
+      if (x instanceof ProofInvalid && !x.message.startsWith(where)) throw new ProofInvalid(`${where}: ${x.message}`);
+      throw x;
+    }
+  });
+  if (spans.length < known.length) {
+    throw new ProofInvalid(`the validator path omits the change at height ${known[spans.length].from} verified earlier`);
+  }
+  return spans;
+}
+
+/** One entry of a validator path: checked against the last trusted span, then appended to ``spans``. */
+function followEntry(ctx, e, where, known, spans) {
+  if (!e || typeof e !== 'object') throw new ProofInvalid(`${where} is malformed`);
+  const vset = decodeValidatorSet(ctx.suite, hexField(e, 'validators'), `${where}: validator set`);
+  const hc = decodeHeaderCommit(ctx, e.header, e.commit);
+  const h = hc.header.height;
+  const prior = known[spans.length];
+  if (prior) {
+    if (prior.from !== h || !equalBytes(prior.set.hash, vset.hash)) {
+      throw new ProofInvalid(`${where}: contradicts the validator set verified earlier from height ${prior.from}`);
+    }
+    spans.push(prior);
+    return;
+  }
+  const { from: first, set: trusted } = spans[spans.length - 1];
+  if (h <= first) throw new ProofInvalid(`${where}: height ${h} does not follow the trusted set of height ${first}`);
+  if (!equalBytes(hc.header.validatorsHash, vset.hash) || !vset.validators.length) {
+    throw new ProofInvalid(`${where}: the header at height ${h} is not signed by the given set`);
+  }
+  checkSigned(ctx, vset, hc, `${where} (height ${h})`);
+  if (e.parent !== undefined && e.parent !== null) {
+    if (typeof e.parent !== 'object') throw new ProofInvalid(`${where}: malformed parent`);
+    const p = decodeHeaderCommit(ctx, e.parent.header, e.parent.commit);
+    if (p.header.height !== h - 1 || !equalBytes(hc.header.prevBlockId, p.blockId)) {
+      throw new ProofInvalid(`${where}: parent is not the header before height ${h}`);
+    }
+    if (!equalBytes(p.header.validatorsHash, trusted.hash)) {
+      throw new ProofInvalid(`${where}: parent at height ${p.header.height} is not signed by the trusted set`);
+    }
+    checkSigned(ctx, trusted, p, `${where} parent`);
+    if (!equalBytes(p.header.nextValidatorsHash, hc.header.validatorsHash)) {
+      throw new ProofInvalid(`${where}: parent at height ${p.header.height} names another next validator set`);
+    }
+  } else if (3 * computeTrustedPower(ctx, trusted, hc.commit) <= trusted.totalPower) {
+    throw new ProofInvalid(`${where}: at most 1/3 of the trusted set's power signed height ${h}; the path needs the parent header there (sequential link)`);
+  }
+  spans.push({ from: h, set: vset });
+}
+
+/** Take a validator path fetched up to height ``to`` into the context's trusted sets (verified first; a path not
+ * beyond what the context already follows changes nothing). */
+export function extendTrust(ctx, path, to) {
+  if (!Number.isSafeInteger(to) || to <= ctx.trusted.to) return ctx.trusted;
+  const spans = verifyValidatorPath(ctx, path, ctx.trusted.spans);
+  if (spans[spans.length - 1].from > to) throw new ProofInvalid(`the validator path goes beyond the requested height ${to}`);
+  ctx.trusted = { spans, to, path };
+  return ctx.trusted;
+}
+
+/** Verify a header document against its commit document, signed by the set trusted at its height; returns the
+ * decoded header, its id and a step log. */
+export function verifyHeader(ctx, headerDoc, commitDoc, steps = []) {
+  const { header, commit, blockId } = decodeHeaderCommit(ctx, headerDoc, commitDoc);
+  const span = getTrustedSpan(ctx, header.height);
+  if (!equalBytes(header.validatorsHash, span.set.hash)) {
+    if (header.height > ctx.trusted.to) throw new NeedValidatorPath(header.height);
+    throw new ProofInvalid(`header ${header.height} names a validator set other than the one trusted from height ${span.from}${span.from === 1 ? ' (genesis\'s)' : ''}`);
+  }
+  const c = checkCommit(ctx, commit, blockId, header.height, span.set);
+  const changes = ctx.trusted.spans.indexOf(span);
   steps.push(`header ${header.height}: block ID ${bytesToHex(blockId).slice(0, 16)}… = ${ctx.suite.hashName}(header bytes)`);
-  steps.push(`commit: ${c.signers} valid ${ctx.suite.name} precommit signatures, ${c.power}/${ctx.totalPower} power (> 2/3)`);
+  steps.push(`commit: ${c.signers} valid ${ctx.suite.name} precommit signatures, ${c.power}/${span.set.totalPower} power (> 2/3) of ${
+    changes ? `the validator set of height ${span.from} (followed from genesis through ${changes} verified change${changes > 1 ? 's' : ''})` : 'the genesis validator set'}`);
   return { header, blockId, steps };
 }
 
-/** The transaction hash from encoded transaction bytes: hash of the body's canonical sub-encoding. */
+/** The transaction hash (its ID) from encoded transaction bytes: hash of the body's canonical sub-encoding. */
 export function computeTxHash(ctx, txBytes) {
   const v = decodeAs(txBytes, 'transaction', 2);
   if (!Array.isArray(v[0]) || v[0].length !== 7) throw new ProofInvalid('malformed transaction body');
   return ctx.suite.hash(txBytes.slice(1, itemEnd(txBytes, 1)));
 }
 
-/** Verify a GET /blocks/{h} answer: header+commit, and the transactions' Merkle root against txs_root. */
+/** The signed hash from encoded transaction bytes: hash of the whole canonical encoding (body, key, signature).
+ *  It is the leaf under txs_root, so a proof covers the exact signature the chain agreed on. */
+export function computeSignedTxHash(ctx, txBytes) {
+  computeTxHash(ctx, txBytes); // the same shape checks (decodeAs refuses non-canonical bytes)
+  return ctx.suite.hash(txBytes);
+}
+
+/** Verify a GET /blocks/{h} answer: header+commit, and the transactions' signed hashes' Merkle root against txs_root. */
 export function verifyBlock(ctx, doc) {
   if (!doc.commit) throw new ProofInvalid('the block has no commit yet');
   const { header, steps } = verifyHeader(ctx, doc.header, doc.commit);
-  const hashes = (doc.txs || []).map((t) => computeTxHash(ctx, hexField(t, 'encoded')));
+  const hashes = (doc.txs || []).map((t) => computeSignedTxHash(ctx, hexField(t, 'encoded')));
   if (hashes.length !== header.txCount) throw new ProofInvalid(`${hashes.length} transactions shown; the header says ${header.txCount}`);
-  if (!equalBytes(merkleRoot(ctx.suite.hash, hashes), header.txsRoot)) throw new ProofInvalid('transactions do not hash to the header\'s txs_root');
-  steps.push(`${hashes.length} transactions hash to txs_root`);
+  if (!equalBytes(merkleRoot(ctx.suite.hash, hashes), header.txsRoot)) throw new ProofInvalid('transactions (with their signatures) do not hash to the header\'s txs_root');
+  steps.push(`${hashes.length} signed transactions hash to txs_root`);
   return { height: header.height, steps };
 }
 
-/** Verify a GET /txs/{hash} answer (transaction inclusion; the receipt when its proof is present). */
-export function verifyTx(ctx, resp) {
+/** Verify a GET /txs/{hash} answer (transaction inclusion; the receipt when its proof is present). The body hash
+ *  must be the ID asked for (askedHash, hex, else the answer's own hash); the Merkle leaf is the signed hash. */
+export function verifyTx(ctx, resp, askedHash) {
   const txBytes = hexField(resp.tx, 'encoded');
   const txHash = computeTxHash(ctx, txBytes);
+  if (askedHash && askedHash.toLowerCase().replace(/^0x/, '') !== bytesToHex(txHash)) throw new ProofInvalid(`the transaction returned is ${bytesToHex(txHash).slice(0, 16)}…, not the one asked for`);
   if (resp.hash && resp.hash !== bytesToHex(txHash)) throw new ProofInvalid('transaction bytes do not hash to the claimed hash');
+  const signedHash = computeSignedTxHash(ctx, txBytes);
   const tp = (resp.proof || {}).tx || {};
   const { header, blockId, steps } = verifyHeader(ctx, tp.header, tp.commit);
   const mp = tp.merkle || {};
   if (mp.size !== header.txCount) throw new ProofInvalid(`proof claims ${mp.size} transactions; the header says ${header.txCount}`);
-  if (!isValidMerkleProof(ctx.suite.hash, header.txsRoot, txHash, mp)) throw new ProofInvalid('transaction is not in the block: Merkle proof does not lead to txs_root');
-  steps.push(`transaction ${bytesToHex(txHash).slice(0, 16)}… is leaf ${mp.index} of ${mp.size} under txs_root`);
+  if (!isValidMerkleProof(ctx.suite.hash, header.txsRoot, signedHash, mp)) throw new ProofInvalid('transaction is not in the block: Merkle proof of its signed bytes does not lead to txs_root');
+  steps.push(`transaction ${bytesToHex(txHash).slice(0, 16)}… (signed bytes ${bytesToHex(signedHash).slice(0, 16)}…) is leaf ${mp.index} of ${mp.size} under txs_root`);
   const rp = (resp.proof || {}).receipt;
   let receiptProven = false;
   if (rp) {

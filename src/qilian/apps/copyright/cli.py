@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from qilian.apps.cli_util import get_json, process_call, read_json, write_json
+from qilian.apps.appcli import get_json, process_send, read_json, write_json
 from qilian.cli.contract_cmd import KeyOpt
 from qilian.cli.main import (
     DEFAULT_HOME,
@@ -57,8 +57,8 @@ def register(files: Annotated[list[Path], typer.Argument(help="The work's file(s
     digests = [suite.hash(f.read_bytes()) for f in files]
     work = {"title": title, "digests": digests, "authors": author, "created": created, "claims": claims,
             "licence": {"terms": licence, "text": licence_text}}
-    res = process_call(node, _client_key(home, key, password_env), "copyright", "register", [work])
-    r = res["receipt"]["result"]
+    res = process_send(node, _client_key(home, key, password_env), "copyright", "register", [work])
+    r = res["result"]
     if r["status"] == "later_claim":
         console.print(f"[yellow]registered {r['id']} as a LATER CLAIM[/yellow]: the same content was registered "
                       f"before as {', '.join(r['prior'])} (height {res['height']})")
@@ -73,7 +73,7 @@ def transfer(number: NumberArg, to: Annotated[str, typer.Option("--to", help="Ne
              key: KeyOpt = None, password_env: PasswordEnvOpt = None, home: HomeOpt = DEFAULT_HOME,
              node: NodeOpt = DEFAULT_NODE) -> None:
     """Transfer the rights to another organisation (signed by a key of the current holder)."""
-    res = process_call(node, _client_key(home, key, password_env), "copyright", "transfer", [_number(number), to, note])
+    res = process_send(node, _client_key(home, key, password_env), "copyright", "transfer", [_number(number), to, note])
     console.print(f"[green]transferred[/green] {escape(number)} to {escape(to)} at height {res['height']}")
 
 
@@ -91,7 +91,7 @@ def license_cmd(number: NumberArg, to: Annotated[str, typer.Option("--to", help=
     first = start if start is not None else int(get_json(node, "/status")["height"])
     grant = {"licensee": to, "kind": "exclusive" if exclusive else "non-exclusive", "territory": territory,
              "from": first, "to": until, "terms": terms}
-    res = process_call(node, _client_key(home, key, password_env), "copyright", "license", [_number(number), grant])
+    res = process_send(node, _client_key(home, key, password_env), "copyright", "license", [_number(number), grant])
     console.print(f"[green]licensed[/green] {escape(number)} to {escape(to)} ({grant['kind']}, {escape(territory)}, "
                   f"heights {first}..{until}) at height {res['height']}")
 
@@ -107,7 +107,7 @@ def dispute(number: NumberArg, reason: Annotated[str | None, typer.Option(help="
         _fail("give --reason TEXT to raise a dispute or --clear TEXT to clear it")
     kp = load_signing_key(get_key_path(home, key, "admin"), password_env)
     method, text = ("dispute", reason) if reason is not None else ("clear", clear)
-    res = process_call(node, kp, "copyright", method, [_number(number), text])
+    res = process_send(node, kp, "copyright", method, [_number(number), text])
     console.print(f"{escape(number)}: dispute {'raised' if method == 'dispute' else 'cleared'} at height "
                   f"{res['height']}")
 

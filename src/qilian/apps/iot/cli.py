@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from qilian.apps.cli_util import get_json, process_call, read_json, write_json
+from qilian.apps.appcli import get_json, process_send, read_json, write_json
 from qilian.cli.contract_cmd import KeyOpt
 from qilian.cli.main import (
     DEFAULT_HOME,
@@ -61,7 +61,7 @@ def device_add(device_id: Annotated[str, typer.Argument(help="Device identifier 
             return
         suite_name = str(suite)
     kp = load_signing_key(get_key_path(home, key, "admin"), password_env)
-    res = process_call(node, kp, "iot", "add_device", [device_id, suite_name, public_key])
+    res = process_send(node, kp, "iot", "add_device", [device_id, suite_name, public_key])
     console.print(f"[green]device {escape(device_id)}[/green] registered ({suite_name}) at height {res['height']}")
 
 
@@ -71,9 +71,9 @@ def device_retire(device_id: Annotated[str, typer.Argument(help="Device identifi
                   node: NodeOpt = DEFAULT_NODE) -> None:
     """Retire a device: readings it signs from now on are refused when proven."""
     kp = load_signing_key(get_key_path(home, key, "admin"), password_env)
-    res = process_call(node, kp, "iot", "retire_device", [device_id])
+    res = process_send(node, kp, "iot", "retire_device", [device_id])
     console.print(f"[yellow]device {escape(device_id)} retired[/yellow] at height {res['height']} "
-                  f"({res['receipt']['result']['retired_ms']} ms)")
+                  f"({res['result']['retired_ms']} ms)")
 
 
 def _read_lines(path: Path) -> list[Any]:
@@ -176,8 +176,8 @@ def anchor(readings: Annotated[Path, typer.Argument(help="JSONL of signed readin
         _fail(f"{readings}: {exc}")
         return
     verify_signed(node, signed)
-    res = process_call(node, _client_key(home, key, password_env), "iot", "anchor", batch.to_anchor_args(meta))
-    number = res["receipt"]["result"]["batch"]
+    res = process_send(node, _client_key(home, key, password_env), "iot", "anchor", batch.to_anchor_args(meta))
+    number = res["result"]["batch"]
     store.mkdir(parents=True, exist_ok=True)
     write_json(store / f"batch-{number}.json", {
         "batch": number, "tx_hash": res["hash"], "root": batch.root.hex(),

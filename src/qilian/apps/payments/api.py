@@ -4,16 +4,18 @@ Balances come with a state proof; the others are the latest executed state. Unkn
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from qilian.apps.appapi import make_proven
 from qilian.apps.payments.module import (
     ASSET_MODULE,
     ASSET_NAMESPACE,
+    ESCROW_ACCOUNT,
     SETTLE_MODULE,
     compute_balance_key,
+    compute_holders_prefix,
     compute_org_account,
     get_asset,
     get_balance,
@@ -30,6 +32,9 @@ from qilian.types.codec import decode_raw, to_json_value
 
 if TYPE_CHECKING:
     from qilian.node.node import Node
+
+MAX_HOLDERS_PAGE: Final = 200
+"""Most holders in one page of ``GET /apps/assets/{symbol}/holders`` (each may carry a state proof)."""
 
 
 def make_payments_router(node: Node, api_error: type[Exception]) -> APIRouter:
@@ -61,6 +66,39 @@ def make_payments_router(node: Node, api_error: type[Exception]) -> APIRouter:
         value = doc["value"]
         return {"symbol": symbol, "account": account, "balance": get_balance(state, symbol, account),
                 "proven_balance": 0 if value is None else decode_raw(bytes.fromhex(value)), "state": doc}
+
+    @router.get("/apps/assets/{symbol}/holders",
+                summary="Who holds an asset: balances in account order, paginated, state proofs on request")
+    async def holders(symbol: str,
+                      after: Annotated[str, Query(description="Last account of the previous page.")] = "",
+                      limit: Annotated[int, Query(ge=1, le=MAX_HOLDERS_PAGE)] = 50,
+                      proofs: Annotated[bool, Query(description="Add each balance's state proof.")] = False
+                      ) -> dict[str, Any]:
+        from qilian.api.readside import ReadSide
+
+        check_symbol(symbol)
+        if after and not is_account(after):
+            raise api_error(400, "bad_account", "after is an account: 40 lower-case hex digits")
+        asset = get_asset(state, symbol)
+        if asset is None:
+            raise api_error(404, "not_found", f"no asset {symbol}")
+        prefix = compute_holders_prefix(symbol)
+        page = ReadSide(node.store, node.suite).get_state_page(
+            ASSET_NAMESPACE, prefix, prefix + bytes.fromhex(after) if after else b"", limit, proofs)
+        rows = []
+        for e in page["entries"]:
+            account = e["key"][2 * len(prefix):]
+            row: dict[str, Any] = {"account": account, "balance": decode_raw(bytes.fromhex(e["value"]))}
+            if account == ESCROW_ACCOUNT:
+                row["escrow"] = True
+            if "state" in e:
+                value = e["state"]["value"]
+                row["proven_balance"] = 0 if value is None else decode_raw(bytes.fromhex(value))
+                row["state"] = e["state"]
+            rows.append(row)
+        nxt = page["next"]
+        return {"symbol": symbol, "supply": asset.supply, "height": page["height"], "holders": rows,
+                "next": None if nxt is None else nxt[2 * len(prefix):]}
 
     @router.get("/apps/settle/treasury/{org}", summary="An organisation's treasury account (FX payments)")
     async def treasury(org: str) -> dict[str, Any]:

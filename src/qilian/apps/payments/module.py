@@ -116,6 +116,12 @@ def compute_balance_key(symbol: str, account: str) -> bytes:
     return b"b" + symbol.encode() + b"\x00" + bytes.fromhex(account)
 
 
+def compute_holders_prefix(symbol: str) -> bytes:
+    """Prefix of every balance key of an asset: its holders are the keys under it (a balance that falls to zero
+    is deleted, so a listing shows only accounts that hold some)."""
+    return b"b" + symbol.encode() + b"\x00"
+
+
 def compute_allowance_key(symbol: str, owner: str, spender: str) -> bytes:
     """State key of what ``spender`` may still move from ``owner``."""
     return b"l" + symbol.encode() + b"\x00" + bytes.fromhex(owner) + bytes.fromhex(spender)
@@ -750,6 +756,7 @@ __all__ = [
     "SettleModule",
     "compute_balance_key",
     "compute_converted",
+    "compute_holders_prefix",
     "compute_instructions",
     "compute_offer",
     "compute_offer_sign_bytes",

@@ -128,7 +128,8 @@ def registry_history(name: str, record_id: str, home: HomeOpt = DEFAULT_HOME, no
             app = entry["application"]
             for v in app["votes"]:
                 try:
-                    vt = verify_tx_response(g, c.get_tx(v["tx_hash"].hex()), require_receipt=False)
+                    vt = verify_tx_response(g, c.get_tx(v["tx_hash"].hex()), require_receipt=False,
+                                            tx_hash=v["tx_hash"])
                 except ProofInvalid as exc:
                     raise UserError(f"PROOF INVALID for the decision of {v['org']}: {exc}") from None
                 body = vt.tx.body

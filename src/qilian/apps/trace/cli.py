@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from qilian.apps.cli_util import get_json, get_no_floats, process_call, read_json, write_json
+from qilian.apps.appcli import get_json, get_no_floats, process_send, read_json, write_json
 from qilian.cli.contract_cmd import KeyOpt
 from qilian.cli.main import (
     DEFAULT_HOME,
@@ -69,8 +69,8 @@ def _event(kind: str, time: str | None, where: str | None, sensors: list[str] | 
 
 
 def _record(method: str, event: Any, key: Path | None, password_env: str | None, home: Path, node: str) -> None:
-    res = process_call(node, _client_key(home, key, password_env), "trace", method, [event])
-    result = res["receipt"]["result"]
+    res = process_send(node, _client_key(home, key, password_env), "trace", method, [event])
+    result = res["result"]
     ev_hash = result.get("event_hash", {}).get("hex", "") if isinstance(result, dict) else ""
     console.print(f"[green]recorded[/green] {method} event {ev_hash} in tx {res['hash']} at height {res['height']}")
 
@@ -167,8 +167,8 @@ def recall(lot: Annotated[str, typer.Argument(help="The lot to recall.")],
     """Recall a lot (an admin of the lot's organisation, by default policy): marks its items, the aggregates
     holding them and everything made from them."""
     kp = load_signing_key(get_key_path(home, key, "admin"), password_env)
-    res = process_call(node, kp, "trace", "recall", [lot, reason])
-    r = res["receipt"]["result"]
+    res = process_send(node, kp, "trace", "recall", [lot, reason])
+    r = res["result"]
     console.print(f"[yellow]recall {r['recall']}[/yellow] of {escape(lot)}: {r['marked']} item(s) and "
                   f"aggregate(s) marked (height {res['height']})")
     if r.get("sources"):

@@ -32,6 +32,7 @@ from qilian.execution.modules.orgs import (
     MEMBERSHIP_ACTIONS,
     compute_membership_target,
     process_membership_action,
+    process_promote_params,
     process_promote_validators,
 )
 from qilian.execution.modules.regulator import (
@@ -413,8 +414,10 @@ class GovModule(Module):
         return Outcome(p.summary(), (Event(GOV_MODULE, "Revoked", {"id": p.id}),))
 
     def begin_block(self, env: BlockEnv) -> None:
-        """Promote the validator set decided two blocks ago (see process_promote_validators)."""
+        """Promote the validator set decided two blocks ago (see process_promote_validators) and the chain
+        parameters scheduled for this height (process_promote_params)."""
         process_promote_validators(env)
+        process_promote_params(env)
 
     def end_block(self, env: BlockEnv) -> None:
         """Expire the pending proposals whose last voting height is this one (a vote later is refused)."""

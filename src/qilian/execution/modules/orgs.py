@@ -39,6 +39,17 @@ from qilian.execution.members import (
     is_seeded,
 )
 from qilian.execution.messages import quote
+from qilian.execution.nodes import ENDPOINT_NAMESPACE, NODE_ROLES, EndpointError, compute_endpoint
+from qilian.execution.params import (
+    MAX_ACTIVATION_DELAY,
+    MAX_PENDING_CHANGES,
+    MIN_ACTIVATION_DELAY,
+    PENDING_KEY,
+    ParamError,
+    compute_param_changes,
+    encode_pending_changes,
+    get_pending_changes,
+)
 from qilian.execution.policy import MAX_RULE_NUMBER, MEMBER_NAMESPACE
 from qilian.types.codec import decode_raw, encode_trusted
 from qilian.types.core import Event
@@ -50,13 +61,15 @@ MAX_ORG_MEMBERS: Final = 1000
 
 MEMBERSHIP_ACTIONS: Final = {
     "org.add": 3, "org.remove": 1, "org.update": 2, "member.add": 4, "member.revoke": 2, "member.rotate": 2,
-    "validator.update": 1, "gov.set_param": 2,
+    "validator.update": 1, "gov.set_param": 2, "node.endpoint": 2, "chain.set_params": 2,
 }
 """Action kind → number of arguments: ``[org.add, name, members, info]`` (members: ``[[name, public_key, roles],
 …]``), ``[org.remove, name]``, ``[org.update, name, info]``, ``[member.add, org, name, public_key, roles]``,
 ``[member.revoke, public_key, reason]``, ``[member.rotate, old_public_key, new_public_key]``,
-``[validator.update, [[public_key, power], …]]`` (power 0 removes), ``[gov.set_param, name, value]``. The
-resource of each is its kind."""
+``[validator.update, [[public_key, power], …]]`` (power 0 removes), ``[gov.set_param, name, value]``,
+``[node.endpoint, public_key, "host:port"]`` (empty text removes it; execution/nodes.py),
+``[chain.set_params, {name: value}, height]`` (fuel prices and block limits from ``height``, 0: two blocks after
+the executing one; execution/params.py). The resource of each is its kind."""
 
 
 def _fail(exc: MembershipError) -> CallFailed:
@@ -135,6 +148,8 @@ def _write_member(env: BlockEnv, org: str, name: str, public_key: bytes, roles: 
 
 def _write_revoked(env: BlockEnv, org: str, name: str, public_key: bytes, reason: str) -> None:
     env.state.put(MEMBER_NAMESPACE, public_key, None)
+    if env.state.get(ENDPOINT_NAMESPACE, public_key) is not None:  # a revoked node is no longer dialled
+        env.state.put(ENDPOINT_NAMESPACE, public_key, None)
     env.state.put(REVOKED_NAMESPACE, public_key, encode_trusted([org, name, env.height, reason]))
     env.members.pop(public_key, None)
 
@@ -219,7 +234,65 @@ def compute_membership_target(env: BlockEnv, kind: str, args: tuple[Any, ...]) -
     if kind == "gov.set_param":
         compute_param(args[0], args[1])
         return kind, None
+    if kind == "node.endpoint":
+        return kind, _check_endpoint_action(env, args)
+    if kind == "chain.set_params":
+        compute_params_schedule(env, args)
+        return kind, None
     raise CallFailed(f"unknown action {quote(kind)}")  # pragma: no cover - compute_action checked the kind
+
+
+def _check_endpoint_action(env: BlockEnv, args: tuple[Any, ...]) -> str:
+    """The organisation owning the node key of a ``node.endpoint`` action (SELF: it says where its own node
+    listens); CallFailed unless the key is a member with a node role and the endpoint is ``host:port`` or empty."""
+    key, endpoint = args
+    org, _, roles = _get_member_entry(env, key, "node.endpoint")
+    if not NODE_ROLES & set(roles):
+        raise CallFailed(f"node.endpoint: key {key.hex()[:16]}… of {org} has no node role "
+                         f"({', '.join(sorted(NODE_ROLES))}); only node keys have endpoints")
+    if endpoint != "":
+        try:
+            compute_endpoint(endpoint)
+        except EndpointError as exc:
+            raise CallFailed(f"node.endpoint: {exc}") from None
+    return org
+
+
+def compute_params_schedule(env: BlockEnv, args: tuple[Any, ...]) -> tuple[int, dict[str, int]]:
+    """(effective height, checked changes) of a ``chain.set_params`` executing now; CallFailed naming the hard
+    bound a value breaks, or why the height cannot be. Height 0 means the earliest: two blocks from now."""
+    changes, height = args
+    try:
+        checked = compute_param_changes(env.rules.genesis.params, changes)
+    except ParamError as exc:
+        raise CallFailed(f"chain.set_params: {exc}") from None
+    earliest = env.height + MIN_ACTIVATION_DELAY
+    if type(height) is not int or height < 0:
+        raise CallFailed("chain.set_params: the effective height is a block height (0: the earliest)")
+    if height == 0:
+        height = earliest
+    latest = env.height + MAX_ACTIVATION_DELAY
+    if not earliest <= height <= latest:
+        raise CallFailed(f"chain.set_params: effective height {height} must be {earliest}..{latest} when executed "
+                         f"at height {env.height} (a change applies two blocks after the one that decides it at the "
+                         f"earliest)")
+    if len(get_pending_changes(env.state.get)) >= MAX_PENDING_CHANGES:
+        raise CallFailed(f"chain.set_params: {MAX_PENDING_CHANGES} changes are scheduled already")
+    return height, checked
+
+
+def process_promote_params(env: BlockEnv) -> None:
+    """Begin-of-block: the scheduled parameter changes due at this height become the values in force (the
+    readers already applied them from the schedule; this keeps the schedule short)."""
+    pending = get_pending_changes(env.state.get)
+    due = [c for h, c in pending if h <= env.height]
+    if not due:
+        return
+    for changes in due:
+        for name, value in changes.items():
+            env.state.put(PARAM_NAMESPACE, name.encode(), encode_trusted(value))
+    env.state.put(PARAM_NAMESPACE, PENDING_KEY, encode_pending_changes([(h, c) for h, c in pending
+                                                                        if h > env.height]))
 
 
 def _check_info(info: Any) -> dict[str, str]:
@@ -257,7 +330,8 @@ def compute_new_validators(env: BlockEnv, value: Any) -> tuple[Any, Any, list[li
 def compute_param(name: Any, value: Any) -> Any:
     """The canonical stored value of a parameter; CallFailed if the name or value is not allowed."""
     if name not in PARAMS:
-        raise CallFailed(f"unknown parameter {quote(name)}; parameters: {', '.join(PARAMS)}")
+        raise CallFailed(f"unknown parameter {quote(name)}; parameters: {', '.join(PARAMS)} (fuel prices and block "
+                         f"limits: the chain.set_params action)")
     if name == PARAM_MIN_VALIDATORS:
         if type(value) is not int or not 1 <= value <= MAX_VALIDATORS:
             raise CallFailed(f"{name} is an integer 1..{MAX_VALIDATORS}")
@@ -335,6 +409,22 @@ def process_membership_action(env: BlockEnv, kind: str, args: tuple[Any, ...], a
         return Outcome(readable, (Event(MODULE, "ValidatorsUpdated", {
             "updates": readable, "effective_height": env.height + 2, "validators": len(proposed.validators),
             "total_power": proposed.total_power, **who}),))
+    if kind == "chain.set_params":
+        height, checked = compute_params_schedule(env, args)
+        pending = get_pending_changes(env.state.get)
+        merged = dict(next((c for h, c in pending if h == height), {}))
+        merged.update(checked)
+        pending = sorted([*((h, c) for h, c in pending if h != height), (height, merged)], key=lambda e: e[0])
+        env.state.put(PARAM_NAMESPACE, PENDING_KEY, encode_pending_changes(pending))
+        return Outcome({"effective_height": height, "changes": checked}, (Event(MODULE, "ParamsScheduled", {
+            "changes": checked, "effective_height": height, **who}),))
+    if kind == "node.endpoint":
+        key, endpoint = args
+        org = _check_endpoint_action(env, args)
+        env.state.put(ENDPOINT_NAMESPACE, key, endpoint.encode() if endpoint else None)
+        address = env.rules.suite.compute_address(key).hex()
+        return Outcome(address, (Event(MODULE, "EndpointSet", {"org": org, "address": address,
+                                                                "endpoint": endpoint, **who}),))
     name, value = args
     stored = compute_param(name, value)
     env.state.put(PARAM_NAMESPACE, name.encode(), encode_trusted(stored))
@@ -355,6 +445,8 @@ __all__ = [
     "compute_membership_target",
     "compute_new_validators",
     "compute_param",
+    "compute_params_schedule",
     "process_membership_action",
+    "process_promote_params",
     "process_promote_validators",
 ]

@@ -81,6 +81,22 @@ function getContext() {
   return ctxPromise;
 }
 
+const MAX_PATH_ROUNDS = 8; // validator-path fetches per check: a check touches a few heights, each may need one
+
+/** Run a check; when a header names a validator set the page does not trust yet, fetch the validator path up to
+ * that height (GET /gov/validators/path), follow it from the sets already verified (V.extendTrust keeps them in
+ * the context, so each change is checked once per page) and run the check again. */
+async function runCheck(ctx, check) {
+  for (let round = 0; ; round++) {
+    try {
+      return await check(ctx);
+    } catch (e) {
+      if (!(e instanceof V.NeedValidatorPath) || round >= MAX_PATH_ROUNDS) throw e;
+      V.extendTrust(ctx, await api(`/gov/validators/path?to=${e.height}`), e.height);
+    }
+  }
+}
+
 /** A "Verify" button whose verdict (green/red) comes from re-checking ``doc`` in the page. */
 function verifyControl(label, check) {
   const out = h('div', { class: 'verdict', 'data-testid': 'verdict', 'data-verdict': 'pending', hidden: true });
@@ -91,7 +107,7 @@ function verifyControl(label, check) {
     try {
       const ctx = await getContext();
       if (ctx.pinMismatch) throw new V.ProofInvalid('genesis differs from the pinned one');
-      const res = await check(ctx);
+      const res = await runCheck(ctx, check);
       out.dataset.verdict = 'ok';
       out.replaceChildren(h('b', {}, `✔ ${label} verified`), h('ul', {}, res.steps.map((s) => h('li', {}, s))));
     } catch (e) {
@@ -187,10 +203,15 @@ async function pageBlock(height) {
       ['proposer', accountLink(hd.proposer)], ['previous', hd.height > 1 ? link(`#/block/${hd.height - 1}`, hd.prev_block_id) : '–'],
       ['txs root', h('span', { class: 'mono' }, hd.txs_root)], ['state root', h('span', { class: 'mono' }, hd.state_root)],
       ['receipts root', h('span', { class: 'mono' }, hd.receipts_root)], ['validators hash', h('span', { class: 'mono' }, hd.validators_hash)],
+      ['evidence root', h('span', { class: 'mono' }, hd.evidence_hash)],
       ['decided in round', doc.commit ? String(doc.commit.round) : '–']]),
     h('h2', {}, 'Transactions'),
     table(['#', 'hash', 'sender', 'to', 'method', 'status'], doc.txs.map((t, i) =>
       [String(i), txLink(t.hash), accountLink(t.sender_address), targetLink(t.to), t.method, pill(hashes.statuses[i] || '?')])),
+    (doc.evidence || []).length ? h('div', {}, h('h2', {}, 'Equivocation evidence'),
+      table(['validator', 'height', 'round', 'kind', 'block IDs voted for'], doc.evidence.map((e) =>
+        [accountLink(e.validator), blockLink(e.height), String(e.round), e.kind,
+          h('span', { class: 'mono' }, e.block_ids.map((b) => (b ? short(b, 16) : 'nil')).join(' / '))]))) : null,
     h('h2', {}, 'Commit signatures'),
     table(['validator', 'signature'], (doc.commit ? doc.commit.signatures : []).map((s) =>
       [accountLink(s.validator), h('span', { class: 'mono' }, short(s.signature, 24))])));
@@ -210,7 +231,7 @@ async function pageTx(hash) {
   }
   const t = doc.tx, r = doc.receipt;
   return h('div', {}, h('h1', {}, 'Transaction'),
-    verifyControl('transaction', (ctx) => V.verifyTx(ctx, doc)),
+    verifyControl('transaction', (ctx) => V.verifyTx(ctx, doc, hash)),
     kv([['hash', h('span', { class: 'mono' }, doc.hash)], ['block', h('span', {}, blockLink(doc.height), ` #${doc.index}`)],
       ['sender', accountLink(t.sender_address)], ['to', targetLink(t.to)], ['method', t.method],
       ['status', pill(r.status)], ['error', r.error || '–'], ['fuel used', String(r.fuel_used)],
@@ -318,7 +339,7 @@ async function pageEvidence() {
     let cert = null;
     const check = async (c) => {
       const [tx, st] = await Promise.all([api(`/txs/${txHash}`), api(`/state/c:evidence/${keyHex}?encoding=hex`)]);
-      const vt = V.verifyTx(c, tx);
+      const vt = V.verifyTx(c, tx, txHash);
       if (!vt.receiptProven) throw new V.ProofInvalid('the registration\'s receipt is not provable yet; try again after the next block');
       const body = V.decode(V.hexToBytes(tx.tx.encoded))[0];
       if (body[4] !== 'evidence' || body[5] !== 'register' || V.bytesToHex(body[6][0]) !== dhex) throw new V.ProofInvalid('the transaction is not a registration of this digest');
@@ -334,6 +355,8 @@ async function pageEvidence() {
       const member = V.decode(vm.value);
       if (!Array.isArray(member) || member.length !== 3 || stored.get('owner_org') !== member[0]) throw new V.ProofInvalid(`the record names owner ${stored.get('owner_org')} but the registration was signed by a key of ${member[0]}`);
       cert = { type: 'qilian-evidence-certificate', version: 2, chain_id: genesisDoc.chain_id, digest: dhex, genesis: genesisDoc, tx, state: st, member: mem };
+      // After a validator-set change the proofs need the path from genesis (certificate version 3).
+      if (c.trusted.path) Object.assign(cert, { version: 3, validator_path: c.trusted.path });
       dl.disabled = false;
       return { steps: [...vt.steps, ...vs.steps, 'record in state matches the registration', ...vm.steps, `signed by a key of ${member[0]} (membership proven)`] };
     };
@@ -412,7 +435,7 @@ async function provenOrg(ctx, publicKey, cache, steps) {
 /** Fetch and verify a committed transaction; returns its decoded body and (when proven) receipt. */
 async function provenTx(ctx, txHash, needReceipt, steps) {
   const doc = await api(`/txs/${txHash}`);
-  const vt = V.verifyTx(ctx, doc);
+  const vt = V.verifyTx(ctx, doc, txHash);
   if (vt.txHash !== txHash) throw new V.ProofInvalid(`asked for transaction ${short(txHash)}, got ${short(vt.txHash)}`);
   if (needReceipt && !vt.receiptProven) throw new V.ProofInvalid(`the receipt of ${short(txHash)} is not provable yet; try again after the next block`);
   steps.push(`transaction ${short(txHash, 8)} proven in block ${vt.height}${vt.receiptProven ? ' with its receipt' : ''}`);

@@ -1,0 +1,55 @@
+"""The network benchmark's workloads are valid calls: the trace workload's ship/receive pairs move each item to
+the other organisation and back, executed in blocks by the real module without a failed receipt; several
+workloads of one run are compared as ratios of evidence's mean TPS."""
+
+from __future__ import annotations
+
+import pytest
+
+from qilian.apps.trace.epcis import MAX_EPCS
+from qilian.bench.network import (
+    NetBenchResult,
+    Workload,
+    build_call,
+    compute_ratios,
+    compute_trace_item,
+    format_comparison,
+    get_workloads,
+)
+
+from .appchain import CLIENT, AppChain
+from .blockrunner import ok
+
+ORGS = ("farm", "processor")
+
+
+def test_trace_pairs_alternate_direction_and_execute() -> None:
+    w = Workload("trace", "t", ORGS, pool=4)
+    calls = [build_call(w, i) for i in range(16)]
+    # pair p ships item p % 4; pairs 0..3 go farm → processor, pairs 4..7 come back
+    assert [(s, m) for s, _, m, _ in calls[:4]] == [(0, "ship"), (1, "receive"), (0, "ship"), (1, "receive")]
+    assert [(s, m) for s, _, m, _ in calls[8:10]] == [(1, "ship"), (0, "receive")]
+    assert calls[0][3][0]["destinationList"][0]["destination"] == "processor"
+    assert calls[8][3][0]["destinationList"][0]["destination"] == "farm"
+    assert calls[8][3][0]["epcList"] == [compute_trace_item(w, 0)]
+    c = AppChain()
+    ok(c.one(CLIENT["farm"], "trace", "commission", [{
+        "type": "ObjectEvent", "action": "ADD", "bizStep": "commissioning", "eventTime": "2025-05-01T08:00:00Z",
+        "epcList": [compute_trace_item(w, k) for k in range(min(w.pool, MAX_EPCS))]}]))
+    keys = [CLIENT[o] for o in ORGS]
+    for block in (calls[:8], calls[8:]):  # a ship and its receive in one block, in order
+        for r in c.run(*((keys[s], to, m, a) for s, to, m, a in block)):
+            ok(r)
+
+
+def test_workload_list_and_ratios() -> None:
+    assert get_workloads("evidence, trace,evidence") == ("evidence", "trace", "evidence")
+    with pytest.raises(ValueError, match="unknown workload 'nope'"):
+        get_workloads("evidence,nope")
+
+    def res(w: str, tps: float) -> NetBenchResult:
+        return NetBenchResult(config={"workload": w}, machine={}, tps=tps)
+
+    run = [res("evidence", 1000), res("trace", 900), res("evidence", 800), res("trace", 700)]
+    assert compute_ratios(run) == {"evidence": 1.0, "trace": 0.889}
+    assert "| `trace` | 800 | 88.9% |" in format_comparison(run)
