@@ -58,7 +58,7 @@ def test_a_double_vote_is_committed_as_evidence_on_every_node(three_of_four: Net
         await writer.drain()
 
     async def double_vote() -> int:
-        _r, w, hello = await _connect(net, node3 / "tls", node3 / "tls" / "network.pem", node3 / "keys" / "node3.pem")
+        _r, w, hello = await _connect(net, node3 / "tls", node3 / "keys" / "node3.pem")
         assert isinstance(hello, Hello)
         h = net.height(net.nodes[0]) + 1
         await send(w, vote(h, b""))
@@ -94,7 +94,7 @@ def test_a_double_vote_is_committed_as_evidence_on_every_node(three_of_four: Net
 
     async def forged() -> None:
         before = _violations(net)
-        r, w, hello = await _connect(net, node3 / "tls", node3 / "tls" / "network.pem", node3 / "keys" / "node3.pem")
+        r, w, hello = await _connect(net, node3 / "tls", node3 / "keys" / "node3.pem")
         assert isinstance(hello, Hello)
         good = make_evidence(vote(top, b""), vote(top, b"\x43" * 32))
         bad = dataclasses.replace(good, vote_b=dataclasses.replace(good.vote_b, signature=b"\x01" * 64))

@@ -8,6 +8,7 @@ not its own and halt with a false "STATE DIVERGED"."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from pathlib import Path
 
@@ -106,3 +107,24 @@ def test_a_completion_delivered_after_the_node_closed_moves_nothing(node: Node) 
     asyncio.run(scenario())
     assert not errors, errors[0].get("exception")
     assert not delivered
+
+
+def test_the_views_parent_carries_everything_the_nodes_parent_does(node: Node) -> None:
+    """Same tip, same parent facts: the view's parent must hold every field the node's own parent holds (the block
+    checks refuse what they cannot check — a parent without the evidence lookups made every block with evidence
+    invalid), and the same values."""
+    cfg = node.config
+    driver = ConsensusDriver(node, None, TIMEOUTS, cfg.wal_path, cfg.signer_state_path)
+    try:
+        ours, nodes = driver.ledger.get_parent_info(), node.get_parent_info(node.get_tip())
+        for f in dataclasses.fields(ours):
+            a, b = getattr(ours, f.name), getattr(nodes, f.name)
+            assert (a is None) == (b is None), f"the view's parent lacks {f.name}"
+            if not callable(a):
+                assert a == b, f.name
+        client = load_key(cfg.home / "keys" / "org1-client.pem")
+        assert ours.get_member is not None and nodes.get_member is not None
+        assert ours.get_member(client.public_key) == nodes.get_member(client.public_key)
+    finally:
+        driver.close()
+        node.close()

@@ -23,6 +23,7 @@ from qilian.consensus.signer import SignerState
 from qilian.consensus.timeouts import TimeoutConfig
 from qilian.consensus.validators import ValidatorSet as ConsensusValidators
 from qilian.execution.block import ParentInfo
+from qilian.execution.evidence import EVIDENCE_NAMESPACE
 from qilian.execution.members import get_member
 from qilian.execution.rules import MemberInfo
 from qilian.execution.valsets import ValidatorSetBook
@@ -185,8 +186,13 @@ class NodeLedger:
                 members[public_key] = get_member(rules, view.get_state, public_key)
             return members[public_key]
 
+        def is_evidence_committed_in_view(evidence_hash: bytes) -> bool:
+            return view.get_state(EVIDENCE_NAMESPACE, evidence_hash) is not None
+
+        # The governed chain params are read by the tip's state root (immutable), as Node.get_parent_info does.
         return ParentInfo(tip.height, tip.block_id, tip.time_ms, tip.state_root, tip.receipts_root,
-                          current, nxt, last, get_member_in_view)
+                          current, nxt, last, get_member_in_view, self.node.get_chain_params(tip),
+                          self._valsets.get, is_evidence_committed_in_view)
 
     def get_block_bytes(self, height: int) -> bytes | None:
         return self.view.get_block_bytes(height)
