@@ -320,13 +320,21 @@ def test_snapshots_read_from_other_threads_during_commits_see_wholly_one_block(t
     errors: list[BaseException] = []
     done = threading.Event()
 
+    reads = [0, 0]
+    turn = threading.Condition()
+
     def reader(i: int) -> None:
         try:
             while not done.is_set():
                 with store.begin_snapshot() as snap:
                     seen[i].add(_check_one_version(snap))
+                with turn:
+                    reads[i] += 1
+                    turn.notify_all()
         except BaseException as exc:  # handed to the test thread
             errors.append(exc)
+            with turn:
+                turn.notify_all()
 
     readers = [threading.Thread(target=reader, args=(i,)) for i in range(2)]
     try:
@@ -334,6 +342,11 @@ def test_snapshots_read_from_other_threads_during_commits_see_wholly_one_block(t
             t.start()
         for h in range(1, blocks + 1):
             _versioned_block(store, h)
+            if h % 10 == 0:  # let both readers take a snapshot at this tip too (the binding holds the GIL in writes)
+                with turn:
+                    target = [r + 1 for r in reads]
+                    turn.wait_for(lambda want=target: bool(errors) or all(
+                        r >= t for r, t in zip(reads, want, strict=True)), 10)
         done.set()
         for t in readers:
             t.join(30)
