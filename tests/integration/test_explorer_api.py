@@ -117,7 +117,7 @@ def test_index_routes_metrics_and_resume(tmp_path: Path) -> None:
         blocks = http.get("/blocks", params={"limit": 3}).json()
         assert [b["height"] for b in blocks["items"]] == [head, head - 1, head - 2]
         vals = http.get("/validators").json()["validators"]
-        assert vals and vals[0]["last_signed"] == head
+        assert vals and vals[0]["last_signed"] == head and vals[0]["organisation"] == "org1"
 
         # Bad input gets a named 4xx.
         for path, code in (("/accounts/a-b/txs", "bad_address"), ("/accounts/" + me + "/txs?cursor=x", "bad_cursor"),

@@ -24,6 +24,7 @@ from fastapi import APIRouter, Query
 
 from qilian.api.errors import ApiError
 from qilian.api.readside import MAX_BLOCKS_PAGE, ReadSide
+from qilian.execution.members import get_org, get_org_names
 from qilian.indexer.service import open_index
 from qilian.indexer.sql import DEFAULT_PAGE, MAX_PAGE, IndexQueryError, SqlIndex
 
@@ -110,24 +111,40 @@ def make_router(node: Node, reads: ReadSide, index: SqlIndex, index_reads: Index
                           limit: Annotated[int, Query(ge=1, le=MAX_BLOCKS_PAGE)] = DEFAULT_PAGE) -> dict[str, Any]:
         return reads.get_block_summaries(before, limit)
 
-    @router.get("/validators", summary="Genesis validators with organisation and their recent signatures")
+    @router.get("/validators", summary="The validator set in force, with organisation and recent signatures")
     async def validators() -> dict[str, Any]:
+        """The set that signs the next block and the organisations, read from the chain state of the tip (not
+        genesis: governance changes both), with each validator's recent commit signatures."""
         act = reads.get_signing_activity()
         suite = node.suite
-        orgs: dict[bytes, str] = {}
-        for org in node.genesis.organisations:
-            for m in org.members:
-                orgs[suite.compute_address(m.public_key)] = org.name
+        tip = node.get_tip()
+        current, _ = node.valsets.get_sets_at_root(tip.state_root)
+        state_get = node.store.get_state
+
+        def org_of(public_key: bytes) -> str | None:
+            member = node.get_member(public_key)
+            return member.organisation if member is not None else None
+
+        organisations = []
+        for name in get_org_names(node.rules, state_get):
+            rec = get_org(state_get, name)
+            if rec is None:
+                continue
+            members = []
+            for key in rec[2]:
+                member = node.get_member(key)
+                if member is not None:
+                    members.append({"name": member.name, "roles": sorted(member.roles),
+                                    "address": suite.compute_address(key).hex()})
+            organisations.append({"name": name, "members": members})
         return {
-            "tip": act["tip"], "window": act["window"], "total_power": node.genesis.validators.total_power,
+            "tip": act["tip"], "window": act["window"], "total_power": current.total_power,
             "validators": [{"address": v.address.hex(), "public_key": v.public_key.hex(), "power": v.power,
-                            "organisation": orgs.get(v.address), "last_signed": act["last_signed"].get(v.address.hex()),
+                            "organisation": org_of(v.public_key),
+                            "last_signed": act["last_signed"].get(v.address.hex()),
                             "signed_in_window": act["signed"].get(v.address.hex(), 0)}
-                           for v in node.genesis.validators.validators],
-            "organisations": [{"name": o.name, "members": [{"name": m.name, "roles": list(m.roles),
-                                                            "address": suite.compute_address(m.public_key).hex()}
-                                                           for m in o.members]}
-                              for o in node.genesis.organisations],
+                           for v in current.validators],
+            "organisations": organisations,
         }
 
     @router.get("/contracts", summary="Deployed contracts, newest first (from the index)")

@@ -159,8 +159,10 @@ def make_gov_router(node: Node, api_error: type[Exception]) -> APIRouter:
                        for n, s in specs.items()],
             "scheduled": [{"height": h, "changes": c} for h, c in get_pending_changes(node.store.get_state)]}
         if tip.height:
-            doc["state"] = {n: proven(PARAM_NAMESPACE, n.encode()) for n in specs}
-            doc["scheduled_state"] = proven(PARAM_NAMESPACE, PENDING_KEY)
+            names = list(specs)
+            docs = reads.get_states([(PARAM_NAMESPACE, n.encode()) for n in names] + [(PARAM_NAMESPACE, PENDING_KEY)])
+            doc["state"] = dict(zip(names, docs[:-1], strict=True))  # one snapshot: every proof of one header
+            doc["scheduled_state"] = docs[-1]
         return doc
 
     @router.get("/gov/nodes", summary="Nodes registered in chain state (P2P admission) and their endpoints")

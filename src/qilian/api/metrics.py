@@ -123,8 +123,11 @@ class NodeMetrics:
     def observe_vote_quorums(self) -> None:
         """Move the consensus reactor's recorded first-vote-to-quorum delays into the histogram."""
         delays = getattr(self.node.consensus, "quorum_delays", None)
-        while delays:
-            kind, ms = delays.popleft()
+        while delays is not None:
+            try:  # a scrape and the commit hook may drain at once: popleft is atomic, the emptiness test is not
+                kind, ms = delays.popleft()
+            except IndexError:
+                break
             self.vote_quorum.labels("prevote" if kind == PREVOTE else "precommit").observe(ms / 1000)
 
     def get_route_label(self, request: Request) -> str:

@@ -8,6 +8,7 @@ over these methods. Methods raise :class:`ApiError` (404 not found, 503 not full
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Final
 
 from qilian.api.errors import ApiError
@@ -143,6 +144,11 @@ class ReadSide:
         the latest). Header h commits the state *after block h − 1* — the state block h's transactions were
         checked and executed against — so ``height = h`` proves what held when a transaction of block h ran
         (a key's membership when it registered a document, say), however the state changed since."""
+        return self.get_states([(namespace, key)], height)[0]
+
+    def get_states(self, keys: Sequence[tuple[str, bytes]], height: int | None = None) -> list[dict[str, Any]]:
+        """:meth:`get_state` for several (namespace, key) pairs, all proven from one snapshot against one header,
+        so a document that lists several proven entries (``GET /gov/params``) never mixes two heights."""
         with self.store.begin_snapshot() as snap:
             tip = snap.get_tip()
             if tip.height == 0:
@@ -155,10 +161,8 @@ class ReadSide:
                 raise ApiError(503, "unavailable", f"block {at} is not stored")
             tree = StateTree(self.suite.hash, snap)
             root = block.header.state_root
-            value = tree.get_value(root, namespace, key)
-            proof = tree.get_proof(root, namespace, key)
-        return get_state_doc(self.suite, namespace, key, value, proof, block, commit)
-
+            return [get_state_doc(self.suite, namespace, key, tree.get_value(root, namespace, key),
+                                  tree.get_proof(root, namespace, key), block, commit) for namespace, key in keys]
 
     def get_state_page(self, namespace: str, prefix: bytes, after: bytes, limit: int, proofs: bool
                        ) -> dict[str, Any]:
