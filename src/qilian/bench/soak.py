@@ -13,7 +13,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -48,10 +48,11 @@ def get_rss_mib(pid: int) -> float:
 
 
 def run_soak(minutes: float, say: Callable[[str], None], progress: Callable[[str, int, int], None],
-             validators: int = 4) -> SoakResult:
-    """Start a network, load it for ``minutes``, sample the nodes, stop it."""
+             validators: int = 4, engine: str = "") -> SoakResult:
+    """Start a network, load it for ``minutes``, sample the nodes, stop it. ``engine``: the nodes' store engine
+    (``[store] engine``; "" = the default)."""
     from qilian.bench.ports import get_free_port_block
-    from qilian.node.config import init_network, load_config
+    from qilian.node.config import init_network, load_config, save_config
     from qilian.node.launcher import get_node_homes, start_network, stop_network, wait_for_blocks
     from qilian.types.core import ChainParams
 
@@ -61,6 +62,9 @@ def run_soak(minutes: float, say: Callable[[str], None], progress: Callable[[str
     init_network(root, validators, chain_id="bench", suite_name="ed25519", organisations=("org1",),
                  api_port=api_base, p2p_port=p2p_base, params=ChainParams(block_interval_ms=200, max_block_txs=5000))
     _raise_mempool(root, SOAK_MEMPOOL_TXS)
+    if engine:
+        for home in get_node_homes(root):
+            save_config(replace(load_config(home), store_engine=engine))
     say(f"starting {validators} validators in {root} …")
     launched = start_network(root, detach=False)
     procs = [p for _, p in launched]

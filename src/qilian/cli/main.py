@@ -901,6 +901,7 @@ def bench_store(
 @bench_app.command("soak")
 def bench_soak(
     minutes: Annotated[float, typer.Option(help="Minutes of --max Ed25519 evidence load on 4 validators.")] = 30,
+    engine: Annotated[str, typer.Option(help="Store engine of the nodes: lmdb (the default) or rocksdb.")] = "",
 ) -> None:
     """Issue 18's soak: per-minute TPS, node RSS and the store's disk bytes per transaction."""
     from qilian.bench.soak import run_soak
@@ -909,8 +910,9 @@ def bench_soak(
                   transient=True) as prog:
         task = prog.add_task("soak", total=None)
         res = run_soak(minutes, lambda m: err.print(f"[dim]{escape(m)}[/dim]"),
-                       lambda what, k, n: prog.update(task, description=what, completed=k, total=n))
-    table = Table("minute", "TPS", "node RSS MiB (each node)", title=f"qilian bench soak: {minutes:g} min")
+                       lambda what, k, n: prog.update(task, description=what, completed=k, total=n), engine=engine)
+    table = Table("minute", "TPS", "node RSS MiB (each node)",
+                  title=f"qilian bench soak: {minutes:g} min, {engine or 'lmdb'} store")
     for m in res.minutes:
         table.add_row(str(m["minute"]), f"{m['tps']:,.0f}", " ".join(str(x) for x in m["rss_mib"]))
     console.print(table)

@@ -30,7 +30,7 @@ from qilian.execution.members import get_member, get_validator_sets
 from qilian.execution.params import get_chain_params
 from qilian.execution.rules import ChainRules
 from qilian.state import MemoryNodeStore, StateError, StateTree
-from qilian.storage.store import DEFAULT_ENGINE, ChainStore, compute_value_key, get_store_engine
+from qilian.storage.store import ChainStore, compute_value_key
 from qilian.types.codec import CodecError, encode_trusted
 from qilian.types.core import Block, ValidatorSet, compute_block_id
 
@@ -79,7 +79,7 @@ def _check_stored_state(store: ChainStore, hash_fn: Callable[[bytes], bytes], ro
 
 def verify_ledger(data_dir: Path, progress: Callable[[int, int], None] | None = None) -> LedgerReport:
     """Walk the chain in ``data_dir``; stop at the first block that fails."""
-    store = ChainStore(data_dir, readonly=False, engine=get_store_engine(data_dir) or DEFAULT_ENGINE)
+    store = ChainStore(data_dir, readonly=False)
     try:
         genesis = store.get_genesis()
         if genesis is None:

@@ -44,7 +44,7 @@ from qilian.node.limits import check_chain_params
 from qilian.node.valsets import ValidatorSets
 from qilian.sdk.keys import get_password_from_env, load_key
 from qilian.state import ZERO_HASH, MemoryNodeStore, StateTree
-from qilian.storage.store import DEFAULT_ENGINE, ChainStore, ChainTip, StoreCorrupt
+from qilian.storage.store import ChainStore, ChainTip, StoreCorrupt
 from qilian.types.codec import CodecError
 from qilian.types.core import (
     Block,
@@ -117,8 +117,9 @@ class Submitted:
 class Node:
     """One Qilian node over its home directory."""
 
-    def __init__(self, config: NodeConfig, engine: str = DEFAULT_ENGINE):
-        """``engine``: the store engine (the node runs RocksDB; tests and benches compare LMDB on the same path)."""
+    def __init__(self, config: NodeConfig, engine: str | None = None):
+        """``engine``: the store engine (default: ``[store] engine`` of node.toml, else whatever engine wrote the
+        data directory, else LMDB; tests and benches compare the engines on the same path)."""
         self.config = config
         self.genesis = load_genesis(config.genesis_path)
         check_chain_params(self.genesis.params)
@@ -129,7 +130,7 @@ class Node:
         if self.key.suite.name != self.suite.name:
             raise ValueError(f"node key is a {self.key.suite.name} key but the chain uses {self.suite.name}")
         self.validator = self.genesis.validators.get_by_address(self.key.address)
-        self.store = ChainStore(config.data_path, engine=engine)
+        self.store = ChainStore(config.data_path, engine=engine or config.store_engine or None)
         genesis_writes = compute_genesis_writes(self.genesis)
         genesis_root, genesis_nodes = StateTree(self.suite.hash, MemoryNodeStore()).apply_writes(
             ZERO_HASH, genesis_writes)

@@ -24,8 +24,9 @@ Every table is written append-friendly, so a block's commit costs the same after
   previous one's, ``g ‖ height ‖ index`` for each governance transaction (meta keeps ``gov_index_height`` and
   ``last_validators_hash``).
 
-``x`` and ``v`` are still keyed by hashes; on the RocksDB engine (the node's) such a put is a log append and a
-memtable insert, sorted in bulk later — the measurement that chose the engine is in docs/benchmarks.md.
+``x`` and ``v`` are still keyed by hashes; on the RocksDB engine such a put is a log append and a memtable insert,
+sorted in bulk later; on LMDB (the default) the batch is sorted into key order before it is written — the
+measurement that chose the default is in docs/benchmarks.md.
 
 No migration: a data directory of the earlier layout (LMDB, store version 1, no ``layout`` marker) is refused with
 :class:`StoreLayoutError`; the node must be resynced from its peers into an empty data directory.
@@ -49,8 +50,10 @@ LAYOUT: Final = b"qilian-store/2"
 """Layout marker stored under ``m/layout``; a store without it (or with another) is refused."""
 ENGINES: Final = ("rocksdb", "lmdb")
 """Engine names :class:`ChainStore` accepts."""
-DEFAULT_ENGINE: Final = "rocksdb"
-"""The node's engine (chosen by ``qilian bench store`` and the soak; docs/benchmarks.md)."""
+DEFAULT_ENGINE: Final = "lmdb"
+"""The engine of a new data directory unless ``[store] engine`` says otherwise. LMDB, because the soak held its
+throughput on it and not on RocksDB (whose binding holds the GIL through synced writes, so the node's event loop
+stalls for each commit); the measurements are in docs/benchmarks.md."""
 TX_PREFIX_BYTES: Final = 8
 """Bytes of a transaction hash that key the compact hash map."""
 
@@ -144,9 +147,12 @@ class ChainStore:
     On RocksDB that is a secondary instance whose view stays where it was until :meth:`catch_up` (see
     :mod:`qilian.storage.engine`); a reader that follows the chain calls it before each look for new heights."""
 
-    def __init__(self, path: Path, readonly: bool = False, engine: str = DEFAULT_ENGINE):
+    def __init__(self, path: Path, readonly: bool = False, engine: str | None = None):
+        """``engine``: None opens whatever engine wrote ``path`` (a new directory gets :data:`DEFAULT_ENGINE`); a
+        name opens that engine and refuses a directory another engine wrote."""
         if not readonly:
             path.mkdir(parents=True, exist_ok=True)
+        engine = engine or get_store_engine(path) or DEFAULT_ENGINE
         self.path = path
         self.engine_name = engine
         self.kv = _open_engine(path, engine, readonly)
