@@ -1,7 +1,7 @@
 """The read side: every query answered from ONE store snapshot, so no answer mixes two heights.
 
-A block, its commit, its child (for the receipt proof) and the state nodes of a proof are read in one LMDB read
-transaction (:class:`qilian.storage.store.StoreSnapshot`); the proof documents come from the pure builders in
+A block, its commit, its child (for the receipt proof) and the state nodes of a proof are read in one store
+snapshot (:class:`qilian.storage.store.StoreSnapshot`); the proof documents come from the pure builders in
 :mod:`qilian.sdk.proofs`, the same module the light client parses them with. The HTTP handlers are thin adapters
 over these methods. Methods raise :class:`ApiError` (404 not found, 503 not fully stored) and never write.
 

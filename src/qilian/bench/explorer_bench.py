@@ -9,7 +9,7 @@ rebuilt. Then it serves the explorer router with uvicorn on loopback and drives 
 threads in a closed loop (a bounded load: at most ``concurrency`` requests in flight), reporting p50/p95/p99 per
 route.
 
-``/blocks?before=`` reads the node's LMDB block store, not the index; the bench's node is a fresh home with only
+``/blocks?before=`` reads the node's block store, not the index; the bench's node is a fresh home with only
 genesis, so that route measures the store path without block decoding (see docs/benchmarks.md).
 """
 

@@ -877,6 +877,51 @@ def bench_state(
     console.print(format_table(rows))
 
 
+@bench_app.command("store")
+def bench_store(
+    txs: Annotated[int, typer.Option(help="Transactions committed per layout.")] = 1_000_000,
+    block_txs: Annotated[int, typer.Option(help="Transactions per block.")] = 5_000,
+    every: Annotated[int, typer.Option(help="Report a row every this many transactions.")] = 100_000,
+    layouts: Annotated[str, typer.Option(help="Comma-separated: v1-lmdb, v2-lmdb, v2-rocksdb.")]
+    = "v1-lmdb,v2-lmdb,v2-rocksdb",
+) -> None:
+    """Synced commit of evidence blocks as the store grows: old layout against the new one on both engines."""
+    from qilian.bench.store_bench import compute_table, run_store_bench
+
+    rows = run_store_bench(txs, block_txs, every, tuple(s.strip() for s in layouts.split(",") if s.strip()),
+                           progress=lambda m: err.print(f"[dim]{escape(m)}[/dim]"))
+    cols, lines = compute_table(rows)
+    table = Table(*cols, title=f"qilian bench store: {block_txs:,}-tx evidence blocks (commit ms = mean per block "
+                              f"over the preceding {every:,} txs)")
+    for line in lines:
+        table.add_row(*line)
+    console.print(table)
+
+
+@bench_app.command("soak")
+def bench_soak(
+    minutes: Annotated[float, typer.Option(help="Minutes of --max Ed25519 evidence load on 4 validators.")] = 30,
+    engine: Annotated[str, typer.Option(help="Store engine of the nodes: lmdb (the default) or rocksdb.")] = "",
+) -> None:
+    """Issue 18's soak: per-minute TPS, node RSS and the store's disk bytes per transaction."""
+    from qilian.bench.soak import run_soak
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err,
+                  transient=True) as prog:
+        task = prog.add_task("soak", total=None)
+        res = run_soak(minutes, lambda m: err.print(f"[dim]{escape(m)}[/dim]"),
+                       lambda what, k, n: prog.update(task, description=what, completed=k, total=n), engine=engine)
+    table = Table("minute", "TPS", "node RSS MiB (each node)",
+                  title=f"qilian bench soak: {minutes:g} min, {engine or 'lmdb'} store")
+    for m in res.minutes:
+        table.add_row(str(m["minute"]), f"{m['tps']:,.0f}", " ".join(str(x) for x in m["rss_mib"]))
+    console.print(table)
+    if res.net is not None and len(res.minutes) >= 2 and res.minutes[0]["tps"]:
+        console.print(f"last ÷ first minute: {res.minutes[-1]['tps'] / res.minutes[0]['tps']:.2f}; committed "
+                      f"{res.net.committed:,}, rejected {res.net.rejected:,}, uncommitted {res.net.uncommitted:,}; "
+                      f"node0 data dir {res.disk_bytes_node0 / 2**20:,.0f} MiB = {res.bytes_per_tx:,.0f} B/tx")
+
+
 def _register_subcommands() -> None:
     """Command groups that live in their own modules (imported last: they use this module's helpers)."""
     from qilian.apps.copyright.cli import copyright_app

@@ -44,7 +44,7 @@ from qilian.node.limits import check_chain_params
 from qilian.node.valsets import ValidatorSets
 from qilian.sdk.keys import get_password_from_env, load_key
 from qilian.state import ZERO_HASH, MemoryNodeStore, StateTree
-from qilian.storage.store import ChainStore, ChainTip
+from qilian.storage.store import ChainStore, ChainTip, StoreCorrupt
 from qilian.types.codec import CodecError
 from qilian.types.core import (
     Block,
@@ -117,7 +117,9 @@ class Submitted:
 class Node:
     """One Qilian node over its home directory."""
 
-    def __init__(self, config: NodeConfig):
+    def __init__(self, config: NodeConfig, engine: str | None = None):
+        """``engine``: the store engine (default: ``[store] engine`` of node.toml, else whatever engine wrote the
+        data directory, else LMDB; tests and benches compare the engines on the same path)."""
         self.config = config
         self.genesis = load_genesis(config.genesis_path)
         check_chain_params(self.genesis.params)
@@ -128,7 +130,7 @@ class Node:
         if self.key.suite.name != self.suite.name:
             raise ValueError(f"node key is a {self.key.suite.name} key but the chain uses {self.suite.name}")
         self.validator = self.genesis.validators.get_by_address(self.key.address)
-        self.store = ChainStore(config.data_path)
+        self.store = ChainStore(config.data_path, engine=engine or config.store_engine or None)
         genesis_writes = compute_genesis_writes(self.genesis)
         genesis_root, genesis_nodes = StateTree(self.suite.hash, MemoryNodeStore()).apply_writes(
             ZERO_HASH, genesis_writes)
@@ -427,13 +429,19 @@ class Node:
         return receipts
 
     def process_execute_and_store(self, block: Block, commit: Commit, hashes: list[bytes]) -> list[Receipt]:
-        """Execute a decided block and commit block, commit, receipts and state in one synced LMDB write.
+        """Execute a decided block and commit block, commit, receipts and state in one synced store batch.
 
-        Thread-safe against the event loop: it touches only the store (LMDB: one writer, any number of readers in
+        Thread-safe against the event loop: it touches only the store (one writer, any number of readers in
         other threads) and the stateless state tree — never the mempool, the waiters or the subscribers. One
-        caller at a time (the driver's single execution thread), blocks in height order."""
+        caller at a time (the driver's single execution thread), blocks in height order.
+
+        Its reads (state values, tree nodes, the tip) go to the live store, and that is exact: this thread is the
+        store's only writer and the block's parent is the latest batch, so nothing can change under them until
+        this call's own batch. Every other reader sees the store through a snapshot or as a non-consensus query."""
         t0 = time.perf_counter()
         tip = self.get_tip()
+        if tip.height + 1 != block.header.height:
+            raise StoreCorrupt(f"executing block {block.header.height} on top of {tip.height}")
         result = execute_block(self.rules, self.store, block.txs, hashes, block.header.height,
                                block.header.time_ms, block.evidence)
         t1 = time.perf_counter()

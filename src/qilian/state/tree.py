@@ -113,7 +113,7 @@ class CorruptNodeError(StateError):
 
 
 class NodeStore(Protocol):
-    """Read access to tree nodes by reference (and root pointers by root hash); the LMDB store implements it."""
+    """Read access to tree nodes by reference (and root pointers by root hash); the chain store implements it."""
 
     def get_node(self, node_hash: bytes) -> bytes | None:
         """The entry stored under a reference or root hash, or None."""
