@@ -228,7 +228,16 @@ def make_gov_router(node: Node, api_error: type[Exception]) -> APIRouter:
             for h in snap.get_validator_change_heights(target):
                 block, prev_block = snap.get_block(h), snap.get_block(h - 1)
                 commit, prev_commit = snap.get_commit(h), snap.get_commit(h - 1)
-                vset = node.valsets.get(h)
+                # The set the index kept at the change (a pruning node has no state of old heights); an entry
+                # written before the index kept sets is read from the state of that height.
+                vset = snap.get_changed_validator_set(h)
+                if vset is None:
+                    if h - 1 < snap.get_oldest_state_version():
+                        raise api_error(410, "state_pruned",
+                                        f"the validator set of height {h} is neither in the governance index nor "
+                                        f"in a state this node still keeps; ask an archive node "
+                                        f"([store] keep_states = 0)")
+                    vset = node.valsets.get(h)
                 if block is None or prev_block is None or commit is None or prev_commit is None or vset is None:
                     raise api_error(503, "unavailable", f"block {h} or its parent is not fully stored")
                 skip = 3 * compute_trusted_power(node.genesis, trusted, commit) > trusted.total_power

@@ -3,7 +3,8 @@
 A block, its commit, its child (for the receipt proof) and the state nodes of a proof are read in one store
 snapshot (:class:`qilian.storage.store.StoreSnapshot`); the proof documents come from the pure builders in
 :mod:`qilian.sdk.proofs`, the same module the light client parses them with. The HTTP handlers are thin adapters
-over these methods. Methods raise :class:`ApiError` (404 not found, 503 not fully stored) and never write.
+over these methods. Methods raise :class:`ApiError` (404 not found, 410 state pruned on this node, 503 not fully
+stored) and never write.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from qilian.api.views import STATUS_NAMES, block_view, evidence_record_view, rec
 from qilian.crypto.suite import Suite
 from qilian.execution.evidence import EVIDENCE_NAMESPACE
 from qilian.sdk.proofs import get_state_doc, get_tx_proof_doc
-from qilian.state import StateTree
+from qilian.state import MissingNodeError, StateTree
 from qilian.storage.store import ChainStore
 from qilian.types.core import Block, Commit, compute_block_id, compute_tx_hash
 
@@ -156,13 +157,20 @@ class ReadSide:
             at = tip.height if height is None else height
             if not 1 <= at <= tip.height:
                 raise ApiError(404, "not_found", f"no header at height {at} (the chain is at {tip.height})")
+            oldest = snap.get_oldest_state_version() + 1  # header h commits the state of version h - 1
+            if at < oldest:
+                raise make_pruned_error(at, oldest, self.store.keep_states)
             block, commit = snap.get_block(at), snap.get_commit(at)
             if block is None or commit is None:
                 raise ApiError(503, "unavailable", f"block {at} is not stored")
             tree = StateTree(self.suite.hash, snap)
             root = block.header.state_root
-            return [get_state_doc(self.suite, namespace, key, tree.get_value(root, namespace, key),
-                                  tree.get_proof(root, namespace, key), block, commit) for namespace, key in keys]
+            try:
+                return [get_state_doc(self.suite, namespace, key, tree.get_value(root, namespace, key),
+                                      tree.get_proof(root, namespace, key), block, commit)
+                        for namespace, key in keys]
+            except MissingNodeError:  # a store pruned further than this node's setting says (another config)
+                raise make_pruned_error(at, None, self.store.keep_states) from None
 
     def get_state_page(self, namespace: str, prefix: bytes, after: bytes, limit: int, proofs: bool
                        ) -> dict[str, Any]:
@@ -187,6 +195,16 @@ class ReadSide:
                     entry["state"] = get_state_doc(self.suite, namespace, k, tree.get_value(root, namespace, k),
                                                    tree.get_proof(root, namespace, k), block, commit)
         return {"height": tip.height, "entries": entries, "next": rows[-1][0].hex() if more else None}
+
+def make_pruned_error(height: int, oldest: int | None, keep_states: int) -> ApiError:
+    """410 ``state_pruned``: the state a header of ``height`` commits is no longer kept on this node. Names the
+    oldest height still proven (``oldest_height`` in the body too, for SDKs) and where older states are."""
+    where = f"; the oldest height it proves is {oldest}" if oldest is not None else ""
+    return ApiError(410, "state_pruned",
+                    f"the state at height {height} is pruned on this node (it keeps the last {keep_states} "
+                    f"states{where}); an archive node ([store] keep_states = 0) has every height",
+                    {"oldest_height": oldest} if oldest is not None else None)
+
 
 def _summary(suite: Suite, block: Block, commit: Commit | None) -> dict[str, Any]:
     h = block.header

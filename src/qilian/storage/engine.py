@@ -40,7 +40,7 @@ from typing import Any, Final, Protocol
 
 import lmdb
 
-TABLES: Final = (b"m", b"b", b"c", b"r", b"h", b"x", b"n", b"v", b"g")
+TABLES: Final = (b"m", b"b", b"c", b"r", b"h", b"x", b"n", b"v", b"g", b"s")
 """Every table of the store, one byte each (the RocksDB key prefix; the LMDB sub-database name)."""
 
 LMDB_MAP_SIZE: Final = 64 * 1024**3
