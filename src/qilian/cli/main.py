@@ -650,6 +650,9 @@ def state_get(
     home: HomeOpt = DEFAULT_HOME,
     genesis: GenesisOpt = None,
     verify: Annotated[bool, typer.Option(help="Verify the proof against the genesis validators.")] = True,
+    height: Annotated[int | None, typer.Option(help="Prove against the header of this height (the state its "
+                                                    "transactions ran against); default: the latest. A pruning "
+                                                    "node answers only its recent heights.", min=1)] = None,
 ) -> None:
     """Read a state value with its proof (verified locally by default)."""
     from qilian.sdk.client import ApiFailure, Client
@@ -658,7 +661,7 @@ def state_get(
     kb = bytes.fromhex(key[2:]) if key.startswith("0x") else key.encode()
     try:
         with Client(node) as c:
-            res = c.get_state(namespace, kb)
+            res = c.get_state(namespace, kb, height)
     except ApiFailure as exc:
         _fail(f"{exc.code}: {exc.message}")
         return
@@ -884,12 +887,20 @@ def bench_store(
     every: Annotated[int, typer.Option(help="Report a row every this many transactions.")] = 100_000,
     layouts: Annotated[str, typer.Option(help="Comma-separated: v1-lmdb, v2-lmdb, v2-rocksdb.")]
     = "v1-lmdb,v2-lmdb,v2-rocksdb",
+    keep_states: Annotated[str, typer.Option(help="Comma-separated state windows to run the v2 layouts at, 0 = "
+                                                  "archive (e.g. 0,1001: without and with pruning).")] = "0",
 ) -> None:
-    """Synced commit of evidence blocks as the store grows: old layout against the new one on both engines."""
+    """Synced commit of evidence blocks as the store grows: old layout against the new one on both engines, and
+    with --keep-states the pruning a node runs after each commit (its time and the disk bytes it saves)."""
     from qilian.bench.store_bench import compute_table, run_store_bench
+    from qilian.cli.errors import UserError
 
+    try:
+        keeps = tuple(int(k) for k in keep_states.split(",") if k.strip())
+    except ValueError:
+        raise UserError(f"--keep-states is a comma-separated list of integers, not {keep_states!r}") from None
     rows = run_store_bench(txs, block_txs, every, tuple(s.strip() for s in layouts.split(",") if s.strip()),
-                           progress=lambda m: err.print(f"[dim]{escape(m)}[/dim]"))
+                           progress=lambda m: err.print(f"[dim]{escape(m)}[/dim]"), keep_states=keeps)
     cols, lines = compute_table(rows)
     table = Table(*cols, title=f"qilian bench store: {block_txs:,}-tx evidence blocks (commit ms = mean per block "
                               f"over the preceding {every:,} txs)")
