@@ -123,5 +123,20 @@ def test_a_pruning_node_refuses_old_heights_and_proves_recent_ones(tmp_path: Pat
             time.sleep(0.2)
         assert values["qilian_store_pruned_nodes_total"] > 0, metrics[:3000]
         assert values["qilian_state_oldest_height"] >= oldest
+
+        # Offline: `qilian node prune` refuses while the node runs, then prunes and compacts once it is stopped;
+        # the node starts again on the compacted store and still proves its recent heights.
+        def prune() -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "qilian.cli.main", "node", "prune", "--home",
+                                   str(chain.home), "--compact"], capture_output=True, text=True, timeout=120)
+
+        busy = prune()
+        assert busy.returncode != 0 and "already served" in busy.stderr, busy.stdout + busy.stderr
+        chain.node.stop()
+        done = prune()
+        assert done.returncode == 0 and "pruned" in done.stdout and "MiB →" in done.stdout, done.stdout + done.stderr
+        chain.node.start()
+        doc = c.get_state("kv", b"counter", oldest)
+        assert verify_state_response(chain.genesis, doc) == str(oldest - 1).encode()
     finally:
         chain.node.stop()

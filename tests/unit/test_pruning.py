@@ -367,3 +367,66 @@ def test_a_node_refuses_a_keep_states_below_the_floor(tmp_path: Path) -> None:
     init_home(tmp_path / "home", chain_id="prune-chain", suite_name="ed25519", params=ChainParams())
     with pytest.raises(KeepStatesTooSmall, match="floor"):
         Node(NodeConfig(home=tmp_path / "home", store_keep_states=10))
+
+
+def test_the_governance_index_keeps_each_changed_validator_set(tmp_path: Path) -> None:
+    """The light clients' validator path must not need old states (a pruning node has none): the set signing a
+    height whose header names a new set is kept in the index entry; unchanged heights and entries written without
+    a set (before the index kept them) answer None, so the reader falls back to the state."""
+    from dataclasses import replace
+
+    from qilian.types.core import Validator
+
+    def vset(n: int) -> ValidatorSet:
+        return ValidatorSet((Validator(bytes([n]) * 20, bytes([n]) * 32, n),))
+
+    store = ChainStore(tmp_path / "d")
+    try:
+        store.process_init(GENESIS, ChainTip(0, b"", 0, ZERO_HASH, b"\4" * 32))
+        hashes = {1: b"\xaa" * 32, 2: b"\xaa" * 32, 3: b"\xbb" * 32, 4: b"\xbb" * 32, 5: b"\xcc" * 32}
+        for h, vh in hashes.items():
+            block = make_block(h)
+            block = replace(block, header=replace(block.header, validators_hash=vh))
+            store.process_commit_block(block, Commit(h, 0, b"\1" * 32, ()), [], [], {}, {},
+                                       ChainTip(h, b"\1" * 32, h, ZERO_HASH, b"\4" * 32),
+                                       validators=None if h == 5 else vset(h))
+        with store.begin_snapshot() as snap:
+            assert snap.get_validator_change_heights(5) == [3, 5]
+            assert snap.get_changed_validator_set(3) == vset(3)
+            assert snap.get_changed_validator_set(2) is None  # no change at 2
+            assert snap.get_changed_validator_set(5) is None  # written without the set: read the state
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_compaction_gives_pruned_space_back_and_keeps_every_retained_version(tmp_path: Path, engine: str) -> None:
+    """After pruning, ``process_compact`` (``qilian node prune --compact``) leaves the same retained versions and
+    nothing else; on LMDB — whose pruned pages stay allocated, partly empty — the file shrinks; a leftover
+    ``compact.tmp`` of a compaction killed half-way is ignored and replaced."""
+    store = ChainStore(tmp_path / "d", engine=engine, keep_states=3)
+    try:
+        chain = Chain(store, seed=6)
+        store.process_enable_stale_index()
+        for _ in range(40):
+            chain.process_block(compute_block_writes(chain.rng, KEYS))
+            chain.process_prune_all(batch=50)
+        if engine == "lmdb":
+            (tmp_path / "d" / "compact.tmp").mkdir()
+            (tmp_path / "d" / "compact.tmp" / "data.mdb").write_bytes(b"half a file")
+        before = store.get_disk_bytes()
+        store.process_compact()
+        chain.check()
+        chain.process_block(compute_block_writes(chain.rng, KEYS))  # the store still takes commits
+        chain.process_prune_all()
+        chain.check()
+        if engine == "lmdb":
+            assert store.get_disk_bytes() < before
+            assert not (tmp_path / "d" / "compact.tmp").exists()
+    finally:
+        store.close()
+    store = ChainStore(tmp_path / "d", engine=engine, keep_states=3)
+    try:
+        assert store.get_tip().height == 41
+    finally:
+        store.close()

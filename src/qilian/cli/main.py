@@ -302,6 +302,63 @@ def node_start(
         _fail(str(exc))
 
 
+@node_app.command("prune")
+def node_prune(
+    home: HomeOpt = DEFAULT_HOME,
+    compact: Annotated[bool, typer.Option(help="Then give the freed space back to the file system (LMDB: rewrite "
+                                               "the file with full pages; RocksDB: a full compaction).")] = False,
+) -> None:
+    """Delete now, with the node stopped, the states older than [store] keep_states (a running pruning node does
+    this after each block by itself); --compact also shrinks the files."""
+    from qilian.node.config import load_config
+    from qilian.node.pruning import PRUNE_BATCH_ENTRIES
+    from qilian.node.run import HomeInUse, acquire_home_lock
+    from qilian.storage.store import ChainStore, get_store_engine
+
+    if not (home / "node.toml").exists():
+        _fail(f"{home} has no node.toml: run `qilian init --home {home}` first")
+    cfg = load_config(home)
+    if not cfg.store_keep_states:
+        _fail(f"{home} is an archive node ([store] keep_states = 0 keeps every state): set keep_states in "
+              f"{home / 'node.toml'} first (at least 1001)")
+    if get_store_engine(cfg.data_path) is None:
+        _fail(f"{cfg.data_path} holds no chain store yet: start the node once")
+    try:
+        lock_fd = acquire_home_lock(home)
+    except HomeInUse as exc:
+        _fail(str(exc))
+        return
+    try:
+        store = ChainStore(cfg.data_path, keep_states=cfg.store_keep_states)
+        try:
+            since = store.process_enable_stale_index()
+            before = store.get_disk_bytes()
+            entries = 0
+            with Progress(TextColumn("{task.description}"), console=err, transient=True) as prog:
+                task = prog.add_task("pruning", total=None)
+                while True:
+                    step = store.process_prune(PRUNE_BATCH_ENTRIES)
+                    entries += step.entries
+                    prog.update(task, description=f"pruning: {entries:,} stale entries deleted")
+                    if not step.more:
+                        break
+                if compact:
+                    prog.update(task, description="compacting")
+                    store.process_compact()
+            after = store.get_disk_bytes()
+            console.print(f"pruned {entries:,} stale entries; states kept from height "
+                          f"{store.get_oldest_state_version() + 1} (last {cfg.store_keep_states}); store "
+                          f"{before / 2**20:,.0f} MiB → {after / 2**20:,.0f} MiB"
+                          + ("" if compact else " (add --compact to give the freed space back)"))
+            if since > 1:
+                console.print(f"[dim]the stale index starts at height {since} (pruning was enabled then): nodes "
+                              f"replaced before it stay until the node is resynced[/dim]")
+        finally:
+            store.close()
+    finally:
+        os.close(lock_fd)
+
+
 @app.command()
 def up(
     home: HomeOpt = DEFAULT_HOME,

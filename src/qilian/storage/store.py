@@ -439,6 +439,16 @@ class ChainStore:
         self._prune_start = nxt
         return PruneStep(len(rows), nodes, pointers, len(rows) == max_entries)
 
+    def process_compact(self) -> None:
+        """Give the space of pruned entries back to the file system (offline: the node and every reader stopped;
+        :meth:`qilian.storage.engine.LmdbEngine.compact` says why LMDB needs a rewrite for it). Open snapshots
+        are ended first."""
+        with self._snapshots_lock:
+            snapshots = list(self._snapshots)
+        for snap in snapshots:
+            snap.close()
+        self.kv.compact()
+
     # -- reads -------------------------------------------------------------------------------------------
 
     def get_block_bytes(self, height: int) -> bytes | None:
