@@ -174,9 +174,11 @@ def get_rss_mb() -> float:
 
 
 def run_layout(layout: str, template: Template, path: Path, total_txs: int, report_every: int, seed: int,
-               progress: Callable[[str], None] | None = None, keep_states: int = 0) -> list[StoreRow]:
+               progress: Callable[[str], None] | None = None, keep_states: int = 0,
+               compact: bool = False) -> list[StoreRow]:
     """Commit ``total_txs`` transactions in blocks like the template's into a fresh store of one layout (v2
-    layouts: pruned to ``keep_states`` states after each block, 0 = archive)."""
+    layouts: pruned to ``keep_states`` states after each block, 0 = archive); with ``compact``, a last row
+    ``<layout> compacted`` gives the disk bytes after :meth:`ChainStore.process_compact`."""
     from qilian.crypto import get_suite
     from qilian.node.pruning import PRUNE_BATCH_ENTRIES, compute_prune_budget
     from qilian.state import EMPTY_ROOT, MemoryNodeStore, StateTree
@@ -245,6 +247,14 @@ def run_layout(layout: str, template: Template, path: Path, total_txs: int, repo
                     progress(f"{label}: {done:,} txs, commit {row.commit_ms:.0f} ms/block, "
                              + (f"prune {row.prune_ms:.0f} ms/block ({pruned:,} entries), " if keep_states else "")
                              + f"{row.disk_bytes / done:.0f} disk bytes/tx, RSS {row.rss_mb:.0f} MiB")
+        if compact and isinstance(store, ChainStore):
+            t0 = time.perf_counter()
+            store.process_compact()
+            row = StoreRow(f"{label} compacted", rows[-1].txs, 0.0, store.get_disk_bytes(), get_rss_mb())
+            rows.append(row)
+            if progress:
+                progress(f"{label}: compacted in {time.perf_counter() - t0:.1f} s: "
+                         f"{row.disk_bytes / row.txs:.0f} disk bytes/tx")
     finally:
         store.close()
     return rows
@@ -253,7 +263,7 @@ def run_layout(layout: str, template: Template, path: Path, total_txs: int, repo
 def run_store_bench(total_txs: int = 1_000_000, block_txs: int = 5_000, report_every: int = 100_000,
                     layouts: Sequence[str] = LAYOUTS, workdir: Path | None = None, seed: int = 18,
                     progress: Callable[[str], None] | None = None,
-                    keep_states: Sequence[int] = (0,)) -> list[StoreRow]:
+                    keep_states: Sequence[int] = (0,), compact: bool = False) -> list[StoreRow]:
     """Every layout, at every ``keep_states`` (0: archive), over the same workload; each in a fresh directory
     that is removed afterwards."""
     for layout in layouts:
@@ -272,7 +282,7 @@ def run_store_bench(total_txs: int = 1_000_000, block_txs: int = 5_000, report_e
                 if keep and layout == "v1-lmdb":
                     continue
                 path = base / f"{layout}-{keep}"
-                rows += run_layout(layout, template, path, total_txs, report_every, seed, progress, keep)
+                rows += run_layout(layout, template, path, total_txs, report_every, seed, progress, keep, compact)
                 shutil.rmtree(path, ignore_errors=True)
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -287,7 +297,7 @@ def compute_table(rows: Sequence[StoreRow]) -> tuple[list[str], list[list[str]]]
     cols = ["txs in store"] + [f"{lay} ms/block" for lay in layouts]
     if "v1-lmdb" in layouts:
         cols += [f"v1 ÷ {lay}" for lay in layouts if lay != "v1-lmdb"]
-    pruning = [lay for lay in layouts if " keep=" in lay]
+    pruning = [lay for lay in layouts if " keep=" in lay and not lay.endswith(" compacted")]
     cols += [f"{lay} prune ms/block" for lay in pruning]
     cols += [f"{lay} B/tx" for lay in layouts] + [f"{lay} RSS MiB" for lay in layouts]
     out = []

@@ -946,6 +946,8 @@ def bench_store(
     = "v1-lmdb,v2-lmdb,v2-rocksdb",
     keep_states: Annotated[str, typer.Option(help="Comma-separated state windows to run the v2 layouts at, 0 = "
                                                   "archive (e.g. 0,1001: without and with pruning).")] = "0",
+    compact: Annotated[bool, typer.Option(help="After each v2 run, compact the store and report its size.")]
+    = False,
 ) -> None:
     """Synced commit of evidence blocks as the store grows: old layout against the new one on both engines, and
     with --keep-states the pruning a node runs after each commit (its time and the disk bytes it saves)."""
@@ -957,7 +959,8 @@ def bench_store(
     except ValueError:
         raise UserError(f"--keep-states is a comma-separated list of integers, not {keep_states!r}") from None
     rows = run_store_bench(txs, block_txs, every, tuple(s.strip() for s in layouts.split(",") if s.strip()),
-                           progress=lambda m: err.print(f"[dim]{escape(m)}[/dim]"), keep_states=keeps)
+                           progress=lambda m: err.print(f"[dim]{escape(m)}[/dim]"), keep_states=keeps,
+                           compact=compact)
     cols, lines = compute_table(rows)
     table = Table(*cols, title=f"qilian bench store: {block_txs:,}-tx evidence blocks (commit ms = mean per block "
                               f"over the preceding {every:,} txs)")
