@@ -25,10 +25,10 @@ Every read of a past state the node makes, and what each needs at tip t (the nod
 * **Executing a block** reads the flat current values and the tip's tree nodes — version t.
 
 Reads the node *serves* but does not itself need: ``GET /state/…?height=H`` (version H − 1) and the proofs built
-on it (``qilian evidence certify`` proves the registering key's membership at the registering height), refused
-with 410 ``state_pruned`` below the window — an archive node answers them; the light clients' validator path
-(``GET /gov/validators/path``) reads the sets the governance index keeps (``ChainStore``'s ``g`` table), so it
-does not depend on old states (entries written before the index kept sets fall back to the state).
+on it (``qilian evidence verify FILE --out CERT`` proves the registering key's membership at the registering
+height), refused with 410 ``state_pruned`` below the window — an archive node answers them; the validator path
+of light clients (``GET /gov/validators/path``) reads the sets the governance index keeps (``ChainStore``'s ``g``
+table), so it does not depend on old states (entries written before the index kept sets fall back to the state).
 
 Hence :data:`MIN_KEEP_STATES` = 1,001 (versions t − 1000 … t). A node restored by state sync has no older states
 at all; that is the state-sync path's concern, not this floor's.
