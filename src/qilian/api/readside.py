@@ -200,9 +200,10 @@ def make_pruned_error(height: int, oldest: int | None, keep_states: int) -> ApiE
     """410 ``state_pruned``: the state a header of ``height`` commits is no longer kept on this node. Names the
     oldest height still proven (``oldest_height`` in the body too, for SDKs) and where older states are."""
     where = f"; the oldest height it proves is {oldest}" if oldest is not None else ""
+    why = f"it keeps the last {keep_states} states" if keep_states else "it pruned them before it kept every state"
     return ApiError(410, "state_pruned",
-                    f"the state at height {height} is pruned on this node (it keeps the last {keep_states} "
-                    f"states{where}); an archive node ([store] keep_states = 0) has every height",
+                    f"the state at height {height} is pruned on this node ({why}{where}); an archive node "
+                    f"([store] keep_states = 0 from the start) has every height",
                     {"oldest_height": oldest} if oldest is not None else None)
 
 
