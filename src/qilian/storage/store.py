@@ -422,6 +422,8 @@ class ChainStore:
             rows = snap.scan(_STALE, self._prune_start, _height_key(bound + 1), max_entries)
         finally:
             snap.close()
+        if not rows:  # nothing due: no write and no fsync (the floor need only cover what was deleted)
+            return PruneStep(0, 0, 0, False)
         floor = max(self.get_state_floor(), bound)
         ops: list[Op] = []
         nodes = pointers = 0
@@ -433,7 +435,7 @@ class ChainStore:
             elif self.kv.get(_NODES, key[8:]) == expected:  # a root pointer no later version rewrote
                 ops.append((_NODES, key[8:], None))
                 pointers += 1
-        nxt = rows[-1][0] + b"\x00" if rows else self._prune_start
+        nxt = rows[-1][0] + b"\x00"
         ops += [(_META, b"state_floor", _U64.pack(floor)), (_META, b"prune_next", nxt)]
         self.kv.write(ops)
         self._prune_start = nxt
