@@ -50,7 +50,8 @@ one it recorded as replaced. Encodings:
 Commits
 -------
 :meth:`StateTree.apply_writes` is pure: it reads old nodes and returns ``(new_root, new_nodes)``; the storage layer
-persists ``new_nodes`` in the block's write transaction. The writes are sorted by path and applied in one descent,
+persists ``new_nodes`` in the block's write transaction (:meth:`StateTree.compute_commit` returns the same plus the
+replaced nodes and root, for a pruning store). The writes are sorted by path and applied in one descent,
 so each affected node is read and rewritten once: a commit costs O(keys written × log(state size)), never O(state
 size). Where a single key remains in a subtree (almost always below the top log2(batch) levels) a loop replaces the
 recursion.
