@@ -3,7 +3,8 @@
 A block, its commit, its child (for the receipt proof) and the state nodes of a proof are read in one store
 snapshot (:class:`qilian.storage.store.StoreSnapshot`); the proof documents come from the pure builders in
 :mod:`qilian.sdk.proofs`, the same module the light client parses them with. The HTTP handlers are thin adapters
-over these methods. Methods raise :class:`ApiError` (404 not found, 503 not fully stored) and never write.
+over these methods. Methods raise :class:`ApiError` (404 not found, 410 state pruned on this node, 503 not fully
+stored) and never write.
 
 Proofs carry their own validator path. A proof's header is signed by the validator set of its height; a verifier
 that trusts only genesis can check it only through the chain of set changes since genesis. So whenever the set
@@ -25,7 +26,7 @@ from qilian.crypto.suite import Suite
 from qilian.execution.evidence import EVIDENCE_NAMESPACE
 from qilian.execution.members import CURRENT_KEY, VALIDATOR_NAMESPACE
 from qilian.sdk.proofs import get_state_doc, get_tx_proof_doc, get_validator_path_doc
-from qilian.state import StateTree
+from qilian.state import MissingNodeError, StateTree
 from qilian.storage.store import ChainStore, StoreSnapshot
 from qilian.types.core import Block, Commit, Genesis, ValidatorSet, compute_block_id, compute_tx_hash
 
@@ -69,8 +70,16 @@ class ReadSide:
             commit, prev_commit = snap.get_commit(h), snap.get_commit(h - 1)
             if block is None or prev_block is None or commit is None or prev_commit is None:
                 raise ApiError(503, "unavailable", f"block {h} or its parent is not fully stored")
-            raw = tree.get_value(block.header.state_root, VALIDATOR_NAMESPACE, CURRENT_KEY)
-            vset = self.genesis.validators if raw is None else ValidatorSet.decode(raw)
+            # The set the index kept at the change (a pruning node has no state of old heights); an entry
+            # written before the index kept sets is read from the state of that height.
+            vset = snap.get_changed_validator_set(h)
+            if vset is None:
+                if h - 1 < snap.get_oldest_state_version():
+                    raise ApiError(410, "state_pruned",
+                                   f"the validator set of height {h} is neither in the governance index nor in a "
+                                   f"state this node still keeps; ask an archive node ([store] keep_states = 0)")
+                raw = tree.get_value(block.header.state_root, VALIDATOR_NAMESPACE, CURRENT_KEY)
+                vset = self.genesis.validators if raw is None else ValidatorSet.decode(raw)
             skip = 3 * compute_trusted_power(self.genesis, trusted, commit) > trusted.total_power
             entries.append((block, commit, vset, None if skip else (prev_block, prev_commit)))
             trusted = vset
@@ -209,15 +218,21 @@ class ReadSide:
             at = tip.height if height is None else height
             if not 1 <= at <= tip.height:
                 raise ApiError(404, "not_found", f"no header at height {at} (the chain is at {tip.height})")
+            oldest = snap.get_oldest_state_version() + 1  # header h commits the state of version h - 1
+            if at < oldest:
+                raise make_pruned_error(at, oldest, self.store.keep_states)
             block, commit = snap.get_block(at), snap.get_commit(at)
             if block is None or commit is None:
                 raise ApiError(503, "unavailable", f"block {at} is not stored")
             tree = StateTree(self.suite.hash, snap)
             root = block.header.state_root
             path = self._get_needed_path(snap, at)
-            return [self._with_path(get_state_doc(
-                self.suite, namespace, key, tree.get_value(root, namespace, key), tree.get_proof(root, namespace, key),
-                block, commit), path) for namespace, key in keys]
+            try:
+                return [self._with_path(get_state_doc(
+                    self.suite, namespace, key, tree.get_value(root, namespace, key),
+                    tree.get_proof(root, namespace, key), block, commit), path) for namespace, key in keys]
+            except MissingNodeError:  # a store pruned further than this node's setting says (another config)
+                raise make_pruned_error(at, None, self.store.keep_states) from None
 
     def get_state_page(self, namespace: str, prefix: bytes, after: bytes, limit: int, proofs: bool
                        ) -> dict[str, Any]:
@@ -244,6 +259,17 @@ class ReadSide:
                                         tree.get_proof(root, namespace, k), block, commit)
                     entry["state"] = self._with_path(doc, path)
         return {"height": tip.height, "entries": entries, "next": rows[-1][0].hex() if more else None}
+
+def make_pruned_error(height: int, oldest: int | None, keep_states: int) -> ApiError:
+    """410 ``state_pruned``: the state a header of ``height`` commits is no longer kept on this node. Names the
+    oldest height still proven (``oldest_height`` in the body too, for SDKs) and where older states are."""
+    where = f"; the oldest height it proves is {oldest}" if oldest is not None else ""
+    why = f"it keeps the last {keep_states} states" if keep_states else "it pruned them before it kept every state"
+    return ApiError(410, "state_pruned",
+                    f"the state at height {height} is pruned on this node ({why}{where}); an archive node "
+                    f"([store] keep_states = 0 from the start) has every height",
+                    {"oldest_height": oldest} if oldest is not None else None)
+
 
 def _summary(suite: Suite, block: Block, commit: Commit | None) -> dict[str, Any]:
     h = block.header

@@ -7,7 +7,11 @@ drives :meth:`ChainStore.process_commit_block` directly — one core, no network
 block and receipts are reused), and every synthetic block gets fresh random transaction hashes and fresh random
 digests, i.e. 5,000 new hash-keyed state values and tx-index entries, plus the state-tree nodes the real
 :class:`StateTree` computes over the store (its reads go through the store under test). Every layout gets the same
-random sequence. Only ``process_commit_block`` is timed.
+random sequence. Only ``process_commit_block`` is timed — and, with ``keep_states`` (issue 18, "Storage only
+grows"), the pruning the node runs after each commit, timed on its own: the same budget and batches as
+:meth:`qilian.node.node.Node.process_prune_after_commit`, so the disk bytes per transaction are what a pruning
+node's store takes. The node refuses fewer than ``MIN_KEEP_STATES`` (1,001) states; the bench does not, so a
+short run can show the steady state of a small window too.
 """
 
 from __future__ import annotations
@@ -50,11 +54,16 @@ class Template:
 @dataclass(frozen=True, slots=True)
 class StoreRow:
     layout: str
+    """The layout, with `` keep=N`` when the store prunes to N states."""
     txs: int
     commit_ms: float
     """Mean commit over the window that ended at ``txs``."""
     disk_bytes: int
     rss_mb: float
+    prune_ms: float = 0.0
+    """Mean pruning time per block over the same window (0 on an archive store)."""
+    pruned: int = 0
+    """Stale entries pruned so far (each a node or a root pointer, with its index entry)."""
 
 
 def compute_template(block_txs: int) -> Template:
@@ -165,14 +174,22 @@ def get_rss_mb() -> float:
 
 
 def run_layout(layout: str, template: Template, path: Path, total_txs: int, report_every: int, seed: int,
-               progress: Callable[[str], None] | None = None) -> list[StoreRow]:
-    """Commit ``total_txs`` transactions in blocks like the template's into a fresh store of one layout."""
+               progress: Callable[[str], None] | None = None, keep_states: int = 0,
+               compact: bool = False) -> list[StoreRow]:
+    """Commit ``total_txs`` transactions in blocks like the template's into a fresh store of one layout (v2
+    layouts: pruned to ``keep_states`` states after each block, 0 = archive); with ``compact``, a last row
+    ``<layout> compacted`` gives the disk bytes after :meth:`ChainStore.process_compact`."""
     from qilian.crypto import get_suite
+    from qilian.node.pruning import PRUNE_BATCH_ENTRIES, compute_prune_budget
     from qilian.state import EMPTY_ROOT, MemoryNodeStore, StateTree
 
+    if keep_states and layout == "v1-lmdb":
+        raise ValueError("the v1 layout has no pruning; --keep-states applies to v2-lmdb and v2-rocksdb")
     hash_fn = get_suite("ed25519").hash
     block_txs = len(template.block.txs)
-    store: Any = LegacyStore(path) if layout == "v1-lmdb" else ChainStore(path, engine=layout.split("-", 1)[1])
+    store: Any = LegacyStore(path) if layout == "v1-lmdb" else ChainStore(path, engine=layout.split("-", 1)[1],
+                                                                          keep_states=keep_states)
+    label = f"{layout} keep={keep_states}" if keep_states else layout
     rng = random.Random(seed)
     root, gnodes = StateTree(hash_fn, MemoryNodeStore()).apply_writes(EMPTY_ROOT, template.genesis_writes)
     tip = ChainTip(0, b"", 0, root, b"\0" * 32)
@@ -181,11 +198,15 @@ def run_layout(layout: str, template: Template, path: Path, total_txs: int, repo
 
         store.process_init(Genesis("bench-store", "ed25519", 0, (), ValidatorSet(()), ChainParams()), tip,
                            template.genesis_writes, gnodes)
+        if keep_states:
+            store.process_enable_stale_index()
     else:
         store.process_commit_block(template.block, template.commit, [], [], template.genesis_writes, gnodes, tip)
     tree = StateTree(hash_fn, store)
     rows: list[StoreRow] = []
     window: list[float] = []
+    prune_window: list[float] = []
+    pruned = 0
     count_key = (EVIDENCE_NS, b"\x91\xa5count")
     try:
         height = 0
@@ -196,19 +217,44 @@ def run_layout(layout: str, template: Template, path: Path, total_txs: int, repo
                 (EVIDENCE_NS, template.record_prefix + rng.randbytes(32)): template.record_value
                 for _ in range(block_txs)}
             writes[count_key] = str(done).encode()
-            root, nodes = tree.apply_writes(root, writes, height)
+            state = tree.compute_commit(root, writes, height)
+            root, nodes = state.root, state.nodes
             block = Block(replace(template.block.header, height=height), template.block.txs, None)
             tip = ChainTip(height, b"\1" * 32, height * 1000, root, b"\0" * 32)
             t0 = time.perf_counter()
-            store.process_commit_block(block, template.commit, hashes, template.receipts, writes, nodes, tip)
-            window.append(time.perf_counter() - t0)
+            if isinstance(store, ChainStore):
+                store.process_commit_block(block, template.commit, hashes, template.receipts, writes, nodes, tip,
+                                           (), state.stale, state.replaced_root)
+            else:
+                store.process_commit_block(block, template.commit, hashes, template.receipts, writes, nodes, tip)
+            t1 = time.perf_counter()
+            window.append(t1 - t0)
+            if keep_states:  # what Node.process_prune_after_commit does after each block
+                budget, consumed = compute_prune_budget(len(state.stale) + 1), 0
+                while consumed < budget:
+                    step = store.process_prune(min(PRUNE_BATCH_ENTRIES, budget - consumed))
+                    consumed += step.entries
+                    if not step.more:
+                        break
+                pruned += consumed
+                prune_window.append(time.perf_counter() - t1)
             if done % report_every == 0 or done == total_txs:
-                row = StoreRow(layout, done, 1e3 * sum(window) / len(window), store.get_disk_bytes(), get_rss_mb())
+                row = StoreRow(label, done, 1e3 * sum(window) / len(window), store.get_disk_bytes(), get_rss_mb(),
+                               1e3 * sum(prune_window) / len(window), pruned)
                 rows.append(row)
-                window = []
+                window, prune_window = [], []
                 if progress:
-                    progress(f"{layout}: {done:,} txs, commit {row.commit_ms:.0f} ms/block, "
-                             f"{row.disk_bytes / done:.0f} disk bytes/tx, RSS {row.rss_mb:.0f} MiB")
+                    progress(f"{label}: {done:,} txs, commit {row.commit_ms:.0f} ms/block, "
+                             + (f"prune {row.prune_ms:.0f} ms/block ({pruned:,} entries), " if keep_states else "")
+                             + f"{row.disk_bytes / done:.0f} disk bytes/tx, RSS {row.rss_mb:.0f} MiB")
+        if compact and isinstance(store, ChainStore):
+            t0 = time.perf_counter()
+            store.process_compact()
+            row = StoreRow(f"{label} compacted", rows[-1].txs, 0.0, store.get_disk_bytes(), get_rss_mb())
+            rows.append(row)
+            if progress:
+                progress(f"{label}: compacted in {time.perf_counter() - t0:.1f} s: "
+                         f"{row.disk_bytes / row.txs:.0f} disk bytes/tx")
     finally:
         store.close()
     return rows
@@ -216,11 +262,15 @@ def run_layout(layout: str, template: Template, path: Path, total_txs: int, repo
 
 def run_store_bench(total_txs: int = 1_000_000, block_txs: int = 5_000, report_every: int = 100_000,
                     layouts: Sequence[str] = LAYOUTS, workdir: Path | None = None, seed: int = 18,
-                    progress: Callable[[str], None] | None = None) -> list[StoreRow]:
-    """Every layout over the same workload; each in a fresh directory that is removed afterwards."""
+                    progress: Callable[[str], None] | None = None,
+                    keep_states: Sequence[int] = (0,), compact: bool = False) -> list[StoreRow]:
+    """Every layout, at every ``keep_states`` (0: archive), over the same workload; each in a fresh directory
+    that is removed afterwards."""
     for layout in layouts:
         if layout not in LAYOUTS:
             raise ValueError(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}")
+    if any(k < 0 for k in keep_states) or not keep_states:
+        raise ValueError("keep_states are integers ≥ 0 (0: archive)")
     if progress:
         progress(f"signing and executing one template block of {block_txs:,} evidence transactions")
     template = compute_template(block_txs)
@@ -228,8 +278,12 @@ def run_store_bench(total_txs: int = 1_000_000, block_txs: int = 5_000, report_e
     base = Path(tempfile.mkdtemp(prefix="qilian-store-bench-", dir=workdir))
     try:
         for layout in layouts:
-            rows += run_layout(layout, template, base / layout, total_txs, report_every, seed, progress)
-            shutil.rmtree(base / layout, ignore_errors=True)
+            for keep in keep_states:
+                if keep and layout == "v1-lmdb":
+                    continue
+                path = base / f"{layout}-{keep}"
+                rows += run_layout(layout, template, path, total_txs, report_every, seed, progress, keep, compact)
+                shutil.rmtree(path, ignore_errors=True)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     return rows
@@ -243,6 +297,8 @@ def compute_table(rows: Sequence[StoreRow]) -> tuple[list[str], list[list[str]]]
     cols = ["txs in store"] + [f"{lay} ms/block" for lay in layouts]
     if "v1-lmdb" in layouts:
         cols += [f"v1 ÷ {lay}" for lay in layouts if lay != "v1-lmdb"]
+    pruning = [lay for lay in layouts if " keep=" in lay and not lay.endswith(" compacted")]
+    cols += [f"{lay} prune ms/block" for lay in pruning]
     cols += [f"{lay} B/tx" for lay in layouts] + [f"{lay} RSS MiB" for lay in layouts]
     out = []
     for n in sizes:
@@ -252,6 +308,7 @@ def compute_table(rows: Sequence[StoreRow]) -> tuple[list[str], list[list[str]]]
                 if lay != "v1-lmdb":
                     a, b = by.get(("v1-lmdb", n)), by.get((lay, n))
                     line.append(f"{a.commit_ms / b.commit_ms:.1f}×" if a and b else "")
+        line += [f"{by[(lay, n)].prune_ms:.0f}" if (lay, n) in by else "" for lay in pruning]
         line += [f"{by[(lay, n)].disk_bytes / n:.0f}" if (lay, n) in by else "" for lay in layouts]
         line += [f"{by[(lay, n)].rss_mb:.0f}" if (lay, n) in by else "" for lay in layouts]
         out.append(line)

@@ -216,12 +216,17 @@ class NodeLedger:
                           done: Callable[[list[Receipt] | None, BaseException | None], None]) -> None:
         fut = asyncio.get_running_loop().run_in_executor(self._exec_pool, self.node.process_execute_and_store,
                                                          block, commit, hashes)
+        # Pruning (a no-op on an archive node) is queued behind the block on the same one-thread pool: the store
+        # keeps a single writer, and the deleting overlaps the next height's consensus instead of delaying this
+        # block's completion.
+        self._exec_pool.submit(self.node.process_prune_after_commit)
 
         def finished(f: asyncio.Future[list[Receipt]]) -> None:
             if f.cancelled() or self._closed:
                 return  # the node is stopping; the block was stored or never started (one store batch)
-            # The worker is idle (one block at a time, and the next is submitted only from this loop), so the new
-            # snapshot holds exactly this block's batch — or, after a failed batch, the unchanged store.
+            # The next block is submitted only from this loop, so the new snapshot holds this block's batch (or,
+            # after a failed batch, the unchanged store) and perhaps some of the prune batches queued behind it,
+            # which delete only nodes of versions older than every one the shell reads (node/pruning.py).
             self._advance_view()
             exc = f.exception()
             if exc is not None:

@@ -41,7 +41,7 @@ from typing import Any, Final, Protocol
 
 import lmdb
 
-TABLES: Final = (b"m", b"b", b"c", b"r", b"h", b"x", b"n", b"v", b"g")
+TABLES: Final = (b"m", b"b", b"c", b"r", b"h", b"x", b"n", b"v", b"g", b"s")
 """Every table of the store, one byte each (the RocksDB key prefix; the LMDB sub-database name)."""
 
 LMDB_MAP_SIZE: Final = 64 * 1024**3
@@ -94,6 +94,9 @@ class KVEngine(Protocol):
 
     def catch_up(self) -> None: ...
 
+    def compact(self) -> None:
+        """Give the space of deleted entries back (offline: no other process may have the database open)."""
+
     def close(self) -> None: ...
 
 
@@ -124,6 +127,9 @@ class LmdbEngine:
     """Tables as LMDB sub-databases; single writer, any number of readers, across threads and processes."""
 
     def __init__(self, path: Path, readonly: bool = False, map_size: int = LMDB_MAP_SIZE):
+        self.path = path
+        self._readonly = readonly
+        self._map_size = map_size
         self.env = lmdb.open(str(path), map_size=map_size, max_dbs=len(TABLES) + 1, sync=True, metasync=True,
                              readonly=readonly, lock=True, max_readers=256)
         self._dbs = {t: self.env.open_db(b"t" + t, create=not readonly) for t in TABLES}
@@ -158,8 +164,56 @@ class LmdbEngine:
     def catch_up(self) -> None:
         """Nothing to do: every LMDB read transaction starts at the latest committed write, in any process."""
 
+    def compact(self) -> None:
+        """Rewrite every table, in key order with full pages, into a new file that then replaces ``data.mdb``.
+
+        Why a rewrite: a B-tree keeps a page until deletes leave it under a quarter full, so deleting scattered
+        entries (the pruner's stale tree nodes) leaves pages partly empty rather than free — the file does not
+        shrink and new entries, appended at the end of the key space, never refill them. Copying the tables in
+        key order with append-mode puts packs every page. Crash-safe: the new file is complete and synced before
+        one ``rename`` replaces the old one; a kill before it leaves the old file (and a ``compact.tmp`` directory
+        the next compaction removes). Needs free disk for the new file, and exclusive use: no node or reader may
+        have the database open (the caller holds the home's lock)."""
+        if self._readonly:
+            raise RuntimeError("a read-only store cannot be compacted")
+        tmp = self.path / LMDB_COMPACT_DIR
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        new = lmdb.open(str(tmp), map_size=self._map_size, max_dbs=len(TABLES) + 1, sync=False, metasync=False,
+                        lock=True)
+        try:
+            with self.env.begin() as src:
+                for t in TABLES:
+                    db = new.open_db(b"t" + t)
+                    with new.begin(write=True) as dst:
+                        dst.cursor(db=db).putmulti(src.cursor(db=self._dbs[t]).iternext(), append=True)
+            new.sync(True)
+        finally:
+            new.close()
+        self.env.close()
+        os.replace(tmp / _LMDB_DATA_FILE, self.path / _LMDB_DATA_FILE)
+        _fsync_dir(self.path)
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.env = lmdb.open(str(self.path), map_size=self._map_size, max_dbs=len(TABLES) + 1, sync=True,
+                             metasync=True, lock=True, max_readers=256)
+        self._dbs = {t: self.env.open_db(b"t" + t) for t in TABLES}
+
     def close(self) -> None:
         self.env.close()
+
+
+LMDB_COMPACT_DIR: Final = "compact.tmp"
+"""Where :meth:`LmdbEngine.compact` builds the new file before it replaces ``data.mdb``."""
+_LMDB_DATA_FILE: Final = "data.mdb"
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _op_order(op: Op) -> tuple[bytes, bytes]:
@@ -325,6 +379,13 @@ class RocksEngine:
         snapshots keep their view. The primary (read-write) always reads its own latest writes."""
         if self._secondary_dir is not None:
             self.db.try_catch_up_with_primary()
+
+    def compact(self) -> None:
+        """Compact the whole key space now: SST files are rewritten without deleted entries and their tombstones
+        (background compactions do the same, in their own time)."""
+        if self._secondary_dir is not None:
+            raise RuntimeError("a read-only store cannot be compacted")
+        self.db.compact_range(None, None)
 
     def close(self) -> None:
         self.db.close()

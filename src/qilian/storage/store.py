@@ -21,8 +21,12 @@ Every table is written append-friendly, so a block's commit costs the same after
   :mod:`qilian.state.tree`): a block's nodes sort together at the end;
 * ``v`` flat state values by ``len(namespace) ‖ namespace ‖ key``, written in key order per block;
 * ``g`` the governance index: ``v ‖ height`` for each height whose header names another validator set than the
-  previous one's, ``g ‖ height ‖ index`` for each governance transaction (meta keeps ``gov_index_height`` and
-  ``last_validators_hash``).
+  previous one's (its value: that set, encoded — so the light clients' validator path never needs the state of an
+  old height, which a pruning node no longer keeps; empty in entries written before), ``g ‖ height ‖ index`` for
+  each governance transaction (meta keeps ``gov_index_height`` and ``last_validators_hash``);
+* ``s`` the stale index, kept only on a store that prunes (see "Pruning" below): ``since ‖ reference`` → empty
+  for each tree node the state of version ``since`` no longer holds, ``since ‖ root hash`` → the replaced root's
+  reference for each root pointer it no longer needs. Appended per block, deleted from the front.
 
 ``x`` and ``v`` are still keyed by hashes; on the RocksDB engine such a put is a log append and a memtable insert,
 sorted in bulk later; on LMDB (the default) the batch is sorted into key order before it is written — the
@@ -30,6 +34,23 @@ measurement that chose the default is in docs/benchmarks.md.
 
 No migration: a data directory of the earlier layout (LMDB, store version 1, no ``layout`` marker) is refused with
 :class:`StoreLayoutError`; the node must be resynced from its peers into an empty data directory.
+
+Pruning
+-------
+By default (``keep_states = 0``, archive) the tree keeps every version: any height's state can be proven. A store
+opened with ``keep_states = N`` keeps the states of the last N versions (``tip − N + 1 … tip``; version v is the
+state after block v, which header v + 1 commits). Each commit records, in the block's own batch, the stale index
+entries :meth:`qilian.state.StateTree.compute_commit` reported; :meth:`ChainStore.process_prune` then deletes, in
+batches of a given size, every node whose ``since ≤ tip − N + 1`` — a node replaced at version s belongs to
+versions before s only, so it is unreachable from every retained root — and every recorded root pointer whose
+value is still the replaced reference (a later version that reaches the same root hash again rewrites the pointer
+with a reference of its own version, so a pointer a retained version uses is never deleted). Each prune batch also
+records ``state_floor`` (versions below it are incomplete) and the position the next batch starts from, so a kill
+between or during batches leaves a store whose retained versions are whole (a batch is atomic). Reads of a version
+below :meth:`ChainStore.get_oldest_state_version` are refused by the read side, whatever the pruner has reached.
+The stale index starts at the version where pruning was first enabled (``stale_since``); nodes replaced before it
+(an archive node switched to pruning) are never deleted — resync into an empty directory to shed them. Which N is
+safe is the node's rule (:mod:`qilian.node.pruning`).
 """
 
 from __future__ import annotations
@@ -44,7 +65,7 @@ from typing import Any, Final
 
 from qilian.storage.engine import KVEngine, KVSnapshot, LmdbEngine, Op, RocksEngine, get_disk_bytes
 from qilian.types.codec import decode_raw, encode_trusted
-from qilian.types.core import Block, Commit, Genesis, Receipt
+from qilian.types.core import Block, Commit, Genesis, Receipt, ValidatorSet
 
 LAYOUT: Final = b"qilian-store/2"
 """Layout marker stored under ``m/layout``; a store without it (or with another) is refused."""
@@ -57,8 +78,8 @@ stalls for each commit); the measurements are in docs/benchmarks.md."""
 TX_PREFIX_BYTES: Final = 8
 """Bytes of a transaction hash that key the compact hash map."""
 
-_META, _BLOCKS, _COMMITS, _RECEIPTS, _TXS, _TXMAP, _NODES, _VALUES, _GOVINDEX = (
-    b"m", b"b", b"c", b"r", b"h", b"x", b"n", b"v", b"g")
+_META, _BLOCKS, _COMMITS, _RECEIPTS, _TXS, _TXMAP, _NODES, _VALUES, _GOVINDEX, _STALE = (
+    b"m", b"b", b"c", b"r", b"h", b"x", b"n", b"v", b"g", b"s")
 _U64 = struct.Struct(">Q")
 _LOC = struct.Struct(">QI")
 _LMDB_V1_FILE: Final = "data.mdb"
@@ -86,6 +107,20 @@ class StoreLayoutError(StoreCorrupt):
 
 class StoreMissing(Exception):
     """A reader asked for a store that was never created (a reader must not create one: the node owns it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PruneStep:
+    """What one :meth:`ChainStore.process_prune` batch did."""
+
+    entries: int
+    """Stale index entries consumed (each deleted, with its node or pointer when that was still due)."""
+    nodes: int
+    """Tree nodes deleted."""
+    pointers: int
+    """Root pointers deleted."""
+    more: bool
+    """Whether entries due for deletion may remain (the batch was full)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,14 +182,22 @@ class ChainStore:
     On RocksDB that is a secondary instance whose view stays where it was until :meth:`catch_up` (see
     :mod:`qilian.storage.engine`); a reader that follows the chain calls it before each look for new heights."""
 
-    def __init__(self, path: Path, readonly: bool = False, engine: str | None = None):
+    def __init__(self, path: Path, readonly: bool = False, engine: str | None = None, keep_states: int = 0):
         """``engine``: None opens whatever engine wrote ``path`` (a new directory gets :data:`DEFAULT_ENGINE`); a
-        name opens that engine and refuses a directory another engine wrote."""
+        name opens that engine and refuses a directory another engine wrote. ``keep_states``: how many recent
+        state versions reads may use and the pruner keeps (0: all — an archive store); the node checks it against
+        its floor (:mod:`qilian.node.pruning`) before it gets here."""
         if not readonly:
             path.mkdir(parents=True, exist_ok=True)
+        if type(keep_states) is not int or keep_states < 0:
+            raise ValueError(f"keep_states must be an integer ≥ 0 (0: keep every state), not {keep_states!r}")
         engine = engine or get_store_engine(path) or DEFAULT_ENGINE
         self.path = path
         self.engine_name = engine
+        self.keep_states = keep_states
+        """Recent state versions kept and readable (0: every version)."""
+        self._prune_start: bytes | None = None
+        """Where the next prune batch's scan of the stale index starts (None: not read from meta yet)."""
         self.kv = _open_engine(path, engine, readonly)
         self._snapshots: weakref.WeakSet[StoreSnapshot] = weakref.WeakSet()
         """Snapshots not closed yet: :meth:`close` ends them (an open RocksDB iterator keeps the database and its
@@ -244,10 +287,16 @@ class ChainStore:
         new_nodes: Mapping[bytes, bytes],
         tip: ChainTip,
         gov_positions: Sequence[int] = (),
+        stale_nodes: Iterable[bytes] = (),
+        replaced_root: bytes | None = None,
+        validators: ValidatorSet | None = None,
     ) -> None:
         """Persist a decided and executed block atomically and durably (one synced batch), with its entries of the
-        governance index (``gov_positions``: indexes of its governance transactions). Single writer: the reads
-        here (tip, colliding hash prefixes, the last validator-set hash) cannot race another commit."""
+        governance index (``gov_positions``: indexes of its governance transactions) and — on a store that keeps
+        the stale index (:meth:`is_recording_stale`) — the tree nodes and the root this block's state replaced
+        (``stale_nodes``, ``replaced_root``: :class:`qilian.state.StateCommit`). ``validators``: the set that signs
+        this block, kept in the governance index when it differs from the previous block's. Single writer: the
+        reads here (tip, colliding hash prefixes, the last validator-set hash) cannot race another commit."""
         height = block.header.height
         current = self.get_tip().height
         if current + 1 != height:
@@ -261,7 +310,11 @@ class ChainStore:
         ops += [(_NODES, ref, node) for ref, node in new_nodes.items()]
         ops += [(_VALUES, compute_value_key(ns, key), value) for (ns, key), value in state_writes.items()]
         ops += self._compute_index_ops(height, block.header.validators_hash, gov_positions,
-                                       self.kv.get(_META, b"last_validators_hash"))
+                                       self.kv.get(_META, b"last_validators_hash"), validators)
+        if self.is_recording_stale():
+            ops += [(_STALE, hk + ref, b"") for ref in stale_nodes]
+            if replaced_root is not None:
+                ops.append((_STALE, hk + replaced_root[8:], replaced_root))
         ops.append((_META, b"tip", encode_trusted(tip.to_wire())))
         self.kv.write(ops)
 
@@ -279,14 +332,14 @@ class ChainStore:
 
     @staticmethod
     def _compute_index_ops(height: int, validators_hash: bytes, gov_positions: Iterable[int],
-                           last_validators_hash: bytes | None) -> list[Op]:
+                           last_validators_hash: bytes | None, validators: ValidatorSet | None = None) -> list[Op]:
         """The governance index entries of one block: ``v ‖ height`` when its header names another validator set
-        than the previous header, ``g ‖ height ‖ index`` per governance transaction — so the validator path and
-        the history export read O(changes) entries, never every header."""
+        than the previous header (with that set when the caller has it), ``g ‖ height ‖ index`` per governance
+        transaction — so the validator path and the history export read O(changes) entries, never every header."""
         hk = _height_key(height)
         ops: list[Op] = []
         if height >= 2 and last_validators_hash is not None and last_validators_hash != validators_hash:
-            ops.append((_GOVINDEX, b"v" + hk, b""))
+            ops.append((_GOVINDEX, b"v" + hk, b"" if validators is None else validators.encode()))
         ops.append((_META, b"last_validators_hash", validators_hash))
         ops += [(_GOVINDEX, b"g" + hk + struct.pack(">I", i), b"") for i in gov_positions]
         ops.append((_META, b"gov_index_height", hk))
@@ -320,6 +373,83 @@ class ChainStore:
                 last = block.header.validators_hash
                 done += 1
             self.kv.write(ops)
+
+    # -- pruning -----------------------------------------------------------------------------------------
+
+    def is_recording_stale(self) -> bool:
+        """Whether commits record the stale index (pruning was enabled on this store once: it stays on, so the
+        index never has a gap)."""
+        return self.kv.get(_META, b"stale_since") is not None
+
+    def process_enable_stale_index(self) -> int:
+        """Start recording the stale index from the next block on (a no-op when it is recorded already); returns
+        the first version it covers. The pruner can delete only what the index names, so nodes replaced before
+        that version stay (see the module docstring)."""
+        raw = self.kv.get(_META, b"stale_since")
+        if raw is not None:
+            return int(_U64.unpack(raw)[0])
+        since = self.get_tip().height + 1
+        self.kv.write([(_META, b"stale_since", _U64.pack(since))])
+        return since
+
+    def get_state_floor(self) -> int:
+        """The lowest version the pruner has left whole (0: nothing pruned); versions below it are incomplete."""
+        raw = self.kv.get(_META, b"state_floor")
+        return 0 if raw is None else int(_U64.unpack(raw)[0])
+
+    def get_oldest_state_version(self) -> int:
+        """The oldest state version reads may use: the last ``keep_states`` versions, and never below what was
+        pruned already (a store pruned before and opened with a larger ``keep_states``, or as an archive)."""
+        return compute_oldest_state_version(self.get_tip().height, self.keep_states, self.get_state_floor())
+
+    def process_prune(self, max_entries: int) -> PruneStep:
+        """Delete at most ``max_entries`` stale index entries that are due — ``since ≤ tip − keep_states + 1`` —
+        with their nodes, and the recorded root pointers still holding the replaced reference, in ONE synced
+        batch that also records ``state_floor`` and where the next batch starts. A no-op on an archive store.
+        Single writer: call it on the commit path's thread, between commits (the node does, after each block)."""
+        if max_entries < 1:
+            raise ValueError("a prune batch deletes at least one entry")
+        if self.keep_states == 0:
+            return PruneStep(0, 0, 0, False)
+        tip = self.get_tip().height
+        bound = tip - self.keep_states + 1
+        if bound < 1:
+            return PruneStep(0, 0, 0, False)
+        if self._prune_start is None:
+            self._prune_start = self.kv.get(_META, b"prune_next") or b""
+        snap = self.kv.snapshot()
+        try:
+            rows = snap.scan(_STALE, self._prune_start, _height_key(bound + 1), max_entries)
+        finally:
+            snap.close()
+        if not rows:  # nothing due: no write and no fsync (the floor need only cover what was deleted)
+            return PruneStep(0, 0, 0, False)
+        floor = max(self.get_state_floor(), bound)
+        ops: list[Op] = []
+        nodes = pointers = 0
+        for key, expected in rows:
+            ops.append((_STALE, key, None))
+            if not expected:  # a node: since ‖ reference
+                ops.append((_NODES, key[8:], None))
+                nodes += 1
+            elif self.kv.get(_NODES, key[8:]) == expected:  # a root pointer no later version rewrote
+                ops.append((_NODES, key[8:], None))
+                pointers += 1
+        nxt = rows[-1][0] + b"\x00"
+        ops += [(_META, b"state_floor", _U64.pack(floor)), (_META, b"prune_next", nxt)]
+        self.kv.write(ops)
+        self._prune_start = nxt
+        return PruneStep(len(rows), nodes, pointers, len(rows) == max_entries)
+
+    def process_compact(self) -> None:
+        """Give the space of pruned entries back to the file system (offline: the node and every reader stopped;
+        :meth:`qilian.storage.engine.LmdbEngine.compact` says why LMDB needs a rewrite for it). Open snapshots
+        are ended first."""
+        with self._snapshots_lock:
+            snapshots = list(self._snapshots)
+        for snap in snapshots:
+            snap.close()
+        self.kv.compact()
 
     # -- reads -------------------------------------------------------------------------------------------
 
@@ -401,6 +531,12 @@ class ChainStore:
         return snap
 
 
+def compute_oldest_state_version(tip: int, keep_states: int, floor: int) -> int:
+    """The oldest state version a store at ``tip`` may read: ``tip − keep_states + 1`` (0 with ``keep_states``
+    0: every version), and never below ``floor``, the version the pruner has left whole."""
+    return max(floor, tip - keep_states + 1 if keep_states else 0, 0)
+
+
 def _compute_prefix_end(prefix: bytes) -> bytes | None:
     """The first key after every key that starts with ``prefix`` (None: no such key, scan to the table's end)."""
     p = prefix.rstrip(b"\xff")
@@ -428,6 +564,7 @@ class StoreSnapshot:
 
     def __init__(self, store: ChainStore):
         self._snap: KVSnapshot = store.kv.snapshot()
+        self._keep_states = store.keep_states
 
     def __enter__(self) -> StoreSnapshot:
         return self
@@ -494,6 +631,19 @@ class StoreSnapshot:
     def get_node(self, node_hash: bytes) -> bytes | None:
         """A state-tree node (the NodeStore interface), as of the snapshot."""
         return self._snap.get(_NODES, node_hash)
+
+    def get_oldest_state_version(self) -> int:
+        """The oldest state version readable in this snapshot (see :meth:`ChainStore.get_oldest_state_version`):
+        every version from it to the snapshot's tip is whole here, whatever the pruner does meanwhile."""
+        raw = self._snap.get(_META, b"state_floor")
+        floor = 0 if raw is None else int(_U64.unpack(raw)[0])
+        return compute_oldest_state_version(self.get_tip().height, self._keep_states, floor)
+
+    def get_changed_validator_set(self, height: int) -> ValidatorSet | None:
+        """The set that signs ``height`` as the governance index recorded it at a change of set, or None (no
+        change at that height, or an entry written before the index kept sets: read the state then)."""
+        raw = self._snap.get(_GOVINDEX, b"v" + _height_key(height))
+        return ValidatorSet.decode(raw) if raw else None
 
     def get_validator_change_heights(self, up_to: int) -> list[int]:
         """Heights 2..``up_to`` whose header names another validator set than the previous header (the
