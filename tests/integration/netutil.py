@@ -22,10 +22,22 @@ from qilian.types.core import ChainParams, Transaction
 from .conftest import NodeProc
 
 
+def _ephemeral_low() -> int:
+    """First port of the kernel's ephemeral range (outgoing connections take ports from it)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def _free_block(n: int) -> int:
-    """A base port with n consecutive free ports after it (for the API and for P2P)."""
+    """A base port with n consecutive free ports after it (for the API and for P2P), below the ephemeral range:
+    a port probed free there can be taken by any outgoing connection on the machine before the node binds it
+    ("address already in use" at node start: 3 times in ~30 runs on a busy shared machine)."""
+    top = max(_ephemeral_low(), 20000 + 1000) - n - 1
     for _ in range(200):
-        base = random.randint(20000, 60000)
+        base = random.randint(20000, top)
         ok = True
         for p in range(base, base + n):
             with socket.socket() as s:
@@ -47,8 +59,14 @@ class Net:
     chain_id: str = "fault-chain"
 
     def start_all(self) -> None:
-        for n in self.nodes:
-            n.start()
+        """Start every node; if one fails to start, stop those already running (a fixture's ``finally`` is not
+        reached when its setup raises, and they would run on, loading the machine, after the test)."""
+        try:
+            for n in self.nodes:
+                n.start()
+        except BaseException:
+            self.stop_all()
+            raise
 
     def stop_all(self) -> None:
         for n in self.nodes:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lmdb
 import pytest
 
 from tests.integration.conftest import NodeProc, free_port
@@ -35,7 +36,15 @@ def homes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (root / "adir.py").mkdir()
     (root / "notgenesis.json").write_text('{"hello": 1}')
     (root / "good.py").write_text("@export\ndef f():\n    return 1\n")
-    return {"root": root, "one": one, "two": two, "enc": enc}
+    old = root / "old"  # a node home whose data directory holds the store-v1 LMDB layout
+    assert run("init", "--home", str(old), "--suite", "ed25519", "--port", str(free_port())).returncode == 0
+    (old / "data").mkdir(exist_ok=True)
+    env = lmdb.open(str(old / "data"), max_dbs=16)
+    meta = env.open_db(b"meta")  # before the write transaction: open_db inside one waits for itself
+    with env.begin(write=True) as txn:
+        txn.put(b"genesis", b"v1", db=meta)
+    env.close()
+    return {"root": root, "one": one, "two": two, "enc": enc, "old": old}
 
 
 DEAD = "http://127.0.0.1:9"  # discard port: nothing listens
@@ -76,6 +85,9 @@ def cases(h: dict[str, Path]) -> list[tuple[list[str], dict[str, str], str]]:
         (["node", "start", "--home", str(h["enc"])], {}, "QILIAN_KEY_PASSWORD is not set"),
         (["node", "start", "--home", str(h["enc"])], {"QILIAN_KEY_PASSWORD": "wrong"}, "wrong QILIAN_KEY_PASSWORD"),
         (["down", "--home", str(r / "nothing")], {}, "no running network"),
+        (["verify-ledger", "--home", str(h["old"])], {}, "resync from peers"),
+        (["indexer", "--home", str(h["old"]), "--once"], {}, "resync from peers"),
+        (["node", "start", "--home", str(h["old"])], {}, "resync from peers"),
     ]
 
 
@@ -113,6 +125,13 @@ def test_one_process_per_home(tmp_path: Path) -> None:
         assert "already served by another node process" in second.stderr
         assert f"pid {node.proc.pid}" in second.stderr  # type: ignore[union-attr]
         assert "Traceback" not in second.stderr
+        # The store admits one writer process: an offline tool is told the node holds it, while the indexer
+        # reads beside it (a RocksDB secondary instance).
+        offline = run("verify-ledger", "--home", str(home))
+        assert offline.returncode == 1 and "is the node running?" in offline.stderr, offline.stderr
+        assert "Traceback" not in offline.stderr
+        beside = run("indexer", "--home", str(home), "--once")
+        assert beside.returncode == 0, beside.stderr
         assert node.is_alive()
     finally:
         node.stop()

@@ -80,7 +80,7 @@ def _api(node: Node, index: SqlIndex) -> TestClient:
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse({"error": exc.code, "message": str(exc)}, status_code=exc.status)
 
-    app.include_router(make_router(node, ReadSide(node.store, node.suite), index))
+    app.include_router(make_router(node, ReadSide(node.store, node.suite, node.genesis), index))
     return TestClient(app)
 
 

@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import httpx
-import lmdb
 
 from qilian.crypto import get_suite
 from qilian.sdk.client import Client, build_tx
 from qilian.sdk.keys import generate_key
+from qilian.storage.store import ChainStore
 from qilian.types.core import TxBody, sign_tx
 
 from .conftest import Chain, make_chain
@@ -33,16 +33,14 @@ def test_verify_ledger_names_the_tampered_block(tmp_path: Path) -> None:
     assert _verify_ledger(chain.home).returncode == 0
 
     target = heights[2]
-    env = lmdb.open(str(chain.home / "data"), max_dbs=16, map_size=64 * 1024**3)
-    blocks = env.open_db(b"blocks")
-    with env.begin(write=True) as txn:
-        raw = bytearray(txn.get(target.to_bytes(8, "big"), db=blocks))
-        # Flip one byte inside the last transaction's value ("v2v2…" text near the end of the block).
-        pos = bytes(raw).rfind(b"v2v2")
-        assert pos > 0
-        raw[pos] ^= 0x01
-        txn.put(target.to_bytes(8, "big"), bytes(raw), db=blocks)
-    env.close()
+    store = ChainStore(chain.home / "data")  # edit underneath the store's API: its engine, table b"b" (blocks)
+    raw = bytearray(store.kv.get(b"b", target.to_bytes(8, "big")) or b"")
+    # Flip one byte inside the last transaction's value ("v2v2…" text near the end of the block).
+    pos = bytes(raw).rfind(b"v2v2")
+    assert pos > 0
+    raw[pos] ^= 0x01
+    store.kv.write([(b"b", target.to_bytes(8, "big"), bytes(raw))])
+    store.close()
 
     out = _verify_ledger(chain.home)
     assert out.returncode == 2, out.stdout + out.stderr
@@ -125,12 +123,10 @@ def test_verify_ledger_catches_an_edited_state_value(tmp_path: Path) -> None:
     c.call(chain.client_key, "kv", "put", ["balance", "100"])
     chain.node.stop()
     assert _verify_ledger(chain.home).returncode == 0
-    env = lmdb.open(str(chain.home / "data"), max_dbs=16, map_size=64 * 1024**3)
-    values = env.open_db(b"state_values")
-    with env.begin(write=True) as txn:
-        key = b"\x02kv" + b"balance"
-        assert txn.get(key, db=values) == b"100"
-        txn.put(key, b"999", db=values)
-    env.close()
+    store = ChainStore(chain.home / "data")  # the engine's table b"v" holds the flat state values
+    key = b"\x02kv" + b"balance"
+    assert store.kv.get(b"v", key) == b"100"
+    store.kv.write([(b"v", key, b"999")])
+    store.close()
     out = _verify_ledger(chain.home)
     assert out.returncode == 2 and "state values differ" in out.stderr, out.stderr

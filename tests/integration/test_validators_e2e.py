@@ -23,7 +23,7 @@ import pytest
 
 from qilian.node.config import load_genesis
 from qilian.sdk.keys import load_key
-from qilian.sdk.verify import ProofInvalid, verify_tx_response, verify_validator_path
+from qilian.sdk.verify import ProofInvalid, verify_state_response, verify_tx_response, verify_validator_path
 from qilian.types.core import ValidatorSet
 from qilian.types.genesis_json import genesis_to_json
 
@@ -142,8 +142,18 @@ def test_g2_g5_validator_set_changes_under_load(tmp_path: Path) -> None:
     resp = httpx.get(f"{url}/txs/{recent}").json()
     v = verify_tx_response(genesis, resp, require_receipt=False, trusted=trusted)
     assert v.height > decided2 + 2
+    # the answer carries the path it needs: a verifier holding only genesis checks it as it is
+    assert len(resp["validator_path"]["entries"]) == 2
+    assert verify_tx_response(genesis, resp, require_receipt=False).tx_hash == v.tx_hash
+    state = httpx.get(f"{url}/state/sys:validators/current").json()
+    assert len(state["validator_path"]["entries"]) == 2
+    assert verify_state_response(genesis, state) is not None
+    stripped = {k: x for k, x in resp.items() if k != "validator_path"}
     with pytest.raises(ProofInvalid, match="validator path up to this height"):
-        verify_tx_response(genesis, resp, require_receipt=False)
+        verify_tx_response(genesis, stripped, require_receipt=False)
+    cut = dict(resp, validator_path=dict(path, entries=path["entries"][:1]))  # stops before the second change
+    with pytest.raises(ProofInvalid, match="validator path up to this height"):
+        verify_tx_response(genesis, cut, require_receipt=False)
     # one corrupted commit signature in the path: refused, naming the entry
     bad = dict(path, entries=[dict(e) for e in path["entries"]])
     enc = bytearray(bytes.fromhex(bad["entries"][1]["commit"]["encoded"]))

@@ -150,7 +150,7 @@ def test_committed_evidence_is_listed_newest_first_by_the_read_side(tmp_path: Pa
             ("sys:other", b"x"): b"not evidence",
         }
         store.process_init(base.GENESIS, ChainTip(0, b"", 0, b"\x00" * 32, b"\x00" * 32), writes, {})
-        doc = ReadSide(store, SUITE).get_evidence(10)
+        doc = ReadSide(store, SUITE, base.GENESIS).get_evidence(10)
         assert doc["total"] == 2
         assert [i["committed_at"] for i in doc["items"]] == [5, 2]
         first = doc["items"][0]
@@ -158,7 +158,7 @@ def test_committed_evidence_is_listed_newest_first_by_the_read_side(tmp_path: Pa
         assert (first["validator"], first["height"], first["round"], first["kind"]) == (VAL_ADDR.hex(), 1, 1,
                                                                                        "prevote")
         assert first["block_ids"] == ["", "01" * 32]
-        assert ReadSide(store, SUITE).get_evidence(1)["items"] == [first]
-        assert ReadSide(store, SUITE).get_evidence(10, b"\x09" * 20)["items"] == []
+        assert ReadSide(store, SUITE, base.GENESIS).get_evidence(1)["items"] == [first]
+        assert ReadSide(store, SUITE, base.GENESIS).get_evidence(10, b"\x09" * 20)["items"] == []
     finally:
         store.close()

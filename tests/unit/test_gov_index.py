@@ -57,10 +57,9 @@ def test_a_database_from_before_the_index_is_backfilled(tmp_path: Path) -> None:
     store = _fresh(tmp_path / "b")
     blocks = _chain(10)
     _commit(store, blocks[:6], with_index=False)
-    with store.env.begin(write=True) as txn:  # as a database written before the index existed
-        txn.drop(store._govindex, delete=False)
-        txn.delete(b"gov_index_height", db=store._meta)
-        txn.delete(b"last_validators_hash", db=store._meta)
+    # As a database written before the index existed: no index table entries, no index meta keys.
+    store.kv.write([(b"g", k, None) for k, _ in store.kv.iter_from(b"g", b"")]
+                   + [(b"m", b"gov_index_height", None), (b"m", b"last_validators_hash", None)])
     assert store.get_index_height() == 0
     assert store.process_index_backfill(compute_gov_positions, batch=4) == 6
     _commit(store, blocks[6:])

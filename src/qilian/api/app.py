@@ -36,8 +36,8 @@ from qilian.types.codec import CodecError, decode_raw
 from qilian.types.genesis_json import genesis_to_json
 
 
-def _err(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": code, "message": message}, status_code=status)
+def _err(status: int, code: str, message: str, fields: dict[str, Any] | None = None) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message, **(fields or {})}, status_code=status)
 
 
 def _parse_hash(text: str, what: str = "hash") -> bytes:
@@ -76,7 +76,7 @@ def _consensus_status(node: Node) -> dict[str, Any]:
 def create_app(node: Node) -> FastAPI:
     """The API of one node."""
     suite = node.suite
-    reads = ReadSide(node.store, suite)
+    reads = ReadSide(node.store, suite, node.genesis)
     index = open_node_index(node)
     embedded = EmbeddedIndexer(Indexer(node.store, suite, index))
     index_reads = IndexReads()
@@ -142,7 +142,7 @@ def create_app(node: Node) -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return _err(exc.status, exc.code, exc.message)
+        return _err(exc.status, exc.code, exc.message, exc.fields)
 
     @app.exception_handler(CodecError)
     async def _codec_error(_: Request, exc: CodecError) -> JSONResponse:
@@ -185,6 +185,8 @@ def create_app(node: Node) -> FastAPI:
             "block_id": tip.block_id.hex(),
             "time_ms": tip.time_ms,
             "state_root": tip.state_root.hex(),
+            "keep_states": node.store.keep_states,
+            "oldest_state_height": node.get_oldest_state_height(),
             "mempool_size": len(node.mempool),
             "version": __version__,
             "python": platform.python_version(),

@@ -55,6 +55,12 @@ class _NodeCollector(Collector):
                                   value=n.txs_committed)
         yield CounterMetricFamily("qilian_blocks_committed", "Blocks committed since the process started",
                                   value=n.blocks_committed)
+        yield CounterMetricFamily("qilian_store_pruned_nodes", "State-tree nodes and root pointers the pruner "
+                                  "deleted since the process started (0 on an archive node)", value=n.pruned_nodes)
+        yield GaugeMetricFamily("qilian_store_prune_seconds", "Time the pruner took after the last block",
+                                value=n.prune_s)
+        yield GaugeMetricFamily("qilian_state_oldest_height", "Oldest height whose state this node still proves "
+                                "(1 on an archive node)", value=n.get_oldest_state_height())
         d = n.consensus
         if d is not None:
             yield GaugeMetricFamily("qilian_consensus_round", "Current consensus round", value=d.core.round)

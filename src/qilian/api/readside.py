@@ -1,9 +1,18 @@
 """The read side: every query answered from ONE store snapshot, so no answer mixes two heights.
 
-A block, its commit, its child (for the receipt proof) and the state nodes of a proof are read in one LMDB read
-transaction (:class:`qilian.storage.store.StoreSnapshot`); the proof documents come from the pure builders in
+A block, its commit, its child (for the receipt proof) and the state nodes of a proof are read in one store
+snapshot (:class:`qilian.storage.store.StoreSnapshot`); the proof documents come from the pure builders in
 :mod:`qilian.sdk.proofs`, the same module the light client parses them with. The HTTP handlers are thin adapters
-over these methods. Methods raise :class:`ApiError` (404 not found, 503 not fully stored) and never write.
+over these methods. Methods raise :class:`ApiError` (404 not found, 410 state pruned on this node, 503 not fully
+stored) and never write.
+
+Proofs carry their own validator path. A proof's header is signed by the validator set of its height; a verifier
+that trusts only genesis can check it only through the chain of set changes since genesis. So whenever the set
+signing a header a document proves against is not genesis's, :meth:`ReadSide.get_tx` and :meth:`ReadSide.get_states`
+attach ``validator_path`` (the ``GET /gov/validators/path`` document up to that height, read from the same
+snapshot) and the SDK's verifiers use it. Every proof-carrying answer — and every certificate built from them —
+therefore stays checkable offline after governance changes the validators; no caller has to remember to fetch
+the path.
 """
 
 from __future__ import annotations
@@ -15,10 +24,11 @@ from qilian.api.errors import ApiError
 from qilian.api.views import STATUS_NAMES, block_view, evidence_record_view, receipt_view, tx_view
 from qilian.crypto.suite import Suite
 from qilian.execution.evidence import EVIDENCE_NAMESPACE
-from qilian.sdk.proofs import get_state_doc, get_tx_proof_doc
-from qilian.state import StateTree
-from qilian.storage.store import ChainStore
-from qilian.types.core import Block, Commit, compute_block_id, compute_tx_hash
+from qilian.execution.members import CURRENT_KEY, VALIDATOR_NAMESPACE
+from qilian.sdk.proofs import get_state_doc, get_tx_proof_doc, get_validator_path_doc
+from qilian.state import MissingNodeError, StateTree
+from qilian.storage.store import ChainStore, StoreSnapshot
+from qilian.types.core import Block, Commit, Genesis, ValidatorSet, compute_block_id, compute_tx_hash
 
 MAX_BLOCKS_PAGE: Final = 100
 """Most block summaries in one page of ``GET /blocks``."""
@@ -33,9 +43,60 @@ MAX_SIGNATURE_WINDOW: Final = 100
 class ReadSide:
     """Queries over a node's store; holds no state besides the store and the suite."""
 
-    def __init__(self, store: ChainStore, suite: Suite):
+    def __init__(self, store: ChainStore, suite: Suite, genesis: Genesis):
+        """``genesis``: its validator set is where every validator path starts."""
         self.store = store
         self.suite = suite
+        self.genesis = genesis
+
+    # -- validator paths ---------------------------------------------------------------------------------
+
+    def get_validator_path(self, target: int) -> dict[str, Any]:
+        """The ``GET /gov/validators/path`` document up to ``target`` (a committed height), from one snapshot."""
+        with self.store.begin_snapshot() as snap:
+            return self._get_validator_path(snap, target)
+
+    def _get_validator_path(self, snap: StoreSnapshot, target: int) -> dict[str, Any]:
+        """The heights up to ``target`` whose signing set differs from the previous one's come from the
+        governance index (kept at commit: O(changes), never a scan of the headers); each is linked sequentially
+        only when the 1/3 trust rule cannot (the path stays small)."""
+        from qilian.sdk.verify import compute_trusted_power
+
+        entries: list[Any] = []
+        trusted = self.genesis.validators
+        tree = StateTree(self.suite.hash, snap)
+        for h in snap.get_validator_change_heights(target):
+            block, prev_block = snap.get_block(h), snap.get_block(h - 1)
+            commit, prev_commit = snap.get_commit(h), snap.get_commit(h - 1)
+            if block is None or prev_block is None or commit is None or prev_commit is None:
+                raise ApiError(503, "unavailable", f"block {h} or its parent is not fully stored")
+            # The set the index kept at the change (a pruning node has no state of old heights); an entry
+            # written before the index kept sets is read from the state of that height.
+            vset = snap.get_changed_validator_set(h)
+            if vset is None:
+                if h - 1 < snap.get_oldest_state_version():
+                    raise ApiError(410, "state_pruned",
+                                   f"the validator set of height {h} is neither in the governance index nor in a "
+                                   f"state this node still keeps; ask an archive node ([store] keep_states = 0)")
+                raw = tree.get_value(block.header.state_root, VALIDATOR_NAMESPACE, CURRENT_KEY)
+                vset = self.genesis.validators if raw is None else ValidatorSet.decode(raw)
+            skip = 3 * compute_trusted_power(self.genesis, trusted, commit) > trusted.total_power
+            entries.append((block, commit, vset, None if skip else (prev_block, prev_commit)))
+            trusted = vset
+        return get_validator_path_doc(self.suite, entries)
+
+    def _get_needed_path(self, snap: StoreSnapshot, up_to: int) -> dict[str, Any] | None:
+        """The validator path up to ``up_to`` when a set change lies at or below it; None when genesis's set signs
+        every header up to there (documents then stay as they were)."""
+        if not snap.get_validator_change_heights(up_to):
+            return None
+        return self._get_validator_path(snap, up_to)
+
+    @staticmethod
+    def _with_path(doc: dict[str, Any], path: dict[str, Any] | None) -> dict[str, Any]:
+        if path is not None:
+            doc["validator_path"] = path
+        return doc
 
     def _tx_hashes(self, block: Block) -> list[bytes]:
         return [compute_tx_hash(self.suite, tx.body) for tx in block.txs]
@@ -53,14 +114,15 @@ class ReadSide:
             if block is None or commit is None or receipts is None:
                 raise ApiError(503, "unavailable", f"block {height} is not fully stored")
             child, child_commit = snap.get_block(height + 1), snap.get_commit(height + 1)
-        return {
-            "hash": tx_hash.hex(),
-            "height": height,
-            "index": index,
-            "tx": tx_view(self.suite, block.txs[index], tx_hash),
-            "receipt": receipt_view(receipts[index]),
-            "proof": get_tx_proof_doc(self.suite, block, commit, index, receipts, child, child_commit),
-        }
+            doc = {
+                "hash": tx_hash.hex(),
+                "height": height,
+                "index": index,
+                "tx": tx_view(self.suite, block.txs[index], tx_hash),
+                "receipt": receipt_view(receipts[index]),
+                "proof": get_tx_proof_doc(self.suite, block, commit, index, receipts, child, child_commit),
+            }
+            return self._with_path(doc, self._get_needed_path(snap, height if child is None else height + 1))
 
     # -- blocks ------------------------------------------------------------------------------------------
 
@@ -156,13 +218,21 @@ class ReadSide:
             at = tip.height if height is None else height
             if not 1 <= at <= tip.height:
                 raise ApiError(404, "not_found", f"no header at height {at} (the chain is at {tip.height})")
+            oldest = snap.get_oldest_state_version() + 1  # header h commits the state of version h - 1
+            if at < oldest:
+                raise make_pruned_error(at, oldest, self.store.keep_states)
             block, commit = snap.get_block(at), snap.get_commit(at)
             if block is None or commit is None:
                 raise ApiError(503, "unavailable", f"block {at} is not stored")
             tree = StateTree(self.suite.hash, snap)
             root = block.header.state_root
-            return [get_state_doc(self.suite, namespace, key, tree.get_value(root, namespace, key),
-                                  tree.get_proof(root, namespace, key), block, commit) for namespace, key in keys]
+            path = self._get_needed_path(snap, at)
+            try:
+                return [self._with_path(get_state_doc(
+                    self.suite, namespace, key, tree.get_value(root, namespace, key),
+                    tree.get_proof(root, namespace, key), block, commit), path) for namespace, key in keys]
+            except MissingNodeError:  # a store pruned further than this node's setting says (another config)
+                raise make_pruned_error(at, None, self.store.keep_states) from None
 
     def get_state_page(self, namespace: str, prefix: bytes, after: bytes, limit: int, proofs: bool
                        ) -> dict[str, Any]:
@@ -183,10 +253,23 @@ class ReadSide:
                     raise ApiError(503, "unavailable", "tip block is not stored")
                 tree = StateTree(self.suite.hash, snap)
                 root = block.header.state_root
+                path = self._get_needed_path(snap, tip.height)
                 for entry, (k, _) in zip(entries, rows, strict=True):
-                    entry["state"] = get_state_doc(self.suite, namespace, k, tree.get_value(root, namespace, k),
-                                                   tree.get_proof(root, namespace, k), block, commit)
+                    doc = get_state_doc(self.suite, namespace, k, tree.get_value(root, namespace, k),
+                                        tree.get_proof(root, namespace, k), block, commit)
+                    entry["state"] = self._with_path(doc, path)
         return {"height": tip.height, "entries": entries, "next": rows[-1][0].hex() if more else None}
+
+def make_pruned_error(height: int, oldest: int | None, keep_states: int) -> ApiError:
+    """410 ``state_pruned``: the state a header of ``height`` commits is no longer kept on this node. Names the
+    oldest height still proven (``oldest_height`` in the body too, for SDKs) and where older states are."""
+    where = f"; the oldest height it proves is {oldest}" if oldest is not None else ""
+    why = f"it keeps the last {keep_states} states" if keep_states else "it pruned them before it kept every state"
+    return ApiError(410, "state_pruned",
+                    f"the state at height {height} is pruned on this node ({why}{where}); an archive node "
+                    f"([store] keep_states = 0 from the start) has every height",
+                    {"oldest_height": oldest} if oldest is not None else None)
+
 
 def _summary(suite: Suite, block: Block, commit: Commit | None) -> dict[str, Any]:
     h = block.header

@@ -15,4 +15,4 @@ def make_proven(node: Node, api_error: type[Exception]) -> Callable[[str, bytes]
     one-snapshot ``GET /state`` document (its refusals are the API's own errors)."""
     from qilian.api.readside import ReadSide
 
-    return ReadSide(node.store, node.suite).get_state
+    return ReadSide(node.store, node.suite, node.genesis).get_state

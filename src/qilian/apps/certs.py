@@ -48,13 +48,21 @@ def get_genesis(cert: dict[str, Any], pinned: Genesis | None) -> tuple[Genesis, 
     return genesis, suite, ghash
 
 
-def get_member(genesis: Genesis, members: dict[str, Any], public_key: bytes) -> tuple[str, str]:
-    """(organisation, member name) of a key, from its proven ``sys:member`` entry in ``members``."""
-    doc = members.get(public_key.hex())
+def get_member(genesis: Genesis, members: dict[str, Any], public_key: bytes, height: int) -> tuple[str, str]:
+    """(organisation, member name) of a key when it signed a transaction of block ``height``: its ``sys:member``
+    entry proven against the header of that height (``members["KEY@HEIGHT"]``). A certificate made before
+    membership was proven per height carries ``members["KEY"]`` proven at its tip, accepted as such (it then
+    says who holds the key at the certificate's tip, a true but later statement)."""
+    doc = members.get(f"{public_key.hex()}@{height}")
+    at_height = doc is not None
     if doc is None:
-        raise ProofInvalid(f"no membership proof for key {public_key.hex()[:16]}…")
-    if doc.get("namespace") != MEMBER_NAMESPACE or doc.get("key") != public_key.hex():
+        doc = members.get(public_key.hex())
+    if doc is None:
+        raise ProofInvalid(f"no membership proof for key {public_key.hex()[:16]}… at height {height}")
+    if not isinstance(doc, dict) or doc.get("namespace") != MEMBER_NAMESPACE or doc.get("key") != public_key.hex():
         raise ProofInvalid("a membership proof is not for the key it is filed under")
+    if at_height and (not isinstance(doc.get("header"), dict) or doc["header"].get("height") != height):
+        raise ProofInvalid(f"the membership proof filed for height {height} is for another height")
     raw = verify_state_response(genesis, doc)
     if raw is None:
         raise ProofInvalid(f"key {public_key.hex()[:16]}… is proven not to be a member of the chain")
@@ -99,7 +107,7 @@ def check_bundle(genesis: Genesis, suite: Suite, bundle: dict[str, Any], namespa
         last_height = v.height
         entry = get_entry(v)
         head = compute_chain_head(suite.hash, head, entry, v.tx_hash)
-        org, member = get_member(genesis, members, v.tx.body.sender)
+        org, member = get_member(genesis, members, v.tx.body.sender, v.height)
         steps.append(ProvenStep(v, org, member, entry))
     if head != record["head"]:
         raise ProofInvalid("the history does not match the proven record (an entry is missing, extra, altered or "

@@ -33,7 +33,7 @@ def get_tx_doc(node: Node, tx_hash: bytes, require_receipt: bool = True) -> dict
     from qilian.api.readside import ReadSide
 
     try:
-        doc = ReadSide(node.store, node.suite).get_tx(tx_hash)
+        doc = ReadSide(node.store, node.suite, node.genesis).get_tx(tx_hash)
     except ApiError as exc:
         raise ProofUnavailable(exc.status, exc.code, exc.message) from None
     if doc is None:
@@ -45,14 +45,14 @@ def get_tx_doc(node: Node, tx_hash: bytes, require_receipt: bool = True) -> dict
     return doc
 
 
-def get_state_doc(node: Node, namespace: str, key: bytes) -> dict[str, Any]:
-    """A state value (or its absence) with its proof against the latest header (the read side's one-snapshot
-    ``GET /state`` document)."""
+def get_state_doc(node: Node, namespace: str, key: bytes, height: int | None = None) -> dict[str, Any]:
+    """A state value (or its absence) with its proof against the header of ``height`` (None: the latest) — the
+    read side's one-snapshot ``GET /state`` document."""
     from qilian.api.errors import ApiError
     from qilian.api.readside import ReadSide
 
     try:
-        return ReadSide(node.store, node.suite).get_state(namespace, key)
+        return ReadSide(node.store, node.suite, node.genesis).get_state(namespace, key, height)
     except ApiError as exc:
         raise ProofUnavailable(exc.status, exc.code, exc.message) from None
 
@@ -65,7 +65,12 @@ def get_proven_record(state_doc: dict[str, Any]) -> Any:
 def make_bundle(node: Node, namespace: str, key: bytes, tx_hashes: Iterable[bytes], txs: dict[str, Any],
                 members: dict[str, Any]) -> dict[str, Any]:
     """One record's part of a certificate: its state proof and the hashes of its history's transactions, whose
-    documents go into ``txs`` and whose signers' membership proofs go into ``members`` (shared by all records)."""
+    documents go into ``txs`` and whose signers' membership proofs go into ``members`` (shared by all records).
+
+    A signer's membership is proven at its transaction's height, under ``members["KEY@HEIGHT"]`` (the header of
+    that height commits the state the transaction was checked against): who acted is who the key belonged to
+    *then*, and a key revoked or moved since still shows its organisation at the time (certificate versions
+    before this proved membership at the tip, under ``members["KEY"]``)."""
     hashes = []
     for th in tx_hashes:
         h = th.hex()
@@ -73,8 +78,9 @@ def make_bundle(node: Node, namespace: str, key: bytes, tx_hashes: Iterable[byte
             doc = get_tx_doc(node, th)
             txs[h] = doc
             sender = Transaction.decode(bytes.fromhex(doc["tx"]["encoded"])).body.sender
-            if sender.hex() not in members:
-                members[sender.hex()] = get_state_doc(node, MEMBER_NAMESPACE, sender)
+            member_key = f"{sender.hex()}@{doc['height']}"
+            if member_key not in members:
+                members[member_key] = get_state_doc(node, MEMBER_NAMESPACE, sender, int(doc["height"]))
         hashes.append(h)
     return {"state": get_state_doc(node, namespace, key), "events": hashes}
 

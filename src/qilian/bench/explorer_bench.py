@@ -9,7 +9,7 @@ rebuilt. Then it serves the explorer router with uvicorn on loopback and drives 
 threads in a closed loop (a bounded load: at most ``concurrency`` requests in flight), reporting p50/p95/p99 per
 route.
 
-``/blocks?before=`` reads the node's LMDB block store, not the index; the bench's node is a fresh home with only
+``/blocks?before=`` reads the node's block store, not the index; the bench's node is a fresh home with only
 genesis, so that route measures the store path without block decoding (see docs/benchmarks.md).
 """
 
@@ -277,7 +277,7 @@ def run_explorer_bench(index: SqlIndex, cfg: ExplorerBenchConfig, progress: Call
         init_home(home, chain_id="bench-explorer", suite_name="ed25519")
         node = Node(load_config(home))
         app = FastAPI()
-        app.include_router(make_router(node, ReadSide(node.store, node.suite), index))
+        app.include_router(make_router(node, ReadSide(node.store, node.suite, node.genesis), index))
         port = get_free_port_block(1)
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                                access_log=False))

@@ -324,7 +324,7 @@ def evidence_verify(
         compute_record_key,
         make_certificate,
     )
-    from qilian.sdk.client import ApiFailure, Client
+    from qilian.sdk.client import ApiFailure, Client, StatePruned
     from qilian.sdk.verify import ProofInvalid
     from qilian.types.codec import from_json_value
     from qilian.types.core import Transaction
@@ -350,6 +350,8 @@ def evidence_verify(
                     top = max(int(d["header"]["height"]) for d in (state, member, tx["proof"]["receipt"]))
                     path = c.get_validator_path(top)
                     break
+            except StatePruned as exc:  # waiting cannot help: this node no longer keeps that height's state
+                _fail(f"cannot certify {file.name} from this node: {exc.message}")
             except ApiFailure:
                 pass
             if time.monotonic() > deadline:

@@ -92,6 +92,13 @@ def compute_message(exc: BaseException) -> str | None:
         return f"not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"
     if isinstance(exc, OSError):
         return _os_error(exc)
+    from qilian.storage.engine import EngineBusy
+    from qilian.storage.store import StoreLayoutError, StoreMissing
+
+    # A data directory of another layout, a store held by a running node, a store not created yet: each message
+    # says what to do (resync, stop the node, start it once), so none of them is an internal error.
+    if isinstance(exc, StoreLayoutError | EngineBusy | StoreMissing):
+        return str(exc)
     from qilian.crypto import CryptoError
     from qilian.types.codec import CodecError
 

@@ -2,8 +2,10 @@
 
 Why a separate process: an explorer serving many users keeps its index in PostgreSQL and may run the indexer on
 another schedule than the node (or rebuild an index from scratch) without touching the node. It opens the node's
-LMDB store read-only, so it runs beside a running node (following new heights) or over a stopped one; it writes
-through the same code as the embedded indexer, so a killed run resumes after the last whole height.
+store read-only — on RocksDB, which lets one process open a database, as a secondary instance that takes no lock
+and catches up with the node before each pass — so it runs beside a running node (following new heights) or over a
+stopped one; it writes through the same code as the embedded indexer, so a killed run resumes after the last whole
+height.
 """
 
 from __future__ import annotations
@@ -34,13 +36,13 @@ def indexer(
     from qilian.crypto import get_suite
     from qilian.indexer.service import Indexer, open_index
     from qilian.node.config import load_config, load_genesis
-    from qilian.storage.store import ChainStore, StoreCorrupt
+    from qilian.storage.store import ChainStore, StoreCorrupt, get_store_engine
 
     try:
         cfg = load_config(home)
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
-    if not (cfg.data_path / "data.mdb").exists():
+    if get_store_engine(cfg.data_path) is None:
         _fail(f"{cfg.data_path} holds no chain data yet: start the node once")
     suite = get_suite(load_genesis(cfg.genesis_path).suite)
     backend, url = ("postgres", postgres) if postgres else (cfg.indexer_backend, cfg.indexer_url)
@@ -55,6 +57,7 @@ def indexer(
         ix = Indexer(store, suite, index)
         while True:
             try:
+                store.catch_up()  # a secondary's view stays put until it catches up with the running node
                 r = ix.process_pass()
             except StoreCorrupt as exc:
                 _fail(f"the node's store: {exc}")

@@ -302,6 +302,63 @@ def node_start(
         _fail(str(exc))
 
 
+@node_app.command("prune")
+def node_prune(
+    home: HomeOpt = DEFAULT_HOME,
+    compact: Annotated[bool, typer.Option(help="Then give the freed space back to the file system (LMDB: rewrite "
+                                               "the file with full pages; RocksDB: a full compaction).")] = False,
+) -> None:
+    """Delete now, with the node stopped, the states older than [store] keep_states (a running pruning node does
+    this after each block by itself); --compact also shrinks the files."""
+    from qilian.node.config import load_config
+    from qilian.node.pruning import PRUNE_BATCH_ENTRIES
+    from qilian.node.run import HomeInUse, acquire_home_lock
+    from qilian.storage.store import ChainStore, get_store_engine
+
+    if not (home / "node.toml").exists():
+        _fail(f"{home} has no node.toml: run `qilian init --home {home}` first")
+    cfg = load_config(home)
+    if not cfg.store_keep_states:
+        _fail(f"{home} is an archive node ([store] keep_states = 0 keeps every state): set keep_states in "
+              f"{home / 'node.toml'} first (at least 1001)")
+    if get_store_engine(cfg.data_path) is None:
+        _fail(f"{cfg.data_path} holds no chain store yet: start the node once")
+    try:
+        lock_fd = acquire_home_lock(home)
+    except HomeInUse as exc:
+        _fail(str(exc))
+        return
+    try:
+        store = ChainStore(cfg.data_path, keep_states=cfg.store_keep_states)
+        try:
+            since = store.process_enable_stale_index()
+            before = store.get_disk_bytes()
+            entries = 0
+            with Progress(TextColumn("{task.description}"), console=err, transient=True) as prog:
+                task = prog.add_task("pruning", total=None)
+                while True:
+                    step = store.process_prune(PRUNE_BATCH_ENTRIES)
+                    entries += step.entries
+                    prog.update(task, description=f"pruning: {entries:,} stale entries deleted")
+                    if not step.more:
+                        break
+                if compact:
+                    prog.update(task, description="compacting")
+                    store.process_compact()
+            after = store.get_disk_bytes()
+            console.print(f"pruned {entries:,} stale entries; states kept from height "
+                          f"{store.get_oldest_state_version() + 1} (last {cfg.store_keep_states}); store "
+                          f"{before / 2**20:,.0f} MiB → {after / 2**20:,.0f} MiB"
+                          + ("" if compact else " (add --compact to give the freed space back)"))
+            if since > 1:
+                console.print(f"[dim]the stale index starts at height {since} (pruning was enabled then): nodes "
+                              f"replaced before it stay until the node is resynced[/dim]")
+        finally:
+            store.close()
+    finally:
+        os.close(lock_fd)
+
+
 @app.command()
 def up(
     home: HomeOpt = DEFAULT_HOME,
@@ -650,6 +707,9 @@ def state_get(
     home: HomeOpt = DEFAULT_HOME,
     genesis: GenesisOpt = None,
     verify: Annotated[bool, typer.Option(help="Verify the proof against the genesis validators.")] = True,
+    height: Annotated[int | None, typer.Option(help="Prove against the header of this height (the state its "
+                                                    "transactions ran against); default: the latest. A pruning "
+                                                    "node answers only its recent heights.", min=1)] = None,
 ) -> None:
     """Read a state value with its proof (verified locally by default)."""
     from qilian.sdk.client import ApiFailure, Client
@@ -658,7 +718,7 @@ def state_get(
     kb = bytes.fromhex(key[2:]) if key.startswith("0x") else key.encode()
     try:
         with Client(node) as c:
-            res = c.get_state(namespace, kb)
+            res = c.get_state(namespace, kb, height)
     except ApiFailure as exc:
         _fail(f"{exc.code}: {exc.message}")
         return
@@ -875,6 +935,62 @@ def bench_state(
         rows = run_state_bench(chosen, batch, rounds, progress=lambda m: prog.update(task, description=m),
                                suite=suite)
     console.print(format_table(rows))
+
+
+@bench_app.command("store")
+def bench_store(
+    txs: Annotated[int, typer.Option(help="Transactions committed per layout.")] = 1_000_000,
+    block_txs: Annotated[int, typer.Option(help="Transactions per block.")] = 5_000,
+    every: Annotated[int, typer.Option(help="Report a row every this many transactions.")] = 100_000,
+    layouts: Annotated[str, typer.Option(help="Comma-separated: v1-lmdb, v2-lmdb, v2-rocksdb.")]
+    = "v1-lmdb,v2-lmdb,v2-rocksdb",
+    keep_states: Annotated[str, typer.Option(help="Comma-separated state windows to run the v2 layouts at, 0 = "
+                                                  "archive (e.g. 0,1001: without and with pruning).")] = "0",
+    compact: Annotated[bool, typer.Option(help="After each v2 run, compact the store and report its size.")]
+    = False,
+) -> None:
+    """Synced commit of evidence blocks as the store grows: old layout against the new one on both engines, and
+    with --keep-states the pruning a node runs after each commit (its time and the disk bytes it saves)."""
+    from qilian.bench.store_bench import compute_table, run_store_bench
+    from qilian.cli.errors import UserError
+
+    try:
+        keeps = tuple(int(k) for k in keep_states.split(",") if k.strip())
+    except ValueError:
+        raise UserError(f"--keep-states is a comma-separated list of integers, not {keep_states!r}") from None
+    rows = run_store_bench(txs, block_txs, every, tuple(s.strip() for s in layouts.split(",") if s.strip()),
+                           progress=lambda m: err.print(f"[dim]{escape(m)}[/dim]"), keep_states=keeps,
+                           compact=compact)
+    cols, lines = compute_table(rows)
+    table = Table(*cols, title=f"qilian bench store: {block_txs:,}-tx evidence blocks (commit ms = mean per block "
+                              f"over the preceding {every:,} txs)")
+    for line in lines:
+        table.add_row(*line)
+    console.print(table)
+
+
+@bench_app.command("soak")
+def bench_soak(
+    minutes: Annotated[float, typer.Option(help="Minutes of --max Ed25519 evidence load on 4 validators.")] = 30,
+    engine: Annotated[str, typer.Option(help="Store engine of the nodes: lmdb (the default) or rocksdb.")] = "",
+) -> None:
+    """Issue 18's soak: per-minute TPS, node RSS and the store's disk bytes per transaction."""
+    from qilian.bench.soak import run_soak
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err,
+                  transient=True) as prog:
+        task = prog.add_task("soak", total=None)
+        res = run_soak(minutes, lambda m: err.print(f"[dim]{escape(m)}[/dim]"),
+                       lambda what, k, n: prog.update(task, description=what, completed=k, total=n), engine=engine)
+    table = Table("minute", "TPS", "node RSS MiB (each node)",
+                  title=f"qilian bench soak: {minutes:g} min, {engine or 'lmdb'} store")
+    for m in res.minutes:
+        table.add_row(str(m["minute"]), f"{m['tps']:,.0f}", " ".join(str(x) for x in m["rss_mib"]))
+    console.print(table)
+    if res.net is not None and len(res.minutes) >= 2 and res.minutes[0]["tps"]:
+        console.print(f"last ÷ first minute: {res.minutes[-1]['tps'] / res.minutes[0]['tps']:.2f}; committed "
+                      f"{res.net.committed:,}, rejected {res.net.rejected:,}, uncommitted {res.net.uncommitted:,}; "
+                      f"node0 data dir {res.disk_bytes_node0 / 2**20:,.0f} MiB = {res.bytes_per_tx:,.0f} B/tx")
 
 
 def _register_subcommands() -> None:

@@ -6,7 +6,7 @@ is read from an immutable state root — the tip's for tip+1 and tip+2, the root
 heights (header h names the state after h-1, whose ``current`` signs h) — and never from genesis. Reading by root
 (not the flat tip state) keeps the answer exact while the node's execution thread commits the next block.
 
-Pure: the chain comes in as three readers, so the node (LMDB, :mod:`qilian.node.valsets`) and the simulator (its
+Pure: the chain comes in as three readers, so the node (its store, :mod:`qilian.node.valsets`) and the simulator (its
 in-memory ledger, :mod:`qilian.sim.disk`) run this very lookup and the simulator checks the node's rule."""
 
 from __future__ import annotations

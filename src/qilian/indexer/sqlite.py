@@ -1,6 +1,6 @@
 """The index in SQLite beside the node's data (the default backend), derived from committed blocks only.
 
-Why SQLite: the chain's LMDB store answers by key (height, tx hash, state key); an explorer needs the other
+Why SQLite: the chain store answers by key (height, tx hash, state key); an explorer needs the other
 directions — a sender's transactions, a contract's events, a proposer's blocks, contracts by name — with keyset
 pagination. These are secondary indexes that can always be rebuilt from the block store, so they live in their own
 file: losing or deleting it costs a re-index, never chain data. Schema and queries: :mod:`qilian.indexer.sql`

@@ -16,6 +16,7 @@ import tomli_w
 
 from qilian.crypto import get_suite
 from qilian.mempool.pool import DEFAULT_MAX_BYTES, DEFAULT_MAX_TXS
+from qilian.node.pruning import KeepStatesTooSmall, check_keep_states
 from qilian.sdk.keys import KeyPair, generate_key, save_key
 from qilian.types.core import ChainParams, Genesis, Member, Organisation, Validator, ValidatorSet
 from qilian.types.genesis_json import check_genesis, genesis_from_json, genesis_to_json
@@ -35,7 +36,14 @@ class NodeConfig:
     key_file: str = "keys/node0.pem"
     """The node's validator key."""
     data_dir: str = "data"
-    """Where the LMDB database lives."""
+    """Where the chain store and the consensus WAL live."""
+    store_engine: str = ""
+    """``[store] engine``: ``lmdb`` or ``rocksdb`` for a new data directory ("" = LMDB). An existing directory
+    is opened with the engine that wrote it; naming another engine refuses to start (no migration)."""
+    store_keep_states: int = 0
+    """``[store] keep_states``: how many recent states the node keeps (older tree nodes are deleted after each
+    commit, and reads of older heights are refused with 410); 0 (the default) keeps every state — an archive
+    node. At least :data:`qilian.node.pruning.MIN_KEEP_STATES` (1,001) when set: consensus reads that far back."""
     api_host: str = "127.0.0.1"
     """HTTP API bind address."""
     api_port: int = DEFAULT_API_PORT
@@ -108,7 +116,15 @@ def load_config(home: Path) -> NodeConfig:
         raise FileNotFoundError(f"{path} not found: run `qilian init --home {home}` first")
     doc = tomllib.loads(path.read_text())
     node, api, mp = doc.get("node", {}), doc.get("api", {}), doc.get("mempool", {})
-    p2p, ix = doc.get("p2p", {}), doc.get("indexer", {})
+    p2p, ix, st = doc.get("p2p", {}), doc.get("indexer", {}), doc.get("store", {})
+    store_engine = str(st.get("engine", ""))
+    if store_engine not in ("", "lmdb", "rocksdb"):
+        raise ValueError(f"{path}: [store] engine must be \"lmdb\" or \"rocksdb\", not {store_engine!r}")
+    keep_states = st.get("keep_states", 0)
+    try:
+        check_keep_states(keep_states)
+    except KeepStatesTooSmall as exc:
+        raise ValueError(f"{path}: {exc}") from None
     backend = str(ix.get("backend", "sqlite"))
     if backend not in ("sqlite", "postgres") or (backend == "postgres" and not ix.get("url")):
         raise ValueError(f"{path}: [indexer] backend must be \"sqlite\" or \"postgres\" (postgres with a url)")
@@ -117,6 +133,8 @@ def load_config(home: Path) -> NodeConfig:
         name=node.get("name", "node0"),
         key_file=node.get("key_file", "keys/node0.pem"),
         data_dir=node.get("data_dir", "data"),
+        store_engine=store_engine,
+        store_keep_states=keep_states,
         api_host=api.get("host", "127.0.0.1"),
         api_port=int(api.get("port", DEFAULT_API_PORT)),
         max_request_bytes=int(api.get("max_request_bytes", 1024 * 1024)),
@@ -148,6 +166,13 @@ def save_config(cfg: NodeConfig) -> None:
         },
         "mempool": {"max_txs": cfg.mempool_max_txs, "max_bytes": cfg.mempool_max_bytes},
     }
+    store: dict[str, Any] = {}
+    if cfg.store_engine:
+        store["engine"] = cfg.store_engine
+    if cfg.store_keep_states:
+        store["keep_states"] = cfg.store_keep_states
+    if store:
+        doc["store"] = store
     if cfg.indexer_backend != "sqlite" or cfg.indexer_url:
         doc["indexer"] = {"backend": cfg.indexer_backend, "url": cfg.indexer_url}
     if cfg.timeouts:

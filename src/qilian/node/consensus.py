@@ -1,6 +1,6 @@
 """The node's consensus: the shell (:mod:`qilian.shell` — consensus, mempool and block-sync reactors) over the
 node's real IO. This module is wiring only: asyncio timers, the TLS transport, the WAL file, the signer-state
-file, and the node's LMDB ledger and transaction admission, each behind the port the shell declares
+file, and the node's chain-store ledger and transaction admission, each behind the port the shell declares
 (:mod:`qilian.shell.ports`). The simulator builds the same :class:`~qilian.shell.shell.Shell` over in-memory ports,
 so the code that signs, logs, relays and commits here is the code the simulator crashes at every durable write.
 
@@ -23,6 +23,10 @@ from qilian.consensus.signer import SignerState
 from qilian.consensus.timeouts import TimeoutConfig
 from qilian.consensus.validators import ValidatorSet as ConsensusValidators
 from qilian.execution.block import ParentInfo
+from qilian.execution.evidence import EVIDENCE_NAMESPACE
+from qilian.execution.members import get_member
+from qilian.execution.rules import MemberInfo
+from qilian.execution.valsets import ValidatorSetBook
 from qilian.mempool.pool import Mempool
 from qilian.node.signer_store import load_signer_state, save_signer_state
 from qilian.node.wal import Wal
@@ -31,6 +35,8 @@ from qilian.shell.consensus import StateDiverged
 from qilian.shell.ports import SignerStore, TimerHandle, WalFile
 from qilian.shell.shell import Shell
 from qilian.shell.timing import ShellTiming
+from qilian.state import StateTree
+from qilian.storage.store import ChainTip, StoreSnapshot
 from qilian.types.core import Block, Commit, Receipt, Transaction, ValidatorSet
 from qilian.types.struct import Wire
 
@@ -38,6 +44,9 @@ if TYPE_CHECKING:
     from qilian.node.node import Node
 
 log = logging.getLogger("qilian.consensus")
+
+MAX_VIEW_MEMBERS = 100_000
+"""Membership entries cached per view (the cache is dropped when the view moves, and when full)."""
 
 __all__ = ["ConsensusDriver", "StateDiverged"]
 
@@ -100,44 +109,125 @@ class FileSignerStore:
         save_signer_state(self.path, state)
 
 
+class _ViewNodes:
+    """The state-tree node store of the ledger's current view (a :class:`~qilian.state.tree.NodeStore`)."""
+
+    def __init__(self, ledger: NodeLedger):
+        self._ledger = ledger
+
+    def get_node(self, node_hash: bytes) -> bytes | None:
+        return self._ledger.view.get_node(node_hash)
+
+
 class NodeLedger:
-    """Ledger port over the node's LMDB store; execution runs on one worker thread, one block at a time. The
-    validator set of each height comes from chain state through ``node.valsets`` (gov2's lookup)."""
+    """Ledger port over the node's chain store; execution runs on one worker thread, one block at a time.
+
+    One view of the chain: every read the shell makes through this port — the tip, stored blocks and commits, the
+    committed transactions of the replay check, membership, the validator sets — goes through ONE store snapshot,
+    :attr:`view`, which is replaced only here on the event loop, when a stored block's completion is delivered and
+    just before the shell is told. The execution thread writes the store while the event loop runs; reading the
+    live store, the shell could see a block its reactors had not been told of (block sync's next block, say) and
+    judge a proposal, or a decision, against a parent that is not its own. With the view, what the shell reads
+    moves exactly when the shell is told — as in the simulator's ledger, so both run the shell under one contract
+    (docs/spec/consensus.md, "One view of the chain")."""
 
     def __init__(self, node: Node, exec_pool: ThreadPoolExecutor):
         self.node = node
         self.rules = node.rules
         self._exec_pool = exec_pool
+        self._closed = False
+        self.view: StoreSnapshot = node.store.begin_snapshot()
+        """The snapshot every read of the shell goes through (see the class docstring); event loop only (a
+        RocksDB snapshot is one iterator, not to be shared between threads)."""
+        self._tip: ChainTip = self.view.get_tip()
+        self._members: dict[bytes, MemberInfo | None] = {}
+        """Membership read in the current view (dropped with it)."""
+        self._valsets = ValidatorSetBook(node.suite, node.rules, self._get_view_tip, self._get_view_header_root,
+                                         StateTree(node.suite.hash, _ViewNodes(self)).get_value)
+
+    def _advance_view(self) -> None:
+        """A block is stored: the shell's reads move to it (on the event loop, before the shell hears of it)."""
+        if self._closed:
+            return
+        old = self.view
+        self.view = self.node.store.begin_snapshot()
+        self._tip = self.view.get_tip()
+        self._members = {}
+        old.close()
+
+    def close(self) -> None:
+        """Release the view's snapshot (before the store is closed). A completion delivered after this — the
+        node stops while a block finishes — moves nothing: the store may be closed already."""
+        self._closed = True
+        self.view.close()
+
+    def _get_view_tip(self) -> tuple[int, bytes]:
+        return self._tip.height, self._tip.state_root
+
+    def _get_view_header_root(self, height: int) -> bytes | None:
+        block = self.view.get_block(height)
+        return None if block is None else block.header.state_root
 
     def get_parent_info(self) -> ParentInfo:
-        return self.node.get_parent_info(self.node.get_tip())
+        """The view's tip as the next block's parent: the sets of tip, tip + 1 and tip + 2 and the membership,
+        all from the view (docs/governance.md: a change decided in block h signs from h + 2). Its membership
+        lookup stays bound to this view: used after the view moved, it raises rather than answer for another
+        height."""
+        tip = self._tip
+        current, nxt = self._valsets.get_sets_at_root(tip.state_root)
+        last = self._valsets.get(tip.height) if tip.height else current
+        assert last is not None, f"validator set of the stored height {tip.height} is unknown"
+        rules, view, members = self.rules, self.view, self._members
+
+        def get_member_in_view(public_key: bytes) -> MemberInfo | None:
+            if public_key not in members:
+                if len(members) >= MAX_VIEW_MEMBERS:
+                    members.clear()
+                members[public_key] = get_member(rules, view.get_state, public_key)
+            return members[public_key]
+
+        def is_evidence_committed_in_view(evidence_hash: bytes) -> bool:
+            return view.get_state(EVIDENCE_NAMESPACE, evidence_hash) is not None
+
+        # The governed chain params are read by the tip's state root (immutable), as Node.get_parent_info does.
+        return ParentInfo(tip.height, tip.block_id, tip.time_ms, tip.state_root, tip.receipts_root,
+                          current, nxt, last, get_member_in_view, self.node.get_chain_params(tip),
+                          self._valsets.get, is_evidence_committed_in_view)
 
     def get_block_bytes(self, height: int) -> bytes | None:
-        return self.node.store.get_block_bytes(height)
+        return self.view.get_block_bytes(height)
 
     def get_commit(self, height: int) -> Commit | None:
-        return self.node.store.get_commit(height)
+        return self.view.get_commit(height)
 
     def get_committed(self, tx_hashes: Iterable[bytes]) -> set[bytes]:
-        return self.node.store.get_committed(tx_hashes)
+        return self.view.get_committed(tx_hashes)
 
     def get_validators(self, height: int) -> ValidatorSet | None:
-        return self.node.valsets.get(height)
+        return self._valsets.get(height)
 
     def get_consensus_validators(self, height: int) -> ConsensusValidators | None:
-        return self.node.valsets.get_consensus(height)
+        return self._valsets.get_consensus(height)
 
     def get_public_key(self, height: int, address: bytes) -> bytes | None:
-        return self.node.valsets.get_public_key(height, address)
+        return self._valsets.get_public_key(height, address)
 
     def execute_and_store(self, block: Block, commit: Commit, hashes: list[bytes],
                           done: Callable[[list[Receipt] | None, BaseException | None], None]) -> None:
         fut = asyncio.get_running_loop().run_in_executor(self._exec_pool, self.node.process_execute_and_store,
                                                          block, commit, hashes)
+        # Pruning (a no-op on an archive node) is queued behind the block on the same one-thread pool: the store
+        # keeps a single writer, and the deleting overlaps the next height's consensus instead of delaying this
+        # block's completion.
+        self._exec_pool.submit(self.node.process_prune_after_commit)
 
         def finished(f: asyncio.Future[list[Receipt]]) -> None:
-            if f.cancelled():
-                return  # the node is stopping; the block was stored or never started (one LMDB write)
+            if f.cancelled() or self._closed:
+                return  # the node is stopping; the block was stored or never started (one store batch)
+            # The next block is submitted only from this loop, so the new snapshot holds this block's batch (or,
+            # after a failed batch, the unchanged store) and perhaps some of the prune batches queued behind it,
+            # which delete only nodes of versions older than every one the shell reads (node/pruning.py).
+            self._advance_view()
             exc = f.exception()
             if exc is not None:
                 log.error("committing block %d failed", block.header.height, exc_info=exc)
@@ -217,8 +307,10 @@ class ConsensusDriver:
         self._fatal = asyncio.Event()
         self._fatal_reason = ""
         self._stopping = False
+        self.ledger = NodeLedger(node, self._exec_pool)
+        """The shell's ledger port and its one view of the chain."""
         self.shell = Shell(
-            ledger=NodeLedger(node, self._exec_pool), pool=NodeTxPool(node, self._spawn),
+            ledger=self.ledger, pool=NodeTxPool(node, self._spawn),
             network=TransportNetwork(transport) if transport is not None else None, clock=AsyncioClock(),
             wal=self.wal, signer_store=signer_store or FileSignerStore(signer_path), signer=KeySigner(node),
             timeouts=timeouts, timing=timing, on_fatal=self._on_fatal)
@@ -269,8 +361,10 @@ class ConsensusDriver:
             task.cancel()
 
     def close(self) -> None:
-        """Wait for a block still executing (its one LMDB write finishes or never starts), then close the WAL."""
+        """Wait for a block still executing (its one store batch finishes or never starts), then release the
+        ledger's view and close the WAL."""
         self._exec_pool.shutdown(wait=True, cancel_futures=True)
+        self.ledger.close()
         close = getattr(self.wal, "close", None)
         if close is not None:
             close()

@@ -41,10 +41,11 @@ from qilian.execution.rules import (
 from qilian.mempool.pool import Mempool, MempoolFull, PoolEntry
 from qilian.node.config import NodeConfig, load_genesis
 from qilian.node.limits import check_chain_params
+from qilian.node.pruning import PRUNE_BATCH_ENTRIES, check_keep_states, compute_prune_budget
 from qilian.node.valsets import ValidatorSets
 from qilian.sdk.keys import get_password_from_env, load_key
 from qilian.state import ZERO_HASH, MemoryNodeStore, StateTree
-from qilian.storage.store import ChainStore, ChainTip
+from qilian.storage.store import ChainStore, ChainTip, StoreCorrupt
 from qilian.types.codec import CodecError
 from qilian.types.core import (
     Block,
@@ -117,7 +118,9 @@ class Submitted:
 class Node:
     """One Qilian node over its home directory."""
 
-    def __init__(self, config: NodeConfig):
+    def __init__(self, config: NodeConfig, engine: str | None = None):
+        """``engine``: the store engine (default: ``[store] engine`` of node.toml, else whatever engine wrote the
+        data directory, else LMDB; tests and benches compare the engines on the same path)."""
         self.config = config
         self.genesis = load_genesis(config.genesis_path)
         check_chain_params(self.genesis.params)
@@ -128,7 +131,9 @@ class Node:
         if self.key.suite.name != self.suite.name:
             raise ValueError(f"node key is a {self.key.suite.name} key but the chain uses {self.suite.name}")
         self.validator = self.genesis.validators.get_by_address(self.key.address)
-        self.store = ChainStore(config.data_path)
+        check_keep_states(config.store_keep_states)
+        self.store = ChainStore(config.data_path, engine=engine or config.store_engine or None,
+                                keep_states=config.store_keep_states)
         genesis_writes = compute_genesis_writes(self.genesis)
         genesis_root, genesis_nodes = StateTree(self.suite.hash, MemoryNodeStore()).apply_writes(
             ZERO_HASH, genesis_writes)
@@ -137,6 +142,10 @@ class Node:
             ChainTip(0, b"", self.genesis.genesis_time_ms, genesis_root, compute_empty_root(self.suite)),
             genesis_writes, genesis_nodes,
         )
+        if config.store_keep_states:
+            since = self.store.process_enable_stale_index()
+            log.info("pruning: keeping the last %d states (stale index from version %d)",
+                     config.store_keep_states, since)
         self.tree = StateTree(self.suite.hash, self.store)
         if self.store.get_index_height() < self.store.get_tip().height:
             n = self.store.process_index_backfill(compute_gov_positions)
@@ -175,6 +184,12 @@ class Node:
         """Observers of each commit (indexer, metrics); they read, never write chain state."""
         self.last_apply_s: tuple[float, float, float] = (0.0, 0.0, 0.0)
         """Execute, state-tree and store seconds of the last committed block (for /metrics)."""
+        self._stale_recorded = 0
+        """Stale index entries the last committed block recorded (sizes the pruner's work after it)."""
+        self.pruned_nodes = 0
+        """State-tree nodes (and root pointers) the pruner deleted since this process started (for /metrics)."""
+        self.prune_s = 0.0
+        """Seconds the pruner took after the last block (for /metrics)."""
         tip = self.store.get_tip()
         last = self.store.get_block(tip.height) if tip.height else None
         # True while the last block's receipts and state are not yet committed by a later header.
@@ -423,26 +438,36 @@ class Node:
         caller's thread; the consensus driver runs :meth:`process_execute_and_store` on its worker thread and
         :meth:`on_block_stored` on the event loop instead.)"""
         receipts = self.process_execute_and_store(block, commit, hashes)
+        self.process_prune_after_commit()
         self.on_block_stored(block, commit, hashes, receipts)
         return receipts
 
     def process_execute_and_store(self, block: Block, commit: Commit, hashes: list[bytes]) -> list[Receipt]:
-        """Execute a decided block and commit block, commit, receipts and state in one synced LMDB write.
+        """Execute a decided block and commit block, commit, receipts and state in one synced store batch.
 
-        Thread-safe against the event loop: it touches only the store (LMDB: one writer, any number of readers in
+        Thread-safe against the event loop: it touches only the store (one writer, any number of readers in
         other threads) and the stateless state tree — never the mempool, the waiters or the subscribers. One
-        caller at a time (the driver's single execution thread), blocks in height order."""
+        caller at a time (the driver's single execution thread), blocks in height order.
+
+        Its reads (state values, tree nodes, the tip) go to the live store, and that is exact: this thread is the
+        store's only writer and the block's parent is the latest batch, so nothing can change under them until
+        this call's own batch. Every other reader sees the store through a snapshot or as a non-consensus query."""
         t0 = time.perf_counter()
         tip = self.get_tip()
+        if tip.height + 1 != block.header.height:
+            raise StoreCorrupt(f"executing block {block.header.height} on top of {tip.height}")
         result = execute_block(self.rules, self.store, block.txs, hashes, block.header.height,
                                block.header.time_ms, block.evidence)
         t1 = time.perf_counter()
-        new_root, nodes = self.tree.apply_writes(tip.state_root, result.writes, block.header.height)
+        state = self.tree.compute_commit(tip.state_root, result.writes, block.header.height)
+        nodes = state.nodes
         t2 = time.perf_counter()
-        new_tip = ChainTip(block.header.height, commit.block_id, block.header.time_ms, new_root,
+        new_tip = ChainTip(block.header.height, commit.block_id, block.header.time_ms, state.root,
                            result.receipts_root)
         self.store.process_commit_block(block, commit, hashes, result.receipts, result.writes, nodes, new_tip,
-                                        compute_gov_positions(block))
+                                        compute_gov_positions(block), state.stale, state.replaced_root,
+                                        self.valsets.get_sets_at_root(tip.state_root)[0])
+        self._stale_recorded = len(state.stale) + (state.replaced_root is not None)
         self._revoked_in_block = [k for (ns, k), v in result.writes.items() if ns == MEMBER_NAMESPACE and v is None]
         self._nodes_changed = any(ns in (MEMBER_NAMESPACE, ENDPOINT_NAMESPACE) for ns, _ in result.writes)
         t3 = time.perf_counter()
@@ -450,6 +475,37 @@ class Node:
         log.debug("block %d: %d txs, execute %.1f ms, state %.1f ms (%d nodes), store %.1f ms",
                   block.header.height, len(hashes), (t1 - t0) * 1e3, (t2 - t1) * 1e3, len(nodes), (t3 - t2) * 1e3)
         return list(result.receipts)
+
+    def process_prune_after_commit(self) -> int:
+        """Delete the state a committed block made prunable (the tree nodes no retained version holds), at most
+        :func:`~qilian.node.pruning.compute_prune_budget` entries in batches of ``PRUNE_BATCH_ENTRIES``; returns
+        the entries consumed. A no-op on an archive node.
+
+        Runs on the store's one writer thread right after a commit — the consensus driver queues it behind the
+        block on the execution thread, so it overlaps the next height's consensus and never runs inside a
+        decision. Each batch is atomic and leaves every retained version whole, so a kill at any moment is
+        harmless; a failure is logged and left for the next block (the stale index still names the work), never
+        raised into the chain."""
+        if not self.store.keep_states:
+            return 0
+        t0 = time.perf_counter()
+        budget = compute_prune_budget(self._stale_recorded)
+        done = 0
+        try:
+            while done < budget:
+                step = self.store.process_prune(min(PRUNE_BATCH_ENTRIES, budget - done))
+                done += step.entries
+                self.pruned_nodes += step.nodes + step.pointers
+                if not step.more:
+                    break
+        except Exception:  # the pruner must never stop the chain: the stale index keeps the work for later
+            log.exception("pruning after block %d failed; retrying after the next block", self.get_tip().height)
+        self.prune_s = time.perf_counter() - t0
+        return done
+
+    def get_oldest_state_height(self) -> int:
+        """The oldest height whose state (the one its header commits) this node still proves: 1 on an archive."""
+        return self.store.get_oldest_state_version() + 1
 
     def on_block_stored(self, block: Block, commit: Commit, hashes: list[bytes], receipts: list[Receipt]) -> None:
         """On the event loop, after a block is durable: drop its transactions from the mempool and notify."""

@@ -2,7 +2,7 @@
 
 The lookup itself is pure (:class:`qilian.execution.valsets.ValidatorSetBook`: ``current``/``next`` of the tip's
 state for tip+1 and tip+2, a stored header's state for older heights, never genesis); this module plugs in the
-node's LMDB store. The consensus shell reaches it through its Ledger port (``NodeLedger`` in
+node's chain store. The consensus shell reaches it through its Ledger port (``NodeLedger`` in
 :mod:`qilian.node.consensus`); block checks, the API and the light-client paths call it directly.
 """
 

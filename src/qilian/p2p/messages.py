@@ -213,7 +213,7 @@ def decode_message(data: bytes) -> Any:
     obj = decode_raw(data, max_bytes=MAX_FRAME_BYTES)
     if type(obj) is not list or len(obj) != 2 or type(obj[0]) is not int or obj[0] not in KINDS:
         raise CodecError("not a peer message: expected [kind, body] with a known kind")
-    msg = KINDS[obj[0]].from_wire(obj[1])
+    msg = KINDS[obj[0]].from_decoded(obj[1])
     if encode_message(msg) != data:
         raise CodecError(f"{type(msg).__name__} is not in canonical form")
     return msg

@@ -22,6 +22,16 @@ class ApiFailure(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+class StatePruned(ApiFailure):
+    """410 ``state_pruned``: the node no longer keeps the state of the height asked for (it keeps its last
+    ``keep_states`` states); an archive node has it. ``oldest_height``: the oldest height it still proves, when the
+    node said."""
+
+    def __init__(self, status: int, code: str, message: str, oldest_height: int | None):
+        super().__init__(status, code, message)
+        self.oldest_height = oldest_height
+
+
 def build_tx(key: KeyPair, chain_id: str, to: str, method: str, args: list[Any], expires_at: int,
              nonce: int | None = None) -> Transaction:
     """Sign a call. The nonce is random unless given, so identical calls are still distinct transactions."""
@@ -60,6 +70,10 @@ class Client:
             doc = None
         if r.status_code >= 400:
             if isinstance(doc, dict):
+                if doc.get("error") == "state_pruned":
+                    oldest = doc.get("oldest_height")
+                    raise StatePruned(r.status_code, "state_pruned", str(doc.get("message")),
+                                      oldest if type(oldest) is int else None)
                 raise ApiFailure(r.status_code, str(doc.get("error")), str(doc.get("message")))
             raise ApiFailure(r.status_code, "http_error", r.text[:200])
         return doc

@@ -193,6 +193,15 @@ def _merkle(doc: Any) -> merkle.MerkleProof:
         raise ProofInvalid(str(exc)) from None
 
 
+def _get_trusted(genesis: Genesis, resp: Any, trusted: TrustedSets | None) -> TrustedSets:
+    """The sets a response's headers are checked against: ``trusted`` when the caller verified a path itself,
+    else the ``validator_path`` the node attaches whenever the set has changed since genesis (verified here from
+    genesis, so a forged path fails like a forged header), else genesis's set alone."""
+    if trusted is not None:
+        return trusted
+    return verify_validator_path(genesis, resp.get("validator_path") if isinstance(resp, dict) else None)
+
+
 def verify_tx_response(genesis: Genesis, resp: dict[str, Any], require_receipt: bool = True,
                        trusted: TrustedSets | None = None, tx_hash: bytes | None = None) -> VerifiedTx:
     """Verify a ``GET /txs/{hash}`` response; raises ProofInvalid naming the failed step.
@@ -201,6 +210,7 @@ def verify_tx_response(genesis: Genesis, resp: dict[str, Any], require_receipt: 
     for (``tx_hash``, else the response's ``hash``), and its signed hash (body, key and signature), the Merkle leaf
     under ``txs_root`` — so the proof covers the very signature the node returned, not just the body."""
     suite = get_suite(genesis.suite)
+    trusted = _get_trusted(genesis, resp, trusted)
     try:
         raw = _hex(resp["tx"]["encoded"], "tx.encoded")
         tx = Transaction.decode(raw)
@@ -251,7 +261,7 @@ def verify_state_response(genesis: Genesis, resp: dict[str, Any], trusted: Trust
                           ) -> bytes | None:
     """Verify a ``GET /state/{ns}/{key}`` response; returns the proven value (None = proven absent)."""
     suite = get_suite(genesis.suite)
-    header = verify_header(genesis, resp.get("header"), resp.get("commit"), trusted)
+    header = verify_header(genesis, resp.get("header"), resp.get("commit"), _get_trusted(genesis, resp, trusted))
     try:
         namespace = resp["namespace"]
         key = _hex(resp["key"], "key")

@@ -741,6 +741,15 @@ class ConsensusReactor:
             self._commit_decided(block, commit)
 
     def _commit_decided(self, block: Block, commit: Commit) -> None:
+        """Compare the decided block with this node's state and hand it to the applier.
+
+        The comparison is only meaningful against the decided block's own parent. Block sync may have stored the
+        decided height (and more) while the core was still deciding it: a lagging node fetches blocks from a peer
+        while precommits of its current height keep arriving from the others, and block sync tells consensus only
+        at the end of its batch. The tip is then the decided block itself or later, whose state root naturally
+        differs from the one the decided header names — that is not a divergence (it stopped a node with a false
+        "STATE DIVERGED"; docs/spec/consensus.md, "One view of the chain"). A stored block at that height that is
+        not the decided one is."""
         parent = self.ledger.get_parent_info()
         if block.header.height <= parent.height:
             # Block sync stored this height while the core was still deciding it (an observer or a catching-up
@@ -751,6 +760,7 @@ class ConsensusReactor:
                 return
             self.on_synced()
             return
+        assert block.header.height == parent.height + 1, "a decided height is never beyond the tip + 1"
         if (block.header.state_root, block.header.receipts_root) != (parent.state_root, parent.receipts_root):
             self._fatal(f"block {block.header.height} decided by the network carries state root "
                         f"{block.header.state_root.hex()[:16]}…, this node has {parent.state_root.hex()[:16]}…")

@@ -2,7 +2,7 @@
 
 Why ports: the shell (WAL, signer guard, relay, block sync, the order of durability) is where crash bugs live, so
 the simulator must run *this* code, not a model of it. The node plugs in asyncio timers, the TLS transport, a WAL
-file, the signer-state file and LMDB (:mod:`qilian.node.adapters`); the simulator plugs in a seeded clock, its
+file, the signer-state file and RocksDB (:mod:`qilian.node.adapters`); the simulator plugs in a seeded clock, its
 network and an in-memory disk that can die between any two writes or fsyncs (:mod:`qilian.sim.disk`).
 
 Rules of the ports: time is an integer of milliseconds; work that takes time in production (executing a block,

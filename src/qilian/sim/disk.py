@@ -9,7 +9,7 @@ process would die, and the world throws the node's memory away. What survives is
 - a process crash (SIGKILL) keeps every WAL byte handed to the OS; if it hits a WAL write, a seeded prefix of that
   write is kept (a torn record);
 - a power loss keeps only the synced WAL prefix plus a seeded prefix of what followed (the torn last write);
-- the signer state is replaced atomically (old or new, never half); a block is stored in one atomic write (LMDB).
+- the signer state is replaced atomically (old or new, never half); a block is stored in one atomic write (one batch).
 
 The WAL bytes are read back by the node's own reader (:func:`qilian.shell.wal.decode_frames`), so the simulator
 exercises the torn-tail cut the node runs."""
@@ -41,7 +41,7 @@ class SimCrash(BaseException):
 
 @dataclass(slots=True)
 class Ledger:
-    """The durable chain of one node (what LMDB holds)."""
+    """The durable chain of one node (what the chain store holds)."""
 
     tip: ParentInfo
     """The last committed block's facts (genesis facts at height 0) with the validator sets read from its state

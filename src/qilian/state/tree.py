@@ -30,9 +30,16 @@ the node, then its hash. A parent names its children by reference, so a walk fro
 and all nodes created by one block sort together at the end of the store, which keeps a commit's writes local (a
 key of random hashes would dirty one database page per node; see docs/benchmarks.md). Versions are never hashed:
 the root is still a function of the key set only. Roots are named by hash (headers, proofs); each commit also
-stores a pointer ``root hash → root reference``. Nothing is overwritten or deleted, so every historical root stays
-readable and provable; pruning is future work (the store grows by the nodes of each commit, about
-``log2(state size)`` per written key, less the shared upper levels). Encodings:
+stores a pointer ``root hash → root reference``. The tree itself never overwrites or deletes: every historical
+root whose nodes are stored stays readable and provable. A commit adds about ``log2(state size)`` nodes per written
+key (less the shared upper levels) and makes as many old ones unreachable from the new root; so that a node can
+keep only its recent states, :meth:`StateTree.compute_commit` also names those replaced nodes (``stale``) and the
+replaced root. Which versions a node keeps, and the deleting, are the store's and the node's business
+(:mod:`qilian.storage.store`, :mod:`qilian.node.pruning`): this module stays pure. A changed root is always a node
+of the version that made it (a delete that lifts an older subtree to the root stores a copy of it under the new
+version), so a root pointer written at version v always names a version-v reference — which is how the pruner tells
+a pointer a later version rewrote (the same root hash can recur: a key set that returns to an earlier one) from the
+one it recorded as replaced. Encodings:
 
 * internal: ``0x01 ‖ left reference ‖ right reference`` (81 bytes; its hash is ``hash(0x01 ‖ left hash ‖ right
   hash)``);
@@ -43,7 +50,8 @@ readable and provable; pruning is future work (the store grows by the nodes of e
 Commits
 -------
 :meth:`StateTree.apply_writes` is pure: it reads old nodes and returns ``(new_root, new_nodes)``; the storage layer
-persists ``new_nodes`` in the block's write transaction. The writes are sorted by path and applied in one descent,
+persists ``new_nodes`` in the block's write transaction (:meth:`StateTree.compute_commit` returns the same plus the
+replaced nodes and root, for a pruning store). The writes are sorted by path and applied in one descent,
 so each affected node is read and rewritten once: a commit costs O(keys written × log(state size)), never O(state
 size). Where a single key remains in a subtree (almost always below the top log2(batch) levels) a loop replaces the
 recursion.
@@ -113,7 +121,7 @@ class CorruptNodeError(StateError):
 
 
 class NodeStore(Protocol):
-    """Read access to tree nodes by reference (and root pointers by root hash); the LMDB store implements it."""
+    """Read access to tree nodes by reference (and root pointers by root hash); the chain store implements it."""
 
     def get_node(self, node_hash: bytes) -> bytes | None:
         """The entry stored under a reference or root hash, or None."""
@@ -314,6 +322,22 @@ def verify_state_proof(hash_fn: HashFn, root: bytes, namespace: str, key: bytes,
         return False
 
 
+@dataclass(frozen=True, slots=True)
+class StateCommit:
+    """What :meth:`StateTree.compute_commit` computed for one block's writes."""
+
+    root: bytes
+    """The new state root."""
+    nodes: dict[bytes, bytes]
+    """Entries to persist: each new node under its reference, and the new root's pointer."""
+    stale: tuple[bytes, ...]
+    """References of the old tree's nodes that the new tree no longer holds: unreachable from this version's root
+    and every later one, so they may be deleted once no retained version is older than this one."""
+    replaced_root: bytes | None
+    """The old root's reference when the root changed (None: unchanged, or the old state was empty). Its pointer
+    entry ``old root hash → this reference`` serves the old version only."""
+
+
 class StateTree:
     """Reads, proofs and batch commits over a :class:`NodeStore`; holds no state of its own besides the two."""
 
@@ -467,11 +491,25 @@ class StateTree:
         and a pointer ``new root → its reference``. ``version`` is the block height, so the nodes of one block sort
         together in the store. Pure: the store is only read; on any error nothing has been written anywhere.
         Raises :class:`StateLimitError` on an over-limit write and :class:`MissingNodeError` when ``root`` is
-        unknown.
+        unknown. :meth:`compute_commit` also names the old nodes the new tree no longer holds (for pruning).
+        """
+        commit = self.compute_commit(root, writes, version)
+        return commit.root, commit.nodes
+
+    def compute_commit(self, root: bytes, writes: Mapping[StateKey, bytes | None], version: int = 0,
+                       ) -> StateCommit:
+        """:meth:`apply_writes`, also reporting what the new tree replaced: the references of every node of the
+        tree at ``root`` that the new tree no longer holds (each one was read on a rewritten path; a node the new
+        tree keeps — an untouched sibling, a leaf that rises after a delete — is not reported) and the old root's
+        reference when the root changed. Pure, like :meth:`apply_writes`; the store decides when to delete them.
+
+        ``version`` must exceed the version of every node under ``root`` (the block height does) for the report
+        to be exact: a reference names one node of one version, and a node replaced at version v can then never
+        reappear in a later tree (later trees are built from the previous tree's references and new ones).
         """
         root_ref = self._root_ref(root)
         if not writes:
-            return root, {}
+            return StateCommit(root, {}, (), None)
         if not 0 <= version < 1 << 64:
             raise StateError("version must fit in 8 bytes")
         vprefix = version.to_bytes(8, "big")
@@ -506,6 +544,7 @@ class StateTree:
                 lrefs.append(vprefix + hash_fn(head))
                 lencs.append(head + value)
         new: dict[bytes, bytes] = {}
+        stale: list[bytes] = []  # old references the new tree no longer holds
         bit_of, high_of = _BIT, _HIGH
         get_node = self._get_node
 
@@ -559,6 +598,7 @@ class StateTree:
                         brefs.append(old)  # type: ignore[arg-type]
                         bencs.append(None)
                         continue
+                    stale.append(old)  # type: ignore[arg-type]  # overwritten or deleted
                 lr = lrefs[i]
                 if lr is not None:
                     bints.append(xi)
@@ -578,6 +618,7 @@ class StateTree:
             lr = lrefs[i]
             top = ref
             sibs: list[bytes] = []
+            walked: list[bytes] = []  # the internal nodes on the path: all replaced once the terminal changes
             d = depth
             data = b""  # the terminal leaf, when the walk ends at one
             while ref != ZERO_REF:
@@ -585,6 +626,7 @@ class StateTree:
                 if node is None or len(node) != _NODE_LEN or node[0] != _NODE_TAG:
                     data = read(ref)  # a leaf, or a missing or malformed node: the checked path raises
                     break
+                walked.append(ref)
                 if x & bit_of[d]:
                     sibs.append(node[1:41])
                     ref = node[41:81]
@@ -605,6 +647,7 @@ class StateTree:
                 else:
                     new[lr] = lencs[i]  # type: ignore[assignment]
                     cur, cur_is_leaf = lr, True
+                stale.append(ref)  # the key's old leaf: overwritten or deleted
             else:
                 if lr is None:
                     return top
@@ -614,6 +657,7 @@ class StateTree:
                 for k in range(split_depth - 1, d - 1, -1):
                     cur = put_node(ZERO_REF, cur) if x & bit_of[k] else put_node(cur, ZERO_REF)
                 cur_is_leaf = False
+            stale.extend(walked)
             for k in range(d - 1, depth - 1, -1):
                 s = sibs[k - depth]
                 if s == ZERO_REF:
@@ -646,6 +690,7 @@ class StateTree:
             new_right = update(right, depth + 1, split, hi) if hi > split else right
             if new_left == left and new_right == right:
                 return ref
+            stale.append(ref)  # rehashed or collapsed away
             if new_right == ZERO_REF:
                 if new_left == ZERO_REF or is_leaf(new_left):
                     return new_left
@@ -655,11 +700,24 @@ class StateTree:
 
         new_ref = update(root_ref, 0, 0, n)
         if new_ref == root_ref:
-            return root, {}
+            return StateCommit(root, {}, (), None)
+        replaced_root = None if root_ref == ZERO_REF else root_ref
+        if new_ref != ZERO_REF and new_ref[:8] != vprefix:
+            # A delete lifted an older subtree to the root: store a copy of it under this version, so that a
+            # changed root is always a node of the version that made it. A root pointer written at version v then
+            # always holds a reference of version v, and the pruner can tell a pointer a later version rewrote
+            # (even to the same root hash) from the one it recorded as replaced (see qilian.storage.store).
+            data = new.get(new_ref)
+            lifted = vprefix + new_ref[8:]
+            new[lifted] = data if data is not None else read(new_ref)
+            stale.append(new_ref)
+            new_ref = lifted
+        if new:
+            stale = [r for r in stale if r not in new]  # a reference both old and new: only with a reused version
         if new_ref == ZERO_REF:
-            return ZERO_HASH, new
+            return StateCommit(ZERO_HASH, new, tuple(stale), replaced_root)
         new[new_ref[8:]] = new_ref  # the root pointer: roots are named by hash in headers and proofs
-        return new_ref[8:], new
+        return StateCommit(new_ref[8:], new, tuple(stale), replaced_root)
 
 
 def _first(entry: tuple[bytes, bytes | None]) -> bytes:

@@ -1,28 +1,90 @@
-"""The node's database: one LMDB environment holding blocks, commits, receipts, the tx index and the state.
+"""The node's database: blocks, commits, receipts, the transaction index and the state, in one key-value engine.
 
-A decided block, its commit, its receipts, its state writes and the new chain tip are written in ONE synced LMDB
-write transaction (:meth:`ChainStore.process_commit_block`). LMDB's copy-on-write B-tree never overwrites live
-pages and publishes a transaction by one meta-page write after the data is synced, so after a SIGKILL or power
-loss at any moment the node reopens at the last committed block, never between two.
+Durability
+----------
+A decided block, its commit, its receipts, its state writes and the new chain tip are written in ONE synced,
+atomic batch (:meth:`ChainStore.process_commit_block`): after a SIGKILL or power loss at any moment the node
+reopens at the last committed block, never between two (see :mod:`qilian.storage.engine` for how each engine
+guarantees it).
+
+Layout (store version 2)
+------------------------
+Every table is written append-friendly, so a block's commit costs the same after hours as in the first minute:
+
+* ``m`` meta: ``genesis``, ``tip``, ``layout`` (the layout marker below);
+* ``b`` / ``c`` / ``r``: block, commit, receipts by 8-byte big-endian height — appended in height order;
+* ``h`` the height-ordered transaction index: ``height ‖ index`` (8 + 4 bytes) → transaction hash — appended;
+* ``x`` the compact hash map: the first 8 bytes of a transaction hash → the 12-byte ``height ‖ index`` of every
+  transaction with that prefix (almost always one). A lookup reads the candidates and confirms each against ``h``,
+  so a prefix collision can never misplace a transaction; the map stays 8 + 12 bytes per transaction;
+* ``n`` state-tree nodes under ``version ‖ hash`` and root pointers under the root hash (see
+  :mod:`qilian.state.tree`): a block's nodes sort together at the end;
+* ``v`` flat state values by ``len(namespace) ‖ namespace ‖ key``, written in key order per block;
+* ``g`` the governance index: ``v ‖ height`` for each height whose header names another validator set than the
+  previous one's (its value: that set, encoded — so the light clients' validator path never needs the state of an
+  old height, which a pruning node no longer keeps; empty in entries written before), ``g ‖ height ‖ index`` for
+  each governance transaction (meta keeps ``gov_index_height`` and ``last_validators_hash``);
+* ``s`` the stale index, kept only on a store that prunes (see "Pruning" below): ``since ‖ reference`` → empty
+  for each tree node the state of version ``since`` no longer holds, ``since ‖ root hash`` → the replaced root's
+  reference for each root pointer it no longer needs. Appended per block, deleted from the front.
+
+``x`` and ``v`` are still keyed by hashes; on the RocksDB engine such a put is a log append and a memtable insert,
+sorted in bulk later; on LMDB (the default) the batch is sorted into key order before it is written — the
+measurement that chose the default is in docs/benchmarks.md.
+
+No migration: a data directory of the earlier layout (LMDB, store version 1, no ``layout`` marker) is refused with
+:class:`StoreLayoutError`; the node must be resynced from its peers into an empty data directory.
+
+Pruning
+-------
+By default (``keep_states = 0``, archive) the tree keeps every version: any height's state can be proven. A store
+opened with ``keep_states = N`` keeps the states of the last N versions (``tip − N + 1 … tip``; version v is the
+state after block v, which header v + 1 commits). Each commit records, in the block's own batch, the stale index
+entries :meth:`qilian.state.StateTree.compute_commit` reported; :meth:`ChainStore.process_prune` then deletes, in
+batches of a given size, every node whose ``since ≤ tip − N + 1`` — a node replaced at version s belongs to
+versions before s only, so it is unreachable from every retained root — and every recorded root pointer whose
+value is still the replaced reference (a later version that reaches the same root hash again rewrites the pointer
+with a reference of its own version, so a pointer a retained version uses is never deleted). Each prune batch also
+records ``state_floor`` (versions below it are incomplete) and the position the next batch starts from, so a kill
+between or during batches leaves a store whose retained versions are whole (a batch is atomic). Reads of a version
+below :meth:`ChainStore.get_oldest_state_version` are refused by the read side, whatever the pruner has reached.
+The stale index starts at the version where pruning was first enabled (``stale_since``); nodes replaced before it
+(an archive node switched to pruning) are never deleted — resync into an empty directory to shed them. Which N is
+safe is the node's rule (:mod:`qilian.node.pruning`).
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import lmdb
-
+from qilian.storage.engine import KVEngine, KVSnapshot, LmdbEngine, Op, RocksEngine, get_disk_bytes
 from qilian.types.codec import decode_raw, encode_trusted
-from qilian.types.core import Block, Commit, Genesis, Receipt
+from qilian.types.core import Block, Commit, Genesis, Receipt, ValidatorSet
 
-DEFAULT_MAP_SIZE: Final = 64 * 1024**3
-"""LMDB map size: the most the database may grow to (a sparse reservation, not disk use)."""
+LAYOUT: Final = b"qilian-store/2"
+"""Layout marker stored under ``m/layout``; a store without it (or with another) is refused."""
+ENGINES: Final = ("rocksdb", "lmdb")
+"""Engine names :class:`ChainStore` accepts."""
+DEFAULT_ENGINE: Final = "lmdb"
+"""The engine of a new data directory unless ``[store] engine`` says otherwise. LMDB, because the soak held its
+throughput on it and not on RocksDB (whose binding holds the GIL through synced writes, so the node's event loop
+stalls for each commit); the measurements are in docs/benchmarks.md."""
+TX_PREFIX_BYTES: Final = 8
+"""Bytes of a transaction hash that key the compact hash map."""
 
+_META, _BLOCKS, _COMMITS, _RECEIPTS, _TXS, _TXMAP, _NODES, _VALUES, _GOVINDEX, _STALE = (
+    b"m", b"b", b"c", b"r", b"h", b"x", b"n", b"v", b"g", b"s")
 _U64 = struct.Struct(">Q")
+_LOC = struct.Struct(">QI")
+_LMDB_V1_FILE: Final = "data.mdb"
+ROCKS_DIR: Final = "rocksdb"
+"""Sub-directory of the data directory that holds the RocksDB files (the node keeps its consensus WAL beside it)."""
 
 
 def _height_key(height: int) -> bytes:
@@ -37,6 +99,28 @@ def compute_value_key(namespace: str, key: bytes) -> bytes:
 
 class StoreCorrupt(Exception):
     """The database is not what Qilian wrote (edited by hand, or a different chain)."""
+
+
+class StoreLayoutError(StoreCorrupt):
+    """The data directory was written by another store layout (or engine); it is refused rather than misread."""
+
+
+class StoreMissing(Exception):
+    """A reader asked for a store that was never created (a reader must not create one: the node owns it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PruneStep:
+    """What one :meth:`ChainStore.process_prune` batch did."""
+
+    entries: int
+    """Stale index entries consumed (each deleted, with its node or pointer when that was still due)."""
+    nodes: int
+    """Tree nodes deleted."""
+    pointers: int
+    """Root pointers deleted."""
+    more: bool
+    """Whether entries due for deletion may remain (the batch was full)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,37 +142,109 @@ class ChainTip:
         return [self.height, self.block_id, self.time_ms, self.state_root, self.receipts_root]
 
 
-class ChainStore:
-    """Blocks and state in LMDB. Single writer (the node's commit path); any number of readers."""
+def _decode_tip(raw: bytes | None) -> ChainTip:
+    if raw is None:
+        raise StoreCorrupt("store has no tip: not initialised")
+    h, bid, t, sr, rr = decode_raw(raw)
+    return ChainTip(h, bid, t, sr, rr)
 
-    def __init__(self, path: Path, map_size: int = DEFAULT_MAP_SIZE, readonly: bool = False):
-        path.mkdir(parents=True, exist_ok=True)
+
+def get_store_engine(path: Path) -> str | None:
+    """Which engine wrote the data directory (None: empty or absent); refuses the store-v1 layout."""
+    if (path / ROCKS_DIR / "CURRENT").exists():
+        return "rocksdb"
+    if (path / _LMDB_V1_FILE).exists():
+        return "lmdb"
+    return None
+
+
+def _open_engine(path: Path, engine: str, readonly: bool) -> KVEngine:
+    found = get_store_engine(path)
+    if readonly and found is None:
+        raise StoreMissing(f"{path} holds no chain store yet: start the node once (or initialise it)")
+    if found is not None and found != engine:
+        if found == "lmdb" and engine == "rocksdb":
+            raise StoreLayoutError(
+                f"{path} holds an LMDB store (store version 1, or version 2 on LMDB); this node uses the RocksDB "
+                f"layout and does not migrate: move the data directory away and resync from peers")
+        raise StoreLayoutError(f"{path} was written by the {found} engine, not {engine}")
+    if engine == "rocksdb":
+        return RocksEngine(path / ROCKS_DIR, readonly=readonly)
+    if engine == "lmdb":
+        return LmdbEngine(path, readonly=readonly)
+    raise ValueError(f"unknown store engine {engine!r}; choose one of {', '.join(ENGINES)}")
+
+
+class ChainStore:
+    """Blocks and state in one key-value engine. Single writer (the node's commit path); any number of readers.
+
+    ``readonly`` opens the store for a reader in another process — beside a running node or over a stopped one.
+    On RocksDB that is a secondary instance whose view stays where it was until :meth:`catch_up` (see
+    :mod:`qilian.storage.engine`); a reader that follows the chain calls it before each look for new heights."""
+
+    def __init__(self, path: Path, readonly: bool = False, engine: str | None = None, keep_states: int = 0):
+        """``engine``: None opens whatever engine wrote ``path`` (a new directory gets :data:`DEFAULT_ENGINE`); a
+        name opens that engine and refuses a directory another engine wrote. ``keep_states``: how many recent
+        state versions reads may use and the pruner keeps (0: all — an archive store); the node checks it against
+        its floor (:mod:`qilian.node.pruning`) before it gets here."""
+        if not readonly:
+            path.mkdir(parents=True, exist_ok=True)
+        if type(keep_states) is not int or keep_states < 0:
+            raise ValueError(f"keep_states must be an integer ≥ 0 (0: keep every state), not {keep_states!r}")
+        engine = engine or get_store_engine(path) or DEFAULT_ENGINE
         self.path = path
-        self.env = lmdb.open(
-            str(path),
-            map_size=map_size,
-            max_dbs=16,
-            sync=True,
-            metasync=True,
-            readonly=readonly,
-            lock=True,
-            max_readers=256,
-        )
-        self._meta = self.env.open_db(b"meta")
-        self._blocks = self.env.open_db(b"blocks")
-        self._commits = self.env.open_db(b"commits")
-        self._receipts = self.env.open_db(b"receipts")
-        self._txindex = self.env.open_db(b"txindex")
-        self._nodes = self.env.open_db(b"state_nodes")
-        self._values = self.env.open_db(b"state_values")
-        self._govindex = self.env.open_db(b"gov_index")
-        """Governance index, maintained at commit: ``v`` ‖ height for each height whose header names another
-        validator set than the previous one's, ``g`` ‖ height ‖ index for each governance transaction — so the
-        validator path and the history export read O(changes) entries, never every header."""
+        self.engine_name = engine
+        self.keep_states = keep_states
+        """Recent state versions kept and readable (0: every version)."""
+        self._prune_start: bytes | None = None
+        """Where the next prune batch's scan of the stale index starts (None: not read from meta yet)."""
+        self.kv = _open_engine(path, engine, readonly)
+        self._snapshots: weakref.WeakSet[StoreSnapshot] = weakref.WeakSet()
+        """Snapshots not closed yet: :meth:`close` ends them (an open RocksDB iterator keeps the database and its
+        LOCK open after ``close``, and a reopen in the same process would then fail)."""
+        self._snapshots_lock = threading.Lock()
+        try:
+            self._check_layout()
+        except BaseException:
+            self.kv.close()
+            raise
+
+    def _check_layout(self) -> None:
+        layout = self.kv.get(_META, b"layout")
+        if layout == LAYOUT:
+            return
+        if layout is not None:
+            raise StoreLayoutError(f"{self.path} has store layout {layout!r}; this node reads {LAYOUT!r} only")
+        if self._is_lmdb_v1():
+            raise StoreLayoutError(
+                f"{self.path} holds a store of the old layout (store version 1: hash-keyed LMDB tables); this "
+                f"version does not read or migrate it: move the data directory away and resync from peers")
+        if self.kv.get(_META, b"genesis") is not None:
+            raise StoreLayoutError(f"{self.path} has a genesis but no layout marker: not a Qilian store v2")
+
+    def _is_lmdb_v1(self) -> bool:
+        """Store v1 kept its tables in LMDB sub-databases named ``meta``, ``blocks``… in the main database."""
+        if not isinstance(self.kv, LmdbEngine):
+            return False
+        with self.kv.env.begin() as txn:
+            return txn.get(b"meta") is not None or txn.get(b"blocks") is not None
 
     def close(self) -> None:
-        """Close the environment."""
-        self.env.close()
+        """End the snapshots still open (reads through them then raise ``SnapshotClosed``), then close the engine."""
+        with self._snapshots_lock:
+            snapshots = list(self._snapshots)
+        for snap in snapshots:
+            snap.close()
+        self.kv.close()
+
+    def catch_up(self) -> None:
+        """A read-only store: see what the writer has committed since the open or the last catch-up (whole
+        blocks only). A no-op for the writer, which always reads its own latest batch, and on LMDB."""
+        self.kv.catch_up()
+
+    def get_disk_bytes(self) -> int:
+        """Bytes the store takes on disk."""
+        return get_disk_bytes(self.path)
 
     # -- genesis and tip ---------------------------------------------------------------------------------
 
@@ -98,33 +254,26 @@ class ChainStore:
         """Record genesis (and the genesis state: system contracts) on a fresh store, or check that an existing
         store is for the same genesis."""
         encoded = genesis.encode()
-        with self.env.begin(write=True) as txn:
-            have = txn.get(b"genesis", db=self._meta)
-            if have is None:
-                txn.put(b"genesis", encoded, db=self._meta)
-                txn.put(b"tip", encode_trusted(tip.to_wire()), db=self._meta)
-                for h, node in sorted((new_nodes or {}).items()):
-                    txn.put(h, node, db=self._nodes)
-                for (ns, key), value in sorted((state_writes or {}).items()):
-                    if value is not None:
-                        txn.put(compute_value_key(ns, key), value, db=self._values)
-            elif have != encoded:
+        have = self.kv.get(_META, b"genesis")
+        if have is not None:
+            if have != encoded:
                 raise StoreCorrupt(f"the database in {self.path} belongs to a different genesis")
+            return
+        ops: list[Op] = [(_NODES, h, node) for h, node in sorted((new_nodes or {}).items())]
+        ops += [(_VALUES, compute_value_key(ns, key), value)
+                for (ns, key), value in sorted((state_writes or {}).items()) if value is not None]
+        ops += [(_META, b"genesis", encoded), (_META, b"tip", encode_trusted(tip.to_wire())),
+                (_META, b"layout", LAYOUT)]
+        self.kv.write(ops)
 
     def get_genesis(self) -> Genesis | None:
         """The genesis this store was initialised with."""
-        with self.env.begin() as txn:
-            raw = txn.get(b"genesis", db=self._meta)
+        raw = self.kv.get(_META, b"genesis")
         return None if raw is None else Genesis.decode(raw)
 
     def get_tip(self) -> ChainTip:
         """The last committed block's summary."""
-        with self.env.begin() as txn:
-            raw = txn.get(b"tip", db=self._meta)
-        if raw is None:
-            raise StoreCorrupt("store has no tip: not initialised")
-        h, bid, t, sr, rr = decode_raw(raw)
-        return ChainTip(h, bid, t, sr, rr)
+        return _decode_tip(self.kv.get(_META, b"tip"))
 
     # -- the one write path ------------------------------------------------------------------------------
 
@@ -138,76 +287,175 @@ class ChainStore:
         new_nodes: Mapping[bytes, bytes],
         tip: ChainTip,
         gov_positions: Sequence[int] = (),
+        stale_nodes: Iterable[bytes] = (),
+        replaced_root: bytes | None = None,
+        validators: ValidatorSet | None = None,
     ) -> None:
-        """Persist a decided and executed block atomically and durably (one synced write transaction), with its
-        entries of the governance index (``gov_positions``: indexes of its governance transactions)."""
-        hk = _height_key(block.header.height)
-        with self.env.begin(write=True) as txn:
-            raw_tip = txn.get(b"tip", db=self._meta)
-            if raw_tip is None:
-                raise StoreCorrupt("store has no tip: not initialised")
-            current = decode_raw(raw_tip)[0]
-            if current + 1 != block.header.height:
-                raise StoreCorrupt(f"committing block {block.header.height} on top of {current}")
-            txn.put(hk, block.encode(), db=self._blocks)
-            txn.put(hk, commit.encode(), db=self._commits)
-            txn.put(hk, encode_trusted([r.to_wire() for r in receipts]), db=self._receipts)
-            for i, th in enumerate(tx_hashes):
-                txn.put(th, hk + struct.pack(">I", i), db=self._txindex)
-            nodes_cur = txn.cursor(db=self._nodes)
-            nodes_cur.putmulti(sorted(new_nodes.items()), overwrite=False)
-            for (ns, key), value in sorted(state_writes.items()):
-                vk = compute_value_key(ns, key)
-                if value is None:
-                    txn.delete(vk, db=self._values)
-                else:
-                    txn.put(vk, value, db=self._values)
-            self._put_index_entries(txn, block.header.height, block.header.validators_hash, gov_positions)
-            txn.put(b"tip", encode_trusted(tip.to_wire()), db=self._meta)
-
-    def _put_index_entries(self, txn: Any, height: int, validators_hash: bytes, gov_positions: Iterable[int]) -> None:
-        """The governance index entries of one block (inside the caller's write transaction)."""
+        """Persist a decided and executed block atomically and durably (one synced batch), with its entries of the
+        governance index (``gov_positions``: indexes of its governance transactions) and — on a store that keeps
+        the stale index (:meth:`is_recording_stale`) — the tree nodes and the root this block's state replaced
+        (``stale_nodes``, ``replaced_root``: :class:`qilian.state.StateCommit`). ``validators``: the set that signs
+        this block, kept in the governance index when it differs from the previous block's. Single writer: the
+        reads here (tip, colliding hash prefixes, the last validator-set hash) cannot race another commit."""
+        height = block.header.height
+        current = self.get_tip().height
+        if current + 1 != height:
+            raise StoreCorrupt(f"committing block {height} on top of {current}")
         hk = _height_key(height)
-        last = txn.get(b"last_validators_hash", db=self._meta)
-        if height >= 2 and last is not None and bytes(last) != validators_hash:
-            txn.put(b"v" + hk, b"", db=self._govindex)
-        txn.put(b"last_validators_hash", validators_hash, db=self._meta)
-        for i in gov_positions:
-            txn.put(b"g" + hk + struct.pack(">I", i), b"", db=self._govindex)
-        txn.put(b"gov_index_height", hk, db=self._meta)
+        ops: list[Op] = [(_BLOCKS, hk, block.encode()), (_COMMITS, hk, commit.encode()),
+                         (_RECEIPTS, hk, encode_trusted([r.to_wire() for r in receipts]))]
+        ops += [(_TXS, hk + struct.pack(">I", i), th) for i, th in enumerate(tx_hashes)]
+        ops += self._compute_txmap_ops(hk, tx_hashes)
+        # Unsorted on purpose: RocksDB's memtable sorts; the LMDB engine sorts a batch into key order itself.
+        ops += [(_NODES, ref, node) for ref, node in new_nodes.items()]
+        ops += [(_VALUES, compute_value_key(ns, key), value) for (ns, key), value in state_writes.items()]
+        ops += self._compute_index_ops(height, block.header.validators_hash, gov_positions,
+                                       self.kv.get(_META, b"last_validators_hash"), validators)
+        if self.is_recording_stale():
+            ops += [(_STALE, hk + ref, b"") for ref in stale_nodes]
+            if replaced_root is not None:
+                ops.append((_STALE, hk + replaced_root[8:], replaced_root))
+        ops.append((_META, b"tip", encode_trusted(tip.to_wire())))
+        self.kv.write(ops)
+
+    def _compute_txmap_ops(self, hk: bytes, tx_hashes: Sequence[bytes]) -> list[Op]:
+        """Hash-map entries of a block's transactions, merged with any earlier transaction of the same prefix."""
+        entries: dict[bytes, bytes] = {}
+        for i, th in enumerate(tx_hashes):
+            prefix = th[:TX_PREFIX_BYTES]
+            entries[prefix] = entries.get(prefix, b"") + hk + struct.pack(">I", i)
+        prefixes = sorted(entries)
+        for prefix, old in zip(prefixes, self.kv.get_many(_TXMAP, prefixes), strict=True):
+            if old is not None:
+                entries[prefix] = old + entries[prefix]
+        return [(_TXMAP, p, entries[p]) for p in prefixes]
+
+    @staticmethod
+    def _compute_index_ops(height: int, validators_hash: bytes, gov_positions: Iterable[int],
+                           last_validators_hash: bytes | None, validators: ValidatorSet | None = None) -> list[Op]:
+        """The governance index entries of one block: ``v ‖ height`` when its header names another validator set
+        than the previous header (with that set when the caller has it), ``g ‖ height ‖ index`` per governance
+        transaction — so the validator path and the history export read O(changes) entries, never every header."""
+        hk = _height_key(height)
+        ops: list[Op] = []
+        if height >= 2 and last_validators_hash is not None and last_validators_hash != validators_hash:
+            ops.append((_GOVINDEX, b"v" + hk, b"" if validators is None else validators.encode()))
+        ops.append((_META, b"last_validators_hash", validators_hash))
+        ops += [(_GOVINDEX, b"g" + hk + struct.pack(">I", i), b"") for i in gov_positions]
+        ops.append((_META, b"gov_index_height", hk))
+        return ops
 
     def get_index_height(self) -> int:
         """The height through which the governance index is complete (0: none; a database written before it
         existed is backfilled by :meth:`process_index_backfill`)."""
-        with self.env.begin() as txn:
-            raw = txn.get(b"gov_index_height", db=self._meta)
+        raw = self.kv.get(_META, b"gov_index_height")
         return 0 if raw is None else _U64.unpack(raw)[0]
 
     def process_index_backfill(self, get_gov_positions: Any, batch: int = 1000) -> int:
-        """Index the blocks the governance index lacks (a database from before it), ``batch`` blocks per write
-        transaction; ``get_gov_positions(block)`` names a block's governance transactions. Blocks stored meanwhile
-        are indexed at commit. Returns how many blocks were indexed."""
+        """Index the blocks the governance index lacks (a database from before it), ``batch`` blocks per batch;
+        ``get_gov_positions(block)`` names a block's governance transactions. Runs on the commit path's side of
+        the single writer (at start, before consensus): blocks stored later are indexed at commit. Returns how
+        many blocks were indexed."""
         done = 0
         while True:
             start = self.get_index_height() + 1
             tip = self.get_tip().height
             if start > tip:
                 return done
-            with self.env.begin(write=True) as txn:
-                for h in range(start, min(tip, start + batch - 1) + 1):
-                    raw = txn.get(_height_key(h), db=self._blocks)
-                    if raw is None:
-                        raise StoreCorrupt(f"block {h} is missing below the tip {tip}")
-                    block = Block.decode(bytes(raw))
-                    self._put_index_entries(txn, h, block.header.validators_hash, get_gov_positions(block))
-                    done += 1
+            ops: list[Op] = []
+            last = self.kv.get(_META, b"last_validators_hash")
+            for h in range(start, min(tip, start + batch - 1) + 1):
+                raw = self.kv.get(_BLOCKS, _height_key(h))
+                if raw is None:
+                    raise StoreCorrupt(f"block {h} is missing below the tip {tip}")
+                block = Block.decode(raw)
+                ops += self._compute_index_ops(h, block.header.validators_hash, get_gov_positions(block), last)
+                last = block.header.validators_hash
+                done += 1
+            self.kv.write(ops)
+
+    # -- pruning -----------------------------------------------------------------------------------------
+
+    def is_recording_stale(self) -> bool:
+        """Whether commits record the stale index (pruning was enabled on this store once: it stays on, so the
+        index never has a gap)."""
+        return self.kv.get(_META, b"stale_since") is not None
+
+    def process_enable_stale_index(self) -> int:
+        """Start recording the stale index from the next block on (a no-op when it is recorded already); returns
+        the first version it covers. The pruner can delete only what the index names, so nodes replaced before
+        that version stay (see the module docstring)."""
+        raw = self.kv.get(_META, b"stale_since")
+        if raw is not None:
+            return int(_U64.unpack(raw)[0])
+        since = self.get_tip().height + 1
+        self.kv.write([(_META, b"stale_since", _U64.pack(since))])
+        return since
+
+    def get_state_floor(self) -> int:
+        """The lowest version the pruner has left whole (0: nothing pruned); versions below it are incomplete."""
+        raw = self.kv.get(_META, b"state_floor")
+        return 0 if raw is None else int(_U64.unpack(raw)[0])
+
+    def get_oldest_state_version(self) -> int:
+        """The oldest state version reads may use: the last ``keep_states`` versions, and never below what was
+        pruned already (a store pruned before and opened with a larger ``keep_states``, or as an archive)."""
+        return compute_oldest_state_version(self.get_tip().height, self.keep_states, self.get_state_floor())
+
+    def process_prune(self, max_entries: int) -> PruneStep:
+        """Delete at most ``max_entries`` stale index entries that are due — ``since ≤ tip − keep_states + 1`` —
+        with their nodes, and the recorded root pointers still holding the replaced reference, in ONE synced
+        batch that also records ``state_floor`` and where the next batch starts. A no-op on an archive store.
+        Single writer: call it on the commit path's thread, between commits (the node does, after each block)."""
+        if max_entries < 1:
+            raise ValueError("a prune batch deletes at least one entry")
+        if self.keep_states == 0:
+            return PruneStep(0, 0, 0, False)
+        tip = self.get_tip().height
+        bound = tip - self.keep_states + 1
+        if bound < 1:
+            return PruneStep(0, 0, 0, False)
+        if self._prune_start is None:
+            self._prune_start = self.kv.get(_META, b"prune_next") or b""
+        snap = self.kv.snapshot()
+        try:
+            rows = snap.scan(_STALE, self._prune_start, _height_key(bound + 1), max_entries)
+        finally:
+            snap.close()
+        if not rows:  # nothing due: no write and no fsync (the floor need only cover what was deleted)
+            return PruneStep(0, 0, 0, False)
+        floor = max(self.get_state_floor(), bound)
+        ops: list[Op] = []
+        nodes = pointers = 0
+        for key, expected in rows:
+            ops.append((_STALE, key, None))
+            if not expected:  # a node: since ‖ reference
+                ops.append((_NODES, key[8:], None))
+                nodes += 1
+            elif self.kv.get(_NODES, key[8:]) == expected:  # a root pointer no later version rewrote
+                ops.append((_NODES, key[8:], None))
+                pointers += 1
+        nxt = rows[-1][0] + b"\x00"
+        ops += [(_META, b"state_floor", _U64.pack(floor)), (_META, b"prune_next", nxt)]
+        self.kv.write(ops)
+        self._prune_start = nxt
+        return PruneStep(len(rows), nodes, pointers, len(rows) == max_entries)
+
+    def process_compact(self) -> None:
+        """Give the space of pruned entries back to the file system (offline: the node and every reader stopped;
+        :meth:`qilian.storage.engine.LmdbEngine.compact` says why LMDB needs a rewrite for it). Open snapshots
+        are ended first."""
+        with self._snapshots_lock:
+            snapshots = list(self._snapshots)
+        for snap in snapshots:
+            snap.close()
+        self.kv.compact()
 
     # -- reads -------------------------------------------------------------------------------------------
 
     def get_block_bytes(self, height: int) -> bytes | None:
         """Encoded block at a height."""
-        with self.env.begin() as txn:
-            return txn.get(_height_key(height), db=self._blocks)
+        return self.kv.get(_BLOCKS, _height_key(height))
 
     def get_block(self, height: int) -> Block | None:
         """Block at a height, or None."""
@@ -216,86 +464,107 @@ class ChainStore:
 
     def get_commit(self, height: int) -> Commit | None:
         """Commit (precommit signatures) that decided the block at a height."""
-        with self.env.begin() as txn:
-            raw = txn.get(_height_key(height), db=self._commits)
+        raw = self.kv.get(_COMMITS, _height_key(height))
         return None if raw is None else Commit.decode(raw)
 
     def get_receipts(self, height: int) -> list[Receipt] | None:
         """Receipts of the block at a height."""
-        with self.env.begin() as txn:
-            raw = txn.get(_height_key(height), db=self._receipts)
-        if raw is None:
-            return None
-        return [Receipt.from_wire(r) for r in decode_raw(raw)]
+        raw = self.get_receipts_bytes(height)
+        return None if raw is None else [Receipt.from_decoded(r) for r in decode_raw(raw)]
 
     def get_receipts_bytes(self, height: int) -> bytes | None:
         """Encoded receipts list of the block at a height."""
-        with self.env.begin() as txn:
-            return txn.get(_height_key(height), db=self._receipts)
+        return self.kv.get(_RECEIPTS, _height_key(height))
 
     def get_tx_location(self, tx_hash: bytes) -> tuple[int, int] | None:
         """(height, index) of a committed transaction."""
-        with self.env.begin() as txn:
-            raw = txn.get(tx_hash, db=self._txindex)
-        if raw is None:
-            return None
-        return _U64.unpack(raw[:8])[0], struct.unpack(">I", raw[8:])[0]
+        return _find_location(self.kv.get, tx_hash)
 
     def is_tx_committed(self, tx_hash: bytes) -> bool:
         """True iff a transaction with this hash is on chain."""
-        with self.env.begin() as txn:
-            return txn.get(tx_hash, db=self._txindex) is not None
+        return self.get_tx_location(tx_hash) is not None
 
     def get_committed(self, tx_hashes: Iterable[bytes]) -> set[bytes]:
-        """The hashes among ``tx_hashes`` that are on chain, looked up in one read transaction."""
-        with self.env.begin() as txn:
-            return {h for h in tx_hashes if txn.get(h, db=self._txindex) is not None}
+        """The hashes among ``tx_hashes`` that are on chain (batched reads: the mempool asks per incoming batch)."""
+        hashes = list(tx_hashes)
+        slots = self.kv.get_many(_TXMAP, [h[:TX_PREFIX_BYTES] for h in hashes])
+        candidates = [(h, s[i:i + _LOC.size]) for h, s in zip(hashes, slots, strict=True) if s is not None
+                      for i in range(0, len(s), _LOC.size)]
+        stored = self.kv.get_many(_TXS, [loc for _, loc in candidates])
+        return {h for (h, _), have in zip(candidates, stored, strict=True) if have == h}
 
     def get_state(self, namespace: str, key: bytes) -> bytes | None:
         """Current (after the tip) value of a state key."""
-        with self.env.begin() as txn:
-            return txn.get(compute_value_key(namespace, key), db=self._values)
+        return self.kv.get(_VALUES, compute_value_key(namespace, key))
 
     def get_node(self, node_hash: bytes) -> bytes | None:
-        """A state-tree node by hash (the NodeStore interface of qilian.state)."""
-        with self.env.begin() as txn:
-            return txn.get(node_hash, db=self._nodes)
+        """A state-tree node by reference, or a root pointer by root hash (the NodeStore of qilian.state)."""
+        return self.kv.get(_NODES, node_hash)
 
     def iter_raw_blocks(self, start: int = 1) -> Iterator[tuple[int, bytes]]:
         """(height, encoded block) in height order from ``start``."""
-        with self.env.begin() as txn:
-            cur = txn.cursor(db=self._blocks)
-            if not cur.set_range(_height_key(start)):
-                return
-            for k, v in cur:
-                yield _U64.unpack(k)[0], bytes(v)
+        for k, v in self.kv.iter_from(_BLOCKS, _height_key(start)):
+            yield _U64.unpack(k)[0], v
+
+    def iter_tx_hashes(self, start: int = 1) -> Iterator[tuple[int, int, bytes]]:
+        """(height, index, transaction hash) in chain order from height ``start`` (the height-ordered index)."""
+        for k, v in self.kv.iter_from(_TXS, _height_key(start)):
+            height, index = _LOC.unpack(k)
+            yield height, index, v
 
     def iter_state_values(self) -> Iterator[tuple[bytes, bytes]]:
         """Every (flat key, value) of the current state, in key order."""
-        with self.env.begin() as txn:
-            for k, v in txn.cursor(db=self._values):
-                yield bytes(k), bytes(v)
+        yield from self.kv.iter_from(_VALUES, b"")
 
     def count_state_values(self) -> int:
-        """Number of live state keys."""
-        with self.env.begin() as txn:
-            return int(txn.stat(self._values)["entries"])
+        """Number of live state keys (a scan: O(state size); for tools, not the commit path)."""
+        return sum(1 for _ in self.kv.iter_from(_VALUES, b""))
 
     # -- snapshots ---------------------------------------------------------------------------------------
 
     def begin_snapshot(self) -> StoreSnapshot:
-        """A consistent read view: every read through it sees the chain at one tip, whatever commits meanwhile
-        (one LMDB read transaction). Use it as a context manager; it must be closed."""
-        return StoreSnapshot(self)
+        """A consistent read view: every read through it sees the chain at one tip, whatever commits meanwhile.
+        Use it as a context manager; it must be closed."""
+        snap = StoreSnapshot(self)
+        with self._snapshots_lock:
+            self._snapshots.add(snap)
+        return snap
+
+
+def compute_oldest_state_version(tip: int, keep_states: int, floor: int) -> int:
+    """The oldest state version a store at ``tip`` may read: ``tip − keep_states + 1`` (0 with ``keep_states``
+    0: every version), and never below ``floor``, the version the pruner has left whole."""
+    return max(floor, tip - keep_states + 1 if keep_states else 0, 0)
+
+
+def _compute_prefix_end(prefix: bytes) -> bytes | None:
+    """The first key after every key that starts with ``prefix`` (None: no such key, scan to the table's end)."""
+    p = prefix.rstrip(b"\xff")
+    return None if not p else p[:-1] + bytes([p[-1] + 1])
+
+
+def _find_location(get: Callable[[bytes, bytes], bytes | None], tx_hash: bytes) -> tuple[int, int] | None:
+    """Look a hash up in the compact map and confirm each candidate against the height-ordered index."""
+    slots = get(_TXMAP, tx_hash[:TX_PREFIX_BYTES])
+    if slots is None:
+        return None
+    for i in range(0, len(slots), _LOC.size):
+        loc = slots[i:i + _LOC.size]
+        if get(_TXS, loc) == tx_hash:
+            height, index = _LOC.unpack(loc)
+            return height, index
+    return None
 
 
 class StoreSnapshot:
-    """Reads of one LMDB read transaction, so a query that reads a block, its commit, the next block and state
-    nodes never mixes two heights. Short-lived: an open snapshot pins the pages it sees."""
+    """Reads of one engine snapshot, so a query that reads a block, its commit, the next block and state nodes
+    never mixes two heights — and the consensus shell's view of the chain (``NodeLedger`` in
+    :mod:`qilian.node.consensus`) sees exactly the blocks it was told of. Short-lived (a query, or one block's
+    time for the shell's view): an open snapshot pins the data it sees."""
 
     def __init__(self, store: ChainStore):
-        self._store = store
-        self._txn = store.env.begin()
+        self._snap: KVSnapshot = store.kv.snapshot()
+        self._keep_states = store.keep_states
 
     def __enter__(self) -> StoreSnapshot:
         return self
@@ -304,62 +573,56 @@ class StoreSnapshot:
         self.close()
 
     def close(self) -> None:
-        """End the read transaction."""
-        self._txn.abort()
+        """End the snapshot."""
+        self._snap.close()
 
     def get_tip(self) -> ChainTip:
         """The tip as of the snapshot."""
-        raw = self._txn.get(b"tip", db=self._store._meta)
-        if raw is None:
-            raise StoreCorrupt("store has no tip: not initialised")
-        h, bid, t, sr, rr = decode_raw(raw)
-        return ChainTip(h, bid, t, sr, rr)
+        return _decode_tip(self._snap.get(_META, b"tip"))
+
+    def get_block_bytes(self, height: int) -> bytes | None:
+        """Encoded block at a height, or None."""
+        return self._snap.get(_BLOCKS, _height_key(height))
 
     def get_block(self, height: int) -> Block | None:
         """Block at a height, or None."""
-        raw = self._txn.get(_height_key(height), db=self._store._blocks)
-        return None if raw is None else Block.decode(bytes(raw))
+        raw = self.get_block_bytes(height)
+        return None if raw is None else Block.decode(raw)
 
     def get_commit(self, height: int) -> Commit | None:
         """Commit of the block at a height, or None."""
-        raw = self._txn.get(_height_key(height), db=self._store._commits)
-        return None if raw is None else Commit.decode(bytes(raw))
+        raw = self._snap.get(_COMMITS, _height_key(height))
+        return None if raw is None else Commit.decode(raw)
 
     def get_receipts(self, height: int) -> list[Receipt] | None:
         """Receipts of the block at a height, or None."""
-        raw = self._txn.get(_height_key(height), db=self._store._receipts)
-        return None if raw is None else [Receipt.from_wire(r) for r in decode_raw(bytes(raw))]
+        raw = self._snap.get(_RECEIPTS, _height_key(height))
+        return None if raw is None else [Receipt.from_decoded(r) for r in decode_raw(raw)]
 
     def get_tx_location(self, tx_hash: bytes) -> tuple[int, int] | None:
         """(height, index) of a committed transaction."""
-        raw = self._txn.get(tx_hash, db=self._store._txindex)
-        if raw is None:
-            return None
-        return _U64.unpack(raw[:8])[0], struct.unpack(">I", raw[8:])[0]
+        return _find_location(self._snap.get, tx_hash)
+
+    def get_committed(self, tx_hashes: Iterable[bytes]) -> set[bytes]:
+        """The hashes among ``tx_hashes`` on chain as of the snapshot (replay checks of the next block)."""
+        get = self._snap.get
+        return {h for h in tx_hashes if _find_location(get, h) is not None}
 
     def get_state(self, namespace: str, key: bytes) -> bytes | None:
         """Value of a state key after the snapshot's tip."""
-        raw = self._txn.get(compute_value_key(namespace, key), db=self._store._values)
-        return None if raw is None else bytes(raw)
+        return self._snap.get(_VALUES, compute_value_key(namespace, key))
 
     def get_state_page(self, namespace: str, prefix: bytes, after: bytes, limit: int) -> list[tuple[bytes, bytes]]:
         """Up to ``limit`` (key, value) pairs of the state after the snapshot's tip whose key starts with
         ``prefix`` and sorts after ``after`` ("" for the first page), in key order. The flat table is sorted by
         namespace then key, so a listing (the holders of an asset) is one cursor walk, not a scan of the tree."""
+        if limit <= 0:
+            return []
         base = compute_value_key(namespace, b"")
         first = base + prefix
         start = base + after + b"\x00" if after else first
-        out: list[tuple[bytes, bytes]] = []
-        cur = self._txn.cursor(db=self._store._values)
-        if limit <= 0 or not cur.set_range(start):
-            return out
-        for k, v in cur:
-            if not bytes(k).startswith(first):
-                break
-            out.append((bytes(k)[len(base):], bytes(v)))
-            if len(out) >= limit:
-                break
-        return out
+        rows = self._snap.scan(_VALUES, start, _compute_prefix_end(first), limit)
+        return [(k[len(base):], v) for k, v in rows]
 
     def iter_namespace(self, namespace: str, limit: int) -> Iterator[tuple[bytes, bytes]]:
         """(key, value) of a state namespace after the snapshot's tip, in key order, at most ``limit``."""
@@ -367,37 +630,31 @@ class StoreSnapshot:
 
     def get_node(self, node_hash: bytes) -> bytes | None:
         """A state-tree node (the NodeStore interface), as of the snapshot."""
-        raw = self._txn.get(node_hash, db=self._store._nodes)
-        return None if raw is None else bytes(raw)
+        return self._snap.get(_NODES, node_hash)
+
+    def get_oldest_state_version(self) -> int:
+        """The oldest state version readable in this snapshot (see :meth:`ChainStore.get_oldest_state_version`):
+        every version from it to the snapshot's tip is whole here, whatever the pruner does meanwhile."""
+        raw = self._snap.get(_META, b"state_floor")
+        floor = 0 if raw is None else int(_U64.unpack(raw)[0])
+        return compute_oldest_state_version(self.get_tip().height, self._keep_states, floor)
+
+    def get_changed_validator_set(self, height: int) -> ValidatorSet | None:
+        """The set that signs ``height`` as the governance index recorded it at a change of set, or None (no
+        change at that height, or an entry written before the index kept sets: read the state then)."""
+        raw = self._snap.get(_GOVINDEX, b"v" + _height_key(height))
+        return ValidatorSet.decode(raw) if raw else None
 
     def get_validator_change_heights(self, up_to: int) -> list[int]:
         """Heights 2..``up_to`` whose header names another validator set than the previous header (the
         governance index: O(changes), not a scan of the headers)."""
-        out: list[int] = []
-        cur = self._txn.cursor(db=self._store._govindex)
-        if not cur.set_range(b"v"):
-            return out
-        for k, _ in cur:
-            k = bytes(k)
-            if not k.startswith(b"v"):
-                break
-            h = _U64.unpack(k[1:9])[0]
-            if h > up_to:
-                break
-            out.append(h)
-        return out
+        rows = self._snap.scan(_GOVINDEX, b"v", b"v" + _height_key(up_to + 1))
+        return [_U64.unpack(k[1:9])[0] for k, _ in rows]
 
     def iter_gov_positions(self, start: int, index: int, stop: int) -> Iterator[tuple[int, int]]:
         """(height, index) of the governance transactions from (``start``, ``index``) through height ``stop``,
         in chain order (the governance index)."""
-        cur = self._txn.cursor(db=self._store._govindex)
-        if not cur.set_range(b"g" + _height_key(start) + struct.pack(">I", index)):
-            return
-        for k, _ in cur:
-            k = bytes(k)
-            if not k.startswith(b"g"):
-                return
-            h = _U64.unpack(k[1:9])[0]
-            if h > stop:
-                return
-            yield h, struct.unpack(">I", k[9:13])[0]
+        rows = self._snap.scan(_GOVINDEX, b"g" + _height_key(start) + struct.pack(">I", index),
+                               b"g" + _height_key(stop + 1))
+        for k, _ in rows:
+            yield _U64.unpack(k[1:9])[0], struct.unpack(">I", k[9:13])[0]

@@ -10,7 +10,11 @@ MessagePack library, so an SDK elsewhere needs only the restrictions below, not 
 
 Decoding enforces canonical form by re-encoding: ``encode(decode(b)) == b`` or the input is refused. That single
 comparison catches non-minimal integers and lengths, unsorted or duplicated keys and trailing garbage, which is
-why this module can lean on a fast C MessagePack library instead of a hand-written parser.
+why this module can lean on a fast C MessagePack library instead of a hand-written parser. The MessagePack library
+itself refuses extension types, non-text map keys, invalid UTF-8 and integers outside the range; what is left to
+refuse is float64 values (which re-encode identically) and nesting deeper than ``MAX_DEPTH``. A walk of the value
+(:func:`check_value`) finds both, but costs a Python step per item; for decoded values the canonical bytes usually
+prove there is neither (:func:`is_plain_encoding`), and the walk runs only when they do not.
 
 Structures (transactions, headers, votes …) are encoded as arrays of their fields in declaration order; their
 decoders in :mod:`qilian.types.core` check every field's type.
@@ -34,6 +38,19 @@ Value = None | bool | int | bytes | str | list["Value"] | tuple["Value", ...] | 
 
 _PACK_OPTS: Final = ormsgpack.OPT_SORT_KEYS
 
+_FLOAT64_HEAD: Final = 0xCB
+"""The only header ormsgpack writes for a float (it never writes float 32): a float in a value puts this byte in its
+encoding."""
+_CONTAINER_HEADS: Final = bytes([*range(0x80, 0xA0), 0xDC, 0xDD, 0xDE, 0xDF])
+"""Headers of maps and arrays (fixmap, fixarray, array 16/32, map 16/32): every container starts with one of them."""
+_PROOF_PACK_OPTS: Final = (
+    ormsgpack.OPT_PASSTHROUGH_SUBCLASS | ormsgpack.OPT_PASSTHROUGH_TUPLE | ormsgpack.OPT_PASSTHROUGH_DATACLASS
+    | ormsgpack.OPT_PASSTHROUGH_DATETIME | ormsgpack.OPT_PASSTHROUGH_ENUM | ormsgpack.OPT_PASSTHROUGH_UUID
+)
+"""Re-encoding for :func:`check_decoded_value`: no key sorting (any order proves the same), and the types
+:func:`check_value` refuses but ormsgpack would serialise are refused instead — a second line of defence should a
+value that was never decoded reach it."""
+
 
 class CodecError(ValueError):
     """Bytes that are not the canonical encoding of a value of the expected shape."""
@@ -56,7 +73,9 @@ def encode_trusted(value: Any) -> bytes:
 def decode(data: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Any:
     """Decode canonical bytes into a value; refuses anything non-canonical, oversized or with floats."""
     obj = decode_raw(data, max_bytes=max_bytes)
-    check_value(obj)
+    # decode_raw accepted the bytes, so they are obj's re-encoding: the proof can read them as they are.
+    if not is_plain_encoding(data if type(data) is bytes else bytes(data)):
+        check_value(obj)
     return obj
 
 
@@ -64,9 +83,10 @@ def decode_raw(data: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Any:
     """Decode and check canonical form, without walking the value for floats.
 
     Used by typed structure decoders, which check each field's type themselves (a float fails there)."""
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise CodecError(f"expected bytes, got {type(data).__name__}")
-    data = bytes(data)
+    if type(data) is not bytes:  # the common case skips the isinstance test on a union, which is not free
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise CodecError(f"expected bytes, got {type(data).__name__}")
+        data = bytes(data)
     if len(data) > max_bytes:
         raise CodecError(f"encoded object is {len(data)} bytes, over the limit of {max_bytes}")
     if not data:
@@ -82,6 +102,47 @@ def decode_raw(data: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Any:
     if again != data:
         raise CodecError("non-canonical encoding (decode→encode gives different bytes)")
     return obj
+
+
+def is_plain_encoding(encoded: bytes) -> bool:
+    """True if ``encoded`` proves that the value it encodes, and every part of that value, passes
+    :func:`check_value`; False means "walk it to know".
+
+    ``encoded`` must be ormsgpack's encoding of a value ormsgpack decoded (the input :func:`decode_raw` accepted, or
+    a re-encoding of part of its result). Such a value holds only nil, booleans, in-range integers, text, bytes,
+    arrays, text-keyed maps and floats: ormsgpack refuses extension types, other map keys and larger integers, and
+    :func:`decode_raw` refuses float 32 (it re-encodes as float 64). So two things can still fail the walk:
+
+    * a float — its encoding holds the byte ``cb``; no such byte, no float (the byte may also sit inside text,
+      bytes or an integer: then the answer is merely False);
+    * nesting deeper than ``MAX_DEPTH`` — that takes ``MAX_DEPTH + 1`` nested containers, each starting with its own
+      container header byte; at most ``MAX_DEPTH`` such bytes in all, and no part is nested too deep, counting from
+      the top or from any part inside it.
+
+    Two C-level scans of the bytes instead of a Python step per item."""
+    if _FLOAT64_HEAD in encoded:
+        return False
+    return len(encoded) - len(encoded.translate(None, _CONTAINER_HEADS)) <= MAX_DEPTH
+
+
+def check_decoded_value(value: Any) -> None:
+    """:func:`check_value` for a value that :func:`decode_raw` returned, or any part of one (a contract argument,
+    a field of kind ``any``): the same verdict and the same error, usually without the walk.
+
+    Scalars are checked as check_value does. An array or map is re-encoded (C speed) and the bytes are read by
+    :func:`is_plain_encoding`; only when they prove nothing does the walk run and name the problem. Values that were
+    never decoded must go to check_value: types such as ``bytearray`` encode like their allowed counterparts."""
+    t = type(value)
+    if t is list or t is dict:
+        try:
+            encoded = ormsgpack.packb(value, option=_PROOF_PACK_OPTS)
+        except (TypeError, ormsgpack.MsgpackEncodeError):
+            check_value(value)  # not a decoded value after all: the walk says what is wrong
+            return
+        if not is_plain_encoding(encoded):
+            check_value(value)
+    elif not (t is str or t is bytes or t is bool or value is None or (t is int and MIN_INT <= value <= MAX_INT)):
+        check_value(value)  # raises, with check_value's message
 
 
 def check_value(value: Any, depth: int = 0) -> None:

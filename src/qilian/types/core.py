@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
 from qilian.crypto.suite import Suite
-from qilian.types.codec import MAX_INT, CodecError, check_value, decode_raw, encode, encode_trusted
+from qilian.types.codec import MAX_INT, CodecError, check_decoded_value, check_value, decode_raw, encode, encode_trusted
 from qilian.types.struct import (
     AnyValue,
     Bool,
@@ -117,9 +117,19 @@ class Transaction(Wire):
 
     @classmethod
     def from_wire(cls, obj: Any, where: str = "") -> Transaction:
-        """Every submitted transaction and every transaction of every block passes here, so the common case is
-        checked inline (the same rules as ``WIRE``); anything unusual falls back to the generic path, which names
-        the offending field."""
+        return cls._build_checked(obj, where, False)
+
+    @classmethod
+    def from_decoded(cls, obj: Any, where: str = "") -> Transaction:
+        """Every submitted transaction and every transaction of every decoded block passes here; the arguments are
+        parts of a decoded value, so :func:`check_decoded_value` checks them (an EPCIS event, a nested map, costs
+        two byte scans instead of a walk)."""
+        return cls._build_checked(obj, where, True)
+
+    @classmethod
+    def _build_checked(cls, obj: Any, where: str, decoded: bool) -> Transaction:
+        """The common case is checked inline (the same rules as ``WIRE``); anything unusual falls back to the
+        generic path, which names the offending field."""
         if type(obj) is list and len(obj) == 2:
             b, sig = obj
             if type(b) is list and len(b) == 7 and type(sig) is bytes and len(sig) <= MAX_SIGNATURE:
@@ -133,14 +143,15 @@ class Transaction(Wire):
                     and type(method) is str and len(method) <= 128
                     and type(args) is list and len(args) <= 64
                 ):
+                    check = check_decoded_value if decoded else check_value
                     try:
                         for a in args:
-                            check_value(a)
+                            check(a)
                     except CodecError:
                         pass
                     else:
                         return cls(TxBody(chain_id, sender, nonce, exp, to, method, tuple(args)), sig)
-        return Wire.from_wire.__func__(cls, obj, where)  # type: ignore[attr-defined]
+        return Wire._build_checked.__func__(cls, obj, where, decoded)  # type: ignore[attr-defined]
 
 
 def compute_tx_hash(suite: Suite, body: TxBody) -> bytes:
@@ -164,7 +175,7 @@ def compute_tx_sign_bytes(tx_hash: bytes) -> bytes:
 def sign_tx(suite: Suite, private_key: bytes, body: TxBody) -> Transaction:
     """Sign a body with the sender's private key. The body is checked first (CodecError), so a client never
     signs something no node would decode."""
-    TxBody.from_wire(decode_raw(encode(body.to_wire())))
+    TxBody.from_decoded(decode_raw(encode(body.to_wire())))
     return Transaction(body, suite.sign(private_key, compute_tx_sign_bytes(compute_tx_hash(suite, body))))
 
 

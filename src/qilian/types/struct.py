@@ -2,14 +2,19 @@
 
 Each structure lists its fields' wire kinds once (``WIRE``); the generic ``to_wire``/``from_wire`` walk that list,
 so a decoder checks every field's type and length and there is exactly one place that says what a field may hold.
+
+Two ways in: ``from_wire`` takes any Python value; ``from_decoded`` takes what :func:`decode_raw` returned (``decode``
+uses it), which lets fields of kind ``any`` be checked by :func:`check_decoded_value` instead of the slower walk.
+On a decoded value both accept and refuse exactly alike, with the same messages.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, ClassVar, Final, Self
 
-from qilian.types.codec import MAX_INT, CodecError, check_value, decode_raw, encode_trusted
+from qilian.types.codec import MAX_INT, CodecError, check_decoded_value, check_value, decode_raw, encode_trusted
 
 MAX_TEXT: Final = 4096
 """Longest text field (in characters) inside a structure, unless a field says otherwise."""
@@ -25,6 +30,11 @@ class Kind:
 
     def from_wire(self, obj: Any, where: str) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def from_decoded(self, obj: Any, where: str) -> Any:
+        """``from_wire`` for a part of what ``decode_raw`` returned. Only kinds that can check such a value more
+        cheaply (``any`` fields, and the kinds that contain them) override it; the verdict never differs."""
+        return self.from_wire(obj, where)
 
 
 class UInt(Kind):
@@ -87,6 +97,13 @@ class AnyValue(Kind):
             raise CodecError(f"{where}: {exc}") from None
         return obj
 
+    def from_decoded(self, obj: Any, where: str) -> Any:
+        try:
+            check_decoded_value(obj)
+        except CodecError as exc:
+            raise CodecError(f"{where}: {exc}") from None
+        return obj
+
 
 class Struct(Kind):
     """A nested structure."""
@@ -99,6 +116,9 @@ class Struct(Kind):
 
     def from_wire(self, obj: Any, where: str) -> Any:
         return self.cls.from_wire(obj, where)
+
+    def from_decoded(self, obj: Any, where: str) -> Any:
+        return self.cls.from_decoded(obj, where)
 
 
 class Optional(Kind):
@@ -113,6 +133,9 @@ class Optional(Kind):
     def from_wire(self, obj: Any, where: str) -> Any:
         return None if obj is None else self.inner.from_wire(obj, where)
 
+    def from_decoded(self, obj: Any, where: str) -> Any:
+        return None if obj is None else self.inner.from_decoded(obj, where)
+
 
 class ListOf(Kind):
     """A homogeneous list, kept as a tuple in the dataclass so the structure stays immutable."""
@@ -125,11 +148,17 @@ class ListOf(Kind):
         return [self.inner.to_wire(v) for v in value]
 
     def from_wire(self, obj: Any, where: str) -> Any:
+        return self._get_items(obj, where, self.inner.from_wire)
+
+    def from_decoded(self, obj: Any, where: str) -> Any:
+        return self._get_items(obj, where, self.inner.from_decoded)
+
+    def _get_items(self, obj: Any, where: str, item_from: Callable[[Any, str], Any]) -> tuple[Any, ...]:
         if type(obj) is not list:
             raise CodecError(f"{where}: expected a list, got {_describe(obj)}")
         if len(obj) > self.max_items:
             raise CodecError(f"{where}: {len(obj)} items is over the limit of {self.max_items}")
-        return tuple(self.inner.from_wire(v, f"{where}[{i}]") for i, v in enumerate(obj))
+        return tuple(item_from(v, f"{where}[{i}]") for i, v in enumerate(obj))
 
 
 def _describe(obj: Any) -> str:
@@ -141,6 +170,13 @@ class Wire:
 
     WIRE: ClassVar[tuple[Kind, ...]]
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A structure with its own ``from_wire`` checks must give ``from_decoded`` the same checks, or decoding
+        (which goes through ``from_decoded``) would skip them: refuse such a class when it is defined."""
+        super().__init_subclass__(**kwargs)
+        if "from_wire" in vars(cls) and "from_decoded" not in vars(cls):
+            raise TypeError(f"{cls.__name__} overrides from_wire but not from_decoded")
+
     def to_wire(self) -> list[Any]:
         """The structure as a codec value: the array of its fields."""
         return [
@@ -150,14 +186,28 @@ class Wire:
 
     @classmethod
     def from_wire(cls, obj: Any, where: str = "") -> Self:
-        """Build the structure from a decoded array, checking every field; raises CodecError naming the field."""
+        """Build the structure from an array, checking every field; raises CodecError naming the field."""
+        return cls._build_checked(obj, where, False)
+
+    @classmethod
+    def from_decoded(cls, obj: Any, where: str = "") -> Self:
+        """``from_wire`` for what ``decode_raw`` returned (or a part of it): same verdict, cheaper ``any`` fields."""
+        return cls._build_checked(obj, where, True)
+
+    @classmethod
+    def _build_checked(cls, obj: Any, where: str, decoded: bool) -> Self:
+        """One body for both ways in, so they can differ only in how ``any`` fields are checked."""
         where = where or cls.__name__
         fields = dataclasses.fields(cls)  # type: ignore[arg-type]
         if type(obj) is not list:
             raise CodecError(f"{where}: expected an array of {len(fields)} fields, got {_describe(obj)}")
         if len(obj) != len(fields):
             raise CodecError(f"{where}: expected {len(fields)} fields, got {len(obj)}")
-        values = [kind.from_wire(o, f"{where}.{f.name}") for kind, f, o in zip(cls.WIRE, fields, obj, strict=True)]
+        triples = zip(cls.WIRE, fields, obj, strict=True)
+        if decoded:
+            values = [kind.from_decoded(o, f"{where}.{f.name}") for kind, f, o in triples]
+        else:
+            values = [kind.from_wire(o, f"{where}.{f.name}") for kind, f, o in triples]
         return cls(*values)
 
     def encode(self) -> bytes:
@@ -167,4 +217,4 @@ class Wire:
     @classmethod
     def decode(cls, data: bytes, max_bytes: int = 16 * 1024 * 1024) -> Self:
         """Parse canonical bytes; raises CodecError on any deviation (the node's only entry for outside bytes)."""
-        return cls.from_wire(decode_raw(data, max_bytes=max_bytes))
+        return cls.from_decoded(decode_raw(data, max_bytes=max_bytes))

@@ -25,7 +25,9 @@ from qilian.sdk.verify import ProofInvalid, VerifiedTx
 from qilian.types.core import Genesis
 
 CERT_TYPE: Final = "qilian-copyright-certificate"
-CERT_VERSION: Final = 1
+CERT_VERSION: Final = 2
+"""2: each signer's membership proven at its transaction's height, and every proof carries the validator path it
+needs; version 1 (membership at the tip) is still checked."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ def _entry_getter(number: int, hash_fn: Any) -> Any:
 def check_certificate(cert: dict[str, Any], pinned: Genesis | None = None) -> CheckedWork:
     """Verify a copyright certificate offline; raises ProofInvalid naming what does not hold."""
     try:
-        if cert.get("type") != CERT_TYPE or cert.get("version") != CERT_VERSION:
+        if cert.get("type") != CERT_TYPE or cert.get("version") not in (1, CERT_VERSION):
             raise ProofInvalid("not a Qilian copyright certificate of a known version")
         genesis, suite, ghash = get_genesis(cert, pinned)
         number = cert["number"]

@@ -220,7 +220,7 @@ def check_proof(doc: dict[str, Any], pinned: Genesis | None = None) -> CheckedRe
                                f"reading)")
         if doc["member"].get("key") != body.sender.hex():
             raise ProofInvalid("the membership proof is not for the key that anchored the batch")
-        anchored_by, _ = get_member(genesis, {body.sender.hex(): doc["member"]}, body.sender)
+        anchored_by, _ = get_member(genesis, {body.sender.hex(): doc["member"]}, body.sender, v.height)
         if device["org"] != anchored_by:
             raise ProofInvalid(f"key of another organisation: device {device_id} is registered by {device['org']}, "
                                f"but the batch was anchored by {anchored_by}")

@@ -83,7 +83,7 @@ def make_payments_router(node: Node, api_error: type[Exception]) -> APIRouter:
         if asset is None:
             raise api_error(404, "not_found", f"no asset {symbol}")
         prefix = compute_holders_prefix(symbol)
-        page = ReadSide(node.store, node.suite).get_state_page(
+        page = ReadSide(node.store, node.suite, node.genesis).get_state_page(
             ASSET_NAMESPACE, prefix, prefix + bytes.fromhex(after) if after else b"", limit, proofs)
         rows = []
         for e in page["entries"]:

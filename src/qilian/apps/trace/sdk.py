@@ -20,7 +20,9 @@ from qilian.sdk.verify import ProofInvalid, VerifiedTx
 from qilian.types.core import Genesis
 
 CERT_TYPE: Final = "qilian-trace-certificate"
-CERT_VERSION: Final = 1
+CERT_VERSION: Final = 2
+"""2: each signer's membership proven at its transaction's height, and every proof carries the validator path it
+needs; version 1 (membership at the tip) is still checked."""
 MAX_CERT_ITEMS: Final = 32
 """Most records (the item and its related items) one certificate carries."""
 
@@ -150,7 +152,7 @@ def _steps(item_id: str, proven: list[ProvenStep]) -> tuple[TraceStep, ...]:
 def check_certificate(cert: dict[str, Any], pinned: Genesis | None = None) -> CheckedTrace:
     """Verify a trace certificate offline; raises ProofInvalid naming what does not hold."""
     try:
-        if cert.get("type") != CERT_TYPE or cert.get("version") != CERT_VERSION:
+        if cert.get("type") != CERT_TYPE or cert.get("version") not in (1, CERT_VERSION):
             raise ProofInvalid("not a Qilian trace certificate of a known version")
         genesis, suite, ghash = get_genesis(cert, pinned)
         root = cert["item"]
