@@ -676,3 +676,19 @@ def test_structure_decode_refuses_non_canonical_bytes() -> None:
         core.TxBody.decode(longer)
     with pytest.raises(CodecError):
         core.TxBody.decode(data + b"\x00")
+
+
+@given(transactions | mutated(transactions))
+def test_the_tx_hash_from_raw_bytes_is_the_tx_hash(x: Any) -> None:
+    """Admission hashes a transaction's body as a slice of the bytes it decoded from; for every transaction that
+    decodes (any signature length, mutated inputs included) that equals hashing the re-encoded body."""
+    from qilian.crypto import get_suite
+
+    raw = x if isinstance(x, bytes) else x.encode()
+    try:
+        tx = core.Transaction.decode(raw)
+    except CodecError:
+        return
+    for name in ("ed25519", "sm2"):
+        suite = get_suite(name)
+        assert core.compute_tx_hash_of_raw(suite, raw, tx) == core.compute_tx_hash(suite, tx.body)

@@ -54,7 +54,7 @@ from qilian.types.core import (
     Receipt,
     Transaction,
     compute_signed_tx_hash,
-    compute_tx_hash,
+    compute_tx_hash_of_raw,
 )
 
 log = logging.getLogger("qilian.node")
@@ -273,7 +273,7 @@ class Node:
                 if len(raw) > max_tx:
                     raise TxRejected("too_large", f"transaction is {len(raw)} bytes, over the limit of {max_tx}")
                 tx = Transaction.decode(raw, max_bytes=max_tx)
-                decoded.append((tx, compute_tx_hash(self.suite, tx.body)))
+                decoded.append((tx, compute_tx_hash_of_raw(self.suite, raw, tx)))
             except (CodecError, TxRejected) as exc:
                 decoded.append(exc)
         committed = self.store.get_committed(d[1] for d in decoded if not isinstance(d, Exception))

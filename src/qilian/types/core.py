@@ -159,6 +159,17 @@ def compute_tx_hash(suite: Suite, body: TxBody) -> bytes:
     return suite.hash(encode_trusted(body.to_wire()))
 
 
+def compute_tx_hash_of_raw(suite: Suite, raw: bytes, tx: Transaction) -> bytes:
+    """:func:`compute_tx_hash` of ``tx`` decoded from ``raw``, without re-encoding the body.
+
+    ``Transaction.decode`` accepts canonical bytes only, so ``raw`` is ``0x92 ‖ body bytes ‖ bin(signature)``:
+    the body's canonical encoding is the slice between the array header and the signature's bin header (2 bytes
+    up to 255 signature bytes, 3 up to 65,535). Admission hashes every submitted transaction, and re-encoding
+    the body cost more than checking it; the caller must pass the very bytes ``tx`` was decoded from."""
+    n = len(tx.signature)
+    return suite.hash(raw[1:len(raw) - n - (2 if n <= 255 else 3 if n <= 65535 else 5)])
+
+
 def compute_signed_tx_hash(suite: Suite, tx: Transaction) -> bytes:
     """The hash of a transaction's full canonical bytes (body, sender key, signature): the leaf of ``txs_root`` and
     the name of one signed version in proposals and fetches. Two versions of one body (same ``compute_tx_hash``,
