@@ -189,7 +189,7 @@ def test_forged_chunk_lists_are_refused(snap: Snap) -> None:
     with pytest.raises(SnapshotInvalid, match="ZERO_HASH"):  # an empty spec claiming content
         check_chunk_specs(sha256, root, [replace(specs[i], count=0)])
     with pytest.raises(SnapshotInvalid, match="padding"):
-        ChunkSpec.from_wire([1, b"\x7f", 0, ZERO_HASH])
+        check_chunk_specs(sha256, root, [ChunkSpec.from_wire([1, b"\x7f", 0, ZERO_HASH]), *specs[1:]])
     # the whole state claimed as one (too large) chunk with the right root still needs its entries to match
     whole = ChunkSpec(0, b"", 300, root)
     check_chunk_specs(sha256, root, [whole])

@@ -37,7 +37,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final
+from typing import ClassVar, Final
 
 from qilian.state.tree import (
     MAX_VALUE_BYTES,
@@ -52,6 +52,7 @@ from qilian.state.tree import (
     StateTree,
     compute_state_path,
 )
+from qilian.types.struct import Bytes, Kind, UInt, Wire
 
 MAX_CHUNKS: Final = 16_384
 """Most chunks in one snapshot (a receiver refuses a manifest with more): with MAX_CHUNK_ENTRIES each, a state of
@@ -86,10 +87,11 @@ class ChunkInvalid(StateError):
 
 
 @dataclass(frozen=True, slots=True)
-class ChunkSpec:
+class ChunkSpec(Wire):
     """One prefix of a snapshot's cover of the path space: what its chunk must hold, as the server's tree says.
 
-    Wire form: ``[depth, prefix, count, subtree_hash]`` (the P2P manifest carries a list of them)."""
+    Wire form: ``[depth, prefix, count, subtree_hash]`` (the P2P manifest carries a list of them); the decoder
+    checks types and sizes, :func:`get_spec_problem` the rest."""
 
     depth: int
     """Length of the prefix in bits (0..256; 0: the whole space)."""
@@ -100,22 +102,7 @@ class ChunkSpec:
     subtree_hash: bytes
     """Hash of the canonical subtree rooted at the prefix (ZERO_HASH iff ``count`` is 0)."""
 
-    WIRE_FIELDS: ClassVar[int] = 4
-
-    def to_wire(self) -> list[Any]:
-        """As a codec value."""
-        return [self.depth, self.prefix, self.count, self.subtree_hash]
-
-    @classmethod
-    def from_wire(cls, obj: Any) -> ChunkSpec:
-        """Parse from untrusted input; raises SnapshotInvalid on a malformed spec."""
-        if type(obj) is not list or len(obj) != cls.WIRE_FIELDS:
-            raise SnapshotInvalid("a chunk spec is [depth, prefix, count, subtree_hash]")
-        spec = cls(*obj)
-        problem = get_spec_problem(spec)
-        if problem:
-            raise SnapshotInvalid(f"chunk spec {problem}")
-        return spec
+    WIRE: ClassVar[tuple[Kind, ...]] = (UInt(), Bytes(max_size=32), UInt(), Bytes(size=32))
 
     def get_prefix_int(self) -> int:
         """The prefix as an integer of ``depth`` bits."""
