@@ -217,24 +217,19 @@ def make_gov_router(node: Node, api_error: type[Exception]) -> APIRouter:
 
     def get_validator_path(target: int) -> dict[str, Any]:
         """The heights up to ``target`` whose signing set differs from the previous one's come from the
-        governance index (kept at commit: O(changes), never a scan of the headers); each is linked sequentially
-        only when the 1/3 trust rule cannot (the path stays small). One snapshot: no answer mixes two tips."""
-        from qilian.sdk.proofs import get_validator_path_doc
-        from qilian.sdk.verify import compute_trusted_power
+        governance index (kept at commit: O(changes), never a scan of the headers) — on a node that joined by
+        state sync, those up to its snapshot from the path it verified then; each is linked sequentially only
+        when the 1/3 trust rule cannot (the path stays small). One snapshot: no answer mixes two tips."""
+        from qilian.node.snapshots import compute_validator_path
+        from qilian.sdk.proofs import get_validator_path_doc_from_encoded
 
-        entries: list[Any] = []
-        trusted = node.genesis.validators
         with node.store.begin_snapshot() as snap:
-            for h in snap.get_validator_change_heights(target):
-                block, prev_block = snap.get_block(h), snap.get_block(h - 1)
-                commit, prev_commit = snap.get_commit(h), snap.get_commit(h - 1)
-                vset = node.valsets.get(h)
-                if block is None or prev_block is None or commit is None or prev_commit is None or vset is None:
-                    raise api_error(503, "unavailable", f"block {h} or its parent is not fully stored")
-                skip = 3 * compute_trusted_power(node.genesis, trusted, commit) > trusted.total_power
-                entries.append((block, commit, vset, None if skip else (prev_block, prev_commit)))
-                trusted = vset
-        return get_validator_path_doc(node.suite, entries)
+            try:
+                entries = compute_validator_path(node.genesis, snap, node.valsets.get, node.sync_record, target)
+            except LookupError as exc:
+                raise api_error(503, "unavailable", str(exc)) from None
+        return get_validator_path_doc_from_encoded(node.suite, [
+            (e.validators, e.header, e.commit, e.parent_header, e.parent_commit) for e in entries])
 
     # -- regulation and the audit trail -----------------------------------------------------------------
 

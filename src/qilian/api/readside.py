@@ -15,6 +15,7 @@ from qilian.api.errors import ApiError
 from qilian.api.views import STATUS_NAMES, block_view, evidence_record_view, receipt_view, tx_view
 from qilian.crypto.suite import Suite
 from qilian.execution.evidence import EVIDENCE_NAMESPACE
+from qilian.node.snapshots import describe_missing, get_state_sync_record
 from qilian.sdk.proofs import get_state_doc, get_tx_proof_doc
 from qilian.state import StateTree
 from qilian.storage.store import ChainStore
@@ -36,6 +37,14 @@ class ReadSide:
     def __init__(self, store: ChainStore, suite: Suite):
         self.store = store
         self.suite = suite
+        self.sync_record = get_state_sync_record(store)
+        """A state-synced node's record (None: the node holds the chain from genesis): which heights it lacks."""
+
+    def _check_held(self, height: int, what: str) -> None:
+        """Raise 404 ``not_on_this_node`` when a state-synced node lacks ``what`` at ``height`` by design."""
+        reason = describe_missing(self.sync_record, height, what)
+        if reason is not None:
+            raise ApiError(404, "not_on_this_node", reason)
 
     def _tx_hashes(self, block: Block) -> list[bytes]:
         return [compute_tx_hash(self.suite, tx.body) for tx in block.txs]
@@ -50,6 +59,8 @@ class ReadSide:
                 return None
             height, index = loc
             block, commit, receipts = snap.get_block(height), snap.get_commit(height), snap.get_receipts(height)
+            if receipts is None:
+                self._check_held(height, "receipts")
             if block is None or commit is None or receipts is None:
                 raise ApiError(503, "unavailable", f"block {height} is not fully stored")
             child, child_commit = snap.get_block(height + 1), snap.get_commit(height + 1)
@@ -74,6 +85,7 @@ class ReadSide:
                 height = tip
             block = snap.get_block(height)
             if block is None:
+                self._check_held(height, "block")
                 raise ApiError(404, "not_found", f"no block at height {height} (the chain is at {tip})")
             commit = snap.get_commit(height)
         return block_view(self.suite, block, self._tx_hashes(block), commit)
@@ -83,6 +95,7 @@ class ReadSide:
         with self.store.begin_snapshot() as snap:
             block = snap.get_block(height)
             if block is None:
+                self._check_held(height, "block")
                 raise ApiError(404, "not_found",
                                f"no block at height {height} (the chain is at {snap.get_tip().height})")
             receipts = snap.get_receipts(height) or []
@@ -98,12 +111,13 @@ class ReadSide:
             tip = snap.get_tip().height
             top = tip if before is None else min(before - 1, tip)
             h = top
-            while h >= 1 and len(items) < limit:
+            bottom = 1 if self.sync_record is None else self.sync_record.window_start
+            while h >= bottom and len(items) < limit:
                 block, commit = snap.get_block(h), snap.get_commit(h)
                 if block is not None:
                     items.append(_summary(self.suite, block, commit))
                 h -= 1
-        return {"tip": tip, "items": items, "next_before": h + 1 if h >= 1 else None}
+        return {"tip": tip, "items": items, "next_before": h + 1 if h >= bottom else None}
 
     def get_signing_activity(self, window: int = MAX_SIGNATURE_WINDOW) -> dict[str, Any]:
         """For each validator address: the last height (within ``window`` recent blocks) whose commit carries its
@@ -156,6 +170,7 @@ class ReadSide:
             at = tip.height if height is None else height
             if not 1 <= at <= tip.height:
                 raise ApiError(404, "not_found", f"no header at height {at} (the chain is at {tip.height})")
+            self._check_held(at, "state")
             block, commit = snap.get_block(at), snap.get_commit(at)
             if block is None or commit is None:
                 raise ApiError(503, "unavailable", f"block {at} is not stored")
@@ -178,6 +193,7 @@ class ReadSide:
             rows = rows[:limit]
             entries: list[dict[str, Any]] = [{"key": k.hex(), "value": v.hex()} for k, v in rows]
             if proofs and rows:
+                self._check_held(tip.height, "state")
                 block, commit = snap.get_block(tip.height), snap.get_commit(tip.height)
                 if block is None or commit is None:
                     raise ApiError(503, "unavailable", "tip block is not stored")

@@ -71,6 +71,13 @@ class NodeConfig:
     indexer_url: str = ""
     """``[indexer] url``: the PostgreSQL URL (no password: libpq reads PGPASSWORD or ~/.pgpass), or for SQLite an
     optional file path (empty: ``index/index.sqlite`` in the home)."""
+    state_sync: bool = False
+    """``[sync] state_sync``: a node whose store holds no block yet joins by state sync — a verified snapshot of a
+    recent height, then block sync from there (docs/architecture.md, "State sync") — instead of re-executing the
+    chain from genesis."""
+    serve_snapshots: bool = True
+    """``[sync] serve_snapshots``: answer joining nodes' snapshot requests (from one store snapshot per offered
+    height; see :mod:`qilian.node.snapshots` for what that costs)."""
     timeouts: dict[str, int] = field(default_factory=dict)
     """Consensus timer overrides (TimeoutConfig field names, milliseconds)."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -112,6 +119,10 @@ def load_config(home: Path) -> NodeConfig:
     doc = tomllib.loads(path.read_text())
     node, api, mp = doc.get("node", {}), doc.get("api", {}), doc.get("mempool", {})
     p2p, ix, st = doc.get("p2p", {}), doc.get("indexer", {}), doc.get("store", {})
+    sync = doc.get("sync", {})
+    for name in ("state_sync", "serve_snapshots"):
+        if name in sync and type(sync[name]) is not bool:
+            raise ValueError(f"{path}: [sync] {name} must be true or false")
     store_engine = str(st.get("engine", ""))
     if store_engine not in ("", "lmdb", "rocksdb"):
         raise ValueError(f"{path}: [store] engine must be \"lmdb\" or \"rocksdb\", not {store_engine!r}")
@@ -139,6 +150,8 @@ def load_config(home: Path) -> NodeConfig:
         timeouts={k: int(v) for k, v in doc.get("consensus", {}).items()},
         indexer_backend=backend,
         indexer_url=str(ix.get("url", "")),
+        state_sync=bool(sync.get("state_sync", False)),
+        serve_snapshots=bool(sync.get("serve_snapshots", True)),
     )
 
 
@@ -161,6 +174,8 @@ def save_config(cfg: NodeConfig) -> None:
         doc["indexer"] = {"backend": cfg.indexer_backend, "url": cfg.indexer_url}
     if cfg.timeouts:
         doc["consensus"] = dict(cfg.timeouts)
+    if cfg.state_sync or not cfg.serve_snapshots:
+        doc["sync"] = {"state_sync": cfg.state_sync, "serve_snapshots": cfg.serve_snapshots}
     if cfg.p2p_port:
         p2p: dict[str, Any] = {"host": cfg.p2p_host, "port": cfg.p2p_port}
         if cfg.blocked_peers:

@@ -76,6 +76,12 @@ def compute_value_key(namespace: str, key: bytes) -> bytes:
     return bytes([len(ns)]) + ns + key
 
 
+def split_value_key(flat_key: bytes) -> tuple[str, bytes]:
+    """(namespace, key) of a flat-table key (the inverse of :func:`compute_value_key`)."""
+    n = flat_key[0]
+    return flat_key[1:1 + n].decode(), flat_key[1 + n:]
+
+
 class StoreCorrupt(Exception):
     """The database is not what Qilian wrote (edited by hand, or a different chain)."""
 
@@ -390,6 +396,60 @@ class ChainStore:
         """Number of live state keys (a scan: O(state size); for tools, not the commit path)."""
         return sum(1 for _ in self.kv.iter_from(_VALUES, b""))
 
+    # -- state sync: installing a verified snapshot into a fresh store ----------------------------------------
+    # A joining node builds its store in a separate directory from verified parts only (qilian.node.statesync),
+    # and swaps it in once complete: no write here ever lands in a store a node runs on, and until
+    # process_install_finish the directory holds no genesis, no tip and no layout marker, so nothing opens it
+    # as a chain.
+
+    def process_install_state(self, nodes: Mapping[bytes, bytes], values: Mapping[tuple[str, bytes], bytes]) -> None:
+        """Write the tree nodes and flat values of verified chunks (one batch)."""
+        ops: list[Op] = [(_NODES, ref, node) for ref, node in nodes.items()]
+        ops += [(_VALUES, compute_value_key(ns, key), value) for (ns, key), value in values.items()]
+        self.kv.write(ops)
+
+    def process_install_blocks(self, items: Sequence[tuple[Block, Commit, Sequence[bytes], Sequence[int]]]) -> None:
+        """Write verified blocks of the replay window with their commits, their transaction index entries and
+        their governance-index transaction entries (block, commit, body hashes, governance positions), in one
+        batch; no receipts (they were never executed here). Any order of heights."""
+        ops: list[Op] = []
+        for block, commit, tx_hashes, gov_positions in items:
+            hk = _height_key(block.header.height)
+            ops += [(_BLOCKS, hk, block.encode()), (_COMMITS, hk, commit.encode())]
+            ops += [(_TXS, hk + struct.pack(">I", i), th) for i, th in enumerate(tx_hashes)]
+            ops += [(_GOVINDEX, b"g" + hk + struct.pack(">I", i), b"") for i in gov_positions]
+        # Merge the hash map across the batch too (two blocks' hashes may share a prefix).
+        merged: dict[bytes, bytes] = {}
+        for block, _, tx_hashes, _ in items:
+            hk = _height_key(block.header.height)
+            for i, th in enumerate(tx_hashes):
+                p = th[:TX_PREFIX_BYTES]
+                merged[p] = merged.get(p, b"") + hk + struct.pack(">I", i)
+        prefixes = sorted(merged)
+        for p, old in zip(prefixes, self.kv.get_many(_TXMAP, prefixes), strict=True):
+            ops.append((_TXMAP, p, (old or b"") + merged[p]))
+        self.kv.write(ops)
+
+    def process_install_finish(self, genesis: Genesis, tip: ChainTip, top_nodes: Mapping[bytes, bytes],
+                               record: bytes, validator_change_heights: Sequence[int],
+                               last_validators_hash: bytes) -> None:
+        """Make the installed store a chain: the top of the state tree, genesis, the tip (the snapshot's block),
+        the state-sync record (:meth:`get_state_sync_record`), the governance index's validator-change entries of
+        the window and its meta, and the layout marker — one batch, so the store is a chain or is not."""
+        if self.kv.get(_META, b"genesis") is not None:
+            raise StoreCorrupt(f"{self.path} already holds a chain: a snapshot installs into a fresh store only")
+        ops: list[Op] = [(_NODES, ref, node) for ref, node in top_nodes.items()]
+        ops += [(_GOVINDEX, b"v" + _height_key(h), b"") for h in validator_change_heights]
+        ops += [(_META, b"genesis", genesis.encode()), (_META, b"tip", encode_trusted(tip.to_wire())),
+                (_META, b"state_sync", record), (_META, b"last_validators_hash", last_validators_hash),
+                (_META, b"gov_index_height", _height_key(tip.height)), (_META, b"layout", LAYOUT)]
+        self.kv.write(ops)
+
+    def get_state_sync_record(self) -> bytes | None:
+        """The record a state-synced store keeps of its snapshot (qilian.node.statesync decodes it), or None for
+        a store that holds the chain from genesis."""
+        return self.kv.get(_META, b"state_sync")
+
     # -- snapshots ---------------------------------------------------------------------------------------
 
     def begin_snapshot(self) -> StoreSnapshot:
@@ -494,6 +554,18 @@ class StoreSnapshot:
     def get_node(self, node_hash: bytes) -> bytes | None:
         """A state-tree node (the NodeStore interface), as of the snapshot."""
         return self._snap.get(_NODES, node_hash)
+
+    def get_value_page(self, after: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        """Up to ``limit`` (flat key, value) pairs of the whole state after the snapshot's tip, in flat-key order,
+        starting after the flat key ``after`` (b"" for the first page): a state-sync server scans its state in
+        pages, never holding it all."""
+        start = after + b"\x00" if after else b""
+        return self._snap.scan(_VALUES, start, None, limit)
+
+    def get_flat_values(self, flat_keys: Sequence[bytes]) -> list[bytes | None]:
+        """Values of the state after the snapshot's tip by flat key (:func:`compute_value_key`)."""
+        get = self._snap.get
+        return [get(_VALUES, k) for k in flat_keys]
 
     def get_validator_change_heights(self, up_to: int) -> list[int]:
         """Heights 2..``up_to`` whose header names another validator set than the previous header (the
