@@ -128,7 +128,7 @@ def make_driver(cfg: NodeConfig, node: Node) -> ConsensusDriver:
         node.on_nodes_changed = on_nodes_changed
     driver = ConsensusDriver(node, transport, timeouts, cfg.wal_path, cfg.signer_state_path)
     if transport is not None:
-        driver.snapshots = SnapshotServer(node, cfg.serve_snapshots)
+        driver.snapshots = SnapshotServer(node, cfg.serve_snapshots, cfg.chunk_entries)
     node.on_tx_admitted = driver.on_tx_admitted
     node.consensus = driver
     return driver

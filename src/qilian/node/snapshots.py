@@ -48,7 +48,13 @@ from qilian.p2p.messages import (
 from qilian.sdk.statesync import MIN_SNAPSHOT_HEIGHT, compute_window_start
 from qilian.sdk.verify import compute_trusted_power
 from qilian.state import StateTree
-from qilian.state.snapshot import ChunkSpec, compute_cover, compute_prefix_bytes
+from qilian.state.snapshot import (
+    CHUNK_TARGET_ENTRIES,
+    MAX_CHUNK_ENTRIES,
+    ChunkSpec,
+    compute_cover,
+    compute_prefix_bytes,
+)
 from qilian.storage.store import ChainStore, StoreSnapshot, split_value_key
 from qilian.types.codec import CodecError, decode_raw, encode_trusted
 from qilian.types.core import Genesis, ValidatorSet
@@ -208,9 +214,13 @@ def _iter_packed(blob: bytes | bytearray) -> list[bytes]:
 class SnapshotServer:
     """Answers GetSnapshot and GetChunk (see the module docstring)."""
 
-    def __init__(self, node: Node, enabled: bool = True):
+    def __init__(self, node: Node, enabled: bool = True, chunk_entries: int = CHUNK_TARGET_ENTRIES):
+        """``chunk_entries``: the most entries a chunk holds (``[sync] chunk_entries``)."""
+        if not 1 <= chunk_entries <= MAX_CHUNK_ENTRIES:
+            raise ValueError(f"chunk_entries must be in 1..{MAX_CHUNK_ENTRIES}")
         self.node = node
         self.enabled = enabled
+        self.chunk_entries = chunk_entries
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="snapshots")
         self._sessions: list[_Session] = []
         """Oldest first; mutated on the server's thread only."""
@@ -347,7 +357,7 @@ class SnapshotServer:
                           for fk, v in zip(fks, values, strict=True))
 
         tree = StateTree(hash_fn, s.snap)
-        for depth, prefix, count in compute_cover(BUCKET_BITS, counts, sizes, get_bucket_items):
+        for depth, prefix, count in compute_cover(BUCKET_BITS, counts, sizes, get_bucket_items, self.chunk_entries):
             s.specs.append(ChunkSpec(depth, compute_prefix_bytes(prefix, depth), count,
                                      tree.get_subtree_hash(s.root, prefix, depth)))
 

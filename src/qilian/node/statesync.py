@@ -478,37 +478,8 @@ async def run_state_sync(cfg: NodeConfig) -> StateSyncReport | None:
     peers.transport = transport
     worker = ThreadPoolExecutor(1, thread_name_prefix="statesync")
     await transport.start()
-    t0 = time.monotonic()
     try:
-        for attempt in range(MAX_ATTEMPTS):
-            address = await peers.wait_peer(GIVE_UP_S)
-            if address is None:
-                log.warning("state sync: no peer connected within %.0f s", GIVE_UP_S)
-                return None
-            try:
-                report = await _attempt(cfg, genesis, peers, address, worker, t0)
-            except PeerFault as exc:
-                peers.punish(exc.address, str(exc))
-                continue
-            except SyncFailed as exc:
-                log.warning("state sync attempt %d with %s failed: %s; starting over", attempt + 1,
-                            peers.get_name(address), exc)
-                if time.monotonic() - peers.last_offer > GIVE_UP_S:
-                    log.warning("state sync: no peer offered a snapshot for %.0f s; block sync from genesis",
-                                GIVE_UP_S)
-                    return None
-                await asyncio.sleep(1.0)
-                continue
-            if report is None:  # this peer offers no snapshot
-                peers.banned.add(address)
-                if not peers.get_candidates() and time.monotonic() - peers.last_offer > 5.0:
-                    log.warning("state sync: no connected peer offers a snapshot; block sync from genesis")
-                    return None
-                continue
-            log.info("state sync done: %s", report.to_doc())
-            return report
-        log.warning("state sync: %d attempts failed; block sync from genesis", MAX_ATTEMPTS)
-        return None
+        return await process_sync_loop(cfg, genesis, peers, worker)
     finally:
         with contextlib.suppress(Exception):
             await transport.stop()
@@ -518,10 +489,47 @@ async def run_state_sync(cfg: NodeConfig) -> StateSyncReport | None:
             shutil.rmtree(staging, ignore_errors=True)
 
 
+async def process_sync_loop(cfg: NodeConfig, genesis: Genesis, peers: _Peers, worker: ThreadPoolExecutor,
+                            ) -> StateSyncReport | None:
+    """Attempts until one installs a snapshot: a peer whose answer does not verify is disconnected and the next
+    attempt goes to another; a peer that offers none is passed over. None when no peer offers a snapshot (for
+    GIVE_UP_S, or none of those connected) or MAX_ATTEMPTS failed."""
+    t0 = time.monotonic()
+    for attempt in range(MAX_ATTEMPTS):
+        address = await peers.wait_peer(GIVE_UP_S)
+        if address is None:
+            log.warning("state sync: no peer connected within %.0f s", GIVE_UP_S)
+            return None
+        try:
+            report = await _attempt(cfg, genesis, peers, address, worker, t0)
+        except PeerFault as exc:
+            peers.punish(exc.address, str(exc))
+            continue
+        except SyncFailed as exc:
+            log.warning("state sync attempt %d with %s failed: %s; starting over", attempt + 1,
+                        peers.get_name(address), exc)
+            if time.monotonic() - peers.last_offer > GIVE_UP_S:
+                log.warning("state sync: no peer offered a snapshot for %.0f s; block sync from genesis", GIVE_UP_S)
+                return None
+            await asyncio.sleep(1.0)
+            continue
+        if report is None:  # this peer offers no snapshot
+            peers.banned.add(address)
+            if not peers.get_candidates():
+                log.warning("state sync: no connected peer offers a snapshot; block sync from genesis")
+                return None
+            continue
+        log.info("state sync done: %s", report.to_doc())
+        return report
+    log.warning("state sync: %d attempts failed; block sync from genesis", MAX_ATTEMPTS)
+    return None
+
+
 async def _attempt(cfg: NodeConfig, genesis: Genesis, peers: _Peers, address: bytes, worker: ThreadPoolExecutor,
                    t0: float) -> StateSyncReport | None:
     """One try with one peer: manifest, window, chunks, finish. None: the peer offers no snapshot."""
     name = peers.get_name(address)
+    asked = time.monotonic()
     while True:
         manifest: SnapshotManifest = await peers.request(address, GetSnapshot(0), ("manifest", address))
         if manifest.height:
@@ -530,6 +538,8 @@ async def _attempt(cfg: NodeConfig, genesis: Genesis, peers: _Peers, address: by
         if not manifest.retry_ms:
             log.info("state sync: %s offers no snapshot", name)
             return None
+        if time.monotonic() - asked > GIVE_UP_S:
+            raise SyncFailed(f"{name} kept preparing a snapshot for {GIVE_UP_S:.0f} s")
         await asyncio.sleep(min(manifest.retry_ms, 10_000) / 1000)
     loop = asyncio.get_running_loop()
     try:
