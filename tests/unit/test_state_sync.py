@@ -33,10 +33,10 @@ from qilian.node.statesync import (
     process_sync_loop,
 )
 from qilian.p2p.messages import (
+    MAX_FRAME_BYTES,
     Blocks,
     BlockWithCommit,
     Chunk,
-    ChunkEntry,
     GetBlocks,
     GetChunk,
     GetSnapshot,
@@ -84,10 +84,13 @@ class FakePeers(_Peers):
         elif isinstance(msg, GetChunk):
             ans = await server.on_get_chunk(msg)
         elif isinstance(msg, GetBlocks):
-            items = []
+            items, size = [], 0
             for h in range(msg.start, min(msg.start + msg.count, node.get_tip().height + 1)):
                 raw, commit = node.store.get_block_bytes(h), node.store.get_commit(h)
                 assert raw is not None and commit is not None
+                size += len(raw) + 1024
+                if items and size > MAX_FRAME_BYTES - 64 * 1024:  # as BlockSyncReactor.on_get_blocks
+                    break
                 items.append(BlockWithCommit(raw, commit.encode()))
             ans = Blocks(tuple(items))
         else:
@@ -142,8 +145,8 @@ def _run(node: Node, builder: ChainBuilder, joiner: Path,
 
 def _forge_chunk(ans: Any) -> Any:
     if isinstance(ans, Chunk) and ans.index == 1 and ans.entries:
-        e = ans.entries[0]
-        return replace(ans, entries=(ChunkEntry(e.namespace, e.key, e.value[:-1] + b"?"), *ans.entries[1:]))
+        ns, k, v = ans.entries[0]
+        return replace(ans, entries=((ns, k, v[:-1] + b"?"), *ans.entries[1:]))
     return ans
 
 

@@ -10,8 +10,11 @@ confined to the thread that opened it; the event loop only hands requests over):
    its path (``hash(0x00 ‖ flat key)``, the same pre-image as :func:`qilian.state.compute_state_path`): per bucket
    a count, a byte size and the flat keys, packed. That cuts the path space into chunks
    (:func:`qilian.state.snapshot.compute_cover`) whose subtree hashes are read from the tree itself.
-2. The manifest needs header H + 1 and its commit (they prove the state after H), so it is ready once the node has
-   committed H + 1; until then GetSnapshot answers "retry in RETRY_MS".
+2. The manifest needs a header and its commit that prove the session's state: header H + 1 proves the state after
+   H. If the tip block T left the state unchanged (header T's root, the state after T − 1, is the session's — as
+   after most empty blocks), the snapshot is the state after T − 1, proven by header T at once; otherwise it is
+   the state after T, ready once the node has committed T + 1 (until then GetSnapshot answers "retry in
+   RETRY_MS").
 3. A chunk is its keys' values read through the session's snapshot, sorted by path.
 
 Limits: at most MAX_SESSIONS sessions (a new one is opened when the newest is older than REFRESH_S and a joiner
@@ -39,7 +42,6 @@ from qilian.p2p.messages import (
     MAX_SNAPSHOT_PATH_ENTRIES,
     MAX_SNAPSHOT_WINDOW_SETS,
     Chunk,
-    ChunkEntry,
     GetChunk,
     GetSnapshot,
     PathEntry,
@@ -57,7 +59,7 @@ from qilian.state.snapshot import (
 )
 from qilian.storage.store import ChainStore, StoreSnapshot, split_value_key
 from qilian.types.codec import CodecError, decode_raw, encode_trusted
-from qilian.types.core import Genesis, ValidatorSet
+from qilian.types.core import Block, Genesis, ValidatorSet
 
 if TYPE_CHECKING:
     from qilian.node.node import Node
@@ -281,7 +283,7 @@ class SnapshotServer:
         self._expire(now)
         if height:
             for s in self._sessions:
-                if s.height == height and s.manifest is not None:
+                if s.manifest is not None and s.manifest.height == height:
                     s.used = now
                     return s.manifest, False
             return _none(0), False
@@ -362,18 +364,32 @@ class SnapshotServer:
                                      tree.get_subtree_hash(s.root, prefix, depth)))
 
     def _complete_manifest(self, s: _Session) -> None:
-        """The manifest, once the node has committed block H + 1 (its header and commit prove the state)."""
+        """The manifest, once a header proves the session's state (root R, the state after the tip T it was
+        opened at): header T itself when block T left the state as it found it — ``header T.state_root`` (the
+        state after T − 1) is R, as after most empty blocks; the snapshot is then the state after H = T − 1 —
+        else header T + 1, once the node has committed it (H = T). Either way the pair (header H + 1, its
+        commit) proves the state after H, and the chunks are checked against exactly that root, so a server
+        cannot pass one state off for another. The first case matters: a chain makes no block while it has no
+        work, so an idle chain would otherwise never prove its tip's state."""
         node = self.node
         store = node.store
-        h = s.height
-        block = store.get_block(h + 1)
-        commit = store.get_commit(h + 1)
+        tip_block = s.snap.get_block(s.height)
+        block: Block | None
+        if (tip_block is not None and tip_block.header.state_root == s.root
+                and s.height - 1 >= MIN_SNAPSHOT_HEIGHT):
+            h = s.height - 1
+            block, commit = tip_block, s.snap.get_commit(s.height)
+        else:
+            h = s.height
+            block, commit = store.get_block(h + 1), store.get_commit(h + 1)
         if block is None or commit is None or block.last_commit is None:
+            return
+        if store.get_block_bytes(compute_window_start(node.genesis, h)) is None:
             return
         genesis = node.genesis
         record = get_state_sync_record(store)
         start = compute_window_start(genesis, h)
-        book = ValidatorSetBook(node.suite, node.rules, lambda: (h, s.root), self._header_root(s),
+        book = ValidatorSetBook(node.suite, node.rules, lambda: (s.height, s.root), self._header_root(s),
                                 StateTree(node.suite.hash, s.snap).get_value,
                                 record.get_set if record is not None else None)
         try:
@@ -384,7 +400,8 @@ class SnapshotServer:
                 if vset is None:
                     raise LookupError(f"the validator set of height {x} is unknown")
                 sets[vset.compute_hash(node.suite)] = vset
-            path = compute_validator_path(genesis, s.snap, book.get, record, h + 1)
+            with store.begin_snapshot() as live:  # holds header H + 1 and its governance-index entry
+                path = compute_validator_path(genesis, live, book.get, record, h + 1)
         except LookupError as exc:
             log.warning("cannot offer the snapshot at height %d: %s", h, exc)
             return
@@ -405,7 +422,7 @@ class SnapshotServer:
     def _get_chunk(self, height: int, index: int) -> Chunk:
         now = time.monotonic()
         self._expire(now)
-        s = next((x for x in self._sessions if x.height == height), None)
+        s = next((x for x in self._sessions if x.manifest is not None and x.manifest.height == height), None)
         if s is None or not 0 <= index < len(s.specs):
             return Chunk(height, index, False, ())
         s.used = now
@@ -431,12 +448,12 @@ class SnapshotServer:
             if value is None:  # cannot happen: the keys were read in this very snapshot
                 raise RuntimeError(f"snapshot at height {height} lost a key")
             ns, key = split_value_key(fk)
-            rows.append((path, ChunkEntry(ns, key, value)))
+            rows.append((path, (ns, key, value)))
         rows.sort(key=_first)
         return Chunk(height, index, True, tuple(e for _, e in rows))
 
 
-def _first(row: tuple[int, ChunkEntry]) -> int:
+def _first(row: tuple[int, tuple[str, bytes, bytes]]) -> int:
     return row[0]
 
 

@@ -391,7 +391,7 @@ class _Installer:
         return refs
 
     def _check_and_store_chunk(self, i: int, msg: Chunk) -> bytes:
-        entries = [(e.namespace, e.key, e.value) for e in msg.entries]
+        entries = msg.entries
         try:
             v = check_chunk(self.suite.hash, self.snap.chunks[i], entries, self.snap.height)
         except ChunkInvalid as exc:

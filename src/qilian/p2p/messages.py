@@ -289,19 +289,29 @@ class GetChunk(Wire):
     WIRE: ClassVar[tuple[Kind, ...]] = (UInt(), UInt())
 
 
-@dataclass(frozen=True, slots=True)
-class ChunkEntry(Wire):
-    """One state entry of a chunk. Keys travel whole because the state tree holds only their hashed paths."""
+class ChunkEntries(Kind):
+    """A chunk's entries: a list of ``[namespace, key, value]`` (text, bytes, bytes), kept as a tuple of tuples.
+    Keys travel whole because the state tree holds only their hashed paths. Checked inline (types and bounds),
+    not as one structure per entry: a chunk holds thousands, and the receiver checks each against its spec
+    anyway (:func:`qilian.state.snapshot.check_chunk`: namespace and key limits, paths, order)."""
 
-    namespace: str
-    """The entry's namespace (at most MAX_NAMESPACE_BYTES UTF-8 bytes: checked when its path is computed)."""
-    key: bytes
-    """Its key."""
-    value: bytes
-    """Its value."""
+    def to_wire(self, value: Any) -> Any:
+        return [list(e) for e in value]
 
-    WIRE: ClassVar[tuple[Kind, ...]] = (Text(MAX_NAMESPACE_BYTES), Bytes(max_size=MAX_KEY_BYTES),
-                                        Bytes(max_size=MAX_VALUE_BYTES))
+    def from_wire(self, obj: Any, where: str) -> Any:
+        if type(obj) is not list:
+            raise CodecError(f"{where}: expected a list of entries")
+        if len(obj) > MAX_CHUNK_ENTRIES:
+            raise CodecError(f"{where}: {len(obj)} entries is over the limit of {MAX_CHUNK_ENTRIES}")
+        out = []
+        for i, e in enumerate(obj):
+            if (type(e) is not list or len(e) != 3 or type(e[0]) is not str or type(e[1]) is not bytes
+                    or type(e[2]) is not bytes):
+                raise CodecError(f"{where}[{i}]: expected [namespace, key, value]")
+            if len(e[0]) > MAX_NAMESPACE_BYTES or len(e[1]) > MAX_KEY_BYTES or len(e[2]) > MAX_VALUE_BYTES:
+                raise CodecError(f"{where}[{i}]: namespace, key or value over its limit")
+            out.append((e[0], e[1], e[2]))
+        return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,11 +325,11 @@ class Chunk(Wire):
     """The chunk's position in the manifest."""
     found: bool
     """False: the snapshot is gone (expired on the peer)."""
-    entries: tuple[ChunkEntry, ...]
-    """The entries (at most MAX_CHUNK_ENTRIES; bytes bounded by the frame and by MAX_CHUNK_BYTES at the check)."""
+    entries: tuple[tuple[str, bytes, bytes], ...]
+    """The entries as (namespace, key, value), in path order (at most MAX_CHUNK_ENTRIES; bytes bounded by the
+    frame and by MAX_CHUNK_BYTES at the check)."""
 
-    WIRE: ClassVar[tuple[Kind, ...]] = (UInt(), UInt(), Bool(), ListOf(Struct(ChunkEntry),
-                                                                      max_items=MAX_CHUNK_ENTRIES))
+    WIRE: ClassVar[tuple[Kind, ...]] = (UInt(), UInt(), Bool(), ChunkEntries())
 
 
 Message = (Hello | Status | TxBatch | GetTxs | ProposalMsg | Vote | GetBlocks | Blocks | HelloProof | EvidenceMsg
