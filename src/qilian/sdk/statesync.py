@@ -24,22 +24,24 @@ Pure code: the node's IO (:mod:`qilian.node.statesync`) feeds it decoded message
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Final
 
 from qilian.crypto import get_suite
 from qilian.execution.block import compute_txs_root
 from qilian.execution.evidence import MAX_EVIDENCE_AGE_BLOCKS, compute_evidence_root
 from qilian.p2p.messages import PathEntry, SnapshotManifest
+from qilian.sdk.history import GOVERNANCE_TARGETS
 from qilian.sdk.proofs import PATH_TYPE, PATH_VERSION
 from qilian.sdk.verify import ProofInvalid, verify_header_and_commit, verify_validator_path
 from qilian.state.snapshot import ChunkSpec, SnapshotInvalid, check_chunk_specs
-from qilian.types.codec import CodecError, encode_trusted
+from qilian.types.codec import CodecError, decode_raw, encode_trusted
 from qilian.types.core import (
-    Block,
     BlockHeader,
     Commit,
+    Evidence,
     Genesis,
+    TxBody,
     ValidatorSet,
     compute_block_id,
     compute_commit_hash,
@@ -146,41 +148,71 @@ def verify_manifest(genesis: Genesis, manifest: SnapshotManifest) -> TrustedSnap
                            last_commit, compute_window_start(genesis, h), sets, manifest.path, manifest.chunks)
 
 
-def check_block_body(genesis: Genesis, block: Block) -> None:
-    """Raise ManifestInvalid unless the block's body is the one its header commits to: transactions (signed
-    hashes, so the very signatures), count, evidence and the carried commit. Then the header's ID stands for the
-    whole block."""
-    suite = get_suite(genesis.suite)
-    hd = block.header
-    if hd.chain_id != genesis.chain_id:
-        raise ManifestInvalid(f"block {hd.height} is for chain {hd.chain_id!r}")
-    if hd.tx_count != len(block.txs):
-        raise ManifestInvalid(f"block {hd.height} holds {len(block.txs)} transactions; its header says {hd.tx_count}")
-    if hd.txs_root != compute_txs_root(suite, [suite.hash(encode_trusted(tx.to_wire())) for tx in block.txs]):
-        raise ManifestInvalid(f"block {hd.height} transactions do not match its header's txs_root")
-    if hd.evidence_hash != compute_evidence_root(suite, block.evidence):
-        raise ManifestInvalid(f"block {hd.height} evidence does not match its header")
-    if hd.last_commit_hash != compute_commit_hash(suite, block.last_commit):
-        raise ManifestInvalid(f"block {hd.height} carries a commit its header does not name")
+_TO_FIELD: Final = [f.name for f in fields(TxBody)].index("to")
+"""Position of ``to`` in a transaction body's wire array."""
 
 
-def check_window_block(genesis: Genesis, snap: TrustedSnapshot, block: Block, expected_id: bytes) -> bytes:
-    """Check one window block, newest first: its ID is ``expected_id`` (the ``prev_block_id`` of the block above
-    it; the snapshot's ``block_id`` for H), its body matches its header, it lies in the window and its validator
-    set is among the manifest's. Returns the ID the block below must have. Raises ManifestInvalid."""
+@dataclass(frozen=True, slots=True)
+class WindowBlock:
+    """A window block that checked out, reduced to what the joiner stores and indexes."""
+
+    height: int
+    """Its height."""
+    raw: bytes
+    """Its canonical bytes (stored as they are)."""
+    header: BlockHeader
+    """Its header."""
+    last_commit: Commit | None
+    """The commit of its parent it carries (the parent's commit as the joiner stores it)."""
+    tx_hashes: tuple[bytes, ...]
+    """Its transactions' body hashes (IDs), in order: the replay index."""
+    gov_positions: tuple[int, ...]
+    """Indexes of its governance transactions (``gov`` and ``regulator``): the governance index."""
+
+
+def check_window_block(genesis: Genesis, snap: TrustedSnapshot, raw: bytes, expected_id: bytes) -> WindowBlock:
+    """Check one window block, newest first, from its canonical bytes: its ID is ``expected_id`` (the
+    ``prev_block_id`` of the block above it; the snapshot's ``block_id`` for H), its body matches its header
+    (transactions by signed hash, count, evidence, carried commit), it lies in the window and its validator set
+    is among the manifest's. Raises ManifestInvalid.
+
+    The transactions are hashed straight from their decoded arrays — the signed hash from the transaction's
+    canonical bytes, the ID from its body's — without building a structure per transaction: the block is
+    authenticated by the hash chain, so only its hashes matter, and a window holds up to a thousand blocks."""
     suite = get_suite(genesis.suite)
-    hd = block.header
+    try:
+        obj = decode_raw(raw)
+        if type(obj) is not list or len(obj) != 4 or type(obj[1]) is not list or type(obj[3]) is not list:
+            raise CodecError("a block is [header, txs, last_commit, evidence]")
+        hd = BlockHeader.from_wire(obj[0])
+        last_commit = None if obj[2] is None else Commit.from_wire(obj[2])
+        evidence = tuple(Evidence.from_wire(e) for e in obj[3])
+    except CodecError as exc:
+        raise ManifestInvalid(f"a window block does not decode: {exc}") from None
     if not snap.window_start <= hd.height <= snap.height:
         raise ManifestInvalid(f"block {hd.height} is outside the window {snap.window_start}..{snap.height}")
     if compute_block_id(suite, hd) != expected_id:
         raise ManifestInvalid(f"block {hd.height} is not the one the chain above it names (hash chain broken)")
-    check_block_body(genesis, block)
+    txs = obj[1]
+    if hd.tx_count != len(txs):
+        raise ManifestInvalid(f"block {hd.height} holds {len(txs)} transactions; its header says {hd.tx_count}")
+    for t in txs:
+        if type(t) is not list or len(t) != 2 or type(t[0]) is not list or len(t[0]) != len(fields(TxBody)):
+            raise ManifestInvalid(f"block {hd.height} holds a malformed transaction")
+    h = suite.hash
+    if hd.txs_root != compute_txs_root(suite, [h(encode_trusted(t)) for t in txs]):
+        raise ManifestInvalid(f"block {hd.height} transactions do not match its header's txs_root")
+    if hd.evidence_hash != compute_evidence_root(suite, evidence):
+        raise ManifestInvalid(f"block {hd.height} evidence does not match its header")
+    if hd.last_commit_hash != compute_commit_hash(suite, last_commit):
+        raise ManifestInvalid(f"block {hd.height} carries a commit its header does not name")
+    if hd.height > 1 and last_commit is None:
+        raise ManifestInvalid(f"block {hd.height} carries no commit of its parent")
     if hd.validators_hash not in snap.window_sets:
         raise ManifestInvalid(f"the manifest lacks the validator set of height {hd.height}")
-    if hd.height > 1 and block.last_commit is None:
-        raise ManifestInvalid(f"block {hd.height} carries no commit of its parent")
-    return hd.prev_block_id
+    return WindowBlock(hd.height, raw, hd, last_commit, tuple(h(encode_trusted(t[0])) for t in txs),
+                       tuple(i for i, t in enumerate(txs) if t[0][_TO_FIELD] in GOVERNANCE_TARGETS))
 
 
-__all__ = ["MIN_SNAPSHOT_HEIGHT", "ManifestInvalid", "TrustedSnapshot", "check_block_body", "check_window_block",
+__all__ = ["MIN_SNAPSHOT_HEIGHT", "ManifestInvalid", "TrustedSnapshot", "WindowBlock", "check_window_block",
            "compute_window_length", "compute_window_start", "get_path_doc", "verify_manifest"]

@@ -93,6 +93,8 @@ class KVEngine(Protocol):
 
     def catch_up(self) -> None: ...
 
+    def flush(self) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -122,9 +124,11 @@ def get_disk_bytes(path: Path) -> int:
 class LmdbEngine:
     """Tables as LMDB sub-databases; single writer, any number of readers, across threads and processes."""
 
-    def __init__(self, path: Path, readonly: bool = False, map_size: int = LMDB_MAP_SIZE):
-        self.env = lmdb.open(str(path), map_size=map_size, max_dbs=len(TABLES) + 1, sync=True, metasync=True,
-                             readonly=readonly, lock=True, max_readers=256)
+    def __init__(self, path: Path, readonly: bool = False, map_size: int = LMDB_MAP_SIZE, durable: bool = True):
+        """``durable`` False: batches are not synced one by one (:meth:`flush` syncs them all) — for a store that
+        is thrown away if the process dies before it is complete (a state sync's staging store)."""
+        self.env = lmdb.open(str(path), map_size=map_size, max_dbs=len(TABLES) + 1, sync=durable,
+                             metasync=durable, readonly=readonly, lock=True, max_readers=256)
         self._dbs = {t: self.env.open_db(b"t" + t, create=not readonly) for t in TABLES}
 
     def get(self, table: bytes, key: bytes) -> bytes | None:
@@ -153,6 +157,10 @@ class LmdbEngine:
 
     def snapshot(self) -> LmdbSnapshot:
         return LmdbSnapshot(self)
+
+    def flush(self) -> None:
+        """Make every batch written so far durable (a no-op in effect when ``durable``)."""
+        self.env.sync(True)
 
     def catch_up(self) -> None:
         """Nothing to do: every LMDB read transaction starts at the latest committed write, in any process."""
@@ -235,7 +243,8 @@ class RocksEngine:
     thread-safe for one writer and any number of readers in that process. ``readonly``: a secondary instance (see
     the module docstring), any number of them beside the writer, each advancing only at :meth:`catch_up`."""
 
-    def __init__(self, path: Path, readonly: bool = False):
+    def __init__(self, path: Path, readonly: bool = False, durable: bool = True):
+        """``durable`` False: batches are not synced one by one (:meth:`flush` makes them durable)."""
         from rocksdict import AccessType, Rdict, ReadOptions, WriteOptions
 
         self._ReadOptions = ReadOptions
@@ -256,7 +265,7 @@ class RocksEngine:
                                  f"read it with a read-only command such as `qilian indexer`)") from exc
             raise
         self._sync = WriteOptions()
-        self._sync.sync = True
+        self._sync.sync = durable
 
     def get(self, table: bytes, key: bytes) -> bytes | None:
         value: bytes | None = self.db.get(table + key)
@@ -289,6 +298,10 @@ class RocksEngine:
 
     def snapshot(self) -> RocksSnapshot:
         return RocksSnapshot(self)
+
+    def flush(self) -> None:
+        """Make every batch written so far durable (memtables to SST files)."""
+        self.db.flush(True)
 
     def catch_up(self) -> None:
         """A secondary: replay what the primary has written since the last catch-up (whole batches); open

@@ -129,7 +129,7 @@ def get_store_engine(path: Path) -> str | None:
     return None
 
 
-def _open_engine(path: Path, engine: str, readonly: bool) -> KVEngine:
+def _open_engine(path: Path, engine: str, readonly: bool, durable: bool = True) -> KVEngine:
     found = get_store_engine(path)
     if readonly and found is None:
         raise StoreMissing(f"{path} holds no chain store yet: start the node once (or initialise it)")
@@ -140,9 +140,9 @@ def _open_engine(path: Path, engine: str, readonly: bool) -> KVEngine:
                 f"layout and does not migrate: move the data directory away and resync from peers")
         raise StoreLayoutError(f"{path} was written by the {found} engine, not {engine}")
     if engine == "rocksdb":
-        return RocksEngine(path / ROCKS_DIR, readonly=readonly)
+        return RocksEngine(path / ROCKS_DIR, readonly=readonly, durable=durable)
     if engine == "lmdb":
-        return LmdbEngine(path, readonly=readonly)
+        return LmdbEngine(path, readonly=readonly, durable=durable)
     raise ValueError(f"unknown store engine {engine!r}; choose one of {', '.join(ENGINES)}")
 
 
@@ -153,15 +153,17 @@ class ChainStore:
     On RocksDB that is a secondary instance whose view stays where it was until :meth:`catch_up` (see
     :mod:`qilian.storage.engine`); a reader that follows the chain calls it before each look for new heights."""
 
-    def __init__(self, path: Path, readonly: bool = False, engine: str | None = None):
+    def __init__(self, path: Path, readonly: bool = False, engine: str | None = None, durable: bool = True):
         """``engine``: None opens whatever engine wrote ``path`` (a new directory gets :data:`DEFAULT_ENGINE`); a
-        name opens that engine and refuses a directory another engine wrote."""
+        name opens that engine and refuses a directory another engine wrote. ``durable`` False: batches are not
+        synced one by one, only by :meth:`process_flush` — for a state sync's staging store only, which is
+        discarded unless it was completed and flushed."""
         if not readonly:
             path.mkdir(parents=True, exist_ok=True)
         engine = engine or get_store_engine(path) or DEFAULT_ENGINE
         self.path = path
         self.engine_name = engine
-        self.kv = _open_engine(path, engine, readonly)
+        self.kv = _open_engine(path, engine, readonly, durable)
         self._snapshots: weakref.WeakSet[StoreSnapshot] = weakref.WeakSet()
         """Snapshots not closed yet: :meth:`close` ends them (an open RocksDB iterator keeps the database and its
         LOCK open after ``close``, and a reopen in the same process would then fail)."""
@@ -408,20 +410,21 @@ class ChainStore:
         ops += [(_VALUES, compute_value_key(ns, key), value) for (ns, key), value in values.items()]
         self.kv.write(ops)
 
-    def process_install_blocks(self, items: Sequence[tuple[Block, Commit, Sequence[bytes], Sequence[int]]]) -> None:
+    def process_install_blocks(self, items: Sequence[tuple[int, bytes, Commit, Sequence[bytes], Sequence[int]]],
+                               ) -> None:
         """Write verified blocks of the replay window with their commits, their transaction index entries and
-        their governance-index transaction entries (block, commit, body hashes, governance positions), in one
-        batch; no receipts (they were never executed here). Any order of heights."""
+        their governance-index transaction entries (height, encoded block, commit, body hashes, governance
+        positions), in one batch; no receipts (they were never executed here). Any order of heights."""
         ops: list[Op] = []
-        for block, commit, tx_hashes, gov_positions in items:
-            hk = _height_key(block.header.height)
-            ops += [(_BLOCKS, hk, block.encode()), (_COMMITS, hk, commit.encode())]
+        for height, raw, commit, tx_hashes, gov_positions in items:
+            hk = _height_key(height)
+            ops += [(_BLOCKS, hk, raw), (_COMMITS, hk, commit.encode())]
             ops += [(_TXS, hk + struct.pack(">I", i), th) for i, th in enumerate(tx_hashes)]
             ops += [(_GOVINDEX, b"g" + hk + struct.pack(">I", i), b"") for i in gov_positions]
         # Merge the hash map across the batch too (two blocks' hashes may share a prefix).
         merged: dict[bytes, bytes] = {}
-        for block, _, tx_hashes, _ in items:
-            hk = _height_key(block.header.height)
+        for height, _, _, tx_hashes, _ in items:
+            hk = _height_key(height)
             for i, th in enumerate(tx_hashes):
                 p = th[:TX_PREFIX_BYTES]
                 merged[p] = merged.get(p, b"") + hk + struct.pack(">I", i)
@@ -444,6 +447,10 @@ class ChainStore:
                 (_META, b"state_sync", record), (_META, b"last_validators_hash", last_validators_hash),
                 (_META, b"gov_index_height", _height_key(tip.height)), (_META, b"layout", LAYOUT)]
         self.kv.write(ops)
+
+    def process_flush(self) -> None:
+        """Make every batch written so far durable (for a store opened with ``durable=False``)."""
+        self.kv.flush()
 
     def get_state_sync_record(self) -> bytes | None:
         """The record a state-synced store keeps of its snapshot (qilian.node.statesync decodes it), or None for
