@@ -9,6 +9,7 @@ the snapshot to the same state roots, prove state to a light client, and say cle
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -16,7 +17,7 @@ import pytest
 
 from qilian.bench.join import execute_endorsed, get_height, make_joiner, wait_until
 from qilian.crypto import get_suite
-from qilian.node.config import init_network, load_genesis
+from qilian.node.config import init_network, load_config, load_genesis, save_config
 from qilian.sdk.client import build_tx
 from qilian.sdk.keys import load_key
 from qilian.sdk.verify import verify_state_response, verify_validator_path
@@ -41,6 +42,9 @@ def test_a_node_joins_by_state_sync_and_follows_the_chain(tmp_path: Path) -> Non
     root = tmp_path / "net"
     init_network(root, 4, chain_id="fault-chain", suite_name="ed25519", organisations=ORGS, api_port=api,
                  p2p_port=p2p, params=ChainParams(block_interval_ms=100), timeouts=TIMEOUTS)
+    for i in range(4):  # small chunks, so the snapshot travels in many, each proven on its own
+        cfg = load_config(root / f"node{i}")
+        save_config(replace(cfg, chunk_entries=16))
     nodes = [NodeProc(root / f"node{i}", api + i) for i in range(4)]
     net = Net(root, nodes, load_key(root / "keys" / "org1-client.pem"))
     admins = [load_key(root / "keys" / f"{o}-admin.pem") for o in ORGS]
@@ -79,6 +83,7 @@ def test_a_node_joins_by_state_sync_and_follows_the_chain(tmp_path: Path) -> Non
         assert int(sync["first_block"]) == 1  # the chain is shorter than the window (1,000 blocks): all of it
         report = sync["report"]
         assert report["entries"] > 100 and report["window_blocks"] == snap_h, report
+        assert report["chunks"] >= report["entries"] // 16, report
 
         # it follows: block sync, then consensus; the state roots it computes are the network's
         tip = get_height(url)

@@ -23,6 +23,7 @@ import pytest
 from qilian.bench.chainbuild import ChainBuilder
 from qilian.execution.block import compute_tx_hashes
 from qilian.node.config import NodeConfig, init_home
+from qilian.node.ledger import verify_ledger
 from qilian.node.node import Node
 from qilian.node.snapshots import SnapshotServer, get_state_sync_record
 from qilian.node.statesync import (
@@ -211,6 +212,17 @@ def test_honest_snapshot_installs_the_servers_state_and_the_node_follows(
         assert joined.get_tip() == node.get_tip()
     finally:
         joined.close()
+    # verify-ledger checks a state-synced store from its snapshot, trusting only genesis
+    report_ok = verify_ledger(joiner / "data")
+    assert report_ok.ok and report_ok.checked == node.get_tip().height - h, report_ok.reason
+    store = ChainStore(joiner / "data")
+    try:
+        fk, _ = next(iter(store.iter_state_values()))
+        store.kv.write([(b"v", fk, b"edited by hand")])
+    finally:
+        store.close()
+    report_bad = verify_ledger(joiner / "data")
+    assert not report_bad.ok and "differs from the tree" in report_bad.reason, report_bad
 
 
 @pytest.mark.parametrize(("forge", "reason"), [

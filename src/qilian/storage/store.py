@@ -24,6 +24,9 @@ Every table is written append-friendly, so a block's commit costs the same after
   previous one's, ``g ‖ height ‖ index`` for each governance transaction (meta keeps ``gov_index_height`` and
   ``last_validators_hash``).
 
+A store made by state sync (:mod:`qilian.node.statesync`) has the same tables from the first block it holds, no
+receipts up to its snapshot height, and meta ``state_sync`` (the record :mod:`qilian.node.snapshots` decodes).
+
 ``x`` and ``v`` are still keyed by hashes; on the RocksDB engine such a put is a log append and a memtable insert,
 sorted in bulk later; on LMDB (the default) the batch is sorted into key order before it is written — the
 measurement that chose the default is in docs/benchmarks.md.
