@@ -407,34 +407,39 @@ class ChainStore:
     # process_install_finish the directory holds no genesis, no tip and no layout marker, so nothing opens it
     # as a chain.
 
-    def process_install_state(self, nodes: Mapping[bytes, bytes], values: Mapping[tuple[str, bytes], bytes]) -> None:
-        """Write the tree nodes and flat values of verified chunks (one batch)."""
-        ops: list[Op] = [(_NODES, ref, node) for ref, node in nodes.items()]
-        ops += [(_VALUES, compute_value_key(ns, key), value) for (ns, key), value in values.items()]
-        self.kv.write(ops)
-
     def process_install_blocks(self, items: Sequence[tuple[int, bytes, Commit, Sequence[bytes], Sequence[int]]],
                                ) -> None:
-        """Write verified blocks of the replay window with their commits, their transaction index entries and
-        their governance-index transaction entries (height, encoded block, commit, body hashes, governance
-        positions), in one batch; no receipts (they were never executed here). Any order of heights."""
+        """Write verified blocks of the replay window with their commits, their height-ordered transaction index
+        and their governance-index transaction entries (height, encoded block, commit, body hashes, governance
+        positions), in one batch; no receipts (they were never executed here). Any order of heights. The hash
+        map (``x``) entries are not written here: :meth:`compute_install_txmap` makes them for a bulk load."""
         ops: list[Op] = []
         for height, raw, commit, tx_hashes, gov_positions in items:
             hk = _height_key(height)
             ops += [(_BLOCKS, hk, raw), (_COMMITS, hk, commit.encode())]
             ops += [(_TXS, hk + struct.pack(">I", i), th) for i, th in enumerate(tx_hashes)]
             ops += [(_GOVINDEX, b"g" + hk + struct.pack(">I", i), b"") for i in gov_positions]
-        # Merge the hash map across the batch too (two blocks' hashes may share a prefix).
+        self.kv.write(ops)
+
+    @staticmethod
+    def compute_install_txmap(items: Iterable[tuple[int, Sequence[bytes]]]) -> dict[bytes, bytes]:
+        """Hash-map entries (prefix → ``height ‖ index`` locations) of (height, body hashes) pairs; entries of one
+        prefix from several loads are joined by concatenation (:meth:`process_install_sorted`)."""
         merged: dict[bytes, bytes] = {}
-        for height, _, _, tx_hashes, _ in items:
+        for height, tx_hashes in items:
             hk = _height_key(height)
             for i, th in enumerate(tx_hashes):
                 p = th[:TX_PREFIX_BYTES]
                 merged[p] = merged.get(p, b"") + hk + struct.pack(">I", i)
-        prefixes = sorted(merged)
-        for p, old in zip(prefixes, self.kv.get_many(_TXMAP, prefixes), strict=True):
-            ops.append((_TXMAP, p, (old or b"") + merged[p]))
-        self.kv.write(ops)
+        return merged
+
+    def process_install_sorted(self, kind: str, items: Sequence[tuple[bytes, bytes]]) -> None:
+        """Bulk-load sorted entries into an empty table of a store being installed — ``kind``: ``nodes`` (tree
+        nodes by reference), ``values`` (flat state by :func:`compute_value_key`) or ``txmap`` (hash-map
+        entries): in key order, appended, so a B-tree is filled page by page instead of rewriting random pages
+        batch after batch (measured: the difference between minutes and seconds at a million keys)."""
+        table = {"nodes": _NODES, "values": _VALUES, "txmap": _TXMAP}[kind]
+        self.kv.write_sorted(table, items)
 
     def process_install_finish(self, genesis: Genesis, tip: ChainTip, top_nodes: Mapping[bytes, bytes],
                                record: bytes, validator_change_heights: Sequence[int],
