@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -62,6 +63,8 @@ class StateSyncBenchConfig:
     """Longest the state-sync joiner may take to reach the tip."""
     out_dir: Path = Path("bench-results")
     """Where the JSON and markdown reports go."""
+    reuse: Path | None = None
+    """A directory an earlier run built (its chain is reused: the joiners start from empty data directories)."""
 
 
 @dataclass
@@ -180,14 +183,28 @@ def run_statesync_bench(cfg: StateSyncBenchConfig, say: Callable[[str], None]) -
     from qilian.bench.ports import get_free_port_block
     from qilian.node.config import load_config
 
-    root = Path(tempfile.mkdtemp(prefix="qilian-bench-statesync-"))
-    api = get_free_port_block(3)
-    p2p = get_free_port_block(3, avoid=range(api, api + 3))
     result = StateSyncBenchResult(config={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
-                                  machine=get_machine(), home=str(root))
-    say(f"building a chain of {cfg.txs:,} transactions in {root} …")
-    home, joiners, result.build, sizes = build_chain(root, cfg, api, p2p, say)
-    say(f"built: {result.build}")
+                                  machine=get_machine())
+    if cfg.reuse is not None:
+        root = cfg.reuse
+        saved = json.loads((root / "build.json").read_text())
+        result.build, sizes = saved["build"], saved["sizes"]
+        home, joiners = root / "validator", [Path(p) for p in saved["joiners"]]
+        for jh in joiners:
+            for d in ("data", "data.statesync"):
+                shutil.rmtree(jh / d, ignore_errors=True)
+        api = load_config(home).api_port
+        say(f"reusing the chain built in {root}: {result.build}")
+    else:
+        root = Path(tempfile.mkdtemp(prefix="qilian-bench-statesync-"))
+        api = get_free_port_block(3)
+        p2p = get_free_port_block(3, avoid=range(api, api + 3))
+        say(f"building a chain of {cfg.txs:,} transactions in {root} …")
+        home, joiners, result.build, sizes = build_chain(root, cfg, api, p2p, say)
+        (root / "build.json").write_text(json.dumps({"build": result.build, "sizes": sizes,
+                                                     "joiners": [str(j) for j in joiners]}))
+        say(f"built: {result.build}")
+    result.home = str(root)
     vapi = f"http://127.0.0.1:{api}"
     procs: list[subprocess.Popen[bytes]] = []
     try:

@@ -803,6 +803,8 @@ def bench_join(
     txs_per_block: Annotated[int, typer.Option(help="--state-sync: transactions per built block.", min=1)] = 2000,
     baseline_s: Annotated[float, typer.Option(help="--state-sync: longest run of the block-sync baseline (0: "
                                                    "none).", min=0)] = 120.0,
+    reuse: Annotated[Path | None, typer.Option(help="--state-sync: reuse the chain an earlier run built in this "
+                                                    "directory.")] = None,
 ) -> None:
     """A new organisation's validator joins a loaded network (genesis + seed, org.add, catch-up from genesis,
     validator.update, first signature): TPS before / during / after and the catch-up time (docs/benchmarks.md).
@@ -819,7 +821,7 @@ def bench_join(
         )
 
         scfg = StateSyncBenchConfig(txs=txs, txs_per_block=txs_per_block, suite=suite, baseline=baseline_s > 0,
-                                    baseline_s=baseline_s, out_dir=out)
+                                    baseline_s=baseline_s, out_dir=out, reuse=reuse)
         try:
             sres = run_statesync_bench(scfg, lambda m: err.print(f"[dim]{m}[/dim]"))
         except (RuntimeError, ValueError) as exc:

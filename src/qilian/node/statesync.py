@@ -39,7 +39,7 @@ import struct
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -132,6 +132,9 @@ class StateSyncReport:
     worker_s: dict[str, float]
     """Seconds of checking and storing, per step (window and chunks); the rest of each phase is the network and
     the server."""
+    cpu_s: float
+    """CPU seconds this process spent on the sync (all threads): what the sync costs whatever else the machine
+    runs."""
 
     def to_doc(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -604,6 +607,7 @@ async def process_sync_loop(cfg: NodeConfig, genesis: Genesis, peers: _Peers, wo
     attempt goes to another; a peer that offers none is passed over. None when no peer offers a snapshot (for
     GIVE_UP_S, or none of those connected) or MAX_ATTEMPTS failed."""
     t0 = time.monotonic()
+    cpu0 = time.process_time()
     for attempt in range(MAX_ATTEMPTS):
         address = await peers.wait_peer(GIVE_UP_S)
         if address is None:
@@ -628,6 +632,7 @@ async def process_sync_loop(cfg: NodeConfig, genesis: Genesis, peers: _Peers, wo
                 log.warning("state sync: no connected peer offers a snapshot; block sync from genesis")
                 return None
             continue
+        report = replace(report, cpu_s=round(time.process_time() - cpu0, 2))
         log.info("state sync done: %s", report.to_doc())
         return report
     log.warning("state sync: %d attempts failed; block sync from genesis", MAX_ATTEMPTS)
@@ -674,7 +679,8 @@ async def _attempt(cfg: NodeConfig, genesis: Genesis, peers: _Peers, address: by
     t4 = time.monotonic()
     return StateSyncReport(snap.height, name, len(snap.chunks), installer.entries, installer.state_bytes, blocks,
                            installer.window_bytes, round(t1 - t0, 3), round(t2 - t1, 3), round(t3 - t2, 3),
-                           round(t4 - t3, 3), round(t4 - t0, 3), {k: round(v, 3) for k, v in installer.cpu.items()})
+                           round(t4 - t3, 3), round(t4 - t0, 3), {k: round(v, 3) for k, v in installer.cpu.items()},
+                           0.0)
 
 
 __all__ = ["StateSyncReport", "is_state_sync_needed", "process_recover_dirs", "run_state_sync"]
