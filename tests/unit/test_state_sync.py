@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from qilian.api.errors import ApiError
+from qilian.api.readside import ReadSide
 from qilian.bench.chainbuild import ChainBuilder
 from qilian.execution.block import compute_tx_hashes
 from qilian.node.config import NodeConfig, init_home
@@ -199,6 +201,15 @@ def test_honest_snapshot_installs_the_servers_state_and_the_node_follows(
             assert blk.txs and all(store.is_tx_committed(th) for th in compute_tx_hashes(node.suite, blk.txs))
         record = get_state_sync_record(store)
         assert record is not None and record.height == h and record.window_start == 1
+        # what it lacks by design, the API says: a block below the window, receipts up to H, old states
+        reads = ReadSide(store, node.suite)
+        reads.sync_record = replace(record, window_start=5)  # as if the chain were longer than the window
+        for call, words in ((lambda: reads.get_block(3), "holds blocks from 5"),
+                            (lambda: reads.get_state("kv", b"k1", h), f"state sync with the state after block {h}")):
+            with pytest.raises(ApiError) as err:
+                call()
+            assert err.value.status == 404 and err.value.code == "not_on_this_node" and words in err.value.message
+        assert reads.get_block(h)["header"]["height"] == h
     finally:
         store.close()
     # the joined node executes the server's next blocks to the same roots

@@ -251,10 +251,15 @@ class SnapshotServer:
         if start_build:
             self._building = True
             fut = loop.run_in_executor(self._pool, self._open_session)
-            fut.add_done_callback(lambda _f: setattr(self, "_building", False))
+            fut.add_done_callback(self._on_session_built)
         if answer.height:
             self.manifests_served += 1
         return answer
+
+    def _on_session_built(self, fut: asyncio.Future[None]) -> None:
+        self._building = False
+        if not fut.cancelled() and fut.exception() is not None:
+            log.error("preparing a snapshot failed", exc_info=fut.exception())
 
     async def on_get_chunk(self, msg: GetChunk) -> Chunk:
         """One chunk of an offered snapshot (``found`` False once the snapshot is gone)."""
