@@ -87,7 +87,8 @@ class FakePeers(_Peers):
         elif isinstance(msg, GetChunk):
             ans = await server.on_get_chunk(msg)
         elif isinstance(msg, GetBlocks):
-            items, size = [], 0
+            items: list[BlockWithCommit] = []
+            size = 0
             for h in range(msg.start, min(msg.start + msg.count, node.get_tip().height + 1)):
                 raw, commit = node.store.get_block_bytes(h), node.store.get_commit(h)
                 assert raw is not None and commit is not None
