@@ -64,6 +64,7 @@ from qilian.sdk.keys import get_password_from_env, load_key
 from qilian.sdk.statesync import ManifestInvalid, TrustedSnapshot, check_window_block, verify_manifest
 from qilian.state.snapshot import ChunkInvalid, check_chunk, compute_top_nodes
 from qilian.storage.store import ChainStore, ChainTip, compute_value_key, get_store_engine
+from qilian.types.codec import decode_raw, encode_trusted
 from qilian.types.core import Commit, Genesis, ValidatorSet
 from qilian.types.struct import Wire
 
@@ -290,20 +291,20 @@ class _Peers:
 
 # -- the sync --------------------------------------------------------------------------------------------------
 
-_RUN_HEAD = struct.Struct(">II")
+RUN_PIECE: Final = 8192
+"""Items per piece of a run file (what the merge holds in memory per run)."""
 
 
-def _read_run(path: Path) -> Iterator[tuple[bytes, bytes]]:
+_PIECE_HEAD = struct.Struct(">I")
+
+
+def _read_run(path: Path) -> Iterator[list[bytes]]:
+    """The ``[key, value]`` items of a run file, in order: pieces of RUN_PIECE items, each ``u32 length ‖``
+    the canonical encoding of its list (:meth:`_SortedRuns.spill`)."""
     with open(path, "rb", buffering=1 << 20) as f:
-        head = f.read(_RUN_HEAD.size)
-        while head:
-            kl, vl = _RUN_HEAD.unpack(head)
-            yield f.read(kl), f.read(vl)
-            head = f.read(_RUN_HEAD.size)
-
-
-def _first_of(item: tuple[bytes, bytes]) -> bytes:
-    return item[0]
+        while head := f.read(_PIECE_HEAD.size):
+            (n,) = _PIECE_HEAD.unpack(head)
+            yield from decode_raw(f.read(n), max_bytes=n)
 
 
 class _SortedRuns:
@@ -349,8 +350,11 @@ class _SortedRuns:
             if not d:
                 continue
             path = self.dir / f"{kind}-{len(self.runs[kind]):05d}.run"
-            with open(path, "wb") as f:
-                f.write(b"".join(_RUN_HEAD.pack(len(k), len(d[k])) + k + d[k] for k in sorted(d)))
+            items = [[k, d[k]] for k in sorted(d)]
+            with open(path, "wb", buffering=1 << 20) as f:
+                for i in range(0, len(items), RUN_PIECE):
+                    raw = encode_trusted(items[i:i + RUN_PIECE])
+                    f.write(_PIECE_HEAD.pack(len(raw)) + raw)
             self.runs[kind].append(path)
             self.pending[kind] = {}
         self._count = 0
@@ -362,7 +366,8 @@ class _SortedRuns:
         self.spill()
         for kind in self.KINDS:
             batch: list[tuple[bytes, bytes]] = []
-            for k, v in heapq.merge(*(_read_run(p) for p in self.runs[kind]), key=_first_of):
+            # Items compare by key first; equal keys (a node, a hash-map prefix) then by value, which is fine.
+            for k, v in heapq.merge(*(_read_run(p) for p in self.runs[kind])):
                 if batch and batch[-1][0] == k:
                     if kind == "txmap":
                         batch[-1] = (k, batch[-1][1] + v)
