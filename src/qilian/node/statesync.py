@@ -623,7 +623,7 @@ async def process_sync_loop(cfg: NodeConfig, genesis: Genesis, peers: _Peers, wo
         except PeerFault as exc:
             peers.punish(exc.address, str(exc))
             continue
-        except SyncFailed as exc:
+        except (SyncFailed, OSError, ValueError) as exc:  # no one to blame: a timeout, a gone peer, the disk
             log.warning("state sync attempt %d with %s failed: %s; starting over", attempt + 1,
                         peers.get_name(address), exc)
             if time.monotonic() - peers.last_offer > GIVE_UP_S:
