@@ -34,6 +34,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -247,6 +248,11 @@ def _rocks_options(secondary: bool = False) -> Any:
     return opt
 
 
+ROCKS_STALL_WAIT_S: Final = 10.0
+"""Longest a commit retries a write RocksDB refuses during a write stall (sleeping between tries, the GIL free)
+before it writes blocking."""
+
+
 class RocksEngine:
     """Tables as one-byte key prefixes of one RocksDB keyspace (so a block's batch spans every table atomically).
 
@@ -277,6 +283,9 @@ class RocksEngine:
             raise
         self._sync = WriteOptions()
         self._sync.sync = durable
+        self._sync_no_stall = WriteOptions()
+        self._sync_no_stall.sync = durable
+        self._sync_no_stall.no_slowdown = True
 
     def get(self, table: bytes, key: bytes) -> bytes | None:
         value: bytes | None = self.db.get(table + key)
@@ -297,6 +306,27 @@ class RocksEngine:
                 batch.delete(table + key)
             else:
                 batch.put(table + key, value)
+        self._write_without_stalling(batch)
+
+    def _write_without_stalling(self, batch: Any) -> None:
+        """Write ``batch`` synced, waiting out RocksDB's write stalls *outside* the binding.
+
+        Why: the binding holds the GIL for the whole of a ``write``. When compaction falls behind, RocksDB slows or
+        stops writes, and a write that waits inside the binding freezes every thread of the node — the event loop,
+        the verifier threads, the API — for as long as the stall lasts. With ``no_slowdown`` RocksDB refuses such
+        a write at once and applies none of it; we then sleep (releasing the GIL) and retry. After
+        :data:`ROCKS_STALL_WAIT_S` of refusals the write is made blocking, so a commit always completes."""
+        deadline = time.monotonic() + ROCKS_STALL_WAIT_S
+        delay = 0.002
+        while time.monotonic() < deadline:
+            try:
+                self.db.write(batch, self._sync_no_stall)
+                return
+            except Exception as exc:  # the binding raises a bare Exception carrying RocksDB's status text
+                if "stall" not in str(exc).lower() and "incomplete" not in str(exc).lower():
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
         self.db.write(batch, self._sync)
 
     def iter_from(self, table: bytes, start: bytes) -> Iterator[tuple[bytes, bytes]]:
