@@ -130,7 +130,7 @@ def chain(tmp_path: Path) -> Iterator[tuple[Node, ChainBuilder, Path]]:
 
 
 def _run(node: Node, builder: ChainBuilder, joiner: Path,
-         tampers: dict[bytes, Tamper | None]) -> tuple[Any, FakePeers]:
+         tampers: dict[bytes, Tamper | None], engine: str = "") -> tuple[Any, FakePeers]:
     server = SnapshotServer(node, chunk_entries=64)
     client = load_key(node.config.home / "keys" / "org1-client.pem")
 
@@ -140,7 +140,8 @@ def _run(node: Node, builder: ChainBuilder, joiner: Path,
     peers = FakePeers({a: (server, node, t) for a, t in tampers.items()}, on_retry)
     worker = ThreadPoolExecutor(1)
     try:
-        report = asyncio.run(process_sync_loop(NodeConfig(home=joiner), node.genesis, peers, worker))
+        report = asyncio.run(process_sync_loop(NodeConfig(home=joiner, store_engine=engine), node.genesis, peers,
+                                               worker))
     finally:
         worker.shutdown()
         server.close()
@@ -171,10 +172,11 @@ def _forge_block(ans: Any) -> Any:
     return ans
 
 
+@pytest.mark.parametrize("engine", ["lmdb", "rocksdb"])
 def test_honest_snapshot_installs_the_servers_state_and_the_node_follows(
-        chain: tuple[Node, ChainBuilder, Path]) -> None:
+        chain: tuple[Node, ChainBuilder, Path], engine: str) -> None:
     node, builder, joiner = chain
-    report, peers = _run(node, builder, joiner, {b"B" * 20: None})
+    report, peers = _run(node, builder, joiner, {b"B" * 20: None}, engine)
     assert report is not None and not peers.punished
     assert report.chunks > 4 and report.window_blocks == report.height
     h = report.height
@@ -215,7 +217,7 @@ def test_honest_snapshot_installs_the_servers_state_and_the_node_follows(
     finally:
         store.close()
     # the joined node executes the server's next blocks to the same roots
-    joined = Node(NodeConfig(home=joiner))
+    joined = Node(NodeConfig(home=joiner, store_engine=engine))
     try:
         assert joined.valsets.get(h) == node.genesis.validators
         for height in range(h + 1, node.get_tip().height + 1):
