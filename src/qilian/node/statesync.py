@@ -626,6 +626,8 @@ async def process_sync_loop(cfg: NodeConfig, genesis: Genesis, peers: _Peers, wo
         except (SyncFailed, OSError, ValueError) as exc:  # no one to blame: a timeout, a gone peer, the disk
             log.warning("state sync attempt %d with %s failed: %s; starting over", attempt + 1,
                         peers.get_name(address), exc)
+            if len(peers.get_candidates()) > 1:
+                peers.banned.add(address)  # not punished (it may be slow, or have moved on): others first
             if time.monotonic() - peers.last_offer > GIVE_UP_S:
                 log.warning("state sync: no peer offered a snapshot for %.0f s; block sync from genesis", GIVE_UP_S)
                 return None
