@@ -191,6 +191,7 @@ def create_app(node: Node) -> FastAPI:
             "version": __version__,
             "python": platform.python_version(),
             **_consensus_status(node),
+            **_state_sync_status(node),
         }
 
     @app.get("/genesis", summary="The chain's genesis document")
@@ -501,3 +502,13 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise ApiError(413, "too_large", f"request body is over the limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _state_sync_status(node: Node) -> dict[str, Any]:
+    """A state-synced node says so in ``/status``: the snapshot height, the first block it holds, and the figures
+    of the sync this process ran (if it did)."""
+    rec = node.sync_record
+    if rec is None:
+        return {}
+    return {"state_sync": {"snapshot_height": rec.height, "first_block": rec.window_start,
+                           "report": node.state_sync_report}}

@@ -249,6 +249,14 @@ def make_gov_router(node: Node, api_error: type[Exception]) -> APIRouter:
             raise api_error(400, "bad_range", f"at most {MAX_HISTORY_RANGE} heights per request; page by range")
         if not 0 <= index <= 2**31:
             raise api_error(400, "bad_index", "index is a transaction position in the block of `from`")
+        rec = node.sync_record
+        if rec is not None and from_ <= rec.height:
+            # A state-synced node holds no receipts (and below its window no blocks) up to its snapshot: the
+            # history entries there cannot be proven here; say so rather than answer with a gap.
+            from qilian.node.snapshots import describe_missing
+
+            raise api_error(404, "not_on_this_node", describe_missing(rec, from_, "block")
+                            or describe_missing(rec, from_, "receipts") or "")
         entries: list[dict[str, Any]] = []
         next_doc: dict[str, int] | None = None
         with node.store.begin_snapshot() as snap:

@@ -25,7 +25,8 @@ from qilian.api.views import STATUS_NAMES, block_view, evidence_record_view, rec
 from qilian.crypto.suite import Suite
 from qilian.execution.evidence import EVIDENCE_NAMESPACE
 from qilian.execution.members import CURRENT_KEY, VALIDATOR_NAMESPACE
-from qilian.sdk.proofs import get_state_doc, get_tx_proof_doc, get_validator_path_doc
+from qilian.node.snapshots import compute_validator_path, describe_missing, get_state_sync_record
+from qilian.sdk.proofs import get_state_doc, get_tx_proof_doc, get_validator_path_doc_from_encoded
 from qilian.state import MissingNodeError, StateTree
 from qilian.storage.store import ChainStore, StoreSnapshot
 from qilian.types.core import Block, Commit, Genesis, ValidatorSet, compute_block_id, compute_tx_hash
@@ -48,6 +49,14 @@ class ReadSide:
         self.store = store
         self.suite = suite
         self.genesis = genesis
+        self.sync_record = get_state_sync_record(store)
+        """A state-synced node's record (None: the node holds the chain from genesis): which heights it lacks."""
+
+    def _check_held(self, height: int, what: str) -> None:
+        """Raise 404 ``not_on_this_node`` when a state-synced node lacks ``what`` at ``height`` by design."""
+        reason = describe_missing(self.sync_record, height, what)
+        if reason is not None:
+            raise ApiError(404, "not_on_this_node", reason)
 
     # -- validator paths ---------------------------------------------------------------------------------
 
@@ -57,40 +66,47 @@ class ReadSide:
             return self._get_validator_path(snap, target)
 
     def _get_validator_path(self, snap: StoreSnapshot, target: int) -> dict[str, Any]:
-        """The heights up to ``target`` whose signing set differs from the previous one's come from the
-        governance index (kept at commit: O(changes), never a scan of the headers); each is linked sequentially
-        only when the 1/3 trust rule cannot (the path stays small)."""
-        from qilian.sdk.verify import compute_trusted_power
+        """The path from genesis to ``target`` (:func:`qilian.node.snapshots.compute_validator_path`: the
+        governance index's change heights — on a state-synced node, those up to its snapshot from the path it
+        verified then — each linked sequentially only when the 1/3 trust rule cannot)."""
+        entries = self._get_path_entries(snap, target)
+        return get_validator_path_doc_from_encoded(self.suite, [
+            (e.validators, e.header, e.commit, e.parent_header, e.parent_commit) for e in entries])
 
-        entries: list[Any] = []
-        trusted = self.genesis.validators
+    def _get_path_entries(self, snap: StoreSnapshot, target: int) -> list[Any]:
         tree = StateTree(self.suite.hash, snap)
-        for h in snap.get_validator_change_heights(target):
-            block, prev_block = snap.get_block(h), snap.get_block(h - 1)
-            commit, prev_commit = snap.get_commit(h), snap.get_commit(h - 1)
-            if block is None or prev_block is None or commit is None or prev_commit is None:
-                raise ApiError(503, "unavailable", f"block {h} or its parent is not fully stored")
+
+        def get_set(h: int) -> ValidatorSet | None:
             # The set the index kept at the change (a pruning node has no state of old heights); an entry
             # written before the index kept sets is read from the state of that height.
             vset = snap.get_changed_validator_set(h)
-            if vset is None:
-                if h - 1 < snap.get_oldest_state_version():
-                    raise ApiError(410, "state_pruned",
-                                   f"the validator set of height {h} is neither in the governance index nor in a "
-                                   f"state this node still keeps; ask an archive node ([store] keep_states = 0)")
-                raw = tree.get_value(block.header.state_root, VALIDATOR_NAMESPACE, CURRENT_KEY)
-                vset = self.genesis.validators if raw is None else ValidatorSet.decode(raw)
-            skip = 3 * compute_trusted_power(self.genesis, trusted, commit) > trusted.total_power
-            entries.append((block, commit, vset, None if skip else (prev_block, prev_commit)))
-            trusted = vset
-        return get_validator_path_doc(self.suite, entries)
+            if vset is not None:
+                return vset
+            if h - 1 < snap.get_oldest_state_version():
+                raise ApiError(410, "state_pruned",
+                               f"the validator set of height {h} is neither in the governance index nor in a "
+                               f"state this node still keeps; ask an archive node ([store] keep_states = 0)")
+            block = snap.get_block(h)
+            if block is None:
+                return None
+            raw = tree.get_value(block.header.state_root, VALIDATOR_NAMESPACE, CURRENT_KEY)
+            return self.genesis.validators if raw is None else ValidatorSet.decode(raw)
+
+        try:
+            return compute_validator_path(self.genesis, snap, get_set, self.sync_record, target)
+        except LookupError as exc:
+            raise ApiError(503, "unavailable", str(exc)) from None
 
     def _get_needed_path(self, snap: StoreSnapshot, up_to: int) -> dict[str, Any] | None:
         """The validator path up to ``up_to`` when a set change lies at or below it; None when genesis's set signs
         every header up to there (documents then stay as they were)."""
-        if not snap.get_validator_change_heights(up_to):
+        if self.sync_record is None and not snap.get_validator_change_heights(up_to):
             return None
-        return self._get_validator_path(snap, up_to)
+        entries = self._get_path_entries(snap, up_to)
+        if not entries:
+            return None
+        return get_validator_path_doc_from_encoded(self.suite, [
+            (e.validators, e.header, e.commit, e.parent_header, e.parent_commit) for e in entries])
 
     @staticmethod
     def _with_path(doc: dict[str, Any], path: dict[str, Any] | None) -> dict[str, Any]:
@@ -111,6 +127,8 @@ class ReadSide:
                 return None
             height, index = loc
             block, commit, receipts = snap.get_block(height), snap.get_commit(height), snap.get_receipts(height)
+            if receipts is None:
+                self._check_held(height, "receipts")
             if block is None or commit is None or receipts is None:
                 raise ApiError(503, "unavailable", f"block {height} is not fully stored")
             child, child_commit = snap.get_block(height + 1), snap.get_commit(height + 1)
@@ -136,6 +154,7 @@ class ReadSide:
                 height = tip
             block = snap.get_block(height)
             if block is None:
+                self._check_held(height, "block")
                 raise ApiError(404, "not_found", f"no block at height {height} (the chain is at {tip})")
             commit = snap.get_commit(height)
         return block_view(self.suite, block, self._tx_hashes(block), commit)
@@ -145,6 +164,7 @@ class ReadSide:
         with self.store.begin_snapshot() as snap:
             block = snap.get_block(height)
             if block is None:
+                self._check_held(height, "block")
                 raise ApiError(404, "not_found",
                                f"no block at height {height} (the chain is at {snap.get_tip().height})")
             receipts = snap.get_receipts(height) or []
@@ -160,12 +180,13 @@ class ReadSide:
             tip = snap.get_tip().height
             top = tip if before is None else min(before - 1, tip)
             h = top
-            while h >= 1 and len(items) < limit:
+            bottom = 1 if self.sync_record is None else self.sync_record.window_start
+            while h >= bottom and len(items) < limit:
                 block, commit = snap.get_block(h), snap.get_commit(h)
                 if block is not None:
                     items.append(_summary(self.suite, block, commit))
                 h -= 1
-        return {"tip": tip, "items": items, "next_before": h + 1 if h >= 1 else None}
+        return {"tip": tip, "items": items, "next_before": h + 1 if h >= bottom else None}
 
     def get_signing_activity(self, window: int = MAX_SIGNATURE_WINDOW) -> dict[str, Any]:
         """For each validator address: the last height (within ``window`` recent blocks) whose commit carries its
@@ -218,6 +239,7 @@ class ReadSide:
             at = tip.height if height is None else height
             if not 1 <= at <= tip.height:
                 raise ApiError(404, "not_found", f"no header at height {at} (the chain is at {tip.height})")
+            self._check_held(at, "state")
             oldest = snap.get_oldest_state_version() + 1  # header h commits the state of version h - 1
             if at < oldest:
                 raise make_pruned_error(at, oldest, self.store.keep_states)
@@ -248,6 +270,7 @@ class ReadSide:
             rows = rows[:limit]
             entries: list[dict[str, Any]] = [{"key": k.hex(), "value": v.hex()} for k, v in rows]
             if proofs and rows:
+                self._check_held(tip.height, "state")
                 block, commit = snap.get_block(tip.height), snap.get_commit(tip.height)
                 if block is None or commit is None:
                     raise ApiError(503, "unavailable", "tip block is not stored")

@@ -122,14 +122,15 @@ class Joiner:
 
 
 def make_joiner(root: Path, org: str, suite: str, genesis: Path, seed: str, api_port: int, p2p_port: int,
-                timeouts: dict[str, int]) -> Joiner:
-    """Keys, TLS identity and home of a new organisation's node that knows only ``genesis`` and ``seed``."""
+                timeouts: dict[str, int], state_sync: bool = False) -> Joiner:
+    """Keys, TLS identity and home of a new organisation's node that knows only ``genesis`` and ``seed`` (and,
+    with ``state_sync``, joins from a snapshot: ``node join --state-sync``)."""
     from qilian.node.bootstrap import process_node_join, process_org_keygen
     from qilian.sdk.keys import load_key
 
     res = process_org_keygen(root / org, org, suite, 1, "127.0.0.1", p2p_port, api_port)
     home = res.node_homes[0]
-    process_node_join(home, genesis, [seed], timeouts=timeouts)
+    process_node_join(home, genesis, [seed], timeouts=timeouts, state_sync=state_sync)
     node_key = load_key(next((home / "keys").glob("*.pem")))
     admin = load_key(res.key_files[f"{org}-admin"])
     return Joiner(org, home, node_key, admin, res.org_json, f"http://127.0.0.1:{api_port}",

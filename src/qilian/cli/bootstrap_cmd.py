@@ -105,6 +105,9 @@ def node_join(
     = None,
     lan: Annotated[bool, typer.Option(help="Short consensus timers for nodes on one LAN (default: WAN).")]
     = False,
+    state_sync: Annotated[bool, typer.Option("--state-sync", help="Join from a verified snapshot of a recent "
+                                                                  "height, then block-sync the rest (instead of "
+                                                                  "re-executing the chain from genesis).")] = False,
 ) -> None:
     """Make a new organisation's node home ready to join a running chain with its genesis and a seed address
     (no peer list, no trust bundle: who is admitted and where to dial is chain state)."""
@@ -112,11 +115,13 @@ def node_join(
     from qilian.node.config import LOCAL_TIMEOUTS
 
     try:
-        cfg = process_node_join(home, genesis, seed, listen, api_host, dict(LOCAL_TIMEOUTS) if lan else None)
+        cfg = process_node_join(home, genesis, seed, listen, api_host, dict(LOCAL_TIMEOUTS) if lan else None,
+                                state_sync)
     except (BootstrapError, ValueError, OSError) as exc:
         _fail(str(exc))
         return
     print_facts({"node": cfg.name, "p2p": f"{cfg.p2p_host}:{cfg.p2p_port}", "api": f"{cfg.api_host}:{cfg.api_port}",
-                 "seeds": ", ".join(cfg.seeds), "start": f"qilian node start --home {home}",
+                 "seeds": ", ".join(cfg.seeds), "sync": "state sync" if cfg.state_sync else "from genesis",
+                 "start": f"qilian node start --home {home}",
                  "then": "qilian org add ORG/org.json --propose (the others admit the node once it is a member), "
                          f"and qilian node endpoint KEY {cfg.p2p_host}:{cfg.p2p_port} --execute"})

@@ -856,10 +856,40 @@ def bench_join(
     batch: Annotated[int, typer.Option(help="Transactions per POST /txs/batch.", min=1, max=5000)] = 25,
     block_interval_ms: Annotated[int, typer.Option(help="Block interval of the network.", min=1)] = 200,
     out: Annotated[Path, typer.Option(help="Where results go.")] = Path("bench-results"),
+    state_sync: Annotated[bool, typer.Option("--state-sync", help="Instead: build a chain of --txs transactions "
+                                                                  "and time a node joining it by state sync (and "
+                                                                  "by block sync from genesis).")] = False,
+    txs: Annotated[int, typer.Option(help="--state-sync: transactions in the built chain.", min=1)] = 1_000_000,
+    txs_per_block: Annotated[int, typer.Option(help="--state-sync: transactions per built block.", min=1)] = 2000,
+    baseline_s: Annotated[float, typer.Option(help="--state-sync: longest run of the block-sync baseline (0: "
+                                                   "none).", min=0)] = 120.0,
+    reuse: Annotated[Path | None, typer.Option(help="--state-sync: reuse the chain an earlier run built in this "
+                                                    "directory.")] = None,
 ) -> None:
     """A new organisation's validator joins a loaded network (genesis + seed, org.add, catch-up from genesis,
-    validator.update, first signature): TPS before / during / after and the catch-up time (docs/benchmarks.md)."""
+    validator.update, first signature): TPS before / during / after and the catch-up time (docs/benchmarks.md).
+    With --state-sync: the time a node takes to join a chain of --txs transactions by state sync, against block
+    sync from genesis."""
     from qilian.bench.join import JoinBenchConfig, JoinError, format_join_markdown, run_join_bench, write_join_outputs
+
+    if state_sync:
+        from qilian.bench.statesync_bench import (
+            StateSyncBenchConfig,
+            format_statesync_markdown,
+            run_statesync_bench,
+            write_statesync_outputs,
+        )
+
+        scfg = StateSyncBenchConfig(txs=txs, txs_per_block=txs_per_block, suite=suite, baseline=baseline_s > 0,
+                                    baseline_s=baseline_s, out_dir=out, reuse=reuse)
+        try:
+            sres = run_statesync_bench(scfg, lambda m: err.print(f"[dim]{m}[/dim]"))
+        except (RuntimeError, ValueError) as exc:
+            _fail(str(exc))
+            return
+        console.print(format_statesync_markdown(sres))
+        console.print("wrote " + ", ".join(str(p) for p in write_statesync_outputs(sres, out)), soft_wrap=True)
+        return
 
     cfg = JoinBenchConfig(validators=validators, suite=suite, rate=rate, batch=batch, phase_s=phase,
                           block_interval_ms=block_interval_ms, out_dir=out)

@@ -4,7 +4,8 @@ Validator sets are chain state (``sys:validators``, :mod:`qilian.execution.membe
 state holds ``current`` (signs h+1) and ``next`` (signs h+2). So the set of any height a node can be asked about
 is read from an immutable state root — the tip's for tip+1 and tip+2, the root named by a stored header for older
 heights (header h names the state after h-1, whose ``current`` signs h) — and never from genesis. Reading by root
-(not the flat tip state) keeps the answer exact while the node's execution thread commits the next block.
+(not the flat tip state) keeps the answer exact while the node's execution thread commits the next block. A
+state-synced node never held the states of its window below the snapshot: those sets come from its sync record.
 
 Pure: the chain comes in as three readers, so the node (its store, :mod:`qilian.node.valsets`) and the simulator (its
 in-memory ledger, :mod:`qilian.sim.disk`) run this very lookup and the simulator checks the node's rule."""
@@ -32,6 +33,9 @@ GetHeaderRoot = Callable[[int], bytes | None]
 """The state root named by the stored header of a height (the state after the height before), or None."""
 GetValueAt = Callable[[bytes, str, bytes], bytes | None]
 """A value of the state with a given root."""
+GetRecordedSet = Callable[[int], ValidatorSet | None]
+"""The set of a height whose state this node never held (a state-synced node's window below its snapshot; the
+sets were checked against the window headers' ``validators_hash`` at sync), or None for any other height."""
 
 
 def to_consensus_validators(vset: ValidatorSet) -> ConsensusValidators:
@@ -44,12 +48,13 @@ class ValidatorSetBook:
     because every root read is immutable)."""
 
     def __init__(self, suite: Suite, rules: ChainRules, get_tip: GetTip, get_header_root: GetHeaderRoot,
-                 get_value_at: GetValueAt):
+                 get_value_at: GetValueAt, get_recorded_set: GetRecordedSet | None = None):
         self.suite = suite
         self.rules = rules
         self._get_tip = get_tip
         self._get_header_root = get_header_root
         self._get_value_at = get_value_at
+        self._get_recorded_set = get_recorded_set
         self._by_root: OrderedDict[bytes, tuple[ValidatorSet, ValidatorSet]] = OrderedDict()
         self._by_height: OrderedDict[int, ValidatorSet] = OrderedDict()
         self._consensus: OrderedDict[bytes, ConsensusValidators] = OrderedDict()
@@ -82,6 +87,8 @@ class ValidatorSetBook:
         if height > tip_height:
             return None
         vset = self._by_height.get(height)
+        if vset is None and self._get_recorded_set is not None:
+            vset = self._get_recorded_set(height)
         if vset is None:
             root = self._get_header_root(height)
             if root is None:

@@ -22,6 +22,7 @@ from qilian.crypto.suite import Suite
 from qilian.execution.contracts import CONTRACTS_MODULE
 from qilian.indexer.sql import ContractVersion, EventRow, HeightRows, SqlIndex, TxRow
 from qilian.indexer.sqlite import SqliteIndex
+from qilian.node.snapshots import get_state_sync_record
 from qilian.storage.store import ChainStore
 from qilian.types.codec import to_json_value
 from qilian.types.core import Block, Commit, Receipt, compute_block_id, compute_tx_hash
@@ -121,6 +122,9 @@ class Indexer:
 
     def __init__(self, store: ChainStore, suite: Suite, index: SqlIndex):
         self.store, self.suite, self.index = store, suite, index
+        record = get_state_sync_record(store)
+        self.first_height = 1 if record is None else record.window_start
+        """The first height the store holds (a node that joined by state sync has no block below its window)."""
         if index.get_last_height() == 0 and not index.get_contract_versions(next(iter(sorted(SYSTEM_CONTRACTS)))):
             index.process_height(compute_genesis_rows(), advance=False)
 
@@ -144,7 +148,7 @@ class Indexer:
         """Index up to ``max_blocks`` heights after the last indexed one — consecutive heights batched into one
         write (MAX_HEIGHTS_PER_WRITE, MAX_TXS_PER_WRITE) — then repair gaps below it."""
         tip = self.store.get_tip().height
-        last = self.index.get_last_height()
+        last = max(self.index.get_last_height(), self.first_height - 1)
         done = 0
         while last < tip and done < max_blocks:
             batch: list[HeightRows] = []
@@ -162,7 +166,7 @@ class Indexer:
             last += len(batch)
             done += len(batch)
         repaired = 0
-        for h in self.index.get_missing_heights(last, MAX_GAPS_PER_PASS):
+        for h in self.index.get_missing_heights(last, MAX_GAPS_PER_PASS, self.first_height):
             if self.process_height(h, advance=False):
                 repaired += 1
         if repaired:

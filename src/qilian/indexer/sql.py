@@ -307,14 +307,18 @@ class SqlIndex(ABC):
             c.execute(q(_UPSERT_CONTRACT),
                       (cv.address, version, name, cv.deployer, cv.height, cv.idx, cv.tx_hash, cv.source))
 
-    def get_missing_heights(self, upto: int, limit: int) -> list[int]:
-        """Heights in 1..upto with no block row (a gap: a row lost or deleted), at most ``limit``."""
-        row = self._one("SELECT COUNT(*) FROM blocks WHERE height BETWEEN 1 AND ?", (upto,))
-        if row is None or int(row[0]) >= upto:
+    def get_missing_heights(self, upto: int, limit: int, first: int = 1) -> list[int]:
+        """Heights in first..upto with no block row (a gap: a row lost or deleted), at most ``limit`` (``first``:
+        the first height the node's store holds — above 1 on a node that joined by state sync)."""
+        if upto < first:
+            return []
+        row = self._one("SELECT COUNT(*) FROM blocks WHERE height BETWEEN ? AND ?", (first, upto))
+        if row is None or int(row[0]) >= upto - first + 1:
             return []
         missing: list[int] = []
-        expect = 1
-        for (h,) in self._rows("SELECT height FROM blocks WHERE height BETWEEN 1 AND ? ORDER BY height", (upto,)):
+        expect = first
+        for (h,) in self._rows("SELECT height FROM blocks WHERE height BETWEEN ? AND ? ORDER BY height",
+                               (first, upto)):
             while expect < h and len(missing) < limit:
                 missing.append(expect)
                 expect += 1

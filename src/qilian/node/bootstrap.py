@@ -208,12 +208,14 @@ def process_node_configure(home: Path, genesis_file: Path, peers_file: Path,
 
 
 def process_node_join(home: Path, genesis_file: Path, seeds: list[str], listen: str | None = None,
-                      api_host: str | None = None, timeouts: dict[str, int] | None = None) -> NodeConfig:
+                      api_host: str | None = None, timeouts: dict[str, int] | None = None,
+                      state_sync: bool = False) -> NodeConfig:
     """Make a node home from ``org keygen`` ready to join a *running* chain: copy its genesis and write
     ``node.toml`` with the seed addresses only — no peer list and no trust bundle, because admission and dialing
     follow chain state (execution/nodes.py). The node starts as an observer, syncs from genesis and is admitted
     by the others once its organisation (with this node key) is added by governance. Host and ports come from
-    the organisation's ``org.json`` beside the home."""
+    the organisation's ``org.json`` beside the home. ``state_sync``: join from a verified snapshot of a recent
+    height instead of re-executing from genesis (``[sync] state_sync``)."""
     from qilian.execution.nodes import EndpointError, compute_endpoint
 
     keys = sorted((home / "keys").glob("*.pem")) if (home / "keys").is_dir() else []
@@ -239,6 +241,6 @@ def process_node_join(home: Path, genesis_file: Path, seeds: list[str], listen: 
     host = str(me[0]["host"])
     cfg = NodeConfig(home=home, name=name, key_file=f"keys/{name}.pem", api_host=api_host or host,
                      api_port=int(me[0]["api_port"]), p2p_host=listen or host, p2p_port=int(me[0]["p2p_port"]),
-                     seeds=tuple(seeds), timeouts=dict(timeouts or {}))
+                     seeds=tuple(seeds), timeouts=dict(timeouts or {}), state_sync=state_sync)
     save_config(cfg)
     return cfg

@@ -76,6 +76,16 @@ class NodeConfig:
     indexer_url: str = ""
     """``[indexer] url``: the PostgreSQL URL (no password: libpq reads PGPASSWORD or ~/.pgpass), or for SQLite an
     optional file path (empty: ``index/index.sqlite`` in the home)."""
+    state_sync: bool = False
+    """``[sync] state_sync``: a node whose store holds no block yet joins by state sync — a verified snapshot of a
+    recent height, then block sync from there (docs/architecture.md, "State sync") — instead of re-executing the
+    chain from genesis."""
+    serve_snapshots: bool = True
+    """``[sync] serve_snapshots``: answer joining nodes' snapshot requests (from one store snapshot per offered
+    height; see :mod:`qilian.node.snapshots` for what that costs)."""
+    chunk_entries: int = 4096
+    """``[sync] chunk_entries``: the most state entries a served chunk holds (1..16,384, the receivers' limit;
+    a chunk is also cut at 1 MiB)."""
     timeouts: dict[str, int] = field(default_factory=dict)
     """Consensus timer overrides (TimeoutConfig field names, milliseconds)."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -117,6 +127,13 @@ def load_config(home: Path) -> NodeConfig:
     doc = tomllib.loads(path.read_text())
     node, api, mp = doc.get("node", {}), doc.get("api", {}), doc.get("mempool", {})
     p2p, ix, st = doc.get("p2p", {}), doc.get("indexer", {}), doc.get("store", {})
+    sync = doc.get("sync", {})
+    for name in ("state_sync", "serve_snapshots"):
+        if name in sync and type(sync[name]) is not bool:
+            raise ValueError(f"{path}: [sync] {name} must be true or false")
+    chunk_entries = sync.get("chunk_entries", 4096)
+    if type(chunk_entries) is not int or not 1 <= chunk_entries <= 16_384:
+        raise ValueError(f"{path}: [sync] chunk_entries must be an integer in 1..16384")
     store_engine = str(st.get("engine", ""))
     if store_engine not in ("", "lmdb", "rocksdb"):
         raise ValueError(f"{path}: [store] engine must be \"lmdb\" or \"rocksdb\", not {store_engine!r}")
@@ -150,6 +167,9 @@ def load_config(home: Path) -> NodeConfig:
         timeouts={k: int(v) for k, v in doc.get("consensus", {}).items()},
         indexer_backend=backend,
         indexer_url=str(ix.get("url", "")),
+        state_sync=bool(sync.get("state_sync", False)),
+        serve_snapshots=bool(sync.get("serve_snapshots", True)),
+        chunk_entries=chunk_entries,
     )
 
 
@@ -177,6 +197,9 @@ def save_config(cfg: NodeConfig) -> None:
         doc["indexer"] = {"backend": cfg.indexer_backend, "url": cfg.indexer_url}
     if cfg.timeouts:
         doc["consensus"] = dict(cfg.timeouts)
+    if cfg.state_sync or not cfg.serve_snapshots or cfg.chunk_entries != 4096:
+        doc["sync"] = {"state_sync": cfg.state_sync, "serve_snapshots": cfg.serve_snapshots,
+                       "chunk_entries": cfg.chunk_entries}
     if cfg.p2p_port:
         p2p: dict[str, Any] = {"host": cfg.p2p_host, "port": cfg.p2p_port}
         if cfg.blocked_peers:

@@ -29,7 +29,9 @@ from qilian.execution.rules import MemberInfo
 from qilian.execution.valsets import ValidatorSetBook
 from qilian.mempool.pool import Mempool
 from qilian.node.signer_store import load_signer_state, save_signer_state
+from qilian.node.snapshots import SnapshotServer
 from qilian.node.wal import Wal
+from qilian.p2p.messages import Chunk, GetChunk, GetSnapshot, SnapshotManifest
 from qilian.p2p.transport import Peer, Transport
 from qilian.shell.consensus import StateDiverged
 from qilian.shell.ports import SignerStore, TimerHandle, WalFile
@@ -143,7 +145,8 @@ class NodeLedger:
         self._members: dict[bytes, MemberInfo | None] = {}
         """Membership read in the current view (dropped with it)."""
         self._valsets = ValidatorSetBook(node.suite, node.rules, self._get_view_tip, self._get_view_header_root,
-                                         StateTree(node.suite.hash, _ViewNodes(self)).get_value)
+                                         StateTree(node.suite.hash, _ViewNodes(self)).get_value,
+                                         node.sync_record.get_set if node.sync_record is not None else None)
 
     def _advance_view(self) -> None:
         """A block is stored: the shell's reads move to it (on the event loop, before the shell hears of it)."""
@@ -307,6 +310,8 @@ class ConsensusDriver:
         self._fatal = asyncio.Event()
         self._fatal_reason = ""
         self._stopping = False
+        self.snapshots: SnapshotServer | None = None
+        """Serves state-sync snapshots to joining nodes (set by the node's wiring when it has peers)."""
         self.ledger = NodeLedger(node, self._exec_pool)
         """The shell's ledger port and its one view of the chain."""
         self.shell = Shell(
@@ -388,7 +393,16 @@ class ConsensusDriver:
 
     async def on_message(self, peer: Peer, msg: Any) -> None:
         """Handle one authenticated peer message; the next frame of this peer is read only once its work is done.
-        Raises PeerViolation for provably bad input."""
+        Raises PeerViolation for provably bad input. State-sync requests go to the snapshot server (not a reactor
+        of the shell: only the node has a store to serve snapshots from)."""
+        if isinstance(msg, GetSnapshot | GetChunk):
+            if self.snapshots is not None and self.transport is not None:
+                reply = await (self.snapshots.on_get_snapshot(msg) if isinstance(msg, GetSnapshot)
+                               else self.snapshots.on_get_chunk(msg))
+                self.transport.send(peer.spec.address, reply)
+            return
+        if isinstance(msg, SnapshotManifest | Chunk):
+            return  # answers to a state sync this process no longer runs
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
 

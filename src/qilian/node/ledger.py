@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from qilian.crypto import get_suite
 from qilian.execution.block import (
@@ -30,9 +31,9 @@ from qilian.execution.members import get_member, get_validator_sets
 from qilian.execution.params import get_chain_params
 from qilian.execution.rules import ChainRules
 from qilian.state import MemoryNodeStore, StateError, StateTree
-from qilian.storage.store import ChainStore, compute_value_key
+from qilian.storage.store import ChainStore, compute_value_key, split_value_key
 from qilian.types.codec import CodecError, encode_trusted
-from qilian.types.core import Block, ValidatorSet, compute_block_id
+from qilian.types.core import Block, Genesis, ValidatorSet, compute_block_id
 
 
 @dataclass(frozen=True)
@@ -78,12 +79,18 @@ def _check_stored_state(store: ChainStore, hash_fn: Callable[[bytes], bytes], ro
 
 
 def verify_ledger(data_dir: Path, progress: Callable[[int, int], None] | None = None) -> LedgerReport:
-    """Walk the chain in ``data_dir``; stop at the first block that fails."""
+    """Walk the chain in ``data_dir``; stop at the first block that fails. A store made by state sync is checked
+    from its snapshot (:func:`_verify_from_snapshot`)."""
     store = ChainStore(data_dir, readonly=False)
     try:
         genesis = store.get_genesis()
         if genesis is None:
             return LedgerReport(False, 0, 0, None, "no genesis in the database")
+        from qilian.node.snapshots import get_state_sync_record
+
+        record = get_state_sync_record(store)
+        if record is not None:
+            return _verify_from_snapshot(store, genesis, record, progress)
         suite = get_suite(genesis.suite)
         rules = ChainRules.from_genesis(genesis, suite)
         tip = store.get_tip()
@@ -165,6 +172,169 @@ def verify_ledger(data_dir: Path, progress: Callable[[int, int], None] | None = 
         return LedgerReport(True, checked, tip.height, None, "")
     finally:
         store.close()
+
+
+
+class _TreeState:
+    """The state at a root, read through the tree (a state-synced store holds no flat values of old heights):
+    what execution reads while ``verify-ledger`` re-executes from a snapshot."""
+
+    def __init__(self, tree: StateTree, root: bytes) -> None:
+        self.tree, self.root = tree, root
+
+    def get_state(self, namespace: str, key: bytes) -> bytes | None:
+        return self.tree.get_value(self.root, namespace, key)
+
+
+class _LayeredNodes:
+    """Tree nodes made by re-execution (memory) over the store's: the store is only read."""
+
+    def __init__(self, store: ChainStore) -> None:
+        self.store = store
+        self.nodes: dict[bytes, bytes] = {}
+
+    def get_node(self, node_hash: bytes) -> bytes | None:
+        got = self.nodes.get(node_hash)
+        return got if got is not None else self.store.get_node(node_hash)
+
+
+def _verify_from_snapshot(store: ChainStore, genesis: Genesis, record: Any,
+                          progress: Callable[[int, int], None] | None) -> LedgerReport:
+    """A state-synced store, trusting nothing in it but genesis: the validator path it kept and the stored header
+    H + 1 with its commit must verify from the genesis set (the light-client rules that accepted the snapshot);
+    every tree node under header H + 1's root is re-hashed; the window's blocks must hash-chain down from header
+    H + 1 and be indexed; every block after H is checked and re-executed from the snapshot's state (read through
+    that tree); and the stored flat values must be exactly the tree's at the tip, which is re-hashed too."""
+    from qilian.sdk.statesync import ManifestInvalid, TrustedSnapshot, check_window_block, get_path_doc
+    from qilian.sdk.verify import ProofInvalid, verify_header_and_commit, verify_validator_path
+
+    suite = get_suite(genesis.suite)
+    rules = ChainRules.from_genesis(genesis, suite)
+    tip = store.get_tip()
+    h = record.height
+
+    def fail(height: int, reason: str, done: int = 0) -> LedgerReport:
+        return LedgerReport(False, done, tip.height, height, reason)
+
+    nxt, nxt_commit = store.get_block(h + 1), store.get_commit(h + 1)
+    if nxt is None or nxt_commit is None or nxt.last_commit is None:
+        return fail(h + 1, f"state-synced at height {h}: block {h + 1}, which proves the snapshot, is not stored "
+                           f"yet (let the node sync one more block)")
+    try:
+        trusted = verify_validator_path(genesis, get_path_doc(record.path))
+        verify_header_and_commit(genesis, {"encoded": nxt.header.encode().hex()},
+                                 {"encoded": nxt_commit.encode().hex()}, trusted)
+    except ProofInvalid as exc:
+        return fail(h + 1, f"the snapshot's proving header {h + 1} does not verify from genesis: {exc}")
+    sets = {s.compute_hash(suite): s for _, s in record.spans}
+    snap = TrustedSnapshot(h, nxt.header.state_root, nxt.header.receipts_root, nxt.header.prev_block_id,
+                           nxt.header, nxt_commit, nxt.last_commit, record.window_start, sets, record.path, ())
+    seen_txs: set[bytes] = set()
+    expected = snap.block_id
+    time_ms = 0
+    for height in range(h, record.window_start - 1, -1):
+        raw = store.get_block_bytes(height)
+        if raw is None:
+            return fail(height, f"window block {height} is missing")
+        try:
+            wb = check_window_block(genesis, snap, raw, expected)
+        except ManifestInvalid as exc:
+            return fail(height, f"window block {height}: {exc}")
+        if record.get_set(height) is None or record.get_set(height).compute_hash(suite) != wb.header.validators_hash:
+            return fail(height, f"the record's validator set of height {height} is not the one its header names")
+        for th in wb.tx_hashes:
+            loc = store.get_tx_location(th)
+            if loc is None or loc[0] != height:
+                return fail(height, f"block {height}: transaction index does not point at this block")
+        seen_txs.update(wb.tx_hashes)
+        expected = wb.header.prev_block_id
+        if height == h:
+            time_ms = wb.header.time_ms
+    nodes = _LayeredNodes(store)
+    tree = StateTree(suite.hash, nodes)
+    try:  # every node under the proven root re-hashed: re-execution then reads only proven state
+        tree.check_tree(snap.state_root)
+    except (StateError, LookupError) as exc:
+        return fail(h, f"the snapshot's state under header {h + 1}'s root is damaged or incomplete: {exc}")
+    sets_by_height: dict[int, ValidatorSet] = {}
+
+    def get_set(height: int) -> ValidatorSet | None:
+        return sets_by_height.get(height) or record.get_set(height)
+
+    def get_parent(height: int, block_id: bytes, t_ms: int, root: bytes, receipts_root: bytes,
+                   last: ValidatorSet) -> ParentInfo:
+        state = _TreeState(tree, root)
+        current, nx = get_validator_sets(rules, state.get_state)
+        sets_by_height[height + 1] = current
+        return ParentInfo(height, block_id, t_ms, root, receipts_root, current, nx, last,
+                          lambda key: get_member(rules, state.get_state, key),
+                          get_chain_params(genesis.params, state.get_state, height + 1), get_set,
+                          lambda e: state.get_state(EVIDENCE_NAMESPACE, e) is not None)
+
+    last_set = record.get_set(h)
+    assert last_set is not None
+    try:
+        parent = get_parent(h, snap.block_id, time_ms, snap.state_root, snap.receipts_root, last_set)
+    except (StateError, LookupError) as exc:
+        return fail(h, f"the snapshot's state under header {h + 1}'s root is not stored whole: {exc}")
+    checked = 0
+    for height in range(h + 1, tip.height + 1):
+        def failed(reason: str, at: int = height, done: int = checked) -> LedgerReport:
+            return LedgerReport(False, done, tip.height, at, reason)
+
+        raw = store.get_block_bytes(height)
+        if raw is None:
+            return failed(f"block {height} is missing")
+        try:
+            block = Block.decode(raw)
+        except CodecError as exc:
+            return failed(f"block {height} does not decode: {exc}")
+        hashes = compute_tx_hashes(suite, block.txs)
+        try:
+            check_block(rules, parent, block, hashes, seen_txs.__contains__)
+            commit = store.get_commit(height)
+            if commit is None:
+                return failed(f"block {height} has no stored commit")
+            block_id = compute_block_id(suite, block.header)
+            check_commit(suite, genesis.chain_id, parent.validators, commit, block_id, height)
+        except (BlockInvalid, CodecError) as exc:
+            return failed(f"block {height}: {exc}")
+        for th in hashes:
+            loc = store.get_tx_location(th)
+            if loc is None or loc[0] != height:
+                return failed(f"block {height}: transaction index does not point at this block")
+        result = execute_block(rules, _TreeState(tree, parent.state_root), block.txs, hashes, height,
+                               block.header.time_ms, block.evidence)
+        if store.get_receipts_bytes(height) != encode_trusted([r.to_wire() for r in result.receipts]):
+            return failed(f"block {height}: stored receipts differ from re-execution")
+        new_root, new_nodes = tree.apply_writes(parent.state_root, result.writes, height)
+        nodes.nodes.update(new_nodes)
+        seen_txs.update(hashes)
+        parent = get_parent(height, block_id, block.header.time_ms, new_root, result.receipts_root,
+                            parent.validators)
+        checked += 1
+        if progress is not None:
+            progress(height, tip.height)
+    if (tip.state_root, tip.receipts_root, tip.block_id) != (parent.state_root, parent.receipts_root,
+                                                             parent.block_id):
+        return LedgerReport(False, checked, tip.height, tip.height,
+                            f"stored chain tip does not match re-execution of block {tip.height}")
+    read = StateTree(suite.hash, nodes)
+    count = 0
+    for fk, value in store.iter_state_values():
+        ns, key = split_value_key(fk)
+        if read.get_value(tip.state_root, ns, key) != value:
+            return LedgerReport(False, checked, tip.height, tip.height,
+                                f"stored state value {fk[:40]!r} differs from the tree at the tip")
+        count += 1
+    try:
+        keys = read.check_tree(tip.state_root)
+    except (StateError, LookupError) as exc:
+        return LedgerReport(False, checked, tip.height, tip.height, f"stored state tree is damaged: {exc}")
+    if keys != count:
+        return LedgerReport(False, checked, tip.height, tip.height,
+                            f"stored state tree holds {keys} keys; the flat state {count}")
+    return LedgerReport(True, checked, tip.height, None, "")
 
 
 __all__ = ["LedgerReport", "verify_ledger"]

@@ -42,6 +42,7 @@ from qilian.mempool.pool import Mempool, MempoolFull, PoolEntry
 from qilian.node.config import NodeConfig, load_genesis
 from qilian.node.limits import check_chain_params
 from qilian.node.pruning import PRUNE_BATCH_ENTRIES, check_keep_states, compute_prune_budget
+from qilian.node.snapshots import get_state_sync_record
 from qilian.node.valsets import ValidatorSets
 from qilian.sdk.keys import get_password_from_env, load_key
 from qilian.state import ZERO_HASH, MemoryNodeStore, StateTree
@@ -147,10 +148,16 @@ class Node:
             log.info("pruning: keeping the last %d states (stale index from version %d)",
                      config.store_keep_states, since)
         self.tree = StateTree(self.suite.hash, self.store)
+        self.sync_record = get_state_sync_record(self.store)
+        """What this node's store remembers of the snapshot it joined from (None: it holds the chain from
+        genesis): the heights it holds and the validator sets of its window."""
+        self.state_sync_report: dict[str, Any] | None = None
+        """Figures of the state sync this process ran before it started (``/status``), or None."""
         if self.store.get_index_height() < self.store.get_tip().height:
             n = self.store.process_index_backfill(compute_gov_positions)
             log.info("governance index: %d stored blocks indexed (a database from before the index)", n)
-        self.valsets = ValidatorSets(self.store, self.suite, self.rules)
+        self.valsets = ValidatorSets(self.store, self.suite, self.rules,
+                                     self.sync_record.get_set if self.sync_record is not None else None)
         """The validator set of each height, read from chain state (never from genesis)."""
         self._members: tuple[int, dict[bytes, MemberInfo | None]] = (-1, {})
         """(tip height, key → membership read at that tip): admission's membership cache."""

@@ -18,6 +18,8 @@ from qilian.execution.nodes import EndpointError, compute_endpoint
 from qilian.node.config import NodeConfig, load_config
 from qilian.node.consensus import ConsensusDriver
 from qilian.node.node import Node
+from qilian.node.snapshots import SnapshotServer
+from qilian.node.statesync import is_state_sync_needed, process_recover_dirs, run_state_sync
 from qilian.p2p.transport import PeerSpec, Transport
 
 log = logging.getLogger("qilian.node")
@@ -26,7 +28,13 @@ log = logging.getLogger("qilian.node")
 async def serve(home: Path, port: int | None = None, host: str | None = None) -> None:
     """Start the node of ``home`` and serve until a stop signal; blocks are committed durably before a stop."""
     cfg = load_config(home)
+    process_recover_dirs(cfg)
+    report = None
+    if is_state_sync_needed(cfg):
+        log.info("node %s: joining by state sync", cfg.name)
+        report = await run_state_sync(cfg)
     node = Node(cfg)
+    node.state_sync_report = report.to_doc() if report is not None else None
     driver = make_driver(cfg, node)
     app = create_app(node)
     ucfg = uvicorn.Config(
@@ -74,6 +82,8 @@ async def serve(home: Path, port: int | None = None, host: str | None = None) ->
         if driver.transport is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(driver.transport.stop(), 5)
+        if driver.snapshots is not None:
+            driver.snapshots.close()
         driver.close()
         node.close()
         log.info("node %s stopped", cfg.name)
@@ -117,6 +127,8 @@ def make_driver(cfg: NodeConfig, node: Node) -> ConsensusDriver:
         transport.set_targets(get_peer_targets(node))
         node.on_nodes_changed = on_nodes_changed
     driver = ConsensusDriver(node, transport, timeouts, cfg.wal_path, cfg.signer_state_path)
+    if transport is not None:
+        driver.snapshots = SnapshotServer(node, cfg.serve_snapshots, cfg.chunk_entries)
     node.on_tx_admitted = driver.on_tx_admitted
     node.consensus = driver
     return driver

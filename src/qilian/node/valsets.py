@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from qilian.crypto.suite import Suite
 from qilian.execution.rules import ChainRules
-from qilian.execution.valsets import ValidatorSetBook, to_consensus_validators
+from qilian.execution.valsets import GetRecordedSet, ValidatorSetBook, to_consensus_validators
 from qilian.state import StateTree
 from qilian.storage.store import ChainStore
 
@@ -18,10 +18,12 @@ from qilian.storage.store import ChainStore
 class ValidatorSets(ValidatorSetBook):
     """Validator sets by height, read from the state of that height in the node's store."""
 
-    def __init__(self, store: ChainStore, suite: Suite, rules: ChainRules):
+    def __init__(self, store: ChainStore, suite: Suite, rules: ChainRules,
+                 get_recorded_set: GetRecordedSet | None = None):
+        """``get_recorded_set``: a state-synced node's window sets (its record), else None."""
         self.store = store
         self.tree = StateTree(suite.hash, store)
-        super().__init__(suite, rules, self._get_tip, self._get_header_root, self.tree.get_value)
+        super().__init__(suite, rules, self._get_tip, self._get_header_root, self.tree.get_value, get_recorded_set)
 
     def _get_tip(self) -> tuple[int, bytes]:
         tip = self.store.get_tip()

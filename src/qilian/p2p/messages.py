@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
+from qilian.state.snapshot import MAX_CHUNK_ENTRIES, MAX_CHUNKS, ChunkSpec
+from qilian.state.tree import MAX_KEY_BYTES, MAX_NAMESPACE_BYTES, MAX_VALUE_BYTES
 from qilian.types.codec import CodecError, decode_raw, encode_trusted
 from qilian.types.core import (
     ADDRESS_SIZE,
@@ -22,7 +24,7 @@ from qilian.types.core import (
     Evidence,
     Vote,
 )
-from qilian.types.struct import Bytes, Kind, ListOf, Optional, Struct, Text, UInt, Wire
+from qilian.types.struct import Bool, Bytes, Kind, ListOf, Optional, Struct, Text, UInt, Wire
 
 MAX_FRAME_BYTES: Final = 16 * 1024 * 1024
 """Largest frame a node accepts from a peer; a larger length prefix disconnects the peer before reading it."""
@@ -40,6 +42,18 @@ DOMAIN_HELLO: Final = b"QILIAN/HELLO/2\x00"
 """Prefix of the bytes a node signs in its handshake (version 2: nonces and the accepting side's certificate)."""
 HELLO_NONCE_BYTES: Final = 32
 """Size of a handshake nonce."""
+MAX_SNAPSHOT_PATH_ENTRIES: Final = 256
+"""Most validator-set changes a snapshot manifest's validator path carries (from genesis to the snapshot's
+proving header). A chain with more changes needs the path in pieces or a trusted checkpoint (docs/spec/statesync.md,
+"Limits"); a server refuses to offer a snapshot past it."""
+MAX_SNAPSHOT_WINDOW_SETS: Final = 1024
+"""Most distinct validator sets a manifest names for the heights of the replay window (at most one per height)."""
+MAX_HEADER_BYTES: Final = 4096
+"""Largest encoded header or validator-path header in a manifest (a header is ~400 bytes)."""
+MAX_COMMIT_BYTES: Final = 1 << 20
+"""Largest encoded commit in a manifest (as in a synced block)."""
+MAX_VALIDATOR_SET_BYTES: Final = 1 << 20
+"""Largest encoded validator set in a manifest."""
 
 _hash = Bytes(size=HASH_SIZE)
 _sig = Bytes(max_size=MAX_SIGNATURE)
@@ -197,9 +211,132 @@ class EvidenceMsg(Wire):
     WIRE: ClassVar[tuple[Kind, ...]] = (ListOf(Struct(Evidence), max_items=MAX_EVIDENCE_PER_MESSAGE),)
 
 
-Message = Hello | Status | TxBatch | GetTxs | ProposalMsg | Vote | GetBlocks | Blocks | HelloProof | EvidenceMsg
+@dataclass(frozen=True, slots=True)
+class GetSnapshot(Wire):
+    """Ask a peer for the manifest of a state-sync snapshot (docs/spec/statesync.md)."""
+
+    height: int
+    """0: the newest snapshot the peer offers; else that height (a joiner resuming)."""
+
+    WIRE: ClassVar[tuple[Kind, ...]] = (UInt(),)
+
+
+@dataclass(frozen=True, slots=True)
+class PathEntry(Wire):
+    """One entry of a validator path (the API's ``qilian-validator-path/1``, in canonical bytes): a height whose
+    signing set differs from the height before's."""
+
+    validators: bytes
+    """The encoded validator set that signs the entry's header."""
+    header: bytes
+    """The encoded header of the change height."""
+    commit: bytes
+    """Its encoded commit."""
+    parent_header: bytes
+    """The encoded header before it (signed by the previously trusted set, naming this set as next), or empty
+    when more than 1/3 of the previous set's power signed ``commit`` (the skipping rule)."""
+    parent_commit: bytes
+    """The parent header's encoded commit, or empty."""
+
+    WIRE: ClassVar[tuple[Kind, ...]] = (Bytes(max_size=MAX_VALIDATOR_SET_BYTES), Bytes(max_size=MAX_HEADER_BYTES),
+                                        Bytes(max_size=MAX_COMMIT_BYTES), Bytes(max_size=MAX_HEADER_BYTES),
+                                        Bytes(max_size=MAX_COMMIT_BYTES))
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotManifest(Wire):
+    """Answer to GetSnapshot: the state after block ``height`` and everything that proves it from genesis.
+
+    ``height`` 0 means no snapshot now: ``retry_ms`` > 0 — one is being prepared, ask again after that long;
+    ``retry_ms`` 0 — this peer offers none (too little history, or state sync serving is off)."""
+
+    height: int
+    """H: the snapshot holds the state after executing block H (0: none, see above)."""
+    retry_ms: int
+    """When ``height`` is 0: when to ask again (0: do not)."""
+    next_header: bytes
+    """The encoded header of block H + 1: its ``state_root`` is the snapshot's root (deferred execution: header
+    h + 1 commits the state after h)."""
+    next_commit: bytes
+    """The encoded commit of block H + 1, signed by more than 2/3 of that height's validator power."""
+    last_commit: bytes
+    """The encoded commit of block H carried by block H + 1 (its hash is ``next_header.last_commit_hash``)."""
+    path: tuple[PathEntry, ...]
+    """The validator path from genesis to H + 1 (checked by :func:`qilian.sdk.verify.verify_validator_path`)."""
+    window_sets: tuple[bytes, ...]
+    """The encoded validator sets named by the headers of the replay window (the blocks a joiner fetches below
+    H + 1), each once."""
+    chunks: tuple[ChunkSpec, ...]
+    """The chunk list: a cover of the state tree's path space (:mod:`qilian.state.snapshot`)."""
+
+    WIRE: ClassVar[tuple[Kind, ...]] = (UInt(), UInt(), Bytes(max_size=MAX_HEADER_BYTES, allow_empty=True),
+                                        Bytes(max_size=MAX_COMMIT_BYTES), Bytes(max_size=MAX_COMMIT_BYTES),
+                                        ListOf(Struct(PathEntry), max_items=MAX_SNAPSHOT_PATH_ENTRIES),
+                                        ListOf(Bytes(max_size=MAX_VALIDATOR_SET_BYTES),
+                                               max_items=MAX_SNAPSHOT_WINDOW_SETS),
+                                        ListOf(Struct(ChunkSpec), max_items=MAX_CHUNKS))
+
+
+@dataclass(frozen=True, slots=True)
+class GetChunk(Wire):
+    """Ask a peer for one chunk of the snapshot of ``height``."""
+
+    height: int
+    """The snapshot's height (from its manifest)."""
+    index: int
+    """The chunk's position in the manifest's chunk list."""
+
+    WIRE: ClassVar[tuple[Kind, ...]] = (UInt(), UInt())
+
+
+class ChunkEntries(Kind):
+    """A chunk's entries: a list of ``[namespace, key, value]`` (text, bytes, bytes), kept as a tuple of tuples.
+    Keys travel whole because the state tree holds only their hashed paths. Checked inline (types and bounds),
+    not as one structure per entry: a chunk holds thousands, and the receiver checks each against its spec
+    anyway (:func:`qilian.state.snapshot.check_chunk`: namespace and key limits, paths, order)."""
+
+    def to_wire(self, value: Any) -> Any:
+        return [list(e) for e in value]
+
+    def from_wire(self, obj: Any, where: str) -> Any:
+        if type(obj) is not list:
+            raise CodecError(f"{where}: expected a list of entries")
+        if len(obj) > MAX_CHUNK_ENTRIES:
+            raise CodecError(f"{where}: {len(obj)} entries is over the limit of {MAX_CHUNK_ENTRIES}")
+        out = []
+        for i, e in enumerate(obj):
+            if (type(e) is not list or len(e) != 3 or type(e[0]) is not str or type(e[1]) is not bytes
+                    or type(e[2]) is not bytes):
+                raise CodecError(f"{where}[{i}]: expected [namespace, key, value]")
+            if len(e[0]) > MAX_NAMESPACE_BYTES or len(e[1]) > MAX_KEY_BYTES or len(e[2]) > MAX_VALUE_BYTES:
+                raise CodecError(f"{where}[{i}]: namespace, key or value over its limit")
+            out.append((e[0], e[1], e[2]))
+        return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk(Wire):
+    """Answer to GetChunk: the entries under the chunk's prefix in path order, or ``found`` False when the peer no
+    longer serves that snapshot (the joiner starts over with a fresh manifest)."""
+
+    height: int
+    """The snapshot's height."""
+    index: int
+    """The chunk's position in the manifest."""
+    found: bool
+    """False: the snapshot is gone (expired on the peer)."""
+    entries: tuple[tuple[str, bytes, bytes], ...]
+    """The entries as (namespace, key, value), in path order (at most MAX_CHUNK_ENTRIES; bytes bounded by the
+    frame and by MAX_CHUNK_BYTES at the check)."""
+
+    WIRE: ClassVar[tuple[Kind, ...]] = (UInt(), UInt(), Bool(), ChunkEntries())
+
+
+Message = (Hello | Status | TxBatch | GetTxs | ProposalMsg | Vote | GetBlocks | Blocks | HelloProof | EvidenceMsg
+           | GetSnapshot | SnapshotManifest | GetChunk | Chunk)
 KINDS: Final[dict[int, type[Wire]]] = {1: Hello, 2: Status, 3: TxBatch, 4: GetTxs, 5: ProposalMsg, 6: Vote,
-                                       7: GetBlocks, 8: Blocks, 9: HelloProof, 10: EvidenceMsg}
+                                       7: GetBlocks, 8: Blocks, 9: HelloProof, 10: EvidenceMsg, 11: GetSnapshot,
+                                       12: SnapshotManifest, 13: GetChunk, 14: Chunk}
 _KIND_OF: Final = {cls: k for k, cls in KINDS.items()}
 
 

@@ -80,6 +80,23 @@ def get_validator_path_doc(suite: Suite, entries: Sequence[tuple[Block, Commit, 
     return {"type": PATH_TYPE, "version": PATH_VERSION, "entries": out}
 
 
+def get_validator_path_doc_from_encoded(suite: Suite, entries: Sequence[tuple[bytes, bytes, bytes, bytes, bytes]]
+                                        ) -> dict[str, Any]:
+    """:func:`get_validator_path_doc` from canonical bytes: (validator set, header, commit, parent header, parent
+    commit) per entry, the parent pair empty when absent — the form a state-synced node keeps and P2P carries
+    (:class:`qilian.p2p.messages.PathEntry`)."""
+    out = []
+    for vset, header, commit, parent_header, parent_commit in entries:
+        hd = BlockHeader.decode(header)
+        e: dict[str, Any] = {"height": hd.height, "validators": ValidatorSet.decode(vset).encode().hex(),
+                             "header": get_header_doc(suite, hd), "commit": get_commit_doc(Commit.decode(commit))}
+        if parent_header:
+            e["parent"] = {"header": get_header_doc(suite, BlockHeader.decode(parent_header)),
+                           "commit": get_commit_doc(Commit.decode(parent_commit))}
+        out.append(e)
+    return {"type": PATH_TYPE, "version": PATH_VERSION, "entries": out}
+
+
 def get_merkle_doc(proof: merkle.MerkleProof) -> dict[str, Any]:
     """A Merkle inclusion proof as JSON."""
     return {"index": proof.index, "size": proof.size, "path": [h.hex() for h in proof.path]}

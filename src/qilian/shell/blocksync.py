@@ -58,6 +58,11 @@ class BlockSyncReactor:
         """Blocks applied from peers (exposed in /status and /metrics)."""
         self._timer: TimerHandle | None = None
         self._stopping = False
+        self._asked: dict[bytes, int] = {}
+        """Peer → first height of the last sync request sent to it."""
+        self._lacking: dict[bytes, int] = {}
+        """Peer → a first height it answered with no blocks: a node that joined by state sync holds no block
+        below its snapshot's window, so it is passed over for that height while another peer is ahead."""
 
     def start(self) -> None:
         self._on_status_timer()
@@ -105,8 +110,10 @@ class BlockSyncReactor:
         ahead = [a for a in ahead if a[0] > tip]
         if not ahead:
             return
-        _, best = max(ahead)
+        holding = [a for a in ahead if self._lacking.get(a[1]) != tip + 1]
+        _, best = max(holding or ahead)
         if self.network.send(best, GetBlocks(tip + 1, SYNC_BATCH)):
+            self._asked[best] = tip + 1
             self.sync_pending_since = self.clock.get_monotonic_ms()
 
     def on_get_blocks(self, sender: bytes, req: GetBlocks) -> None:
@@ -132,6 +139,8 @@ class BlockSyncReactor:
         sender's fault (reported, and the rest of the batch dropped)."""
         self.sync_pending_since = None
         items = list(msg.items)
+        if not items and sender in self._asked:
+            self._lacking[sender] = self._asked[sender]
         state = {"applied": 0}
 
         def job(release: Release) -> None:

@@ -431,6 +431,22 @@ class StateTree:
             depth += 1
         return _make_proof(depth, bits, siblings, None, None)
 
+    def get_subtree_hash(self, root: bytes, prefix: int, depth: int) -> bytes:
+        """Hash of the canonical subtree of the paths starting with ``prefix`` (``depth`` bits) under ``root``:
+        ZERO_HASH when no key lies there, the leaf's hash when one does (a lone leaf may sit above the prefix's
+        depth), else the node at that depth. What a state-sync chunk spec names (:mod:`qilian.state.snapshot`)."""
+        ref = self._root_ref(root)
+        read = self._read
+        for d in range(depth):
+            if ref == ZERO_REF:
+                return ZERO_HASH
+            data = read(ref)
+            if data[0] != _NODE_TAG:
+                under = int.from_bytes(data[1:33], "big") >> (PATH_BITS - depth) == prefix
+                return ref[8:] if under else ZERO_HASH
+            ref = data[41:81] if (prefix >> (depth - 1 - d)) & 1 else data[1:41]
+        return ZERO_HASH if ref == ZERO_REF else ref[8:]
+
     def iter_items(self, root: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Every ``(path, value)`` under ``root``, in path order (keys are hashed; the tree does not hold them)."""
         stack = [self._root_ref(root)]

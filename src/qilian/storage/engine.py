@@ -97,6 +97,10 @@ class KVEngine(Protocol):
     def compact(self) -> None:
         """Give the space of deleted entries back (offline: no other process may have the database open)."""
 
+    def flush(self) -> None: ...
+
+    def write_sorted(self, table: bytes, items: Sequence[tuple[bytes, bytes]]) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -126,12 +130,15 @@ def get_disk_bytes(path: Path) -> int:
 class LmdbEngine:
     """Tables as LMDB sub-databases; single writer, any number of readers, across threads and processes."""
 
-    def __init__(self, path: Path, readonly: bool = False, map_size: int = LMDB_MAP_SIZE):
+    def __init__(self, path: Path, readonly: bool = False, map_size: int = LMDB_MAP_SIZE, durable: bool = True):
+        """``durable`` False: batches are not synced one by one (:meth:`flush` syncs them all) — for a store that
+        is thrown away if the process dies before it is complete (a state sync's staging store)."""
         self.path = path
         self._readonly = readonly
         self._map_size = map_size
-        self.env = lmdb.open(str(path), map_size=map_size, max_dbs=len(TABLES) + 1, sync=True, metasync=True,
-                             readonly=readonly, lock=True, max_readers=256)
+        self._durable = durable
+        self.env = lmdb.open(str(path), map_size=map_size, max_dbs=len(TABLES) + 1, sync=durable,
+                             metasync=durable, readonly=readonly, lock=True, max_readers=256)
         self._dbs = {t: self.env.open_db(b"t" + t, create=not readonly) for t in TABLES}
 
     def get(self, table: bytes, key: bytes) -> bytes | None:
@@ -160,6 +167,19 @@ class LmdbEngine:
 
     def snapshot(self) -> LmdbSnapshot:
         return LmdbSnapshot(self)
+
+    def flush(self) -> None:
+        """Make every batch written so far durable (a no-op in effect when ``durable``)."""
+        self.env.sync(True)
+
+    def write_sorted(self, table: bytes, items: Sequence[tuple[bytes, bytes]]) -> None:
+        """Append ``items`` — in strictly increasing key order, all after the table's last key — in one
+        transaction: a bulk load fills B-tree pages in order instead of rewriting random ones."""
+        with self.env.begin(write=True) as txn:
+            _, added = txn.cursor(db=self._dbs[table]).putmulti(items, append=True)
+            if added != len(items):
+                raise ValueError(f"bulk load into table {table!r}: {added} of {len(items)} items appended (keys "
+                                 f"not in increasing order after the table's last)")
 
     def catch_up(self) -> None:
         """Nothing to do: every LMDB read transaction starts at the latest committed write, in any process."""
@@ -295,7 +315,8 @@ class RocksEngine:
     thread-safe for one writer and any number of readers in that process. ``readonly``: a secondary instance (see
     the module docstring), any number of them beside the writer, each advancing only at :meth:`catch_up`."""
 
-    def __init__(self, path: Path, readonly: bool = False):
+    def __init__(self, path: Path, readonly: bool = False, durable: bool = True):
+        """``durable`` False: batches are not synced one by one (:meth:`flush` makes them durable)."""
         from rocksdict import AccessType, Rdict, ReadOptions, WriteOptions
 
         self._ReadOptions = ReadOptions
@@ -316,9 +337,9 @@ class RocksEngine:
                                  f"read it with a read-only command such as `qilian indexer`)") from exc
             raise
         self._sync = WriteOptions()
-        self._sync.sync = True
+        self._sync.sync = durable
         self._sync_no_stall = WriteOptions()
-        self._sync_no_stall.sync = True
+        self._sync_no_stall.sync = durable
         self._sync_no_stall.no_slowdown = True
 
     def get(self, table: bytes, key: bytes) -> bytes | None:
@@ -373,6 +394,14 @@ class RocksEngine:
 
     def snapshot(self) -> RocksSnapshot:
         return RocksSnapshot(self)
+
+    def flush(self) -> None:
+        """Make every batch written so far durable (memtables to SST files)."""
+        self.db.flush(True)
+
+    def write_sorted(self, table: bytes, items: Sequence[tuple[bytes, bytes]]) -> None:
+        """Bulk load of sorted items (an LSM tree takes any order; one batch)."""
+        self.write([(table, k, v) for k, v in items])
 
     def catch_up(self) -> None:
         """A secondary: replay what the primary has written since the last catch-up (whole batches); open
