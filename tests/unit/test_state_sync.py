@@ -205,7 +205,7 @@ def test_honest_snapshot_installs_the_servers_state_and_the_node_follows(
         record = get_state_sync_record(store)
         assert record is not None and record.height == h and record.window_start == 1
         # what it lacks by design, the API says: a block below the window, receipts up to H, old states
-        reads = ReadSide(store, node.suite)
+        reads = ReadSide(store, node.suite, node.genesis)
         with pytest.raises(ApiError) as err:
             reads.get_state("kv", b"k1", h)
         assert err.value.status == 404 and err.value.code == "not_on_this_node"
