@@ -95,14 +95,14 @@ class SignedChain:
         return 0 if h < ADDED_AT else 1 if h < REPLACED_AT else 2
 
     def path(self, to: int) -> dict[str, Any]:
-        """The path a node serves (api/gov.py's rule: a parent only where the 1/3 skip rule cannot link)."""
+        """The path a node serves (the read side's rule: a parent only where the 1/3 skip rule cannot link)."""
         entries = []
         if to >= ADDED_AT:
-            entries.append((self.blocks[ADDED_AT], self.commits[ADDED_AT], self.sets[1], None))
+            entries.append((self.blocks[ADDED_AT].header, self.commits[ADDED_AT], self.sets[1], None))
         if to >= REPLACED_AT:
             p = REPLACED_AT - 1
-            entries.append((self.blocks[REPLACED_AT], self.commits[REPLACED_AT], self.sets[2],
-                            (self.blocks[p], self.commits[p])))
+            entries.append((self.blocks[REPLACED_AT].header, self.commits[REPLACED_AT], self.sets[2],
+                            (self.blocks[p].header, self.commits[p])))
         return get_validator_path_doc(self.suite, entries)
 
     def header_doc(self, h: int) -> dict[str, Any]:

@@ -64,18 +64,19 @@ PATH_TYPE = "qilian-validator-path"
 PATH_VERSION = 1
 
 
-def get_validator_path_doc(suite: Suite, entries: Sequence[tuple[Block, Commit, ValidatorSet,
-                                                                   tuple[Block, Commit] | None]]) -> dict[str, Any]:
+def get_validator_path_doc(suite: Suite, entries: Sequence[tuple[BlockHeader, Commit, ValidatorSet,
+                                                                   tuple[BlockHeader, Commit] | None]]
+                           ) -> dict[str, Any]:
     """A validator-set change path: for each height h whose signing set differs from h−1's, in height order, the
     header and commit of h and the set V that signs it, and — where the 1/3 trust rule cannot carry the light
     client from the previous set — the header and commit of h−1 (``parent``: signed by the previous set, its
     ``next_validators_hash`` names V)."""
     out = []
-    for block, commit, vset, parent in entries:
-        e: dict[str, Any] = {"height": block.header.height, "validators": vset.encode().hex(),
-                             "header": get_header_doc(suite, block.header), "commit": get_commit_doc(commit)}
+    for header, commit, vset, parent in entries:
+        e: dict[str, Any] = {"height": header.height, "validators": vset.encode().hex(),
+                             "header": get_header_doc(suite, header), "commit": get_commit_doc(commit)}
         if parent is not None:
-            e["parent"] = {"header": get_header_doc(suite, parent[0].header), "commit": get_commit_doc(parent[1])}
+            e["parent"] = {"header": get_header_doc(suite, parent[0]), "commit": get_commit_doc(parent[1])}
         out.append(e)
     return {"type": PATH_TYPE, "version": PATH_VERSION, "entries": out}
 
@@ -85,16 +86,10 @@ def get_validator_path_doc_from_encoded(suite: Suite, entries: Sequence[tuple[by
     """:func:`get_validator_path_doc` from canonical bytes: (validator set, header, commit, parent header, parent
     commit) per entry, the parent pair empty when absent — the form a state-synced node keeps and P2P carries
     (:class:`qilian.p2p.messages.PathEntry`)."""
-    out = []
-    for vset, header, commit, parent_header, parent_commit in entries:
-        hd = BlockHeader.decode(header)
-        e: dict[str, Any] = {"height": hd.height, "validators": ValidatorSet.decode(vset).encode().hex(),
-                             "header": get_header_doc(suite, hd), "commit": get_commit_doc(Commit.decode(commit))}
-        if parent_header:
-            e["parent"] = {"header": get_header_doc(suite, BlockHeader.decode(parent_header)),
-                           "commit": get_commit_doc(Commit.decode(parent_commit))}
-        out.append(e)
-    return {"type": PATH_TYPE, "version": PATH_VERSION, "entries": out}
+    return get_validator_path_doc(suite, [
+        (BlockHeader.decode(header), Commit.decode(commit), ValidatorSet.decode(vset),
+         (BlockHeader.decode(parent_header), Commit.decode(parent_commit)) if parent_header else None)
+        for vset, header, commit, parent_header, parent_commit in entries])
 
 
 def get_merkle_doc(proof: merkle.MerkleProof) -> dict[str, Any]:
