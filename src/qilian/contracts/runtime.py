@@ -555,14 +555,26 @@ class Runtime:
             before = size
             size += _header(n)
             out: Any
+            # Short ASCII text and short bytes -- most of what crosses -- are sized inline (the same sizes
+            # scalar_size gives: a 1-byte header up to 31 characters, a 2-byte one up to 255 bytes); everything
+            # else goes through scalar_size, which also refuses what may not cross.
             if t is dict:
                 out = {}
                 for k, c in v.items():
                     if type(k) is not str:
                         raise ContractError(ErrorCode.CODEC, f"{what}: map keys are text, not {type(k).__name__}")
-                    size += scalar_size(k)
+                    if len(k) <= 31 and k.isascii():
+                        size += 1 + len(k)
+                    else:
+                        size += scalar_size(k)
                     tc = type(c)
-                    if tc is list or tc is tuple or tc is dict:
+                    if tc is str and len(c) <= 31 and c.isascii():
+                        size += 1 + len(c)
+                        out[k] = c
+                    elif tc is bytes and len(c) <= 255:
+                        size += 2 + len(c)
+                        out[k] = c
+                    elif tc is list or tc is tuple or tc is dict:
                         out[k] = None
                         stack.append((c, out, k, depth + 1))
                     else:
@@ -572,7 +584,13 @@ class Runtime:
                 out = [None] * n
                 for i, c in enumerate(v):
                     tc = type(c)
-                    if tc is list or tc is tuple or tc is dict:
+                    if tc is str and len(c) <= 31 and c.isascii():
+                        size += 1 + len(c)
+                        out[i] = c
+                    elif tc is bytes and len(c) <= 255:
+                        size += 2 + len(c)
+                        out[i] = c
+                    elif tc is list or tc is tuple or tc is dict:
                         stack.append((c, out, i, depth + 1))
                     else:
                         size += scalar_size(c)

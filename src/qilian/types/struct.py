@@ -165,6 +165,30 @@ def _describe(obj: Any) -> str:
     return type(obj).__name__
 
 
+_FIELDS: dict[type, tuple[dataclasses.Field[Any], ...]] = {}
+_WIRE_PLANS: dict[type, tuple[tuple[str, Callable[[Any], Any] | None], ...]] = {}
+
+
+def _get_fields(cls: type) -> tuple[dataclasses.Field[Any], ...]:
+    """``dataclasses.fields`` of a structure, computed once per class (it walks the class dict on every call, and
+    every encode and decode of every block, transaction, vote and receipt asks for it)."""
+    fields = _FIELDS.get(cls)
+    if fields is None:
+        fields = _FIELDS[cls] = dataclasses.fields(cls)
+    return fields
+
+
+def _get_wire_plan(cls: type[Wire]) -> tuple[tuple[str, Callable[[Any], Any] | None], ...]:
+    """Per field of ``cls``: its name and its kind's ``to_wire``, or None where that is the identity (the scalar
+    kinds), so encoding a structure calls nothing for its plain fields. Computed once per class."""
+    plan = _WIRE_PLANS.get(cls)
+    if plan is None:
+        plan = _WIRE_PLANS[cls] = tuple(
+            (f.name, None if type(kind).to_wire is Kind.to_wire else kind.to_wire)
+            for kind, f in zip(cls.WIRE, _get_fields(cls), strict=True))
+    return plan
+
+
 class Wire:
     """Mixin for frozen dataclasses with a ``WIRE`` tuple of field kinds in declaration order."""
 
@@ -179,10 +203,8 @@ class Wire:
 
     def to_wire(self) -> list[Any]:
         """The structure as a codec value: the array of its fields."""
-        return [
-            kind.to_wire(getattr(self, f.name))
-            for kind, f in zip(self.WIRE, dataclasses.fields(self), strict=True)  # type: ignore[arg-type]
-        ]
+        return [getattr(self, name) if convert is None else convert(getattr(self, name))
+                for name, convert in _get_wire_plan(type(self))]
 
     @classmethod
     def from_wire(cls, obj: Any, where: str = "") -> Self:
@@ -198,7 +220,7 @@ class Wire:
     def _build_checked(cls, obj: Any, where: str, decoded: bool) -> Self:
         """One body for both ways in, so they can differ only in how ``any`` fields are checked."""
         where = where or cls.__name__
-        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        fields = _get_fields(cls)
         if type(obj) is not list:
             raise CodecError(f"{where}: expected an array of {len(fields)} fields, got {_describe(obj)}")
         if len(obj) != len(fields):
