@@ -1,7 +1,10 @@
 """The indexer: turns committed blocks from the block store into index rows.
 
-It reads the block store only — never the node's memory — so it can run embedded in the node (woken by a commit
-hook), or offline over a stopped node's data (``qilian indexer``), and both give the same index. Catching up walks
+It reads the block store — never the node's other memory — so it can run embedded in the node (woken by a commit
+hook), or offline over a stopped node's data (``qilian indexer``), and both give the same index. The one shortcut:
+the embedded runner is handed each block the node has just stored (the very objects written, with their body
+hashes), so following the tip it does not read back and decode what it was given; any height it was not handed
+(catch-up, gap repair, a restart) comes from the store, and both give the same rows. Catching up walks
 from the last indexed height to the store's tip; the gap detector re-indexes any height missing below it (a
 row deleted or lost) from the same store.
 """
@@ -11,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -39,6 +43,9 @@ writes each height as it comes. One commit per batch instead of per height: the 
 upper levels, the blocks table, the meta row) are written once per batch (docs/benchmarks.md)."""
 MAX_TXS_PER_WRITE: Final = 10_000
 """A batch also ends once it holds this many transactions (bounds the memory and the length of a write)."""
+MAX_HANDED_TXS: Final = 20_000
+"""Most transactions of blocks handed over by the node (:meth:`Indexer.on_stored`) held for the next pass — four
+full blocks; an indexer further behind reads the rest from the store."""
 MAX_GAPS_PER_PASS: Final = 100
 """Most missing heights the gap detector repairs in one pass."""
 BACKENDS: Final = ("sqlite", "postgres")
@@ -80,17 +87,22 @@ def open_index(home: Path, backend: str = "sqlite", url: str = "") -> SqlIndex:
     raise ValueError(f"unknown index backend {backend!r}: one of {', '.join(BACKENDS)}")
 
 
-def compute_height_rows(suite: Suite, block: Block, commit: Commit | None, receipts: list[Receipt]) -> HeightRows:
-    """The index rows of one committed block (pure: the same block always gives the same rows)."""
+def compute_height_rows(suite: Suite, block: Block, commit: Commit | None, receipts: Sequence[Receipt],
+                        tx_hashes: Sequence[bytes] | None = None) -> HeightRows:
+    """The index rows of one committed block (pure: the same block always gives the same rows). ``tx_hashes``, the
+    block's body hashes when the caller has them, saves re-encoding and hashing every body."""
     h = block.header
     txs: list[TxRow] = []
     events: list[EventRow] = []
     contracts: list[ContractVersion] = []
+    senders: dict[bytes, str] = {}
     for i, tx in enumerate(block.txs):
-        th = compute_tx_hash(suite, tx.body).hex()
+        th = (compute_tx_hash(suite, tx.body) if tx_hashes is None else tx_hashes[i]).hex()
         r = receipts[i] if i < len(receipts) else None
         b = tx.body
-        sender = suite.compute_address(b.sender).hex()
+        sender = senders.get(b.sender)
+        if sender is None:
+            sender = senders[b.sender] = suite.compute_address(b.sender).hex()
         status = "unknown" if r is None else STATUS_NAMES.get(r.status, str(r.status))
         target = b.to
         if b.to == CONTRACTS_MODULE and r is not None and r.status == 0 and isinstance(r.result, str):
@@ -124,12 +136,45 @@ class Indexer:
         self.store, self.suite, self.index = store, suite, index
         record = get_state_sync_record(store)
         self.first_height = 1 if record is None else record.window_start
+        self._handed: dict[int, tuple[Block, Commit, Sequence[bytes], Sequence[Receipt]]] = {}
+        """Blocks the node handed over (:meth:`on_stored`) and no pass has taken yet, by height."""
+        self._handed_txs = 0
+        self._handed_lock = threading.Lock()
         """The first height the store holds (a node that joined by state sync has no block below its window)."""
         if index.get_last_height() == 0 and not index.get_contract_versions(next(iter(sorted(SYSTEM_CONTRACTS)))):
             index.process_height(compute_genesis_rows(), advance=False)
 
+    def on_stored(self, block: Block, commit: Commit, tx_hashes: Sequence[bytes], receipts: Sequence[Receipt]) -> None:
+        """Take a block the node has just stored (its commit hook): the next pass indexes it from these objects
+        instead of reading it back. At most MAX_HANDED_TXS transactions are held; beyond that the oldest are
+        dropped and read from the store when their turn comes. Called on the event loop while a pass may run on
+        a thread, hence the lock."""
+        with self._handed_lock:
+            self._handed[block.header.height] = (block, commit, tx_hashes, receipts)
+            self._handed_txs += len(block.txs)
+            while self._handed_txs > MAX_HANDED_TXS and len(self._handed) > 1:
+                self._drop_handed(min(self._handed))
+
+    def _take_handed(self, height: int) -> tuple[Block, Commit, Sequence[bytes], Sequence[Receipt]] | None:
+        """The block handed over for ``height``, if any; forgets it and every lower one (indexed already, or to be
+        repaired from the store)."""
+        with self._handed_lock:
+            for old in [k for k in self._handed if k < height]:
+                self._drop_handed(old)
+            return self._drop_handed(height)
+
+    def _drop_handed(self, height: int) -> tuple[Block, Commit, Sequence[bytes], Sequence[Receipt]] | None:
+        got = self._handed.pop(height, None)
+        if got is not None:
+            self._handed_txs -= len(got[0].txs)
+        return got
+
     def get_height_rows(self, height: int) -> HeightRows | None:
-        """The rows of one height from the store; None when the store does not hold it (yet)."""
+        """The rows of one height — from the block the node handed over, else from the store; None when the
+        store does not hold it (yet)."""
+        handed = self._take_handed(height)
+        if handed is not None:
+            return compute_height_rows(self.suite, handed[0], handed[1], handed[3], handed[2])
         with self.store.begin_snapshot() as snap:
             block, commit, receipts = snap.get_block(height), snap.get_commit(height), snap.get_receipts(height)
         if block is None:
@@ -199,8 +244,10 @@ class EmbeddedIndexer:
         self.on_pass: Callable[[PassResult], None] | None = None
         """Called after each pass (metrics)."""
 
-    def on_commit(self, *_: object) -> None:
-        """The node's commit hook: wake the runner (cheap; the work happens on a thread)."""
+    def on_commit(self, block: Block, commit: Commit, tx_hashes: Sequence[bytes], receipts: Sequence[Receipt]) -> None:
+        """The node's commit hook: hand the stored block over and wake the runner (cheap; the work happens on a
+        thread)."""
+        self.indexer.on_stored(block, commit, tx_hashes, receipts)
         self._wake.set()
 
     def start(self) -> None:

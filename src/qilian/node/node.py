@@ -172,7 +172,7 @@ class Node:
         """Set by the P2P wiring: re-read the registered nodes (who is admitted, where to dial) after such a block."""
         self.mempool = Mempool(config.mempool_max_txs, config.mempool_max_bytes)
         self._verify_pool = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="verify")
-        self.verifying: dict[bytes, tuple[Transaction, asyncio.Future[dict[bytes, bool]]]] = {}
+        self.verifying: dict[bytes, tuple[Transaction, asyncio.Future[dict[bytes, bool]], bytes]] = {}
         """Transactions whose signature check is running, by signature key (:func:`compute_sig_key`)."""
         self._verifying_by_signed: dict[bytes, bytes] = {}
         """Signed hash → signature key of a running check (block assembly looks transactions up by signed hash)."""
@@ -275,6 +275,7 @@ class Node:
         results: list[tuple[bytes, str, str]] = [(b"", "", "")] * len(raws)
         todo: list[tuple[int, Transaction, bytes, int]] = []
         decoded: list[tuple[Transaction, bytes] | Exception] = []
+        senders: dict[bytes, str] = {}
         for raw in raws:
             try:
                 if len(raw) > max_tx:
@@ -298,8 +299,10 @@ class Node:
                     continue
                 check_tx_static(self.rules, tx, len(raw), self.get_member)
                 check_tx_window(self.rules, tx, next_height)
-                check_admission_not_frozen(self.store.get_state, self.suite.compute_address(tx.body.sender).hex(),
-                                           tx.body.to, tx.body.method, next_height)
+                sender = senders.get(tx.body.sender)
+                if sender is None:
+                    sender = senders[tx.body.sender] = self.suite.compute_address(tx.body.sender).hex()
+                check_admission_not_frozen(self.store.get_state, sender, tx.body.to, tx.body.method, next_height)
             except CodecError as exc:
                 results[i] = (b"", "malformed", str(exc))
                 continue
@@ -307,10 +310,12 @@ class Node:
                 results[i] = (b"", exc.code, exc.message)
                 continue
             todo.append((i, tx, th, len(raw)))
-        verdicts = await self.process_verify_many([(tx, th) for _, tx, th, _ in todo])
+        # raws[i] decoded, so it is canonical: its hash is the signed hash.
+        signed = [self.suite.hash(raws[i]) for i, _, _, _ in todo]
+        verdicts = await self.process_verify_many([(tx, th) for _, tx, th, _ in todo], signed)
         full_at: int | None = None
         committed = self.store.get_committed(th for _, _, th, _ in todo)  # blocks may have landed meanwhile
-        for i, tx, th, size in todo:
+        for (i, tx, th, size), signed_hash in zip(todo, signed, strict=True):
             if not verdicts.get(compute_sig_key(th, tx), False):
                 results[i] = (th, "bad_signature", "signature does not verify for the sender key and this body")
                 continue
@@ -321,8 +326,7 @@ class Node:
                 results[i] = (th, "known", "")
                 continue
             try:
-                # raws[i] decoded, so it is canonical: its hash is the signed hash.
-                self.mempool.process_add(PoolEntry(tx, th, self.suite.hash(raws[i]), size))
+                self.mempool.process_add(PoolEntry(tx, th, signed_hash, size))
             except MempoolFull as exc:
                 full_at = i
                 results[i] = (th, "mempool_full", str(exc))
@@ -332,16 +336,19 @@ class Node:
                 self.on_tx_admitted(raws[i], from_client)
         return BatchResult(tuple(results), full_at)
 
-    async def process_verify_many(self, items: list[tuple[Transaction, bytes]]) -> dict[bytes, bool]:
+    async def process_verify_many(self, items: list[tuple[Transaction, bytes]],
+                                  signed_hashes: Sequence[bytes] | None = None) -> dict[bytes, bool]:
         """Signature verdicts for many transactions, keyed by :func:`compute_sig_key` (never by body hash alone:
         one body may arrive with many signatures, and a verdict on one says nothing about another), computed on
         the verifier threads — each signature once: cached verdicts are reused and a signature already being
         checked for another batch is awaited, not checked again. While a check runs, the transaction is visible
-        to block assembly (:meth:`get_verifying_tx`)."""
+        to block assembly (:meth:`get_verifying_tx`), by its signed hash: ``signed_hashes`` (one per item) when
+        the caller hashed the received bytes already, else computed here once per checked transaction."""
         verdicts: dict[bytes, bool] = {}
         waits: list[tuple[bytes, asyncio.Future[dict[bytes, bool]]]] = []
         need: list[tuple[Transaction, bytes]] = []
-        for tx, th in items:
+        need_signed: list[bytes | None] = []
+        for k, (tx, th) in enumerate(items):
             sk = compute_sig_key(th, tx)
             if self.sig_ok.get(sk):
                 verdicts[sk] = True
@@ -350,6 +357,7 @@ class Node:
             elif sk not in verdicts:
                 verdicts[sk] = False  # placeholder until checked below
                 need.append((tx, th))
+                need_signed.append(None if signed_hashes is None else signed_hashes[k])
         if need:
             loop = asyncio.get_running_loop()
             step = max(64, -(-len(need) // VERIFY_THREADS))
@@ -357,10 +365,13 @@ class Node:
                 chunk = need[k:k + step]
                 fut: asyncio.Future[dict[bytes, bool]] = asyncio.ensure_future(
                     _run_chunk(loop, self._verify_pool, self.suite, chunk))
-                for tx, th in chunk:
+                for j, (tx, th) in enumerate(chunk, start=k):
                     sk = compute_sig_key(th, tx)
-                    self.verifying[sk] = (tx, fut)
-                    self._verifying_by_signed[compute_signed_tx_hash(self.suite, tx)] = sk
+                    signed = need_signed[j]
+                    if signed is None:
+                        signed = compute_signed_tx_hash(self.suite, tx)
+                    self.verifying[sk] = (tx, fut, signed)
+                    self._verifying_by_signed[signed] = sk
                     waits.append((sk, fut))
         for sk, fut in waits:
             try:
@@ -369,7 +380,7 @@ class Node:
                 entry = self.verifying.get(sk)
                 if entry is not None and entry[1] is fut:
                     del self.verifying[sk]
-                    self._verifying_by_signed.pop(compute_signed_tx_hash(self.suite, entry[0]), None)
+                    self._verifying_by_signed.pop(entry[2], None)
             verdicts[sk] = res[sk]
             if res[sk]:
                 self._remember_sig(sk)
