@@ -217,6 +217,7 @@ class NodeLedger:
 
     def execute_and_store(self, block: Block, commit: Commit, hashes: list[bytes],
                           done: Callable[[list[Receipt] | None, BaseException | None], None]) -> None:
+        self.node.execution_idle.clear()  # admission yields to the block (Node.execution_idle)
         fut = asyncio.get_running_loop().run_in_executor(self._exec_pool, self.node.process_execute_and_store,
                                                          block, commit, hashes)
         # Pruning (a no-op on an archive node) is queued behind the block on the same one-thread pool: the store
@@ -225,6 +226,7 @@ class NodeLedger:
         self._exec_pool.submit(self.node.process_prune_after_commit)
 
         def finished(f: asyncio.Future[list[Receipt]]) -> None:
+            self.node.execution_idle.set()
             if f.cancelled() or self._closed:
                 return  # the node is stopping; the block was stored or never started (one store batch)
             # The next block is submitted only from this loop, so the new snapshot holds this block's batch (or,

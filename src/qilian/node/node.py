@@ -69,6 +69,9 @@ MAX_EVENT_QUEUE = 1000
 
 VERIFY_THREADS = 2
 """Threads verifying transaction signatures of batches (the machine's 2 cores)."""
+ADMISSION_YIELD_MAX_S = 1.0
+"""Longest a transaction batch waits for a decided block's execution to finish before it is admitted anyway
+(:attr:`Node.execution_idle`): admission yields the interpreter to the commit path, but never starves."""
 
 
 def compute_gov_positions(block: Block) -> list[int]:
@@ -161,6 +164,13 @@ class Node:
                                      self.sync_record.get_set if self.sync_record is not None else None)
         """The validator set of each height, read from chain state (never from genesis)."""
         self._members: tuple[int, dict[bytes, MemberInfo | None]] = (-1, {})
+        self.execution_idle = asyncio.Event()
+        """Clear while a decided block executes on the execution thread. Admission waits for it (at most
+        ADMISSION_YIELD_MAX_S): execution is on consensus's critical path (the next proposal carries its state
+        root), and in one process every Python step of admitting a batch — decoding, rule checks, hashing —
+        competes with it for the interpreter lock. The same choice as a Tendermint mempool locked during a
+        block's commit; the transactions wait, none is refused for it."""
+        self.execution_idle.set()
         """(tip height, key → membership read at that tip): admission's membership cache."""
         self._revoked_in_block: list[bytes] = []
         """Keys the block just stored revoked (execution thread → event loop): their waiting txs are evicted."""
@@ -274,6 +284,9 @@ class Node:
         the crypto libraries release the GIL, so this uses every core), then add them in order. A full mempool
         stops the batch at that transaction; everything before it stays admitted. Transactions from clients are
         gossiped to the peers; those relayed by peers are not relayed again (the network is a full mesh)."""
+        if not self.execution_idle.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.execution_idle.wait(), ADMISSION_YIELD_MAX_S)
         max_tx = self.genesis.params.max_tx_bytes
         results: list[tuple[bytes, str, str]] = [(b"", "", "")] * len(raws)
         todo: list[tuple[int, Transaction, bytes, int]] = []
