@@ -53,3 +53,16 @@ def test_workload_list_and_ratios() -> None:
     run = [res("evidence", 1000), res("trace", 900), res("evidence", 800), res("trace", 700)]
     assert compute_ratios(run) == {"evidence": 1.0, "trace": 0.889}
     assert "| `trace` | 800 | 88.9% |" in format_comparison(run)
+
+
+def test_execute_bench_times_successful_calls() -> None:
+    """``qilian bench execute`` times real evidence registrations: every call of its block succeeds (a benchmark
+    of failing calls would time the error path)."""
+    from qilian.bench.store_bench import compute_evidence_setup, run_execute_bench
+    from qilian.execution.block import execute_block
+
+    setup = compute_evidence_setup(20, "t")
+    res = execute_block(setup.rules, setup.state, setup.txs, setup.tx_hashes, 1, 1_000)
+    assert [r.status for r in res.receipts] == [0] * 20, [r.error for r in res.receipts]
+    per_tx = run_execute_bench(20, 2)
+    assert len(per_tx) == 2 and all(x > 0 for x in per_tx)

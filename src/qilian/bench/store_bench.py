@@ -29,9 +29,11 @@ from typing import Any, Final
 
 import lmdb
 
+from qilian.execution.env import StateReader
+from qilian.execution.rules import ChainRules
 from qilian.storage.store import ChainStore, ChainTip, compute_value_key
 from qilian.types.codec import encode_trusted
-from qilian.types.core import Block, Commit, Receipt
+from qilian.types.core import Block, Commit, Receipt, Transaction
 
 LAYOUTS: Final = ("v1-lmdb", "v2-lmdb", "v2-rocksdb")
 """v1-lmdb: the store before issue 18 (hash-keyed LMDB tables); v2-*: :class:`ChainStore` on each engine."""
@@ -66,19 +68,29 @@ class StoreRow:
     """Stale entries pruned so far (each a node or a root pointer, with its index entry)."""
 
 
-def compute_template(block_txs: int) -> Template:
-    """Sign and execute one evidence block of ``block_txs`` transactions."""
+@dataclass(frozen=True, slots=True)
+class EvidenceSetup:
+    """A one-validator chain's rules and genesis state, and one block's worth of signed evidence calls."""
+
+    rules: ChainRules
+    state: StateReader
+    """The genesis state (in memory)."""
+    txs: tuple[Transaction, ...]
+    tx_hashes: tuple[bytes, ...]
+    genesis_writes: Mapping[tuple[str, bytes], bytes | None]
+    validator: bytes
+    """The validator's address."""
+
+
+def compute_evidence_setup(block_txs: int, tag: str = "store") -> EvidenceSetup:
+    """Sign ``block_txs`` distinct ``evidence.register`` calls (digests differ per ``tag``) for a fresh chain."""
     from qilian.bench.network import Workload, build_call
     from qilian.crypto import get_suite
-    from qilian.execution.block import execute_block
     from qilian.execution.contracts import compute_genesis_writes
-    from qilian.execution.rules import ChainRules
     from qilian.sdk.client import build_tx
     from qilian.sdk.keys import KeyPair
     from qilian.types.core import (
-        BlockHeader,
         ChainParams,
-        CommitSig,
         Genesis,
         Member,
         Organisation,
@@ -105,18 +117,45 @@ def compute_template(block_txs: int) -> Template:
         def get_state(self, namespace: str, k: bytes) -> bytes | None:
             return values.get((namespace, k))
 
-    workload = Workload("evidence", "store")
-    txs = [build_tx(client, genesis.chain_id, *build_call(workload, i)[1:], 1_000) for i in range(block_txs)]
-    hashes = [compute_tx_hash(suite, tx.body) for tx in txs]
-    res = execute_block(rules, _State(), txs, hashes, 1, 1_000)
+    workload = Workload("evidence", tag)
+    txs = tuple(build_tx(client, genesis.chain_id, *build_call(workload, i)[1:], 1_000) for i in range(block_txs))
+    hashes = tuple(compute_tx_hash(suite, tx.body) for tx in txs)
+    return EvidenceSetup(rules, _State(), txs, hashes, gw, val.address)
+
+
+def run_execute_bench(block_txs: int = 5_000, rounds: int = 4,
+                      progress: Callable[[str], None] = lambda _: None) -> list[float]:
+    """``qilian bench execute``: microseconds per transaction of ``execute_block`` over one block of
+    ``block_txs`` fresh evidence calls on the genesis state, in this process, once per round (new digests each
+    round). The cost of the execution layer alone: contract runtime, sandbox boundary, modules, receipts root."""
+    from qilian.execution.block import execute_block
+
+    out: list[float] = []
+    for r in range(rounds):
+        setup = compute_evidence_setup(block_txs, f"execute-{r}")
+        progress(f"round {r + 1}/{rounds}: executing {block_txs:,} transactions")
+        t0 = time.perf_counter()
+        execute_block(setup.rules, setup.state, setup.txs, setup.tx_hashes, 1, 1_000)
+        out.append((time.perf_counter() - t0) * 1e6 / block_txs)
+    return out
+
+
+def compute_template(block_txs: int) -> Template:
+    """Sign and execute one evidence block of ``block_txs`` transactions."""
+    from qilian.execution.block import execute_block
+    from qilian.types.core import BlockHeader, CommitSig
+
+    setup = compute_evidence_setup(block_txs)
+    txs, res = setup.txs, execute_block(setup.rules, setup.state, setup.txs, setup.tx_hashes, 1, 1_000)
     records = [(k, v) for (ns, k), v in res.writes.items() if ns == EVIDENCE_NS and v is not None and len(k) > 32]
     rkey, rvalue = records[0]
-    header = BlockHeader(1, genesis.chain_id, 1, 1_000, b"", b"", b"\0" * 32, block_txs, b"\0" * 32, b"\0" * 32,
-                         b"\0" * 32, b"\0" * 32, val.address, b"\0" * 32)
-    block = Block(header, tuple(txs), None)
-    commit = Commit(1, 0, b"\1" * 32, tuple(CommitSig(val.address, b"\2" * 64) for _ in range(4)))
+    val = setup.validator
+    header = BlockHeader(1, setup.rules.chain_id, 1, 1_000, b"", b"", b"\0" * 32, block_txs, b"\0" * 32,
+                         b"\0" * 32, b"\0" * 32, b"\0" * 32, val, b"\0" * 32)
+    block = Block(header, txs, None)
+    commit = Commit(1, 0, b"\1" * 32, tuple(CommitSig(val, b"\2" * 64) for _ in range(4)))
     assert rvalue is not None
-    return Template(block, commit, res.receipts, rkey[:-32], rvalue, gw)
+    return Template(block, commit, res.receipts, rkey[:-32], rvalue, setup.genesis_writes)
 
 
 class LegacyStore:

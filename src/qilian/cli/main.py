@@ -999,6 +999,20 @@ def bench_store(
     console.print(table)
 
 
+@bench_app.command("execute")
+def bench_execute(
+    txs: Annotated[int, typer.Option(help="Evidence calls in the block.")] = 5_000,
+    rounds: Annotated[int, typer.Option(help="Blocks executed (fresh digests each).")] = 4,
+) -> None:
+    """Execution alone: µs per evidence call of executing one block in this process (contract runtime, sandbox
+    boundary, modules, receipts), no network, store or signatures (docs/benchmarks.md)."""
+    from qilian.bench.store_bench import run_execute_bench
+
+    per_tx = run_execute_bench(txs, rounds, progress=lambda m: err.print(f"[dim]{escape(m)}[/dim]"))
+    console.print(f"execute_block, {txs:,} evidence calls: " + ", ".join(f"{x:.1f}" for x in per_tx)
+                  + f" µs per call (best {min(per_tx):.1f})")
+
+
 @bench_app.command("soak")
 def bench_soak(
     minutes: Annotated[float, typer.Option(help="Minutes of --max Ed25519 evidence load on 4 validators.")] = 30,
