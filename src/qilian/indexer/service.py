@@ -136,11 +136,11 @@ class Indexer:
         self.store, self.suite, self.index = store, suite, index
         record = get_state_sync_record(store)
         self.first_height = 1 if record is None else record.window_start
+        """The first height the store holds (a node that joined by state sync has no block below its window)."""
         self._handed: dict[int, tuple[Block, Commit, Sequence[bytes], Sequence[Receipt]]] = {}
         """Blocks the node handed over (:meth:`on_stored`) and no pass has taken yet, by height."""
         self._handed_txs = 0
         self._handed_lock = threading.Lock()
-        """The first height the store holds (a node that joined by state sync has no block below its window)."""
         if index.get_last_height() == 0 and not index.get_contract_versions(next(iter(sorted(SYSTEM_CONTRACTS)))):
             index.process_height(compute_genesis_rows(), advance=False)
 

@@ -164,6 +164,7 @@ class Node:
                                      self.sync_record.get_set if self.sync_record is not None else None)
         """The validator set of each height, read from chain state (never from genesis)."""
         self._members: tuple[int, dict[bytes, MemberInfo | None]] = (-1, {})
+        """(tip height, key → membership read at that tip): admission's membership cache."""
         self.execution_idle = asyncio.Event()
         """Clear while a decided block executes on the execution thread. Admission waits for it (at most
         ADMISSION_YIELD_MAX_S): execution is on consensus's critical path (the next proposal carries its state
@@ -171,7 +172,6 @@ class Node:
         competes with it for the interpreter lock. The same choice as a Tendermint mempool locked during a
         block's commit; the transactions wait, none is refused for it."""
         self.execution_idle.set()
-        """(tip height, key → membership read at that tip): admission's membership cache."""
         self._revoked_in_block: list[bytes] = []
         """Keys the block just stored revoked (execution thread → event loop): their waiting txs are evicted."""
         self._params: tuple[tuple[bytes, int], ChainParams] = ((b"", -1), self.genesis.params)
