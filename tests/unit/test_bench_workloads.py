@@ -66,3 +66,14 @@ def test_execute_bench_times_successful_calls() -> None:
     assert [r.status for r in res.receipts] == [0] * 20, [r.error for r in res.receipts]
     per_tx = run_execute_bench(20, 2)
     assert len(per_tx) == 2 and all(x > 0 for x in per_tx)
+
+
+def test_store_bench_template_is_an_executed_evidence_block() -> None:
+    """``qilian bench store`` commits copies of one real executed block: its receipts all succeeded and it holds
+    the state record the synthetic blocks vary."""
+    from qilian.bench.store_bench import compute_template
+
+    t = compute_template(10)
+    assert len(t.block.txs) == t.block.header.tx_count == 10
+    assert [r.status for r in t.receipts] == [0] * 10
+    assert t.record_value and t.genesis_writes
