@@ -187,3 +187,31 @@ def test_index_routes_metrics_and_resume(tmp_path: Path) -> None:
         fresh.close()
     finally:
         store.close()
+
+
+def test_a_node_without_an_index_serves_the_read_side(tmp_path: Path) -> None:
+    """``[indexer] backend = "off"`` (a validator serving no explorer): nothing is indexed, the index routes answer
+    503 ``index_off`` naming the setting, and blocks, transactions and proofs are served as before."""
+    import dataclasses
+
+    from qilian.node.config import load_config, save_config
+
+    chain = make_chain(tmp_path, interval_ms=100)
+    save_config(dataclasses.replace(load_config(chain.home), indexer_backend="off"))
+    chain.node.start()
+    http = httpx.Client(base_url=chain.node.url, timeout=15)
+    try:
+        put = Client(chain.node.url).call(chain.client_key, "kv", "put", ["k", "v"])
+        assert put["receipt"]["status"] == "ok", put
+        for route in ("/indexer", "/contracts", f"/accounts/{chain.client_key.address.hex()}/txs", "/search?q=k"):
+            r = http.get(route)
+            assert r.status_code == 503 and r.json()["error"] == "index_off", (route, r.text)
+            assert "[indexer] backend" in r.json()["message"]
+        tx = http.get(f"/txs/{put['hash']}")
+        assert tx.status_code == 200
+        assert verify_tx_response(chain.genesis, tx.json(), tx_hash=bytes.fromhex(put["hash"])).height == put["height"]
+        assert http.get("/blocks").status_code == 200
+        assert "qilian_indexed_height" not in http.get("/metrics").text
+        assert not get_index_path(chain.home).exists()
+    finally:
+        chain.node.stop()

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qilian import __version__
 from qilian.api.errors import ApiError
-from qilian.api.explorer import IndexReads, get_static_dir, open_node_index
+from qilian.api.explorer import IndexOff, IndexReads, get_static_dir, open_node_index
 from qilian.api.explorer import make_router as make_explorer_router
 from qilian.api.metrics import NodeMetrics, get_readiness
 from qilian.api.openapi import BATCH_BODY, TX_BODY, process_error_responses
@@ -78,20 +78,24 @@ def create_app(node: Node) -> FastAPI:
     suite = node.suite
     reads = ReadSide(node.store, suite, node.genesis)
     index = open_node_index(node)
-    embedded = EmbeddedIndexer(Indexer(node.store, suite, index))
+    embedded = None if isinstance(index, IndexOff) else EmbeddedIndexer(Indexer(node.store, suite, index))
     index_reads = IndexReads()
     # From the indexer's last pass, not a query: /metrics runs on the event loop.
-    metrics = NodeMetrics(node, lambda: {"qilian_indexed_height": embedded.last_height,
-                                         "qilian_indexer_errors": embedded.errors})
-    node.commit_hooks += [metrics.on_commit, embedded.on_commit]
+    metrics = NodeMetrics(node, lambda: {} if embedded is None else {"qilian_indexed_height": embedded.last_height,
+                                                                     "qilian_indexer_errors": embedded.errors})
+    node.commit_hooks.append(metrics.on_commit)
+    if embedded is not None:
+        node.commit_hooks.append(embedded.on_commit)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        embedded.start()
+        if embedded is not None:
+            embedded.start()
         try:
             yield
         finally:
-            await embedded.stop()
+            if embedded is not None:
+                await embedded.stop()
             index_reads.close()
             index.close()
 

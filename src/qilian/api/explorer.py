@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Final, NoReturn, TypeVar
 
 from fastapi import APIRouter, Query
 
@@ -85,13 +85,53 @@ def _is_address(text: str) -> bool:
     return len(text) == 40 and all(c in "0123456789abcdef" for c in text)
 
 
-def open_node_index(node: Node) -> SqlIndex:
+def open_node_index(node: Node) -> SqlIndex | IndexOff:
     """The index backend the node is configured with (``[indexer]`` in node.toml: SQLite beside the node by default,
-    or PostgreSQL). Both answer every route below identically."""
+    or PostgreSQL — both answer every route below identically — or ``off``)."""
+    if node.config.indexer_backend == "off":
+        return IndexOff()
     return open_index(node.config.home, node.config.indexer_backend, node.config.indexer_url)
 
 
-def make_router(node: Node, reads: ReadSide, index: SqlIndex, index_reads: IndexReads | None = None) -> APIRouter:
+class IndexOff:
+    """The index of a node configured without one (``[indexer] backend = "off"``): every query the explorer's
+    index routes make is answered 503 ``index_off``; the routes over the read side (blocks, transactions, state,
+    proofs) do not need the index and keep working."""
+
+    def _refuse(self) -> NoReturn:
+        raise ApiError(503, "index_off", "this node keeps no explorer index ([indexer] backend = \"off\" in its "
+                                         "node.toml); ask a node that does")
+
+    def get_last_height(self) -> int:
+        self._refuse()
+
+    def get_tx_count(self) -> int:
+        self._refuse()
+
+    def get_contracts(self, *_: Any) -> Any:
+        self._refuse()
+
+    def get_contract_versions(self, *_: Any) -> Any:
+        self._refuse()
+
+    def get_txs_of(self, *_: Any) -> Any:
+        self._refuse()
+
+    def get_events(self, *_: Any) -> Any:
+        self._refuse()
+
+    def get_blocks_by_proposer(self, *_: Any) -> Any:
+        self._refuse()
+
+    def search(self, *_: Any) -> Any:
+        self._refuse()
+
+    def close(self) -> None:
+        return None
+
+
+def make_router(node: Node, reads: ReadSide, index: SqlIndex | IndexOff,
+                index_reads: IndexReads | None = None) -> APIRouter:
     """The explorer's JSON routes over the read side and the index (queried through ``index_reads``; a pool of its
     own when not given)."""
     router = APIRouter()

@@ -65,6 +65,8 @@ class NetBenchConfig:
     batch: int = 250
     """Transactions per POST /txs/batch."""
     block_interval_ms: int = 200
+    indexer: str = "sqlite"
+    """``[indexer] backend`` of the validators started: ``sqlite`` (the default config) or ``off``."""
     home: Path | None = None
     """Attach to the running network of this home (``qilian up --detach``) instead of starting one."""
     out_dir: Path = Path("bench-results")
@@ -372,7 +374,7 @@ def run_network_bench(cfg: NetBenchConfig, say: Callable[[str], None],
         init_network(root, cfg.validators, chain_id="bench", suite_name=cfg.suite, organisations=BENCH_ORGS,
                      api_port=api_base, p2p_port=p2p_base,
                      params=ChainParams(block_interval_ms=cfg.block_interval_ms, max_block_txs=5000))
-        _raise_mempool(root, 200_000)
+        _raise_mempool(root, 200_000, cfg.indexer)
         say(f"starting {cfg.validators} validators in {root} …")
         launched = start_network(root, detach=False)
         procs = [p for _, p in launched]
@@ -566,8 +568,9 @@ def _create_bench_asset(api: str, key_path: Path) -> None:
         raise RuntimeError(f"could not mint the benchmark asset: {(res.get('receipt') or {}).get('error')}")
 
 
-def _raise_mempool(root: Path, max_txs: int) -> None:
-    """Benchmarks keep a deeper mempool than the default, so back-pressure does not hide throughput."""
+def _raise_mempool(root: Path, max_txs: int, indexer: str = "sqlite") -> None:
+    """Benchmarks keep a deeper mempool than the default, so back-pressure does not hide throughput; and the
+    validators' ``[indexer] backend``."""
     import tomllib
 
     import tomli_w
@@ -575,6 +578,8 @@ def _raise_mempool(root: Path, max_txs: int) -> None:
     for home in sorted(root.glob("node*")):
         doc = tomllib.loads((home / "node.toml").read_text())
         doc.setdefault("mempool", {})["max_txs"] = max_txs
+        if indexer != "sqlite":
+            doc.setdefault("indexer", {})["backend"] = indexer
         (home / "node.toml").write_text(tomli_w.dumps(doc))
 
 

@@ -46,6 +46,9 @@ def indexer(
         _fail(f"{cfg.data_path} holds no chain data yet: start the node once")
     suite = get_suite(load_genesis(cfg.genesis_path).suite)
     backend, url = ("postgres", postgres) if postgres else (cfg.indexer_backend, cfg.indexer_url)
+    if backend == "off":
+        _fail(f"{home}/node.toml says [indexer] backend = \"off\": set it to \"sqlite\" or \"postgres\", or pass "
+              f"--postgres URL")
     store = ChainStore(cfg.data_path, readonly=True)
     try:
         index = open_index(home, backend, url)

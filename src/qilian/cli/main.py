@@ -767,6 +767,8 @@ def bench_network(
     clients: Annotated[int, typer.Option(help="Client threads.")] = 4,
     batch: Annotated[int, typer.Option(help="Transactions per POST /txs/batch.")] = 250,
     block_interval_ms: Annotated[int, typer.Option(help="Block interval of the network started.")] = 200,
+    indexer: Annotated[str, typer.Option(help="[indexer] backend of the validators started: sqlite (the default "
+                                              "config) or off (validators that serve no explorer).")] = "sqlite",
     attach: Annotated[Path | None, typer.Option(help="Attach to the running network of this home instead.")]
     = None,
     out: Annotated[Path, typer.Option(help="Where results go.")] = Path("bench-results"),
@@ -777,9 +779,11 @@ def bench_network(
 
     if rate is not None and max_rate:
         _fail("give --rate R or --max, not both")
+    if indexer not in ("sqlite", "off"):
+        _fail(f"--indexer is sqlite or off, not {indexer!r}")
     cfg = NetBenchConfig(validators=validators, suite=suite, workload=workload, rate=rate,
                          max_rate=rate is None, duration_s=duration, clients=clients, batch=batch,
-                         block_interval_ms=block_interval_ms, home=attach, out_dir=out)
+                         block_interval_ms=block_interval_ms, home=attach, out_dir=out, indexer=indexer)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err,
                   transient=True) as prog:
         tasks: dict[str, Any] = {}
@@ -797,7 +801,8 @@ def bench_network(
     for res in results:
         wl = res.config["workload"]
         table = Table("metric", "value", title=f"qilian bench network: {validators} validators, {suite}, {wl}, "
-                                              f"{'rate ' + str(rate) + '/s' if rate else 'max'}")
+                                              f"{'rate ' + str(rate) + '/s' if rate else 'max'}"
+                                              f"{', no explorer index' if indexer == 'off' else ''}")
         table.add_row("committed TPS", f"{res.tps:,.0f}")
         table.add_row("latency p50 / p95 / p99", f"{res.latency_ms['p50']:,.0f} / {res.latency_ms['p95']:,.0f} / "
                                                  f"{res.latency_ms['p99']:,.0f} ms")

@@ -72,7 +72,9 @@ class NodeConfig:
     """Names of configured peers this node neither dials nor accepts (an operator's deny-list; fault tests use it
     to cut single links of a network)."""
     indexer_backend: str = "sqlite"
-    """``[indexer] backend``: ``sqlite`` (beside the node's data) or ``postgres`` (an explorer for many users)."""
+    """``[indexer] backend``: ``sqlite`` (beside the node's data), ``postgres`` (an explorer for many users) or
+    ``off`` (no explorer index on this node — a validator that serves no explorer saves the indexing work; the
+    index routes answer 503 ``index_off``)."""
     indexer_url: str = ""
     """``[indexer] url``: the PostgreSQL URL (no password: libpq reads PGPASSWORD or ~/.pgpass), or for SQLite an
     optional file path (empty: ``index/index.sqlite`` in the home)."""
@@ -143,8 +145,8 @@ def load_config(home: Path) -> NodeConfig:
     except KeepStatesTooSmall as exc:
         raise ValueError(f"{path}: {exc}") from None
     backend = str(ix.get("backend", "sqlite"))
-    if backend not in ("sqlite", "postgres") or (backend == "postgres" and not ix.get("url")):
-        raise ValueError(f"{path}: [indexer] backend must be \"sqlite\" or \"postgres\" (postgres with a url)")
+    if backend not in ("sqlite", "postgres", "off") or (backend == "postgres" and not ix.get("url")):
+        raise ValueError(f"{path}: [indexer] backend must be \"sqlite\", \"postgres\" (with a url) or \"off\"")
     return NodeConfig(
         home=home,
         name=node.get("name", "node0"),
