@@ -207,6 +207,9 @@ def test_a_node_without_an_index_serves_the_read_side(tmp_path: Path) -> None:
             r = http.get(route)
             assert r.status_code == 503 and r.json()["error"] == "index_off", (route, r.text)
             assert "[indexer] backend" in r.json()["message"]
+        deadline = time.monotonic() + 20  # the receipt is proven once the next block commits
+        while http.get("/status").json()["height"] <= put["height"] and time.monotonic() < deadline:
+            time.sleep(0.1)
         tx = http.get(f"/txs/{put['hash']}")
         assert tx.status_code == 200
         assert verify_tx_response(chain.genesis, tx.json(), tx_hash=bytes.fromhex(put["hash"])).height == put["height"]

@@ -28,6 +28,8 @@ def test_indexer_config_round_trip_and_validation(tmp_path: Path) -> None:
     save_config(cfg)
     back = load_config(tmp_path)
     assert (back.indexer_backend, back.indexer_url) == ("postgres", "postgresql://x@h/db")
+    save_config(dataclasses.replace(back, indexer_backend="off", indexer_url=""))
+    assert load_config(tmp_path).indexer_backend == "off"
     for bad in ('[indexer]\nbackend = "mysql"\n', '[indexer]\nbackend = "postgres"\n'):
         (tmp_path / "node.toml").write_text(bad)
         with pytest.raises(ValueError, match=r"\[indexer\]"):
