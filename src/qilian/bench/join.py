@@ -299,7 +299,7 @@ class _BlockWatcher(threading.Thread):
 
 def run_join_bench(cfg: JoinBenchConfig, say: Callable[[str], None]) -> JoinBenchResult:
     """Run one join-under-load benchmark; see the module docstring for the method."""
-    from qilian.bench.network import _raise_mempool, get_machine
+    from qilian.bench.network import _configure_bench_nodes, get_machine
     from qilian.bench.ports import get_free_port_block
     from qilian.node.config import LOCAL_TIMEOUTS, init_network, load_config
     from qilian.node.launcher import start_network, stop_network, wait_for_blocks
@@ -315,7 +315,7 @@ def run_join_bench(cfg: JoinBenchConfig, say: Callable[[str], None]) -> JoinBenc
     orgs = tuple(f"org{i + 1}" for i in range(n))
     init_network(root, n, chain_id="bench-join", suite_name=cfg.suite, organisations=orgs, api_port=api,
                  p2p_port=p2p, params=ChainParams(block_interval_ms=cfg.block_interval_ms))
-    _raise_mempool(root, 200_000)
+    _configure_bench_nodes(root, 200_000)
     result = JoinBenchResult(config={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
                              machine=get_machine(), network_dir=str(root))
     say(f"starting {n} validators in {root} …")

@@ -374,7 +374,7 @@ def run_network_bench(cfg: NetBenchConfig, say: Callable[[str], None],
         init_network(root, cfg.validators, chain_id="bench", suite_name=cfg.suite, organisations=BENCH_ORGS,
                      api_port=api_base, p2p_port=p2p_base,
                      params=ChainParams(block_interval_ms=cfg.block_interval_ms, max_block_txs=5000))
-        _raise_mempool(root, 200_000, cfg.indexer)
+        _configure_bench_nodes(root, 200_000, cfg.indexer)
         say(f"starting {cfg.validators} validators in {root} …")
         launched = start_network(root, detach=False)
         procs = [p for _, p in launched]
@@ -568,7 +568,7 @@ def _create_bench_asset(api: str, key_path: Path) -> None:
         raise RuntimeError(f"could not mint the benchmark asset: {(res.get('receipt') or {}).get('error')}")
 
 
-def _raise_mempool(root: Path, max_txs: int, indexer: str = "sqlite") -> None:
+def _configure_bench_nodes(root: Path, max_txs: int, indexer: str = "sqlite") -> None:
     """Benchmarks keep a deeper mempool than the default, so back-pressure does not hide throughput; and the
     validators' ``[indexer] backend``."""
     import tomllib

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
-from qilian.bench.network import NetBenchConfig, NetBenchResult, _raise_mempool, run_network_bench
+from qilian.bench.network import NetBenchConfig, NetBenchResult, _configure_bench_nodes, run_network_bench
 from qilian.storage.engine import get_disk_bytes
 
 RSS_SAMPLE_S: Final = 5.0
@@ -61,7 +61,7 @@ def run_soak(minutes: float, say: Callable[[str], None], progress: Callable[[str
     p2p_base = get_free_port_block(validators, avoid=range(api_base, api_base + validators))
     init_network(root, validators, chain_id="bench", suite_name="ed25519", organisations=("org1",),
                  api_port=api_base, p2p_port=p2p_base, params=ChainParams(block_interval_ms=200, max_block_txs=5000))
-    _raise_mempool(root, SOAK_MEMPOOL_TXS)
+    _configure_bench_nodes(root, SOAK_MEMPOOL_TXS)
     if engine:
         for home in get_node_homes(root):
             save_config(replace(load_config(home), store_engine=engine))
