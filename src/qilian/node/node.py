@@ -300,8 +300,8 @@ class Node:
                 decoded.append((tx, compute_tx_hash_of_raw(self.suite, raw, tx)))
             except (CodecError, TxRejected) as exc:
                 decoded.append(exc)
-        # The checks read one snapshot (one view of the chain, one read transaction for the batch).
-        with self.store.begin_snapshot() as snap:
+        # The checks read through one view (on LMDB one read transaction for the batch: ChainStore.begin_reads).
+        with self.store.begin_reads() as snap:
             tip_height = snap.get_tip().height
             next_height = tip_height + 1
 
@@ -494,10 +494,11 @@ class Node:
         Its reads (state values, tree nodes, the tip) go to the live store, and that is exact: this thread is the
         store's only writer and the block's parent is the latest batch, so nothing can change under them until
         this call's own batch. Every other reader sees the store through a snapshot or as a non-consensus query.
-        They go through ONE read snapshot for the whole block — the same view, without a read transaction per
-        state value and tree node (tens of thousands per full block) — closed before the block's write."""
+        They go through one view for the whole block (:meth:`ChainStore.begin_reads`: on LMDB one read
+        transaction instead of one per state value and tree node — tens of thousands per full block), closed
+        before the block's write."""
         t0 = time.perf_counter()
-        with self.store.begin_snapshot() as snap:
+        with self.store.begin_reads() as snap:
             tip = snap.get_tip()
             if tip.height + 1 != block.header.height:
                 raise StoreCorrupt(f"executing block {block.header.height} on top of {tip.height}")
