@@ -208,7 +208,8 @@ def test_a_node_without_an_index_serves_the_read_side(tmp_path: Path) -> None:
             assert r.status_code == 503 and r.json()["error"] == "index_off", (route, r.text)
             assert "[indexer] backend" in r.json()["message"]
         deadline = time.monotonic() + 20  # the receipt is proven once the next block commits
-        while http.get("/status").json()["height"] <= put["height"] and time.monotonic() < deadline:
+        while http.get("/status").json()["height"] <= put["height"]:
+            assert time.monotonic() < deadline, "no block after the put's within 20 s"
             time.sleep(0.1)
         tx = http.get(f"/txs/{put['hash']}")
         assert tx.status_code == 200
