@@ -20,12 +20,12 @@ from qilian.sdk.client import Client
 from qilian.sdk.keys import generate_key, load_key
 
 from .apputil import OrgChain
-from .test_explorer_browser import TamperingProxy
+from .test_explorer_browser import TamperingProxy, _verdict, _wait_view
 
 CHROMIUM = next((p for p in (os.environ.get("QILIAN_CHROMIUM"), shutil.which("chromium"),
                              shutil.which("chromium-browser")) if p), None)
 try:
-    from playwright.sync_api import ConsoleMessage, Page, sync_playwright
+    from playwright.sync_api import ConsoleMessage, sync_playwright
 except ImportError:  # pragma: no cover - the test extra installs it
     sync_playwright = None  # type: ignore[assignment]
 
@@ -80,14 +80,6 @@ def world(tmp_path: Path) -> Iterator[tuple[OrgChain, dict[str, Any]]]:
         chain.node.stop()
 
 
-def _verdict(page: Page) -> str:
-    page.get_by_test_id("verify").first.click()
-    el = page.get_by_test_id("verdict").first
-    page.wait_for_function("el => el.dataset.verdict === 'ok' || el.dataset.verdict === 'bad'",
-                           arg=el.element_handle(), timeout=30_000)
-    return str(el.get_attribute("data-verdict"))
-
-
 def test_app_pages_in_chromium(world: tuple[OrgChain, dict[str, Any]], tmp_path: Path) -> None:
     chain, f = world
     url = chain.node.url
@@ -116,9 +108,8 @@ def test_app_pages_in_chromium(world: tuple[OrgChain, dict[str, Any]], tmp_path:
             page.on("pageerror", lambda exc: errors.append(f"{page.url}: {exc}"))
 
             for name, (address, shown, proven) in pages.items():
-                page.goto("about:blank")  # a fresh load: only the fragment differs between these addresses
                 page.goto(address)
-                page.wait_for_selector("[data-testid=verify]", timeout=20_000)
+                _wait_view(page, "#" + address.split("#", 1)[1], "[data-testid=verify]")
                 assert not page.query_selector("[data-testid=page-error]"), page.inner_text("main")
                 text = " ".join(page.inner_text("main").split())
                 for s in shown:
@@ -152,9 +143,8 @@ def test_app_pages_in_chromium(world: tuple[OrgChain, dict[str, Any]], tmp_path:
             with TamperingProxy(url) as proxy:
                 bad = browser.new_page()
                 for name, (address, _, _) in pages.items():
-                    bad.goto("about:blank")
                     bad.goto(address.replace(url, proxy.url))
-                    bad.wait_for_selector("[data-testid=verify]", timeout=20_000)
+                    _wait_view(bad, "#" + address.split("#", 1)[1], "[data-testid=verify]")
                     assert _verdict(bad) == "bad", (name, bad.inner_text("main"))
                 bad.close()
         finally:

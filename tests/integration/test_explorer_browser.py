@@ -146,11 +146,19 @@ def _shots_dir(tmp_path: Path) -> Path:
     return d
 
 
+def _wait_view(page: Page, fragment: str, ready: str) -> None:
+    """Waits until the page for ``fragment`` is on screen and ``ready`` is in it. Going from one fragment to another
+    keeps the previous page's content until the new one replaces it, so ``ready`` alone could match the old page
+    (its Verify button, already green or red)."""
+    page.wait_for_selector(f'main[data-view="{fragment}"]:not([aria-busy])', state="attached", timeout=20_000)
+    page.wait_for_selector(ready, timeout=20_000)
+
+
 def _verdict(page: Page) -> str:
     page.get_by_test_id("verify").first.click()
-    el = page.get_by_test_id("verdict").first
+    el = page.get_by_test_id("verdict").first.element_handle()
     page.wait_for_function("el => el.dataset.verdict === 'ok' || el.dataset.verdict === 'bad'",
-                           arg=el.element_handle(), timeout=30_000)
+                           arg=el, timeout=30_000)
     return str(el.get_attribute("data-verdict"))
 
 
@@ -177,7 +185,7 @@ def test_explorer_in_chromium(world: tuple[Chain, dict[str, Any]], tmp_path: Pat
 
             def visit(fragment: str, ready: str, shot: str | None) -> None:
                 page.goto(f"{url}/explorer/{fragment}")
-                page.wait_for_selector(ready, timeout=20_000)
+                _wait_view(page, fragment, ready)
                 assert not page.query_selector("[data-testid=page-error]"), page.inner_text("main")
                 if shot:
                     page.screenshot(path=str(shots / f"{suite}-{shot}.png"), full_page=True)

@@ -26,7 +26,7 @@ from qilian.types.core import ValidatorSet
 from qilian.types.genesis_json import genesis_to_json
 
 from .netutil import make_net
-from .test_explorer_browser import CHROMIUM, Page, TamperingProxy, _flip_hex, _verdict, sync_playwright
+from .test_explorer_browser import CHROMIUM, Page, TamperingProxy, _flip_hex, _verdict, _wait_view, sync_playwright
 from .test_explorer_browser import pytestmark as browser_marks
 
 pytestmark = [*browser_marks, pytest.mark.timeout(420)]
@@ -112,7 +112,7 @@ def test_explorer_follows_a_validator_change_in_chromium(tmp_path: Path) -> None
 
                 def check(p: Page, base: str, fragment: str) -> tuple[str, str]:
                     p.goto(f"{base}/explorer/{fragment}")
-                    p.wait_for_selector("[data-testid=verify]", timeout=20_000)
+                    _wait_view(p, fragment, "[data-testid=verify]")
                     return _verdict(p), p.inner_text("[data-testid=verdict]")
 
                 # Honest node: after the change green, naming the followed change; before it green too.

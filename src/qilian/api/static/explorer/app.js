@@ -651,21 +651,31 @@ const routes = [
   [/^#\/registry\/([^/]+)\/([^/]+)$/, (m) => pageRegistry(decodeURIComponent(m[1]), decodeURIComponent(m[2]))],
 ];
 
+/** Shows the page for the URL's fragment. ``main[data-view]`` names the fragment whose page is on screen and
+ * ``aria-busy`` is set while a newer one loads, so neither a reader nor a test acts on the previous page's
+ * content (its Verify button, its verdict) after the URL has moved on. */
 async function render() {
   const seq = ++renderSeq;
   const hash = location.hash || '#/';
+  $main.setAttribute('aria-busy', 'true');
+  const show = (...nodes) => {
+    if (seq !== renderSeq) return;
+    $main.replaceChildren(...nodes);
+    $main.dataset.view = hash;
+    $main.removeAttribute('aria-busy');
+  };
   for (const [re, page] of routes) {
     const m = hash.match(re);
     if (!m) continue;
     try {
       const view = await page(m);
-      if (view && seq === renderSeq) $main.replaceChildren(view);
+      if (view) show(view);
     } catch (e) {
-      if (seq === renderSeq) $main.replaceChildren(h('h1', {}, 'Not available'), h('p', { class: 'err', 'data-testid': 'page-error' }, e.message));
+      show(h('h1', {}, 'Not available'), h('p', { class: 'err', 'data-testid': 'page-error' }, e.message));
     }
     return;
   }
-  $main.replaceChildren(h('h1', {}, 'Not found'), h('p', {}, 'No such page.'));
+  show(h('h1', {}, 'Not found'), h('p', {}, 'No such page.'));
 }
 
 function connectLive() {
