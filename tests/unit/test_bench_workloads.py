@@ -77,3 +77,15 @@ def test_store_bench_template_is_an_executed_evidence_block() -> None:
     assert len(t.block.txs) == t.block.header.tx_count == 10
     assert [r.status for r in t.receipts] == [0] * 10
     assert t.record_value and t.genesis_writes
+
+
+@pytest.mark.parametrize("engine", ["lmdb", "rocksdb"])
+def test_reads_bench_reads_back_what_it_wrote_after_reopening(engine: str) -> None:
+    """``qilian bench reads`` times gets on a reopened store: every remembered key is found again (it raises
+    otherwise), absent keys are timed once per round, and the store it filled takes disk space."""
+    from qilian.bench.engine_reads import run_engine_reads
+
+    row = run_engine_reads(engine, 30_000, rounds=2, absent_gets=1_000)
+    assert row.engine == engine and row.keys == 30_000
+    assert len(row.absent_us) == 2 and all(x > 0 for x in row.absent_us) and row.present_us > 0
+    assert row.disk_bytes > 30_000 * 32

@@ -1004,6 +1004,26 @@ def bench_store(
     console.print(table)
 
 
+@bench_app.command("reads")
+def bench_reads(
+    keys: Annotated[int, typer.Option(help="Random 32-byte keys (150-byte values) written before reading.")]
+    = 8_000_000,
+    engines: Annotated[str, typer.Option(help="Comma-separated: lmdb, rocksdb.")] = "lmdb,rocksdb",
+) -> None:
+    """Point reads of a reopened store engine: µs per get of absent and of present keys (docs/benchmarks.md,
+    "RocksDB point reads")."""
+    from qilian.bench.engine_reads import run_reads_bench
+
+    rows = run_reads_bench([e.strip() for e in engines.split(",") if e.strip()], keys,
+                           progress=lambda m: err.print(f"[dim]{escape(m)}[/dim]"))
+    table = Table("engine", "keys", "disk MiB", "fill s", "absent get µs (per round)", "present get µs",
+                  title="qilian bench reads: a filled store, closed and reopened, read one key at a time")
+    for r in rows:
+        table.add_row(r.engine, f"{r.keys:,}", f"{r.disk_bytes / 2**20:,.0f}", f"{r.fill_s:.1f}",
+                      " / ".join(f"{x:.1f}" for x in r.absent_us), f"{r.present_us:.1f}")
+    console.print(table)
+
+
 @bench_app.command("execute")
 def bench_execute(
     txs: Annotated[int, typer.Option(help="Evidence calls in the block.")] = 5_000,
