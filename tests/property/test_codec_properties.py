@@ -692,3 +692,22 @@ def test_the_tx_hash_from_raw_bytes_is_the_tx_hash(x: Any) -> None:
     for name in ("ed25519", "sm2"):
         suite = get_suite(name)
         assert core.compute_tx_hash_of_raw(suite, raw, tx) == core.compute_tx_hash(suite, tx.body)
+
+
+@given(values, st.binary(max_size=8), st.binary(max_size=8), st.floats(allow_nan=False))
+def test_get_item_end_finds_exactly_one_items_end(value: Any, before: bytes, after: bytes, f: float) -> None:
+    """``get_item_end`` skips one whole item wherever it sits, whatever follows (floats included, which decode
+    refuses but a skip must still measure); every proper prefix of an item is refused as truncated."""
+    for v in (value, [value, f]):
+        enc = codec.encode_trusted(v)
+        assert codec.get_item_end(before + enc + after, len(before)) == len(before) + len(enc)
+        for cut in {0, 1, len(enc) // 2, len(enc) - 1} - {len(enc)}:
+            with pytest.raises(CodecError):
+                codec.get_item_end(enc[:cut], 0)
+
+
+@pytest.mark.parametrize("head", [*range(0xC1, 0xC2), *range(0xC7, 0xCA), *range(0xD4, 0xD9)])
+def test_get_item_end_refuses_headers_outside_the_format(head: int) -> None:
+    """Extension types (and the never-used 0xc1) are no items of the codec."""
+    with pytest.raises(CodecError):
+        codec.get_item_end(bytes([head, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]), 0)

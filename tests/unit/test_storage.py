@@ -10,12 +10,16 @@ import sys
 import textwrap
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import lmdb
 import pytest
 
+from qilian.crypto import get_suite
+from qilian.sdk.client import build_tx
+from qilian.sdk.keys import generate_key
 from qilian.storage.engine import EngineBusy, SnapshotClosed
 from qilian.storage.store import (
     ChainStore,
@@ -25,7 +29,16 @@ from qilian.storage.store import (
     StoreMissing,
     StoreSnapshot,
 )
-from qilian.types.core import Block, BlockHeader, ChainParams, Commit, Genesis, Receipt, ValidatorSet
+from qilian.types.core import (
+    Block,
+    BlockHeader,
+    ChainParams,
+    Commit,
+    Genesis,
+    Receipt,
+    ValidatorSet,
+    compute_tx_hash,
+)
 
 ENGINES = ("rocksdb", "lmdb")
 GENESIS = Genesis("store-test", "ed25519", 0, (), ValidatorSet(()), ChainParams())
@@ -95,6 +108,36 @@ def test_locations_absence_and_state(tmp_path: Path, engine: str) -> None:
         assert genesis is not None and genesis.chain_id == "store-test"
     finally:
         reopened.close()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_header_hashes_and_statuses_read_without_decoding_the_block(tmp_path: Path, engine: str) -> None:
+    """What ``/blocks/H/tx_hashes`` serves from the index and a header-only decode equals what the whole block
+    gives — for blocks of real signed transactions (a 1-, a 40- and a 0-transaction block), never mixing
+    neighbouring heights — and a height with no block has neither."""
+    suite, key = get_suite("ed25519"), generate_key("ed25519")
+    store = open_store(tmp_path / "d", engine)
+    try:
+        blocks = []
+        for height, n in ((1, 1), (2, 40), (3, 0)):
+            txs = tuple(build_tx(key, "store-test", "kv", "put", [f"k{i}", "v" * i], 99, nonce=height * 100 + i)
+                        for i in range(n))
+            hashes = [compute_tx_hash(suite, tx.body) for tx in txs]
+            block = Block(replace(make_block(height, n).header, time_ms=7_000 + height), txs, None)
+            receipts = [Receipt(h, i % 3, "" if i % 3 == 0 else "no", 1, None) for i, h in enumerate(hashes)]
+            store.process_commit_block(block, Commit(height, 0, b"\1" * 32, ()), hashes, receipts, {}, {},
+                                       make_tip(height))
+            blocks.append((block, hashes, [r.status for r in receipts]))
+        with store.begin_snapshot() as snap:
+            for block, hashes, statuses in blocks:
+                h = block.header.height
+                assert snap.get_block_header(h) == block.header
+                assert snap.get_block_tx_hashes(h) == hashes
+                assert snap.get_receipt_statuses(h) == statuses
+            assert snap.get_block_header(4) is None and snap.get_block_tx_hashes(4) == []
+            assert snap.get_receipt_statuses(4) is None
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize("engine", ENGINES)

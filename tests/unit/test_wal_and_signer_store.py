@@ -27,6 +27,19 @@ def test_typed_records_keep_the_old_wire_lists() -> None:
         assert decode_record(rec.encode()) == rec
 
 
+def test_a_valid_answer_records_the_block_bytes_it_was_given_or_encodes_them() -> None:
+    """The validity check hands the block's encoding on (it measured the size with it); the record is the same
+    either way and replays to the block."""
+    from .test_storage import make_block
+
+    block = make_block(5, 0)
+    given = WalValidity(b"\3" * 32, True, block, block.encode())
+    made = WalValidity(b"\3" * 32, True, block)
+    assert given.encode() == made.encode() == ["a", b"\3" * 32, True, block.encode()]
+    assert decode_record(given.encode()) == made
+    assert WalValidity(b"\3" * 32, False, None, b"ignored").encode() == ["a", b"\3" * 32, False, b""]
+
+
 def test_wal_round_trip_and_reset(tmp_path: Path) -> None:
     w = Wal(tmp_path / "cs.wal")
     w.reset(7)

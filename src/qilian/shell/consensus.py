@@ -668,27 +668,29 @@ class ConsensusReactor:
                         o.height)
             self._answer_validity(o, None, False)
             return
-        valid = False
+        valid, raw = False, None
         try:
             parent = self.ledger.get_parent_info()
             if block.header.height != parent.height + 1:
                 raise BlockInvalid("proposal is not for the next height")
-            check_block_limits(parent.get_params(self.params), block.header.height, len(block.txs),
-                               len(block.encode()))
+            raw = block.encode()
+            check_block_limits(parent.get_params(self.params), block.header.height, len(block.txs), len(raw))
             on_chain = self.ledger.get_committed(hashes)
             check_block(self.rules, parent, block, hashes, on_chain.__contains__,
                         self.pool.get_sig_checked(block.txs, hashes))
             valid = True
         except BlockInvalid as exc:
             log.warning("proposal %s at height %d is invalid: %s", o.value_id.hex()[:16], o.height, exc)
-        self._answer_validity(o, block if valid else None, valid)
+        self._answer_validity(o, block if valid else None, valid, raw if valid else None)
 
-    def _answer_validity(self, o: ValidateValue, block: Block | None, valid: bool) -> None:
+    def _answer_validity(self, o: ValidateValue, block: Block | None, valid: bool,
+                         block_bytes: bytes | None = None) -> None:
         if self._stopping or self.core.height != o.height or not self.started:
             return
         if valid and block is not None:
             self.blocks[o.value_id] = block
-        self._feed(ValidityAnswer(o.value_id, valid), WalValidity(o.value_id, valid, block if valid else None))
+        self._feed(ValidityAnswer(o.value_id, valid),
+                   WalValidity(o.value_id, valid, block if valid else None, block_bytes))
 
     # ------------------------------------------------------------------------------------------ decide, commit
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from qilian.consensus.types import TimeoutKind
@@ -117,9 +117,15 @@ class WalValidity:
     """The verdict."""
     block: Block | None
     """The assembled block (valid answers only)."""
+    block_bytes: bytes | None = field(default=None, compare=False, repr=False)
+    """``block.encode()`` when the caller already has it (the validity check measured the block's size with it):
+    a 5,000-transaction block's encoding is some 20 ms of the event loop's time, paid once instead of twice."""
 
     def encode(self) -> list[Any]:
-        return ["a", self.value_id, self.valid, self.block.encode() if self.valid and self.block is not None else b""]
+        if not self.valid or self.block is None:
+            return ["a", self.value_id, self.valid, b""]
+        raw = self.block_bytes if self.block_bytes is not None else self.block.encode()
+        return ["a", self.value_id, self.valid, raw]
 
 
 WalRecord = WalHeight | WalProposal | WalOwnProposal | WalVote | WalTimeout | WalValue | WalValidity

@@ -69,7 +69,7 @@ from typing import Any, Final
 
 from qilian.storage.engine import KVEngine, KVSnapshot, LmdbEngine, Op, RocksEngine, get_disk_bytes
 from qilian.types.codec import decode_raw, encode_trusted
-from qilian.types.core import Block, Commit, Genesis, Receipt, ValidatorSet
+from qilian.types.core import Block, BlockHeader, Commit, Genesis, Receipt, ValidatorSet, get_block_header_of_raw
 
 LAYOUT: Final = b"qilian-store/2"
 """Layout marker stored under ``m/layout``; a store without it (or with another) is refused."""
@@ -677,6 +677,22 @@ class StoreSnapshot:
         """Block at a height, or None."""
         raw = self.get_block_bytes(height)
         return None if raw is None else Block.decode(raw)
+
+    def get_block_header(self, height: int) -> BlockHeader | None:
+        """Header of the block at a height (its transactions are not decoded), or None."""
+        raw = self.get_block_bytes(height)
+        return None if raw is None else get_block_header_of_raw(raw)
+
+    def get_block_tx_hashes(self, height: int) -> list[bytes]:
+        """Hashes of the block's transactions in block order, from the height-ordered index (no block decode);
+        empty for a height the store holds no block of."""
+        return [v for _, v in self._snap.scan(_TXS, _height_key(height), _height_key(height + 1))]
+
+    def get_receipt_statuses(self, height: int) -> list[int] | None:
+        """Status of each receipt of the block at a height, or None: the receipts list decoded, but no Receipt
+        built (the bytes are the store's own, written from typed receipts)."""
+        raw = self._snap.get(_RECEIPTS, _height_key(height))
+        return None if raw is None else [r[1] for r in decode_raw(raw)]
 
     def get_commit(self, height: int) -> Commit | None:
         """Commit of the block at a height, or None."""

@@ -104,6 +104,50 @@ def decode_raw(data: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Any:
     return obj
 
 
+_FIXED_SIZES: Final = {0xC0: 1, 0xC2: 1, 0xC3: 1, 0xCA: 5, 0xCB: 9, 0xCC: 2, 0xCD: 3, 0xCE: 5, 0xCF: 9,
+                       0xD0: 2, 0xD1: 3, 0xD2: 5, 0xD3: 9}
+"""Whole size of the MessagePack items whose header byte fixes it (nil, booleans, floats, sized integers)."""
+_SIZED: Final = {0xC4: 1, 0xC5: 2, 0xC6: 4, 0xD9: 1, 0xDA: 2, 0xDB: 4}
+"""bin 8/16/32 and str 8/16/32: bytes of the big-endian length after the header byte."""
+_COUNTED: Final = {0xDC: (2, 1), 0xDD: (4, 1), 0xDE: (2, 2), 0xDF: (4, 2)}
+"""array 16/32 and map 16/32: (bytes of the count, items per counted entry)."""
+
+
+def get_item_end(data: bytes, start: int) -> int:
+    """The offset just past the one MessagePack item that begins at ``start`` — so a caller can take a part of an
+    encoding (a block's header, the first field of a stored record) without decoding the rest. The slice is only
+    as canonical as ``data``: use it on bytes :func:`decode_raw` accepted once (what the node stored itself).
+    Iterative (a count of items still to skip), so nesting costs no stack; raises CodecError on a truncated item or
+    a header outside MessagePack's (extension types included)."""
+    pos, pending, n = start, 1, len(data)
+    while pending:
+        if pos >= n:
+            raise CodecError("truncated encoding")
+        head = data[pos]
+        pending -= 1
+        if head <= 0x7F or head >= 0xE0:  # positive / negative fixint
+            pos += 1
+        elif head <= 0x8F:  # fixmap
+            pos, pending = pos + 1, pending + 2 * (head & 0x0F)
+        elif head <= 0x9F:  # fixarray
+            pos, pending = pos + 1, pending + (head & 0x0F)
+        elif head <= 0xBF:  # fixstr
+            pos += 1 + (head & 0x1F)
+        elif head in _FIXED_SIZES:
+            pos += _FIXED_SIZES[head]
+        elif head in _SIZED:
+            k = _SIZED[head]
+            pos += 1 + k + int.from_bytes(data[pos + 1:pos + 1 + k], "big")
+        elif head in _COUNTED:
+            k, per = _COUNTED[head]
+            pos, pending = pos + 1 + k, pending + per * int.from_bytes(data[pos + 1:pos + 1 + k], "big")
+        else:
+            raise CodecError(f"no such item header: 0x{head:02x}")
+    if pos > n:
+        raise CodecError("truncated encoding")
+    return pos
+
+
 def is_plain_encoding(encoded: bytes) -> bool:
     """True if ``encoded`` proves that the value it encodes, and every part of that value, passes
     :func:`check_value`; False means "walk it to know".

@@ -11,7 +11,16 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
 from qilian.crypto.suite import Suite
-from qilian.types.codec import MAX_INT, CodecError, check_decoded_value, check_value, decode_raw, encode, encode_trusted
+from qilian.types.codec import (
+    MAX_INT,
+    CodecError,
+    check_decoded_value,
+    check_value,
+    decode_raw,
+    encode,
+    encode_trusted,
+    get_item_end,
+)
 from qilian.types.struct import (
     AnyValue,
     Bool,
@@ -404,6 +413,16 @@ class Block(Wire):
         Optional(Struct(Commit)),
         ListOf(Struct(Evidence), max_items=MAX_EVIDENCE_ON_WIRE),
     )
+
+
+def get_block_header_of_raw(raw: bytes) -> BlockHeader:
+    """The header of an encoded block, decoded without its transactions: a block is an array whose first item is
+    the header, so the header's canonical bytes are the slice after the array's one-byte head. Reading a height's
+    time or roots this way costs the header, not the 5,000 transactions of a full block. CodecError for bytes
+    that are no block."""
+    if not raw or not 0x91 <= raw[0] <= 0x9F:
+        raise CodecError("an encoded block is a short array")
+    return BlockHeader.from_decoded(decode_raw(raw[1:get_item_end(raw, 1)]))
 
 
 @dataclass(frozen=True, slots=True)
