@@ -68,6 +68,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from qilian.storage.engine import KVEngine, KVSnapshot, LmdbEngine, Op, RocksEngine, get_disk_bytes
+from qilian.storage.nodecache import NodeCache
 from qilian.types.codec import decode_raw, encode_trusted
 from qilian.types.core import Block, BlockHeader, Commit, Genesis, Receipt, ValidatorSet, get_block_header_of_raw
 
@@ -212,6 +213,8 @@ class ChainStore:
         self._prune_start: bytes | None = None
         """Where the next prune batch's scan of the stale index starts (None: not read from meta yet)."""
         self.kv = _open_engine(path, engine, readonly, durable)
+        self.node_cache = NodeCache()
+        """Tree nodes this store wrote or read lately (:mod:`qilian.storage.nodecache`); snapshots share it."""
         self._snapshots: weakref.WeakSet[StoreSnapshot] = weakref.WeakSet()
         """Snapshots not closed yet: :meth:`close` ends them (an open RocksDB iterator keeps the database and its
         LOCK open after ``close``, and a reopen in the same process would then fail)."""
@@ -248,6 +251,7 @@ class ChainStore:
             snapshots = list(self._snapshots)
         for snap in snapshots:
             snap.close()
+        self.node_cache.clear()
         self.kv.close()
 
     def catch_up(self) -> None:
@@ -330,6 +334,7 @@ class ChainStore:
                 ops.append((_STALE, hk + replaced_root[8:], replaced_root))
         ops.append((_META, b"tip", encode_trusted(tip.to_wire())))
         self.kv.write(ops)
+        self.node_cache.add_many(new_nodes.items())  # the next block reads the upper levels of these paths again
 
     def _compute_txmap_ops(self, hk: bytes, tx_hashes: Sequence[bytes]) -> list[Op]:
         """Hash-map entries of a block's transactions, merged with any earlier transaction of the same prefix."""
@@ -512,7 +517,7 @@ class ChainStore:
 
     def get_node(self, node_hash: bytes) -> bytes | None:
         """A state-tree node by reference, or a root pointer by root hash (the NodeStore of qilian.state)."""
-        return self.kv.get(_NODES, node_hash)
+        return _get_node_cached(self.node_cache, self.kv.get, node_hash)
 
     def iter_raw_blocks(self, start: int = 1) -> Iterator[tuple[int, bytes]]:
         """(height, encoded block) in height order from ``start``."""
@@ -645,6 +650,16 @@ def _find_location(get: Callable[[bytes, bytes], bytes | None], tx_hash: bytes) 
     return None
 
 
+def _get_node_cached(cache: NodeCache, get: Callable[[bytes, bytes], bytes | None], ref: bytes) -> bytes | None:
+    """A node from the cache, else from ``get`` (the engine or a snapshot of it), remembered for next time."""
+    node = cache.get(ref)
+    if node is None:
+        node = get(_NODES, ref)
+        if node is not None:
+            cache.add(ref, node)
+    return node
+
+
 class StoreSnapshot:
     """Reads of one engine snapshot, so a query that reads a block, its commit, the next block and state nodes
     never mixes two heights — and the consensus shell's view of the chain (``NodeLedger`` in
@@ -654,6 +669,7 @@ class StoreSnapshot:
     def __init__(self, store: ChainStore):
         self._snap: KVSnapshot = store.kv.snapshot()
         self._keep_states = store.keep_states
+        self._node_cache = store.node_cache
 
     def __enter__(self) -> StoreSnapshot:
         return self
@@ -734,8 +750,9 @@ class StoreSnapshot:
         yield from self.get_state_page(namespace, b"", b"", limit)
 
     def get_node(self, node_hash: bytes) -> bytes | None:
-        """A state-tree node (the NodeStore interface), as of the snapshot."""
-        return self._snap.get(_NODES, node_hash)
+        """A state-tree node (the NodeStore interface), as of the snapshot (a node's bytes are the same in every
+        view, so the store's node cache answers for snapshots too)."""
+        return _get_node_cached(self._node_cache, self._snap.get, node_hash)
 
     def get_oldest_state_version(self) -> int:
         """The oldest state version readable in this snapshot (see :meth:`ChainStore.get_oldest_state_version`):

@@ -1,0 +1,79 @@
+"""State-tree nodes the store wrote or read lately, kept in memory and bounded.
+
+Why: a block's state-tree update reads every node on the paths it rewrites (about 45,000 nodes for a
+5,000-transaction block over a million keys), and in the 30-minute soak those point reads became the largest part
+of a validator's time (docs/benchmarks.md, "Soak"): through the engine each costs a B-tree walk (LMDB) or filter,
+index and data block lookups (RocksDB). The nodes most likely to be read next are the ones the last blocks wrote —
+the tree's upper levels are rewritten by every block, the middle ones by most — so the store puts every node it
+commits here, and every node it reads from the engine.
+
+Why this is always correct: a node is stored under its *reference* ``version ‖ hash`` and the tree never rewrites
+one (tree.py, "Node store"), so the bytes under a reference are the same in every view, snapshot or not; pruning
+deletes references no retained root reaches, which no reader asks for (old heights are refused first), and a
+cached copy of one would still be its true bytes. Only references are cached: a root pointer (root hash → the
+latest reference of that root) can be rewritten, so it is always read from the engine.
+
+Bounded by estimated memory, two generations: entries go to the young one; when it reaches half the budget the
+old one is dropped and the young one becomes old; a hit in the old one moves the entry back to the young one. So
+what survives is what was written or read within about the last half budget, at O(1) per operation and with no
+per-read bookkeeping. Shared by the store's threads without a lock: each dict operation is atomic, and a race can
+only lose a cache entry, never return wrong bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Final
+
+NODE_CACHE_BYTES: Final = 128 * 1024 * 1024
+"""Estimated memory the node cache may take, both generations together (see :data:`ENTRY_OVERHEAD_BYTES`)."""
+ENTRY_OVERHEAD_BYTES: Final = 160
+"""What one entry costs beyond its value's bytes: the 40-byte reference as a Python bytes object, the value's
+object header and the dict slot (measured with tracemalloc: 239 bytes per entry of an 81-byte internal node on
+CPython 3.11)."""
+REF_BYTES: Final = 40
+"""Length of a node reference (8-byte version ‖ 32-byte hash); other keys of the node table are not cached."""
+
+
+class NodeCache:
+    """Reference → node bytes, bounded by :data:`NODE_CACHE_BYTES` (or ``budget_bytes``)."""
+
+    __slots__ = ("_half", "_old", "_young", "_young_bytes")
+
+    def __init__(self, budget_bytes: int = NODE_CACHE_BYTES):
+        self._half = max(1, budget_bytes // 2)
+        self._young: dict[bytes, bytes] = {}
+        self._old: dict[bytes, bytes] = {}
+        self._young_bytes = 0
+
+    def get(self, ref: bytes) -> bytes | None:
+        """The cached bytes of a node reference, or None (then read it from the engine and :meth:`add` it)."""
+        node = self._young.get(ref)
+        if node is None:
+            node = self._old.get(ref)
+            if node is not None:
+                self.add(ref, node)
+        return node
+
+    def add(self, ref: bytes, node: bytes) -> None:
+        """Remember a node just read or written (a root pointer is ignored: its value can change)."""
+        if len(ref) != REF_BYTES:
+            return
+        self._young[ref] = node
+        self._young_bytes += len(node) + ENTRY_OVERHEAD_BYTES
+        if self._young_bytes >= self._half:
+            self._old, self._young, self._young_bytes = self._young, {}, 0
+
+    def add_many(self, items: Iterable[tuple[bytes, bytes]]) -> None:
+        """:meth:`add` for each (reference, node)."""
+        for ref, node in items:
+            self.add(ref, node)
+
+    def get_size(self) -> tuple[int, int]:
+        """(entries, estimated bytes) now held — for the metrics and the tests."""
+        entries = len(self._young) + len(self._old)
+        return entries, sum(len(v) + ENTRY_OVERHEAD_BYTES for d in (self._young, self._old) for v in d.values())
+
+    def clear(self) -> None:
+        """Forget everything (the store is being closed or replaced)."""
+        self._young, self._old, self._young_bytes = {}, {}, 0
