@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import select
 import signal
 import subprocess
 import sys
@@ -291,6 +292,21 @@ def reopen_chain(store: ChainStore) -> Chain:
     return chain
 
 
+def _wait_for_lines(proc: subprocess.Popen[bytes], count: int, deadline_s: float = 120.0) -> None:
+    """Read ``count`` lines of the writer's output (one per committed block), failing at the deadline — not a
+    fixed sleep, which on a loaded machine ended before the writer had even created the store."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + deadline_s
+    for _ in range(count):
+        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        line = proc.stdout.readline() if ready else b""
+        if not line:
+            proc.kill()
+            proc.wait()
+            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            pytest.fail(f"the writer committed no block within {deadline_s:.0f} s: {err[-2000:]}")
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_sigkill_mid_prune_leaves_every_retained_version_whole(tmp_path: Path, engine: str) -> None:
     """A process commits blocks and prunes in batches of two entries, and is SIGKILLed at arbitrary moments
@@ -302,7 +318,8 @@ def test_sigkill_mid_prune_leaves_every_retained_version_whole(tmp_path: Path, e
     for kill_after in (0.4, 0.55, 0.7, 0.85):
         proc = subprocess.Popen([sys.executable, "-c", _PRUNER, str(data), engine, *paths],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
-        time.sleep(kill_after + 1.5)  # imports, then some blocks
+        _wait_for_lines(proc, 4)  # the writer is past its imports and has committed (and pruned) 4 blocks …
+        time.sleep(kill_after)  # … then an arbitrary moment, mostly inside a prune
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         store = ChainStore(data, engine=engine, keep_states=3)
