@@ -319,8 +319,11 @@ def test_sigkill_mid_prune_leaves_every_retained_version_whole(tmp_path: Path, e
         proc = subprocess.Popen([sys.executable, "-c", _PRUNER, str(data), engine, *paths],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
         _wait_for_lines(proc, 4)  # the writer is past its imports and has committed (and pruned) 4 blocks …
-        time.sleep(kill_after)  # … then an arbitrary moment, mostly inside a prune
-        proc.send_signal(signal.SIGKILL)
+        try:  # … then it runs on for an arbitrary moment (mostly inside a prune); it must not end by itself
+            proc.wait(timeout=kill_after)
+            pytest.fail(f"the writer exited on its own: {proc.stderr.read().decode() if proc.stderr else ''}")
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
         proc.wait()
         store = ChainStore(data, engine=engine, keep_states=3)
         try:
