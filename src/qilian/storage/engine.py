@@ -61,6 +61,8 @@ ROCKS_BACKGROUND_JOBS: Final = 2
 ROCKS_BLOOM_BITS: Final = 10
 """Bloom filter bits per key: a lookup of an absent hash (every new transaction) skips SST files at ~1 % false
 positives."""
+ROCKS_MAX_WAL_BYTES: Final = 256 * 1024**2
+"""Write-ahead log kept at most: past it RocksDB flushes the column families that still need the oldest log file."""
 
 Op = tuple[bytes, bytes, bytes | None]
 """One write of a batch: (table, key, value), value None to delete."""
@@ -284,19 +286,26 @@ class LmdbSnapshot:
 # -- RocksDB ----------------------------------------------------------------------------------------------------
 
 
-def _rocks_options(secondary: bool = False) -> Any:
+def _rocks_options(secondary: bool = False, cache: Any = None) -> Any:
+    """Options of the database and of each of its column families (one per table); ``cache``: the block cache the
+    column families share (one is made when None)."""
     from rocksdict import BlockBasedIndexType, BlockBasedOptions, Cache, Options
 
     opt = Options(raw_mode=True)
     opt.create_if_missing(not secondary)
+    opt.create_missing_column_families(not secondary)
     opt.set_write_buffer_size(ROCKS_WRITE_BUFFER_BYTES)
     opt.set_max_write_buffer_number(ROCKS_MAX_WRITE_BUFFERS)
+    # One table per column family, each with its own memtables: the sum is bounded here (RocksDB flushes the
+    # largest memtable when it is reached), and a rarely written table cannot keep old WAL files alive.
+    opt.set_db_write_buffer_size(ROCKS_WRITE_BUFFER_BYTES * ROCKS_MAX_WRITE_BUFFERS)
+    opt.set_max_total_wal_size(ROCKS_MAX_WAL_BYTES)
     opt.set_max_background_jobs(ROCKS_BACKGROUND_JOBS)
     # A secondary keeps every file it opened open, so one the primary deletes after a compaction stays readable.
     opt.set_max_open_files(-1 if secondary else ROCKS_MAX_OPEN_FILES)
     opt.set_level_compaction_dynamic_level_bytes(True)
     table = BlockBasedOptions()
-    table.set_block_cache(Cache(ROCKS_BLOCK_CACHE_BYTES))
+    table.set_block_cache(cache if cache is not None else Cache(ROCKS_BLOCK_CACHE_BYTES))
     # Index and filters live in the bounded block cache, partitioned: a lookup loads one small filter partition and
     # one index partition, and only their top levels are pinned. Whole-file ("full") filters and indexes read as
     # fast while they all fit in the cache (8 µs per absent-key get on a 1.5 GB store, both ways), but each is a
@@ -312,43 +321,75 @@ def _rocks_options(secondary: bool = False) -> Any:
     return opt
 
 
+def _get_table_family(table: bytes) -> str:
+    """The column family of a table: the table's byte as its name (``b`` holds blocks, ``n`` tree nodes, …)."""
+    return table.decode("ascii")
+
+
 ROCKS_STALL_WAIT_S: Final = 10.0
 """Longest a commit retries a write RocksDB refuses during a write stall (sleeping between tries, the GIL free)
 before it writes blocking."""
 
 
 class RocksEngine:
-    """Tables as one-byte key prefixes of one RocksDB keyspace (so a block's batch spans every table atomically).
+    """Each table in its own column family of one RocksDB database (so a block's batch still spans every table
+    atomically: a ``WriteBatch`` across column families is applied whole or not at all).
+
+    Why a column family per table: the tables grow in two ways — blocks, commits, receipts, the height index, the
+    stale index and the tree nodes (keyed ``version ‖ hash``) are appended in key order, while the transaction map
+    and the flat state values are keyed by hashes and land anywhere. In one shared keyspace every SST file spans
+    all tables, so each compaction rewrote the appended data together with the random: on a 4-validator soak a
+    node's compaction thread used 14 % of a core and wrote 3.6 GB for 1.4 GB ingested in ten minutes
+    (docs/benchmarks.md). In their own column families, appended tables make SST files that overlap nothing older,
+    which RocksDB moves down the levels without rewriting. Keys still carry the table's byte, so a store written
+    before this split (everything in the default column family) is read the same way: such a store is opened in
+    that layout (:attr:`split`), new stores get the split.
 
     Read-write: one process at a time (RocksDB's LOCK file) — the node, or an offline tool with the node stopped;
     thread-safe for one writer and any number of readers in that process. ``readonly``: a secondary instance (see
     the module docstring), any number of them beside the writer, each advancing only at :meth:`catch_up`."""
 
-    def __init__(self, path: Path, readonly: bool = False, durable: bool = True):
-        """``durable`` False: batches are not synced one by one (:meth:`flush` makes them durable)."""
-        from rocksdict import AccessType, Rdict, ReadOptions, WriteOptions
+    def __init__(self, path: Path, readonly: bool = False, durable: bool = True, split: bool = True):
+        """``durable`` False: batches are not synced one by one (:meth:`flush` makes them durable). ``split``
+        False creates a new store in the one-keyspace layout of earlier versions (for the tests that read one);
+        an existing store is always opened in the layout it has."""
+        from rocksdict import AccessType, Cache, Rdict, ReadOptions, WriteOptions
 
         self._ReadOptions = ReadOptions
         self._secondary_dir: str | None = None
+        exists = (path / "CURRENT").exists()
         if readonly:
-            if not (path / "CURRENT").exists():
+            if not exists:
                 raise FileNotFoundError(2, "no RocksDB database here", str(path))
             self._secondary_dir = tempfile.mkdtemp(prefix="qilian-store-reader-")
             access = AccessType.secondary(self._secondary_dir)
         else:
             access = AccessType.read_write()
         try:
-            # The options go to the default column family by name too: without it, rocksdict reopens an existing
-            # database with the column family's options read back from its OPTIONS file, where the block cache is
-            # not recorded — every reopened store ran on RocksDB's default 8 MiB cache instead of ours.
-            opt = _rocks_options(secondary=readonly)
-            self.db = Rdict(str(path), opt, column_families={"default": opt}, access_type=access)
+            # The options go to every column family by name, the default one too: without it, rocksdict reopens an
+            # existing database with the column family's options read back from its OPTIONS file, where the block
+            # cache is not recorded — every reopened store ran on RocksDB's default 8 MiB cache instead of ours.
+            opt = _rocks_options(secondary=readonly, cache=Cache(ROCKS_BLOCK_CACHE_BYTES))
+            if exists:
+                found = set(Rdict.list_cf(str(path), opt))
+                split = all(_get_table_family(t) in found for t in TABLES)
+            families = {"default": opt}
+            if split:
+                families.update((_get_table_family(t), opt) for t in TABLES)
+            self.db = Rdict(str(path), opt, column_families=families, access_type=access)
         except Exception as exc:
             self._remove_secondary_dir()
             if "lock" in str(exc).lower():  # the binding raises a bare Exception; RocksDB names the LOCK file
                 raise EngineBusy(f"{path} is open in another process (is the node running? stop it first, or "
                                  f"read it with a read-only command such as `qilian indexer`)") from exc
             raise
+        self.split = split
+        """Whether each table has its own column family (False: a store of the one-keyspace layout)."""
+        name_of = _get_table_family if split else (lambda _t: "default")
+        self._views: dict[bytes, Any] = {t: self.db.get_column_family(name_of(t)) for t in TABLES}
+        """Per table, the binding's handle for reads of its column family."""
+        self._families: dict[bytes, Any] = {t: self.db.get_column_family_handle(name_of(t)) for t in TABLES}
+        """Per table, its column family for a write batch."""
         self._sync = WriteOptions()
         self._sync.sync = durable
         self._sync_no_stall = WriteOptions()
@@ -356,24 +397,25 @@ class RocksEngine:
         self._sync_no_stall.no_slowdown = True
 
     def get(self, table: bytes, key: bytes) -> bytes | None:
-        value: bytes | None = self.db.get(table + key)
+        value: bytes | None = self._views[table].get(table + key)
         return value
 
     def get_many(self, table: bytes, keys: Sequence[bytes]) -> list[bytes | None]:
         if not keys:
             return []
-        values = self.db.get([table + k for k in keys])
+        values = self._views[table].get([table + k for k in keys])
         return list(values or [])
 
     def write(self, ops: Sequence[Op]) -> None:
         from rocksdict import WriteBatch
 
         batch = WriteBatch(raw_mode=True)
+        families = self._families
         for table, key, value in ops:
             if value is None:
-                batch.delete(table + key)
+                batch.delete(table + key, families[table])
             else:
-                batch.put(table + key, value)
+                batch.put(table + key, value, families[table])
         self._write_without_stalling(batch)
 
     def _write_without_stalling(self, batch: Any) -> None:
@@ -398,7 +440,7 @@ class RocksEngine:
         self.db.write(batch, self._sync)
 
     def iter_from(self, table: bytes, start: bytes) -> Iterator[tuple[bytes, bytes]]:
-        yield from _iter_rocks(self.db.iter(self._bounded(table)), table, start)
+        yield from _iter_rocks(self._views[table].iter(self._bounded(table)), table, start)
 
     def _bounded(self, table: bytes) -> Any:
         opt = self._ReadOptions()
@@ -409,8 +451,13 @@ class RocksEngine:
         return RocksSnapshot(self)
 
     def flush(self) -> None:
-        """Make every batch written so far durable (memtables to SST files)."""
-        self.db.flush(True)
+        """Make every batch written so far durable (every table's memtables to SST files)."""
+        for view in self._get_distinct_views():
+            view.flush(True)
+
+    def _get_distinct_views(self) -> list[Any]:
+        """One read handle per column family in use (every table's, or the default one alone)."""
+        return list(self._views.values()) if self.split else [self.db]
 
     def write_sorted(self, table: bytes, items: Sequence[tuple[bytes, bytes]]) -> None:
         """Bulk load of sorted items (an LSM tree takes any order; one batch)."""
@@ -427,9 +474,12 @@ class RocksEngine:
         (background compactions do the same, in their own time)."""
         if self._secondary_dir is not None:
             raise RuntimeError("a read-only store cannot be compacted")
-        self.db.compact_range(None, None)
+        for view in self._get_distinct_views():
+            view.compact_range(None, None)
 
     def close(self) -> None:
+        # The per-table handles hold the database open: dropped first, so the close releases its LOCK now.
+        self._views, self._families = {}, {}
         self.db.close()
         self._remove_secondary_dir()
 
@@ -450,19 +500,30 @@ def _iter_rocks(it: Any, table: bytes, start: bytes) -> Iterator[tuple[bytes, by
 
 
 class RocksSnapshot:
-    """A point-in-time view: one RocksDB iterator, which reads the database as of its creation (an implicit
-    snapshot), reused for every point read (``seek`` then compare; a seek costs about what a get does).
+    """A point-in-time view: one RocksDB iterator per table, each reading its column family as of its creation (an
+    implicit snapshot), reused for every point read (``seek`` then compare; a seek costs about what a get does).
+
+    The iterators are made one after the other, so they are one view only if no batch landed in between: the
+    database's sequence number is read before and after, and they are made again until it did not move (a batch
+    is one sequence range, so an unchanged number means no batch, whole or part, came in between).
 
     Not the binding's ``Snapshot`` object: its ``iter()`` reads the latest data (measured, rocksdict 0.3.29), and
     its item access raises a bare ``Exception`` for an absent key."""
 
     def __init__(self, engine: RocksEngine):
-        self._it: Any = engine.db.iter()
+        db = engine.db
+        while True:
+            before = db.latest_sequence_number()
+            its = {t: view.iter() for t, view in engine._views.items()}
+            if db.latest_sequence_number() == before:
+                break
+        self._its: dict[bytes, Any] | None = its
 
     def get(self, table: bytes, key: bytes) -> bytes | None:
-        it = self._it
-        if it is None:
+        its = self._its
+        if its is None:
             raise SnapshotClosed("read through a closed RocksDB snapshot")
+        it = its[table]
         full = table + key
         it.seek(full)
         if it.valid() and it.key() == full:
@@ -472,10 +533,11 @@ class RocksSnapshot:
 
     def scan(self, table: bytes, start: bytes, end: bytes | None, limit: int | None = None,
              ) -> list[tuple[bytes, bytes]]:
-        """Walk the snapshot's own iterator (a new one would read a newer state)."""
-        it = self._it
-        if it is None:
+        """Walk the snapshot's own iterator of the table (a new one would read a newer state)."""
+        its = self._its
+        if its is None:
             raise SnapshotClosed("read through a closed RocksDB snapshot")
+        it = its[table]
         out: list[tuple[bytes, bytes]] = []
         stop = table + end if end is not None else bytes([table[0] + 1])
         it.seek(table + start)
@@ -488,5 +550,5 @@ class RocksSnapshot:
         return out
 
     def close(self) -> None:
-        """Drop the iterator (the binding releases what it pins when it is freed)."""
-        self._it = None
+        """Drop the iterators (the binding releases what they pin when they are freed)."""
+        self._its = None
