@@ -711,3 +711,16 @@ def test_get_item_end_refuses_headers_outside_the_format(head: int) -> None:
     """Extension types (and the never-used 0xc1) are no items of the codec."""
     with pytest.raises(CodecError):
         codec.get_item_end(bytes([head, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]), 0)
+
+
+@given(st.lists(values, max_size=40))
+def test_a_list_of_encoded_items_is_the_encoding_of_the_list(items: list[Any]) -> None:
+    """Execution builds a block's stored receipts from each receipt's own bytes; they must be the very bytes of
+    encoding the list (the receipts root, ``verify-ledger`` and every reader compare against those)."""
+    assert codec.encode_array_of_encoded([codec.encode_trusted(v) for v in items]) == codec.encode_trusted(items)
+
+
+@pytest.mark.parametrize("n", [0, 15, 16, 65_535, 65_536])
+def test_a_list_of_encoded_items_uses_the_canonical_header_at_each_size_boundary(n: int) -> None:
+    items = [i % 200 for i in range(n)]
+    assert codec.encode_array_of_encoded([codec.encode_trusted(v) for v in items]) == codec.encode_trusted(items)

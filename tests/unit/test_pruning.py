@@ -144,7 +144,8 @@ class Chain:
             live |= get_reachable(self.store, root)
             if root != ZERO_HASH:
                 live.add(root)  # its pointer
-        stored = {k for k, _ in self.store.kv.iter_from(b"n", b"")}
+        stored = {k for table in (b"n", b"p") for k, _ in self.store.kv.iter_from(table, b"")}  # nodes, roots
+        assert all(len(k) == 40 for k, _ in self.store.kv.iter_from(b"n", b""))  # root pointers in their table
         assert stored == live, (len(stored - live), len(live - stored))
 
 

@@ -73,6 +73,8 @@ def test_a_snapshot_is_one_view_even_when_a_batch_lands_while_it_is_made(tmp_pat
             engine.write([(b"b", b"h", b"later"), (b"n", b"h", b"later")])
             assert (snap.get(b"b", b"h"), snap.get(b"n", b"h")) == (b"new", b"new")
             assert snap.scan(b"n", b"", None) == [(b"h", b"new")]
+            engine.write([(b"x", b"added", b"1")])
+            assert snap.get(b"x", b"added") is None and engine.get(b"x", b"added") == b"1"
         finally:
             snap.close()
     finally:

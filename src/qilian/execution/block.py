@@ -36,7 +36,7 @@ from qilian.execution.rules import (
     check_tx_window,
     is_valid_tx_signature,
 )
-from qilian.types.codec import MAX_MESSAGE_BYTES, encode_trusted
+from qilian.types.codec import MAX_MESSAGE_BYTES, encode_array_of_encoded, encode_trusted
 from qilian.types.core import (
     BLOCK_VERSION,
     MAX_BLOCK_TXS_BOUND,
@@ -86,10 +86,15 @@ class BlockResult:
     """Net state writes of the whole block (None deletes)."""
     receipts_root: bytes
     """Merkle root over the receipts' canonical bytes (goes into the next header)."""
+    receipts_bytes: bytes = b""
+    """The receipts as the store keeps them: the canonical encoding of the list of them (made from each receipt's
+    own encoding, so a full block's receipts are encoded once, not once for the root and again for the store)."""
 
 
-def execute_tx(env: BlockEnv, tx: Transaction, tx_hash: bytes) -> Receipt:
-    """Run one transaction through the module its target names; on failure its writes and events are dropped."""
+def execute_tx(env: BlockEnv, tx: Transaction, tx_hash: bytes) -> tuple[Receipt, bytes]:
+    """Run one transaction through the module its target names; on failure its writes and events are dropped.
+    Returns the receipt and its canonical encoding (measured against the block's receipt budget, then kept for
+    the receipts root and the store)."""
     overlay = env.state
     overlay.tx_writes = {}
     body = tx.body
@@ -110,22 +115,29 @@ def execute_tx(env: BlockEnv, tx: Transaction, tx_hash: bytes) -> Receipt:
                 env.process_forget()  # a governance call may have changed (or rolled back) governed state
     except CallFailed as exc:
         overlay.tx_writes = {}
-        return Receipt(tx_hash, STATUS_FAILED, compute_receipt_error(str(exc)), 0, None, ())
+        return _with_encoding(Receipt(tx_hash, STATUS_FAILED, compute_receipt_error(str(exc)), 0, None, ()))
     if out.status != STATUS_OK:
         overlay.tx_writes = {}
-        return Receipt(tx_hash, out.status, compute_receipt_error(out.error or "failed"), out.fuel, None, ())
+        return _with_encoding(Receipt(tx_hash, out.status, compute_receipt_error(out.error or "failed"), out.fuel,
+                                      None, ()))
     receipt = Receipt(tx_hash, STATUS_OK, "", out.fuel, out.result, out.events)
-    size = len(receipt.encode())
+    raw = receipt.encode()
+    size = len(raw)
     if size > env.receipt_bytes_left:
         # The block's receipts must stay decodable (they are stored and served as one encoded list): once the
         # budget is spent, later calls fail — deterministically, on every node — and nothing of them is kept.
         overlay.tx_writes = {}
-        return Receipt(tx_hash, STATUS_FAILED, f"[limit] block receipt budget of {MAX_BLOCK_RECEIPT_BYTES} bytes "
-                                               f"exhausted; resubmit in a later block", out.fuel, None, ())
+        return _with_encoding(Receipt(tx_hash, STATUS_FAILED, f"[limit] block receipt budget of "
+                                                              f"{MAX_BLOCK_RECEIPT_BYTES} bytes exhausted; resubmit "
+                                                              f"in a later block", out.fuel, None, ()))
     env.receipt_bytes_left -= size
     overlay.block_writes.update(overlay.tx_writes)
     overlay.tx_writes = {}
-    return receipt
+    return receipt, raw
+
+
+def _with_encoding(receipt: Receipt) -> tuple[Receipt, bytes]:
+    return receipt, receipt.encode()
 
 
 def process_begin_block(env: BlockEnv) -> None:
@@ -163,10 +175,11 @@ def execute_block(rules: ChainRules, state: StateReader, txs: Sequence[Transacti
                                 prices=limits.prices)
     env = BlockEnv(rules, overlay, executor, height, time_ms, receipt_bytes_left=MAX_BLOCK_RECEIPT_BYTES)
     process_begin_block(env)
-    receipts = tuple(execute_tx(env, tx, h) for tx, h in zip(txs, tx_hashes, strict=True))
+    done = [execute_tx(env, tx, h) for tx, h in zip(txs, tx_hashes, strict=True)]
     process_end_block(env)
-    root = merkle.compute_root(rules.suite.hash, [r.encode() for r in receipts])
-    return BlockResult(receipts, block_writes, root)
+    raws = [raw for _r, raw in done]
+    root = merkle.compute_root(rules.suite.hash, raws)
+    return BlockResult(tuple(r for r, _raw in done), block_writes, root, encode_array_of_encoded(raws))
 
 
 def query_contract(rules: ChainRules, state: StateReader, address: str, method: str, args: list[Any],

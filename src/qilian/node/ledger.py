@@ -32,7 +32,7 @@ from qilian.execution.params import get_chain_params
 from qilian.execution.rules import ChainRules
 from qilian.state import MemoryNodeStore, StateError, StateTree
 from qilian.storage.store import ChainStore, compute_value_key, split_value_key
-from qilian.types.codec import CodecError, encode_trusted
+from qilian.types.codec import CodecError
 from qilian.types.core import Block, Genesis, ValidatorSet, compute_block_id
 
 
@@ -144,7 +144,7 @@ def verify_ledger(data_dir: Path, progress: Callable[[int, int], None] | None = 
                     return fail(f"block {height}: transaction index does not point at this block")
             result = execute_block(rules, state, block.txs, hashes, height, block.header.time_ms, block.evidence)
             stored = store.get_receipts_bytes(height)
-            if stored != encode_trusted([r.to_wire() for r in result.receipts]):
+            if stored != result.receipts_bytes:
                 return fail(f"block {height}: stored receipts differ from re-execution")
             new_root, new_nodes = tree.apply_writes(parent.state_root, result.writes, height)
             nodes.put_nodes(new_nodes)
@@ -305,7 +305,7 @@ def _verify_from_snapshot(store: ChainStore, genesis: Genesis, record: Any,
                 return failed(f"block {height}: transaction index does not point at this block")
         result = execute_block(rules, _TreeState(tree, parent.state_root), block.txs, hashes, height,
                                block.header.time_ms, block.evidence)
-        if store.get_receipts_bytes(height) != encode_trusted([r.to_wire() for r in result.receipts]):
+        if store.get_receipts_bytes(height) != result.receipts_bytes:
             return failed(f"block {height}: stored receipts differ from re-execution")
         new_root, new_nodes = tree.apply_writes(parent.state_root, result.writes, height)
         nodes.nodes.update(new_nodes)

@@ -209,9 +209,9 @@ class Node:
         self.prune_s = 0.0
         """Seconds the pruner took after the last block (for /metrics)."""
         tip = self.store.get_tip()
-        last = self.store.get_block(tip.height) if tip.height else None
+        last = self.store.get_block_header(tip.height) if tip.height else None
         # True while the last block's receipts and state are not yet committed by a later header.
-        self.results_pending = last is not None and last.header.tx_count > 0
+        self.results_pending = last is not None and last.tx_count > 0
 
     # -- status ------------------------------------------------------------------------------------------
 
@@ -513,7 +513,7 @@ class Node:
                            result.receipts_root)
         self.store.process_commit_block(block, commit, hashes, result.receipts, result.writes, nodes, new_tip,
                                         compute_gov_positions(block), state.stale, state.replaced_root,
-                                        self.valsets.get_sets_at_root(tip.state_root)[0])
+                                        self.valsets.get_sets_at_root(tip.state_root)[0], result.receipts_bytes)
         self._stale_recorded = len(state.stale) + (state.replaced_root is not None)
         self._revoked_in_block = [k for (ns, k), v in result.writes.items() if ns == MEMBER_NAMESPACE and v is None]
         self._nodes_changed = any(ns in (MEMBER_NAMESPACE, ENDPOINT_NAMESPACE) for ns, _ in result.writes)

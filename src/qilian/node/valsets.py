@@ -30,8 +30,8 @@ class ValidatorSets(ValidatorSetBook):
         return tip.height, tip.state_root
 
     def _get_header_root(self, height: int) -> bytes | None:
-        block = self.store.get_block(height)
-        return None if block is None else block.header.state_root
+        header = self.store.get_block_header(height)
+        return None if header is None else header.state_root
 
 
 __all__ = ["ValidatorSets", "to_consensus_validators"]

@@ -41,7 +41,7 @@ from typing import Any, Final, Protocol
 
 import lmdb
 
-TABLES: Final = (b"m", b"b", b"c", b"r", b"h", b"x", b"n", b"v", b"g", b"s")
+TABLES: Final = (b"m", b"b", b"c", b"r", b"h", b"x", b"n", b"v", b"g", b"s", b"p")
 """Every table of the store, one byte each (the RocksDB key prefix; the LMDB sub-database name)."""
 
 LMDB_MAP_SIZE: Final = 64 * 1024**3
@@ -142,14 +142,17 @@ class LmdbEngine:
         self._durable = durable
         self.env = lmdb.open(str(path), map_size=map_size, max_dbs=len(TABLES) + 1, sync=durable,
                              metasync=durable, readonly=readonly, lock=True, max_readers=256)
-        self._dbs = {t: self.env.open_db(b"t" + t, create=not readonly) for t in TABLES}
+        self._dbs = _open_lmdb_tables(self.env, readonly)
 
     def get(self, table: bytes, key: bytes) -> bytes | None:
         with self.env.begin() as txn:
-            return txn.get(key, db=self._dbs[table])
+            db = self._dbs.get(table)
+            return None if db is None else txn.get(key, db=db)
 
     def get_many(self, table: bytes, keys: Sequence[bytes]) -> list[bytes | None]:
-        db = self._dbs[table]
+        db = self._dbs.get(table)
+        if db is None:
+            return [None] * len(keys)
         with self.env.begin() as txn:
             return [txn.get(k, db=db) for k in keys]
 
@@ -166,7 +169,9 @@ class LmdbEngine:
 
     def iter_from(self, table: bytes, start: bytes) -> Iterator[tuple[bytes, bytes]]:
         with self.env.begin() as txn:
-            yield from _iter_lmdb(txn, self._dbs[table], start)
+            db = self._dbs.get(table)
+            if db is not None:
+                yield from _iter_lmdb(txn, db, start)
 
     def snapshot(self) -> LmdbSnapshot:
         return LmdbSnapshot(self)
@@ -230,6 +235,20 @@ LMDB_COMPACT_DIR: Final = "compact.tmp"
 _LMDB_DATA_FILE: Final = "data.mdb"
 
 
+def _open_lmdb_tables(env: Any, readonly: bool) -> dict[bytes, Any]:
+    """Every table's sub-database. A read-only open of a store written before a table existed (the root
+    pointers' table came later) leaves that table out: reads of it find nothing, as they would in an empty one;
+    the first read-write open creates it."""
+    dbs: dict[bytes, Any] = {}
+    for t in TABLES:
+        try:
+            dbs[t] = env.open_db(b"t" + t, create=not readonly)
+        except lmdb.NotFoundError:
+            if not readonly:
+                raise
+    return dbs
+
+
 def _fsync_dir(path: Path) -> None:
     """Make a rename in ``path`` durable."""
     fd = os.open(path, os.O_RDONLY)
@@ -262,7 +281,8 @@ class LmdbSnapshot:
         txn = self._txn
         if txn is None:
             raise SnapshotClosed("read through a closed LMDB snapshot")
-        raw = txn.get(key, db=self._dbs[table])
+        db = self._dbs.get(table)
+        raw = None if db is None else txn.get(key, db=db)
         return None if raw is None else bytes(raw)
 
     def scan(self, table: bytes, start: bytes, end: bytes | None, limit: int | None = None,
@@ -271,7 +291,10 @@ class LmdbSnapshot:
         if txn is None:
             raise SnapshotClosed("read through a closed LMDB snapshot")
         out: list[tuple[bytes, bytes]] = []
-        for k, v in _iter_lmdb(txn, self._dbs[table], start):
+        db = self._dbs.get(table)
+        if db is None:
+            return out
+        for k, v in _iter_lmdb(txn, db, start):
             if (end is not None and k >= end) or (limit is not None and len(out) >= limit):
                 break
             out.append((k, v))
@@ -372,7 +395,7 @@ class RocksEngine:
             opt = _rocks_options(secondary=readonly, cache=Cache(ROCKS_BLOCK_CACHE_BYTES))
             if exists:
                 found = set(Rdict.list_cf(str(path), opt))
-                split = all(_get_table_family(t) in found for t in TABLES)
+                split = _get_table_family(b"n") in found  # a table added later gets its family now
             families = {"default": opt}
             if split:
                 families.update((_get_table_family(t), opt) for t in TABLES)
@@ -489,6 +512,10 @@ class RocksEngine:
             self._secondary_dir = None
 
 
+_ROCKS_ABSENT: Final = "key not found"
+"""The text of the bare exception the binding's ``Snapshot`` raises for an absent key (rocksdict 0.3.29)."""
+
+
 def _iter_rocks(it: Any, table: bytes, start: bytes) -> Iterator[tuple[bytes, bytes]]:
     it.seek(table + start)
     while it.valid():
@@ -500,36 +527,41 @@ def _iter_rocks(it: Any, table: bytes, start: bytes) -> Iterator[tuple[bytes, by
 
 
 class RocksSnapshot:
-    """A point-in-time view: one RocksDB iterator per table, each reading its column family as of its creation (an
-    implicit snapshot), reused for every point read (``seek`` then compare; a seek costs about what a get does).
+    """A point-in-time view: per table, a RocksDB snapshot for point reads and an iterator for scans.
 
-    The iterators are made one after the other, so they are one view only if no batch landed in between: the
-    database's sequence number is read before and after, and they are made again until it did not move (a batch
-    is one sequence range, so an unchanged number means no batch, whole or part, came in between).
+    Point reads go through the binding's ``Snapshot`` (a ``Get`` at the snapshot's sequence number), which consults
+    the bloom filters: an absent key — a new transaction's hash, the commonest read of a proposal's check — costs
+    one filter probe per level. An iterator's ``seek`` cannot use them and reads an index and a data block per
+    level instead (the read half of the proposal check took 2–3 % of a validator in a soak). Scans go through an
+    iterator made with the snapshot, because the binding's ``Snapshot.iter()`` reads the latest data, not the
+    snapshot's (measured, rocksdict 0.3.29).
 
-    Not the binding's ``Snapshot`` object: its ``iter()`` reads the latest data (measured, rocksdict 0.3.29), and
-    its item access raises a bare ``Exception`` for an absent key."""
+    Snapshots and iterators are made one after the other, so they are one view only if no batch landed in
+    between: the database's sequence number is read before and after, and they are made again until it did not
+    move (a batch is one sequence range, so an unchanged number means no batch, whole or part, came in between)."""
 
     def __init__(self, engine: RocksEngine):
         db = engine.db
         while True:
             before = db.latest_sequence_number()
+            snaps = {t: view.snapshot() for t, view in engine._views.items()}
             its = {t: view.iter() for t, view in engine._views.items()}
             if db.latest_sequence_number() == before:
                 break
+        self._snaps: dict[bytes, Any] | None = snaps
         self._its: dict[bytes, Any] | None = its
 
     def get(self, table: bytes, key: bytes) -> bytes | None:
-        its = self._its
-        if its is None:
+        snaps = self._snaps
+        if snaps is None:
             raise SnapshotClosed("read through a closed RocksDB snapshot")
-        it = its[table]
-        full = table + key
-        it.seek(full)
-        if it.valid() and it.key() == full:
-            value: bytes = it.value()
-            return value
-        return None
+        try:
+            value: bytes = snaps[table][table + key]
+        except Exception as exc:  # the binding's item access raises a bare Exception for an absent key
+            if str(exc) == _ROCKS_ABSENT:
+                return None
+            raise
+        return value
 
     def scan(self, table: bytes, start: bytes, end: bytes | None, limit: int | None = None,
              ) -> list[tuple[bytes, bytes]]:
@@ -550,5 +582,5 @@ class RocksSnapshot:
         return out
 
     def close(self) -> None:
-        """Drop the iterators (the binding releases what they pin when they are freed)."""
-        self._its = None
+        """Drop the snapshots and iterators (the binding releases what they pin when they are freed)."""
+        self._snaps = self._its = None

@@ -83,13 +83,23 @@ stalls for each commit); the measurements are in docs/benchmarks.md."""
 TX_PREFIX_BYTES: Final = 8
 """Bytes of a transaction hash that key the compact hash map."""
 
-_META, _BLOCKS, _COMMITS, _RECEIPTS, _TXS, _TXMAP, _NODES, _VALUES, _GOVINDEX, _STALE = (
-    b"m", b"b", b"c", b"r", b"h", b"x", b"n", b"v", b"g", b"s")
+_META, _BLOCKS, _COMMITS, _RECEIPTS, _TXS, _TXMAP, _NODES, _VALUES, _GOVINDEX, _STALE, _ROOTS = (
+    b"m", b"b", b"c", b"r", b"h", b"x", b"n", b"v", b"g", b"s", b"p")
+_ROOT_KEY_BYTES: Final = 32
+"""A root pointer's key (a root hash); a tree node's key is a 40-byte reference."""
 _U64 = struct.Struct(">Q")
 _LOC = struct.Struct(">QI")
 _LMDB_V1_FILE: Final = "data.mdb"
 ROCKS_DIR: Final = "rocksdb"
 """Sub-directory of the data directory that holds the RocksDB files (the node keeps its consensus WAL beside it)."""
+
+
+def _get_node_table(key: bytes) -> bytes:
+    """Where an entry of the state tree's store lives: root pointers (keyed by a root hash, random) in their own
+    table, tree nodes (keyed ``version ‖ hash``, appended block after block) in theirs. Kept apart so that the
+    nodes' table is written in key order: one random key per block among them made every RocksDB file of nodes
+    overlap every other, and compaction rewrote them all (docs/benchmarks.md, "A column family per table")."""
+    return _ROOTS if len(key) == _ROOT_KEY_BYTES else _NODES
 
 
 def _height_key(height: int) -> bytes:
@@ -276,7 +286,7 @@ class ChainStore:
             if have != encoded:
                 raise StoreCorrupt(f"the database in {self.path} belongs to a different genesis")
             return
-        ops: list[Op] = [(_NODES, h, node) for h, node in sorted((new_nodes or {}).items())]
+        ops: list[Op] = [(_get_node_table(h), h, node) for h, node in sorted((new_nodes or {}).items())]
         ops += [(_VALUES, compute_value_key(ns, key), value)
                 for (ns, key), value in sorted((state_writes or {}).items()) if value is not None]
         ops += [(_META, b"genesis", encoded), (_META, b"tip", encode_trusted(tip.to_wire())),
@@ -307,24 +317,27 @@ class ChainStore:
         stale_nodes: Iterable[bytes] = (),
         replaced_root: bytes | None = None,
         validators: ValidatorSet | None = None,
+        receipts_bytes: bytes = b"",
     ) -> None:
         """Persist a decided and executed block atomically and durably (one synced batch), with its entries of the
         governance index (``gov_positions``: indexes of its governance transactions) and — on a store that keeps
         the stale index (:meth:`is_recording_stale`) — the tree nodes and the root this block's state replaced
         (``stale_nodes``, ``replaced_root``: :class:`qilian.state.StateCommit`). ``validators``: the set that signs
-        this block, kept in the governance index when it differs from the previous block's. Single writer: the
-        reads here (tip, colliding hash prefixes, the last validator-set hash) cannot race another commit."""
+        this block, kept in the governance index when it differs from the previous block's. ``receipts_bytes``:
+        the canonical encoding of ``receipts`` when the caller already has it (execution made it), so a full
+        block's receipts are not encoded again here. Single writer: the reads
+        here (tip, colliding hash prefixes, the last validator-set hash) cannot race another commit."""
         height = block.header.height
         current = self.get_tip().height
         if current + 1 != height:
             raise StoreCorrupt(f"committing block {height} on top of {current}")
         hk = _height_key(height)
         ops: list[Op] = [(_BLOCKS, hk, block.encode()), (_COMMITS, hk, commit.encode()),
-                         (_RECEIPTS, hk, encode_trusted([r.to_wire() for r in receipts]))]
+                         (_RECEIPTS, hk, receipts_bytes or encode_trusted([r.to_wire() for r in receipts]))]
         ops += [(_TXS, hk + struct.pack(">I", i), th) for i, th in enumerate(tx_hashes)]
         ops += self._compute_txmap_ops(hk, tx_hashes)
         # Unsorted on purpose: RocksDB's memtable sorts; the LMDB engine sorts a batch into key order itself.
-        ops += [(_NODES, ref, node) for ref, node in new_nodes.items()]
+        ops += [(_get_node_table(ref), ref, node) for ref, node in new_nodes.items()]
         ops += [(_VALUES, compute_value_key(ns, key), value) for (ns, key), value in state_writes.items()]
         ops += self._compute_index_ops(height, block.header.validators_hash, gov_positions,
                                        self.kv.get(_META, b"last_validators_hash"), validators)
@@ -450,9 +463,11 @@ class ChainStore:
             if not expected:  # a node: since ‖ reference
                 ops.append((_NODES, key[8:], None))
                 nodes += 1
-            elif self.kv.get(_NODES, key[8:]) == expected:  # a root pointer no later version rewrote
-                ops.append((_NODES, key[8:], None))
-                pointers += 1
+            else:  # a root pointer: deleted unless a later version rewrote it
+                table = _find_root_pointer_table(self.kv.get, key[8:])
+                if table is not None and self.kv.get(table, key[8:]) == expected:
+                    ops.append((table, key[8:], None))
+                    pointers += 1
         nxt = rows[-1][0] + b"\x00"
         ops += [(_META, b"state_floor", _U64.pack(floor)), (_META, b"prune_next", nxt)]
         self.kv.write(ops)
@@ -479,6 +494,11 @@ class ChainStore:
         """Block at a height, or None."""
         raw = self.get_block_bytes(height)
         return None if raw is None else Block.decode(raw)
+
+    def get_block_header(self, height: int) -> BlockHeader | None:
+        """Header of the block at a height (its transactions are not decoded), or None."""
+        raw = self.get_block_bytes(height)
+        return None if raw is None else get_block_header_of_raw(raw)
 
     def get_commit(self, height: int) -> Commit | None:
         """Commit (precommit signatures) that decided the block at a height."""
@@ -586,7 +606,7 @@ class ChainStore:
         the window and its meta, and the layout marker — one batch, so the store is a chain or is not."""
         if self.kv.get(_META, b"genesis") is not None:
             raise StoreCorrupt(f"{self.path} already holds a chain: a snapshot installs into a fresh store only")
-        ops: list[Op] = [(_NODES, ref, node) for ref, node in top_nodes.items()]
+        ops: list[Op] = [(_get_node_table(ref), ref, node) for ref, node in top_nodes.items()]
         ops += [(_GOVINDEX, b"v" + _height_key(h), b"") for h in validator_change_heights]
         ops += [(_META, b"genesis", genesis.encode()), (_META, b"tip", encode_trusted(tip.to_wire())),
                 (_META, b"state_sync", record), (_META, b"last_validators_hash", last_validators_hash),
@@ -651,13 +671,25 @@ def _find_location(get: Callable[[bytes, bytes], bytes | None], tx_hash: bytes) 
 
 
 def _get_node_cached(cache: NodeCache, get: Callable[[bytes, bytes], bytes | None], ref: bytes) -> bytes | None:
-    """A node from the cache, else from ``get`` (the engine or a snapshot of it), remembered for next time."""
+    """A node from the cache, else from ``get`` (the engine or a snapshot of it), remembered for next time; or a
+    root pointer (never cached: a later version may rewrite it)."""
+    if len(ref) == _ROOT_KEY_BYTES:
+        pointer = get(_ROOTS, ref)
+        return pointer if pointer is not None else get(_NODES, ref)  # a store from before the roots' table
     node = cache.get(ref)
     if node is None:
         node = get(_NODES, ref)
         if node is not None:
             cache.add(ref, node)
     return node
+
+
+def _find_root_pointer_table(get: Callable[[bytes, bytes], bytes | None], root: bytes) -> bytes | None:
+    """The table holding a root pointer: its own, or — in a store written before root pointers had one — the
+    nodes' table; None when neither has it."""
+    if get(_ROOTS, root) is not None:
+        return _ROOTS
+    return _NODES if get(_NODES, root) is not None else None
 
 
 class StoreSnapshot:
