@@ -1041,7 +1041,7 @@ def bench_execute(
 @bench_app.command("soak")
 def bench_soak(
     minutes: Annotated[float, typer.Option(help="Minutes of --max Ed25519 evidence load on 4 validators.")] = 30,
-    engine: Annotated[str, typer.Option(help="Store engine of the nodes: lmdb (the default) or rocksdb.")] = "",
+    engine: Annotated[str, typer.Option(help="Store engine of the nodes: rocksdb (the default) or lmdb.")] = "",
 ) -> None:
     """Issue 18's soak: per-minute TPS, node RSS and the store's disk bytes per transaction."""
     from qilian.bench.soak import run_soak

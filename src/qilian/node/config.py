@@ -38,7 +38,7 @@ class NodeConfig:
     data_dir: str = "data"
     """Where the chain store and the consensus WAL live."""
     store_engine: str = ""
-    """``[store] engine``: ``lmdb`` or ``rocksdb`` for a new data directory ("" = LMDB). An existing directory
+    """``[store] engine``: ``lmdb`` or ``rocksdb`` for a new data directory ("" = RocksDB). An existing directory
     is opened with the engine that wrote it; naming another engine refuses to start (no migration)."""
     store_keep_states: int = 0
     """``[store] keep_states``: how many recent states the node keeps (older tree nodes are deleted after each

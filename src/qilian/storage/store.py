@@ -17,8 +17,10 @@ Every table is written append-friendly, so a block's commit costs the same after
 * ``x`` the compact hash map: the first 8 bytes of a transaction hash → the 12-byte ``height ‖ index`` of every
   transaction with that prefix (almost always one). A lookup reads the candidates and confirms each against ``h``,
   so a prefix collision can never misplace a transaction; the map stays 8 + 12 bytes per transaction;
-* ``n`` state-tree nodes under ``version ‖ hash`` and root pointers under the root hash (see
-  :mod:`qilian.state.tree`): a block's nodes sort together at the end;
+* ``n`` state-tree nodes under ``version ‖ hash`` (see :mod:`qilian.state.tree`): a block's nodes sort together
+  at the end;
+* ``p`` root pointers under the root hash (a store written before this table keeps them in ``n``, where reads
+  and the pruner still find them);
 * ``v`` flat state values by ``len(namespace) ‖ namespace ‖ key``, written in key order per block;
 * ``g`` the governance index: ``v ‖ height`` for each height whose header names another validator set than the
   previous one's (its value: that set, encoded — so the light clients' validator path never needs the state of an
@@ -32,8 +34,9 @@ A store made by state sync (:mod:`qilian.node.statesync`) has the same tables fr
 receipts up to its snapshot height, and meta ``state_sync`` (the record :mod:`qilian.node.snapshots` decodes).
 
 ``x`` and ``v`` are still keyed by hashes; on the RocksDB engine such a put is a log append and a memtable insert,
-sorted in bulk later; on LMDB (the default) the batch is sorted into key order before it is written — the
-measurement that chose the default is in docs/benchmarks.md.
+sorted in bulk later (each table in its own column family, so the appended ones are never rewritten by
+compaction); on LMDB the batch is sorted into key order before it is written. RocksDB is the default: the
+30-minute soaks that chose it are in docs/benchmarks.md.
 
 No migration: a data directory of the earlier layout (LMDB, store version 1, no ``layout`` marker) is refused with
 :class:`StoreLayoutError`; the node must be resynced from its peers into an empty data directory.
@@ -76,10 +79,12 @@ LAYOUT: Final = b"qilian-store/2"
 """Layout marker stored under ``m/layout``; a store without it (or with another) is refused."""
 ENGINES: Final = ("rocksdb", "lmdb")
 """Engine names :class:`ChainStore` accepts."""
-DEFAULT_ENGINE: Final = "lmdb"
-"""The engine of a new data directory unless ``[store] engine`` says otherwise. LMDB, because the soak held its
-throughput on it and not on RocksDB (whose binding holds the GIL through synced writes, so the node's event loop
-stalls for each commit); the measurements are in docs/benchmarks.md."""
+DEFAULT_ENGINE: Final = "rocksdb"
+"""The engine of a new data directory unless ``[store] engine`` says otherwise. RocksDB, by the 30-minute soaks
+(docs/benchmarks.md): it holds half the bytes per transaction, so a validator's store stays in memory twice as
+long, and it committed the most in the same time; LMDB is faster only while its file fits in the page cache. Its
+cost: the binding holds the GIL through a synced write, so each commit pauses the node's other threads for the
+write (tens of milliseconds)."""
 TX_PREFIX_BYTES: Final = 8
 """Bytes of a transaction hash that key the compact hash map."""
 
