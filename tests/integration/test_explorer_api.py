@@ -133,7 +133,9 @@ def test_index_routes_metrics_and_resume(tmp_path: Path) -> None:
                      "qilian_rounds_per_height_bucket", 'qilian_block_phase_seconds_count{phase="execute"}',
                      'qilian_api_request_seconds_count{method="GET",route="/txs/{tx_hash}",status="200"}',
                      "qilian_indexed_height", "qilian_peers_connected", 'qilian_wal_fsync_seconds_bucket{le="+Inf"}',
-                     "qilian_wal_fsync_max_seconds"):
+                     "qilian_wal_fsync_max_seconds", 'qilian_memory_bytes{part="mempool"}',
+                     'qilian_memory_bytes{part="node_cache"}', 'qilian_memory_bytes{part="rocksdb_memtables"}',
+                     'qilian_memory_bytes{part="rocksdb_block_cache"}', "qilian_signature_cache_entries"):
             assert name in m.text, name
         # Every decided height had a prevote and a precommit quorum; their delays are observed (bench votes).
         quorums = parse_metrics(m.text)

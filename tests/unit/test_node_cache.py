@@ -24,6 +24,7 @@ def test_the_cache_stays_within_its_budget_and_keeps_what_was_used_lately() -> N
         cache.add(ref, b"n" * 81)
         entries, size = cache.get_size()
         assert size <= budget and entries <= 100
+        assert cache.get_estimated_bytes() == size  # the metrics' O(1) figure (no entry was moved back yet)
     assert cache.get(refs[-1]) == b"n" * 81  # the latest are kept …
     assert cache.get(refs[0]) is None  # … the oldest dropped
     hot = refs[-30]
@@ -58,6 +59,14 @@ def test_tree_reads_through_the_cache_equal_the_engines_bytes(tmp_path: Path, en
             root = commit.root
             roots.append((root, writes))
         assert store.node_cache.get_size()[0] > 0
+        memory = store.get_memory_bytes()  # what /metrics reports as qilian_memory_bytes
+        assert memory["node_cache"] == store.node_cache.get_estimated_bytes() > 0
+        if engine == "rocksdb":
+            assert memory["rocksdb_memtables"] > 0 and memory["rocksdb_block_cache"] >= 0
+            assert set(memory) == {"node_cache", "rocksdb_memtables", "rocksdb_block_cache",
+                                   "rocksdb_block_cache_pinned", "rocksdb_table_readers"}
+        else:
+            assert set(memory) == {"node_cache"}
         with store.begin_snapshot() as snap:
             for r, writes in roots[-1:]:
                 for (ns, key), value in writes.items():

@@ -51,6 +51,15 @@ class _NodeCollector(Collector):
         tip = n.get_tip()
         yield GaugeMetricFamily("qilian_height", "Height of the last committed block", value=tip.height)
         yield GaugeMetricFamily("qilian_mempool_size", "Transactions waiting in the mempool", value=len(n.mempool))
+        memory = GaugeMetricFamily("qilian_memory_bytes", "Memory held by part: the mempool's transactions (encoded "
+                                   "bytes), the state-tree node cache (estimated), RocksDB's memtables, block cache "
+                                   "(and its pinned part) and table readers", labels=["part"])
+        memory.add_metric(["mempool"], n.mempool.total_bytes)
+        for part, size in n.store.get_memory_bytes().items():
+            memory.add_metric([part], size)
+        yield memory
+        yield GaugeMetricFamily("qilian_signature_cache_entries", "Verified signatures remembered (bounded by "
+                                "SIG_CACHE_SIZE)", value=len(n.sig_ok))
         yield CounterMetricFamily("qilian_txs_committed", "Transactions committed since the process started",
                                   value=n.txs_committed)
         yield CounterMetricFamily("qilian_blocks_committed", "Blocks committed since the process started",

@@ -29,7 +29,8 @@ SOAK_MEMPOOL_TXS: Final = 200_000
 @dataclass
 class SoakResult:
     minutes: list[dict[str, Any]] = field(default_factory=list)
-    """Per minute: committed TPS, RSS MiB per node (last sample), store disk bytes per committed transaction."""
+    """Per minute: committed TPS, RSS MiB per node and node0's memory by part (``qilian_memory_bytes``), both
+    from the minute's last sample."""
     net: NetBenchResult | None = None
     disk_bytes_node0: int = 0
     bytes_per_tx: float = 0.0
@@ -45,6 +46,23 @@ def get_rss_mib(pid: int) -> float:
     except OSError:
         pass
     return float("nan")
+
+
+def get_memory_parts_mib(api: str) -> dict[str, float]:
+    """A node's ``qilian_memory_bytes`` gauges from its ``/metrics``, MiB by part ({} when it does not answer)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{api}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return {}
+    parts: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith('qilian_memory_bytes{part="'):
+            labels, _, value = line.rpartition(" ")
+            parts[labels.split('"')[1]] = round(float(value) / 2**20, 1)
+    return parts
 
 
 def run_soak(minutes: float, say: Callable[[str], None], progress: Callable[[str, int, int], None],
@@ -69,12 +87,13 @@ def run_soak(minutes: float, say: Callable[[str], None], progress: Callable[[str
     launched = start_network(root, detach=False)
     procs = [p for _, p in launched]
     data0 = load_config(get_node_homes(root)[0]).data_path
-    samples: list[tuple[float, list[float]]] = []
+    samples: list[tuple[float, list[float], dict[str, float]]] = []
     stop = threading.Event()
+    api0 = launched[0][0].api
 
     def sample() -> None:
         while not stop.is_set():
-            samples.append((time.monotonic(), [get_rss_mib(p.pid) for p in procs]))
+            samples.append((time.monotonic(), [get_rss_mib(p.pid) for p in procs], get_memory_parts_mib(api0)))
             stop.wait(RSS_SAMPLE_S)
 
     result = SoakResult()
@@ -96,9 +115,10 @@ def run_soak(minutes: float, say: Callable[[str], None], progress: Callable[[str
         t0 = t_start + max(0.0, (time.monotonic() - t_start) - _get_run_seconds(net))
         for m in range(int(minutes + 0.999)):
             committed = sum(int(p["committed"]) for p in net.series if m * 60 <= p["t"] < (m + 1) * 60)
-            in_minute = [rss for t, rss in samples if t - t0 < (m + 1) * 60]
+            in_minute = [(rss, parts) for t, rss, parts in samples if t - t0 < (m + 1) * 60]
             result.minutes.append({"minute": m + 1, "tps": round(committed / 60, 1),
-                                   "rss_mib": [round(x) for x in in_minute[-1]] if in_minute else []})
+                                   "rss_mib": [round(x) for x in in_minute[-1][0]] if in_minute else [],
+                                   "memory_mib_node0": in_minute[-1][1] if in_minute else {}})
     finally:
         stop.set()
         stop_network(root)

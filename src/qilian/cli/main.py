@@ -1051,10 +1051,12 @@ def bench_soak(
         task = prog.add_task("soak", total=None)
         res = run_soak(minutes, lambda m: err.print(f"[dim]{escape(m)}[/dim]"),
                        lambda what, k, n: prog.update(task, description=what, completed=k, total=n), engine=engine)
-    table = Table("minute", "TPS", "node RSS MiB (each node)",
-                  title=f"qilian bench soak: {minutes:g} min, {engine or 'lmdb'} store")
+    table = Table("minute", "TPS", "node RSS MiB (each node)", "node0 memory MiB by part",
+                  title=f"qilian bench soak: {minutes:g} min, {engine or 'rocksdb'} store")
     for m in res.minutes:
-        table.add_row(str(m["minute"]), f"{m['tps']:,.0f}", " ".join(str(x) for x in m["rss_mib"]))
+        parts = m.get("memory_mib_node0") or {}
+        table.add_row(str(m["minute"]), f"{m['tps']:,.0f}", " ".join(str(x) for x in m["rss_mib"]),
+                      " ".join(f"{k} {v:,.0f}" for k, v in parts.items()))
     console.print(table)
     if res.net is not None and len(res.minutes) >= 2 and res.minutes[0]["tps"]:
         console.print(f"last ÷ first minute: {res.minutes[-1]['tps'] / res.minutes[0]['tps']:.2f}; committed "

@@ -462,6 +462,19 @@ class RocksEngine:
             delay = min(delay * 2, 0.05)
         self.db.write(batch, self._sync)
 
+    def get_memory_bytes(self) -> dict[str, int]:
+        """What RocksDB holds in memory, by part (RocksDB's own accounting): memtables of every table, the shared
+        block cache (data, index and filter blocks) and its pinned part, and table readers' memory outside it."""
+        views = self._get_distinct_views()
+
+        def total(name: str) -> int:
+            return sum(view.property_int_value(name) or 0 for view in views)
+
+        return {"rocksdb_memtables": total("rocksdb.cur-size-all-mem-tables"),
+                "rocksdb_block_cache": self.db.property_int_value("rocksdb.block-cache-usage") or 0,
+                "rocksdb_block_cache_pinned": self.db.property_int_value("rocksdb.block-cache-pinned-usage") or 0,
+                "rocksdb_table_readers": total("rocksdb.estimate-table-readers-mem")}
+
     def iter_from(self, table: bytes, start: bytes) -> Iterator[tuple[bytes, bytes]]:
         yield from _iter_rocks(self._views[table].iter(self._bounded(table)), table, start)
 

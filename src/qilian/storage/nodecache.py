@@ -38,13 +38,14 @@ REF_BYTES: Final = 40
 class NodeCache:
     """Reference → node bytes, bounded by :data:`NODE_CACHE_BYTES` (or ``budget_bytes``)."""
 
-    __slots__ = ("_half", "_old", "_young", "_young_bytes")
+    __slots__ = ("_half", "_old", "_old_bytes", "_young", "_young_bytes")
 
     def __init__(self, budget_bytes: int = NODE_CACHE_BYTES):
         self._half = max(1, budget_bytes // 2)
         self._young: dict[bytes, bytes] = {}
         self._old: dict[bytes, bytes] = {}
         self._young_bytes = 0
+        self._old_bytes = 0
 
     def get(self, ref: bytes) -> bytes | None:
         """The cached bytes of a node reference, or None (then read it from the engine and :meth:`add` it)."""
@@ -62,7 +63,8 @@ class NodeCache:
         self._young[ref] = node
         self._young_bytes += len(node) + ENTRY_OVERHEAD_BYTES
         if self._young_bytes >= self._half:
-            self._old, self._young, self._young_bytes = self._young, {}, 0
+            self._old, self._old_bytes = self._young, self._young_bytes
+            self._young, self._young_bytes = {}, 0
 
     def add_many(self, items: Iterable[tuple[bytes, bytes]]) -> None:
         """:meth:`add` for each (reference, node)."""
@@ -74,6 +76,11 @@ class NodeCache:
         entries = len(self._young) + len(self._old)
         return entries, sum(len(v) + ENTRY_OVERHEAD_BYTES for d in (self._young, self._old) for v in d.values())
 
+    def get_estimated_bytes(self) -> int:
+        """Estimated memory held, at O(1) (an upper bound: an entry moved back from the old generation to the
+        young one counts in both until the old one is dropped) — for the metrics."""
+        return self._young_bytes + self._old_bytes
+
     def clear(self) -> None:
         """Forget everything (the store is being closed or replaced)."""
-        self._young, self._old, self._young_bytes = {}, {}, 0
+        self._young, self._old, self._young_bytes, self._old_bytes = {}, {}, 0, 0

@@ -274,6 +274,15 @@ class ChainStore:
         blocks only). A no-op for the writer, which always reads its own latest batch, and on LMDB."""
         self.kv.catch_up()
 
+    def get_memory_bytes(self) -> dict[str, int]:
+        """Memory the store holds, by part: the node cache (estimated) and, on RocksDB, the engine's own parts
+        (:meth:`qilian.storage.engine.RocksEngine.get_memory_bytes`). LMDB has none of its own: its pages are the
+        kernel's page cache (they count in the process's RSS as mapped file pages)."""
+        parts = {"node_cache": self.node_cache.get_estimated_bytes()}
+        if isinstance(self.kv, RocksEngine):
+            parts.update(self.kv.get_memory_bytes())
+        return parts
+
     def get_disk_bytes(self) -> int:
         """Bytes the store takes on disk."""
         return get_disk_bytes(self.path)
