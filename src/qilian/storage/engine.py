@@ -42,7 +42,8 @@ from typing import Any, Final, Protocol
 import lmdb
 
 TABLES: Final = (b"m", b"b", b"c", b"r", b"h", b"x", b"n", b"v", b"g", b"s", b"p")
-"""Every table of the store, one byte each (the RocksDB key prefix; the LMDB sub-database name)."""
+"""Every table of the store, one byte each: the name of its RocksDB column family (and the prefix of its keys
+there), and of its LMDB sub-database (after ``t``)."""
 
 LMDB_MAP_SIZE: Final = 64 * 1024**3
 """LMDB map size: the most an LMDB store may grow to (a sparse reservation, not disk use)."""

@@ -339,8 +339,8 @@ class ChainStore:
         (``stale_nodes``, ``replaced_root``: :class:`qilian.state.StateCommit`). ``validators``: the set that signs
         this block, kept in the governance index when it differs from the previous block's. ``receipts_bytes``:
         the canonical encoding of ``receipts`` when the caller already has it (execution made it), so a full
-        block's receipts are not encoded again here. Single writer: the reads
-        here (tip, colliding hash prefixes, the last validator-set hash) cannot race another commit."""
+        block's receipts are not encoded again here. Single writer: the reads here (tip, colliding hash prefixes,
+        the last validator-set hash) cannot race another commit."""
         height = block.header.height
         current = self.get_tip().height
         if current + 1 != height:
