@@ -259,7 +259,7 @@ def test_explorer_in_chromium(world: tuple[Chain, dict[str, Any]], tmp_path: Pat
                 for fragment in (f"#/block/{f['add']['height']}", f"#/tx/{add_hash}", f"#/tx/{put_hash}",
                                  "#/state/kv/greeting"):
                     bad.goto(f"{proxy.url}/explorer/{fragment}")
-                    bad.wait_for_selector("[data-testid=verify]", timeout=20_000)
+                    _wait_view(bad, fragment, "[data-testid=verify]")  # not the previous fragment's page
                     assert _verdict(bad) == "bad", (fragment, bad.inner_text("main"))
                 bad.screenshot(path=str(shots / f"{suite}-tampered.png"), full_page=True)
                 bad.close()
