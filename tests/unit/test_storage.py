@@ -480,3 +480,14 @@ class _DbWith:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+
+def test_only_a_held_lock_file_reads_as_busy(tmp_path: Path) -> None:
+    """RocksDB's refusal of a held LOCK file is "open in another process"; any other open error — whatever words
+    it contains ("block" among them) — is raised as itself, not misreported as a busy store."""
+    from qilian.storage.engine import is_lock_refusal
+
+    held = Exception(f"IO error: While lock file: {tmp_path}/LOCK: Resource temporarily unavailable")
+    assert is_lock_refusal(held)
+    assert not is_lock_refusal(AttributeError("type object 'DataBlockIndexType' has no attribute 'x'"))
+    assert not is_lock_refusal(Exception("Corruption: block checksum mismatch"))

@@ -29,19 +29,21 @@ SOAK_MEMPOOL_TXS: Final = 200_000
 @dataclass
 class SoakResult:
     minutes: list[dict[str, Any]] = field(default_factory=list)
-    """Per minute: committed TPS, RSS MiB per node and node0's memory by part (``qilian_memory_bytes``), both
-    from the minute's last sample."""
+    """Per minute: committed TPS, RSS MiB per node (``VmRSS``, and ``RssAnon``: without mapped file pages) and
+    node0's memory by part (``qilian_memory_bytes``), all from the minute's last sample."""
     net: NetBenchResult | None = None
     disk_bytes_node0: int = 0
     bytes_per_tx: float = 0.0
 
 
-def get_rss_mib(pid: int) -> float:
-    """Resident set size of a process (Linux /proc), MiB; NaN once it is gone."""
+def get_rss_mib(pid: int, field: str = "VmRSS") -> float:
+    """Resident set size of a process (Linux /proc), MiB; NaN once it is gone. ``field`` "RssAnon": only its own
+    memory, without the file pages it has mapped (RocksDB's and LMDB's memory-mapped reads count in ``VmRSS`` as
+    ``RssFile``: page cache the kernel shares and reclaims)."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
@@ -87,13 +89,14 @@ def run_soak(minutes: float, say: Callable[[str], None], progress: Callable[[str
     launched = start_network(root, detach=False)
     procs = [p for _, p in launched]
     data0 = load_config(get_node_homes(root)[0]).data_path
-    samples: list[tuple[float, list[float], dict[str, float]]] = []
+    samples: list[tuple[float, list[tuple[float, float]], dict[str, float]]] = []
     stop = threading.Event()
     api0 = launched[0][0].api
 
     def sample() -> None:
         while not stop.is_set():
-            samples.append((time.monotonic(), [get_rss_mib(p.pid) for p in procs], get_memory_parts_mib(api0)))
+            rss = [(get_rss_mib(p.pid), get_rss_mib(p.pid, "RssAnon")) for p in procs]
+            samples.append((time.monotonic(), rss, get_memory_parts_mib(api0)))
             stop.wait(RSS_SAMPLE_S)
 
     result = SoakResult()
@@ -117,7 +120,8 @@ def run_soak(minutes: float, say: Callable[[str], None], progress: Callable[[str
             committed = sum(int(p["committed"]) for p in net.series if m * 60 <= p["t"] < (m + 1) * 60)
             in_minute = [(rss, parts) for t, rss, parts in samples if t - t0 < (m + 1) * 60]
             result.minutes.append({"minute": m + 1, "tps": round(committed / 60, 1),
-                                   "rss_mib": [round(x) for x in in_minute[-1][0]] if in_minute else [],
+                                   "rss_mib": [round(x) for x, _ in in_minute[-1][0]] if in_minute else [],
+                                   "anon_rss_mib": [round(x) for _, x in in_minute[-1][0]] if in_minute else [],
                                    "memory_mib_node0": in_minute[-1][1] if in_minute else {}})
     finally:
         stop.set()

@@ -1051,16 +1051,20 @@ def bench_soak(
         task = prog.add_task("soak", total=None)
         res = run_soak(minutes, lambda m: err.print(f"[dim]{escape(m)}[/dim]"),
                        lambda what, k, n: prog.update(task, description=what, completed=k, total=n), engine=engine)
-    table = Table("minute", "TPS", "node RSS MiB (each node)", "node0 memory MiB by part",
+    table = Table("minute", "TPS", "node RSS MiB (each node)", "of which own (RssAnon)", "node0 memory MiB by part",
                   title=f"qilian bench soak: {minutes:g} min, {engine or 'rocksdb'} store")
     for m in res.minutes:
         parts = m.get("memory_mib_node0") or {}
         table.add_row(str(m["minute"]), f"{m['tps']:,.0f}", " ".join(str(x) for x in m["rss_mib"]),
+                      " ".join(str(x) for x in m.get("anon_rss_mib", [])),
                       " ".join(f"{k} {v:,.0f}" for k, v in parts.items()))
     console.print(table)
     if res.net is not None and len(res.minutes) >= 2 and res.minutes[0]["tps"]:
-        console.print(f"last ÷ first minute: {res.minutes[-1]['tps'] / res.minutes[0]['tps']:.2f}; committed "
-                      f"{res.net.committed:,}, rejected {res.net.rejected:,}, uncommitted {res.net.uncommitted:,}; "
+        warm = res.minutes[min(4, len(res.minutes) - 1)]["tps"]
+        after_warmup = f" (÷ minute 5: {res.minutes[-1]['tps'] / warm:.2f})" if warm else ""
+        ratio = res.minutes[-1]["tps"] / res.minutes[0]["tps"]
+        console.print(f"last ÷ first minute: {ratio:.2f}{after_warmup}; committed {res.net.committed:,}, rejected "
+                      f"{res.net.rejected:,}, uncommitted {res.net.uncommitted:,}; "
                       f"node0 data dir {res.disk_bytes_node0 / 2**20:,.0f} MiB = {res.bytes_per_tx:,.0f} B/tx")
 
 

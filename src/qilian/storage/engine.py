@@ -64,6 +64,14 @@ ROCKS_BLOOM_BITS: Final = 10
 positives."""
 ROCKS_MAX_WAL_BYTES: Final = 256 * 1024**2
 """Write-ahead log kept at most: past it RocksDB flushes the column families that still need the oldest log file."""
+ROCKS_MMAP_READS: Final = True
+"""Read SST files through memory maps instead of ``pread`` into the block cache. A point read of a block RocksDB
+stored uncompressed (the tree's nodes, the hash-keyed maps: random bytes do not compress) is then served straight
+from the mapped file: no system call, no copy, no cache insertion. Measured on a 5,000-write-per-block state tree
+over 500,000–750,000 keys: the engine's part of a commit 194 → 120 ms per block, the tree's 346 → 265 ms
+(docs/benchmarks.md, "Memory-mapped reads"). The mapped pages are the kernel's page cache, shared and reclaimable:
+they count in a node's resident size (``VmRSS``) as ``RssFile``, not as its own memory (``RssAnon``), which the
+soak reports apart. As with LMDB, an I/O error under a mapped page kills the process (SIGBUS) instead of raising."""
 
 Op = tuple[bytes, bytes, bytes | None]
 """One write of a batch: (table, key, value), value None to delete."""
@@ -328,6 +336,7 @@ def _rocks_options(secondary: bool = False, cache: Any = None) -> Any:
     # A secondary keeps every file it opened open, so one the primary deletes after a compaction stays readable.
     opt.set_max_open_files(-1 if secondary else ROCKS_MAX_OPEN_FILES)
     opt.set_level_compaction_dynamic_level_bytes(True)
+    opt.set_allow_mmap_reads(ROCKS_MMAP_READS)
     table = BlockBasedOptions()
     table.set_block_cache(cache if cache is not None else Cache(ROCKS_BLOCK_CACHE_BYTES))
     # Index and filters live in the bounded block cache, partitioned: a lookup loads one small filter partition and
@@ -343,6 +352,15 @@ def _rocks_options(secondary: bool = False, cache: Any = None) -> Any:
     table.set_bloom_filter(ROCKS_BLOOM_BITS, False)
     opt.set_block_based_table_factory(table)
     return opt
+
+
+def is_lock_refusal(exc: BaseException) -> bool:
+    """Whether RocksDB refused an open because another process holds the database's ``LOCK`` file. The binding
+    raises a bare Exception whose text is RocksDB's status, e.g. ``IO error: While lock file: …/LOCK: Resource
+    temporarily unavailable``. Matched on the file's name and the call, not on "lock" anywhere: that also matched
+    "block" in any other error (a bad block option was once reported as "open in another process")."""
+    text = str(exc)
+    return "/LOCK" in text or "lock file" in text.lower()
 
 
 def _get_table_family(table: bytes) -> str:
@@ -403,7 +421,7 @@ class RocksEngine:
             self.db = Rdict(str(path), opt, column_families=families, access_type=access)
         except Exception as exc:
             self._remove_secondary_dir()
-            if "lock" in str(exc).lower():  # the binding raises a bare Exception; RocksDB names the LOCK file
+            if is_lock_refusal(exc):
                 raise EngineBusy(f"{path} is open in another process (is the node running? stop it first, or "
                                  f"read it with a read-only command such as `qilian indexer`)") from exc
             raise
