@@ -1,8 +1,9 @@
 """Jepsen finding: a garbage signature was admitted because a refused transaction's verdict was cached by body hash.
 
-A real Node over a real home (LMDB store, verifier threads), no consensus running: fill the mempool, send a valid
-transaction (refused: full — but its signature was verified), drain the mempool, send the same body with 64 random
-bytes as its signature. It must be refused: a verdict is about the signed bytes, never about the body alone."""
+A real Node over a real home (a real store, verifier threads), no consensus running: fill the mempool, relay a
+valid transaction as a peer would (refused: full — but its signature was verified), drain the mempool, send the
+same body with 64 random bytes as its signature. It must be refused: a verdict is about the signed bytes, never
+about the body alone."""
 
 from __future__ import annotations
 
@@ -29,8 +30,9 @@ def test_garbage_signature_of_a_known_body_is_refused(tmp_path: Path) -> None:
 
         async def scenario() -> list[str]:
             statuses = []
-            for tx in (first, valid):  # the second finds the mempool full, after its signature was verified
-                res = await node.process_submit_batch([tx.encode()])
+            for tx in (first, valid):  # the second finds the mempool full, after its signature was verified (as
+                # relayed by a peer: a client's batch is refused before any check when the mempool is full)
+                res = await node.process_submit_batch([tx.encode()], from_client=tx is first)
                 statuses.append(res.results[0][1])
             th_first = compute_tx_hash(node.suite, first.body)
             assert node.mempool.process_remove([th_first]) == 1  # drained (as a commit would)

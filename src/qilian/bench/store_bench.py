@@ -66,6 +66,9 @@ class StoreRow:
     """Mean pruning time per block over the same window (0 on an archive store)."""
     pruned: int = 0
     """Stale entries pruned so far (each a node or a root pointer, with its index entry)."""
+    tree_ms: float = 0.0
+    """Mean state-tree update per block over the same window (``StateTree.compute_commit`` reading the store's
+    nodes: its engine reads and node cache, as on a validator)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +248,7 @@ def run_layout(layout: str, template: Template, path: Path, total_txs: int, repo
     rows: list[StoreRow] = []
     window: list[float] = []
     prune_window: list[float] = []
+    tree_window: list[float] = []
     pruned = 0
     count_key = (EVIDENCE_NS, b"\x91\xa5count")
     try:
@@ -256,7 +260,9 @@ def run_layout(layout: str, template: Template, path: Path, total_txs: int, repo
                 (EVIDENCE_NS, template.record_prefix + rng.randbytes(32)): template.record_value
                 for _ in range(block_txs)}
             writes[count_key] = str(done).encode()
+            t_tree = time.perf_counter()
             state = tree.compute_commit(root, writes, height)
+            tree_window.append(time.perf_counter() - t_tree)
             root, nodes = state.root, state.nodes
             block = Block(replace(template.block.header, height=height), template.block.txs, None)
             tip = ChainTip(height, b"\1" * 32, height * 1000, root, b"\0" * 32)
@@ -279,11 +285,12 @@ def run_layout(layout: str, template: Template, path: Path, total_txs: int, repo
                 prune_window.append(time.perf_counter() - t1)
             if done % report_every == 0 or done == total_txs:
                 row = StoreRow(label, done, 1e3 * sum(window) / len(window), store.get_disk_bytes(), get_rss_mb(),
-                               1e3 * sum(prune_window) / len(window), pruned)
+                               1e3 * sum(prune_window) / len(window), pruned, 1e3 * sum(tree_window) / len(window))
                 rows.append(row)
-                window, prune_window = [], []
+                window, prune_window, tree_window = [], [], []
                 if progress:
-                    progress(f"{label}: {done:,} txs, commit {row.commit_ms:.0f} ms/block, "
+                    progress(f"{label}: {done:,} txs, tree {row.tree_ms:.0f} ms/block, "
+                             f"commit {row.commit_ms:.0f} ms/block, "
                              + (f"prune {row.prune_ms:.0f} ms/block ({pruned:,} entries), " if keep_states else "")
                              + f"{row.disk_bytes / done:.0f} disk bytes/tx, RSS {row.rss_mb:.0f} MiB")
         if compact and isinstance(store, ChainStore):
@@ -338,6 +345,8 @@ def compute_table(rows: Sequence[StoreRow]) -> tuple[list[str], list[list[str]]]
         cols += [f"v1 ÷ {lay}" for lay in layouts if lay != "v1-lmdb"]
     pruning = [lay for lay in layouts if " keep=" in lay and not lay.endswith(" compacted")]
     cols += [f"{lay} prune ms/block" for lay in pruning]
+    trees = [lay for lay in layouts if lay != "v1-lmdb" and not lay.endswith(" compacted")]
+    cols += [f"{lay} tree ms/block" for lay in trees]
     cols += [f"{lay} B/tx" for lay in layouts] + [f"{lay} RSS MiB" for lay in layouts]
     out = []
     for n in sizes:
@@ -348,6 +357,7 @@ def compute_table(rows: Sequence[StoreRow]) -> tuple[list[str], list[list[str]]]
                     a, b = by.get(("v1-lmdb", n)), by.get((lay, n))
                     line.append(f"{a.commit_ms / b.commit_ms:.1f}×" if a and b else "")
         line += [f"{by[(lay, n)].prune_ms:.0f}" if (lay, n) in by else "" for lay in pruning]
+        line += [f"{by[(lay, n)].tree_ms:.0f}" if (lay, n) in by else "" for lay in trees]
         line += [f"{by[(lay, n)].disk_bytes / n:.0f}" if (lay, n) in by else "" for lay in layouts]
         line += [f"{by[(lay, n)].rss_mb:.0f}" if (lay, n) in by else "" for lay in layouts]
         out.append(line)

@@ -60,6 +60,10 @@ class Mempool:
         """Encoded bytes waiting."""
         return self._bytes
 
+    def get_room(self) -> int:
+        """How many more transactions the count bound admits (the byte bound is checked per transaction)."""
+        return max(0, self.max_txs - len(self._entries))
+
     def is_known(self, tx_hash: bytes) -> bool:
         """True iff the transaction is waiting here."""
         return tx_hash in self._entries

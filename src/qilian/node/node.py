@@ -292,6 +292,16 @@ class Node:
         todo: list[tuple[int, Transaction, bytes, int]] = []
         decoded: list[tuple[Transaction, bytes] | Exception] = []
         senders: dict[bytes, str] = {}
+        room = self.mempool.get_room()
+        if from_client and room < len(raws):
+            # Refused before any work. Under a sustained overload the mempool is full and clients retry their
+            # batches; decoding, checking and verifying each retry only to refuse it took CPU from committing
+            # (docs/benchmarks.md, "Refusing cheaply when full"). Peers' transactions are still examined: a
+            # waiting proposal may need them (see qilian.shell.mempool).
+            for i in range(room, len(raws)):
+                results[i] = (b"", "mempool_full", f"not tried: the mempool has room for {room} more transactions")
+            raws = raws[:room]
+        refused_from: int | None = room if len(results) > len(raws) else None
         for raw in raws:
             try:
                 if len(raw) > max_tx:
@@ -358,7 +368,7 @@ class Node:
             results[i] = (th, "accepted", "")
             if self.on_tx_admitted is not None:
                 self.on_tx_admitted(raws[i], from_client)
-        return BatchResult(tuple(results), full_at)
+        return BatchResult(tuple(results), full_at if full_at is not None else refused_from)
 
     async def process_verify_many(self, items: list[tuple[Transaction, bytes]],
                                   signed_hashes: Sequence[bytes] | None = None) -> dict[bytes, bool]:
