@@ -70,6 +70,8 @@ class NetBenchConfig:
     home: Path | None = None
     """Attach to the running network of this home (``qilian up --detach``) instead of starting one."""
     out_dir: Path = Path("bench-results")
+    max_presigned: int = MAX_PRESIGNED
+    """Most transactions signed up front; when the run uses them all, submission ends before ``duration_s``."""
 
 
 @dataclass
@@ -410,7 +412,7 @@ def _run_workload(cfg: NetBenchConfig, root: Path, apis: list[str], pids: list[i
     if status["suite"] != cfg.suite:
         say(f"note: the attached network uses {status['suite']}")
     n = int((cfg.rate or ceiling * 1.5) * cfg.duration_s)
-    n = max(cfg.batch, min(n, MAX_PRESIGNED))
+    n = max(cfg.batch, min(n, cfg.max_presigned))
     n -= n % 2  # trace: whole ship/receive pairs
     role = "admin" if cfg.workload in ("transfer", "transfer-asset") else "client"
     key_paths = sorted((root / "keys").glob(f"*-{role}.pem"))

@@ -1059,6 +1059,9 @@ def bench_soak(
                       " ".join(str(x) for x in m.get("anon_rss_mib", [])),
                       " ".join(f"{k} {v:,.0f}" for k, v in parts.items()))
     console.print(table)
+    if len(res.minutes) < int(minutes):
+        console.print(f"[yellow]only {len(res.minutes)} whole minutes of load: the run ended early (see the "
+                      f"network bench's output above)[/yellow]")
     if res.net is not None and len(res.minutes) >= 2 and res.minutes[0]["tps"]:
         warm = res.minutes[min(4, len(res.minutes) - 1)]["tps"]
         after_warmup = f" (÷ minute 5: {res.minutes[-1]['tps'] / warm:.2f})" if warm else ""
