@@ -64,14 +64,13 @@ ROCKS_BLOOM_BITS: Final = 10
 positives."""
 ROCKS_MAX_WAL_BYTES: Final = 256 * 1024**2
 """Write-ahead log kept at most: past it RocksDB flushes the column families that still need the oldest log file."""
-ROCKS_MMAP_READS: Final = True
-"""Read SST files through memory maps instead of ``pread`` into the block cache. A point read of a block RocksDB
-stored uncompressed (the tree's nodes, the hash-keyed maps: random bytes do not compress) is then served straight
-from the mapped file: no system call, no copy, no cache insertion. Measured on a 5,000-write-per-block state tree
-over 500,000–750,000 keys: the engine's part of a commit 194 → 120 ms per block, the tree's 346 → 265 ms
-(docs/benchmarks.md, "Memory-mapped reads"). The mapped pages are the kernel's page cache, shared and reclaimable:
-they count in a node's resident size (``VmRSS``) as ``RssFile``, not as its own memory (``RssAnon``), which the
-soak reports apart. As with LMDB, an I/O error under a mapped page kills the process (SIGBUS) instead of raising."""
+ROCKS_MMAP_READS: Final = False
+"""Whether RocksDB reads SST files through memory maps instead of ``pread`` into the block cache. Off: measured
+both ways on the same day (docs/benchmarks.md, "Memory-mapped reads"), maps made a bare state-tree loop's commit
+16–23 % cheaper, but the store bench's tree time at 1,000,000 transactions did not move (309 vs 310 ms per block)
+and the 30-minute soaks with it on stayed within run-to-run noise of the soaks without. What they cost is
+certain: an I/O error under a mapped page kills the process (SIGBUS) instead of raising, and the mapped pages
+count in the node's ``VmRSS``."""
 
 Op = tuple[bytes, bytes, bytes | None]
 """One write of a batch: (table, key, value), value None to delete."""
