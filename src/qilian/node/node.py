@@ -282,8 +282,10 @@ class Node:
     async def process_submit_batch(self, raws: list[bytes], from_client: bool = True) -> BatchResult:
         """Admit transactions: decode, check the rules, verify each signature once (on VERIFY_THREADS threads —
         the crypto libraries release the GIL, so this uses every core), then add them in order. A full mempool
-        stops the batch at that transaction; everything before it stays admitted. Transactions from clients are
-        gossiped to the peers; those relayed by peers are not relayed again (the network is a full mesh)."""
+        stops the batch at that transaction; everything before it stays admitted. Of a client's batch only as many
+        as the mempool has room for are examined at all; the rest are answered ``mempool_full`` unexamined.
+        Transactions from clients are gossiped to the peers; those relayed by peers are not relayed again (the
+        network is a full mesh)."""
         if not self.execution_idle.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.execution_idle.wait(), ADMISSION_YIELD_MAX_S)
