@@ -15,13 +15,18 @@ from qilian.sdk.client import build_tx
 from qilian.sdk.keys import load_key
 
 
-def test_what_does_not_fit_is_refused_unexamined(tmp_path: Path) -> None:
+def _start(tmp_path: Path, max_txs: int, n_txs: int) -> tuple[Node, list[bytes]]:
+    """A node whose mempool holds ``max_txs``, and ``n_txs`` signed client transactions for it."""
     home = tmp_path / "home"
     init_home(home, chain_id="full-chain", suite_name="ed25519", organisations=("org1",))
-    node = Node(NodeConfig(home=home, mempool_max_txs=3))
+    node = Node(NodeConfig(home=home, mempool_max_txs=max_txs))
     key = load_key(home / "keys" / "org1-client.pem")
+    return node, [build_tx(key, "full-chain", "kv", "put", [f"k{i}", "v"], 100).encode() for i in range(n_txs)]
+
+
+def test_what_does_not_fit_is_refused_unexamined(tmp_path: Path) -> None:
+    node, txs = _start(tmp_path, 3, 5)
     try:
-        txs = [build_tx(key, "full-chain", "kv", "put", [f"k{i}", "v"], 100).encode() for i in range(5)]
         garbage = b"\xff not a transaction"
 
         async def scenario() -> list[tuple[list[str], int | None]]:
@@ -53,12 +58,8 @@ def test_a_full_mempool_answers_429_over_http(tmp_path: Path) -> None:
     from qilian.api.app import create_app
     from qilian.types.codec import encode_trusted
 
-    home = tmp_path / "home"
-    init_home(home, chain_id="full-chain", suite_name="ed25519", organisations=("org1",))
-    node = Node(NodeConfig(home=home, mempool_max_txs=1))
-    key = load_key(home / "keys" / "org1-client.pem")
+    node, txs = _start(tmp_path, 1, 2)
     try:
-        txs = [build_tx(key, "full-chain", "kv", "put", [f"k{i}", "v"], 100).encode() for i in range(2)]
         with TestClient(create_app(node)) as http:
             first = http.post("/txs/batch", content=encode_trusted([txs[0]]),
                               headers={"content-type": "application/octet-stream"})
