@@ -135,8 +135,11 @@ def test_index_routes_metrics_and_resume(tmp_path: Path) -> None:
                      "qilian_indexed_height", "qilian_peers_connected", 'qilian_wal_fsync_seconds_bucket{le="+Inf"}',
                      "qilian_wal_fsync_max_seconds", 'qilian_memory_bytes{part="mempool"}',
                      'qilian_memory_bytes{part="node_cache"}', 'qilian_memory_bytes{part="rocksdb_memtables"}',
-                     'qilian_memory_bytes{part="rocksdb_block_cache"}', "qilian_signature_cache_entries"):
+                     'qilian_memory_bytes{part="rocksdb_block_cache"}', "qilian_signature_cache_entries",
+                     'qilian_gc_seconds_total{generation="2"}'):
             assert name in m.text, name
+        # The node configured its collector at start-up, which runs (and times) one whole-heap collection.
+        assert parse_metrics(m.text)[("qilian_gc_collections_total", 'generation="2"')] >= 1
         # Every decided height had a prevote and a precommit quorum; their delays are observed (bench votes).
         quorums = parse_metrics(m.text)
         for vtype in ("prevote", "precommit"):

@@ -15,23 +15,27 @@ from qilian.types.core import Commit
 
 from .test_storage import ENGINES, GENESIS, make_block, make_tip
 
+NODE_N = b"\x01" + b"n" * 80
+NODE_M = b"\x01" + b"m" * 80
+"""Two internal nodes' encodings (tag 0x01, two 40-byte references)."""
+
 
 def test_the_cache_stays_within_its_budget_and_keeps_what_was_used_lately() -> None:
     budget = 100 * (81 + ENTRY_OVERHEAD_BYTES)  # room for ~100 internal nodes
     cache = NodeCache(budget)
     refs = [i.to_bytes(8, "big") + bytes(32) for i in range(1_000)]
     for ref in refs:
-        cache.add(ref, b"n" * 81)
+        cache.add(ref, NODE_N)
         entries, size = cache.get_size()
         assert size <= budget and entries <= 100
         assert cache.get_estimated_bytes() == size  # the metrics' O(1) figure (no entry was moved back yet)
-    assert cache.get(refs[-1]) == b"n" * 81  # the latest are kept …
+    assert cache.get(refs[-1]) == NODE_N  # the latest are kept …
     assert cache.get(refs[0]) is None  # … the oldest dropped
     hot = refs[-30]
     assert cache.get(hot) is not None
     for ref in refs[:70]:  # a hit moved ``hot`` to the young generation: it outlives a rotation
-        cache.add(ref, b"m" * 81)
-    assert cache.get(hot) == b"n" * 81
+        cache.add(ref, NODE_M)
+    assert cache.get(hot) == NODE_N
 
 
 def test_root_pointers_are_never_cached() -> None:
@@ -39,6 +43,67 @@ def test_root_pointers_are_never_cached() -> None:
     cache = NodeCache()
     cache.add(b"r" * 32, b"x" * REF_BYTES)
     assert cache.get(b"r" * 32) is None and cache.get_size() == (0, 0)
+
+
+def test_leaves_are_not_cached_and_a_discarded_node_is_forgotten_in_both_generations() -> None:
+    cache = NodeCache(4 * (81 + ENTRY_OVERHEAD_BYTES))
+    leaf = b"\x00" + bytes(64) + b"value"
+    cache.add(b"l" * REF_BYTES, leaf)
+    cache.add(b"m" * REF_BYTES, b"\x01" + bytes(79))  # malformed (80 bytes): not an internal node either
+    assert cache.get(b"l" * REF_BYTES) is None and cache.get(b"m" * REF_BYTES) is None
+    assert cache.get_size() == (0, 0)
+    a, b = b"a" * REF_BYTES, b"b" * REF_BYTES
+    cache.add(a, NODE_N)
+    cache.add(b, NODE_M)  # the young generation is full: both move to the old one
+    assert cache.get(a) == NODE_N  # a hit in the old generation copies it back to the young one
+    cache.discard_many([a, b, b"never cached" + bytes(28)])
+    assert cache.get(a) is None and cache.get(b) is None
+    assert cache.get_size() == (0, 0) and cache.get_estimated_bytes() == 0
+
+
+def _get_live_internal_refs(store: ChainStore, root: bytes) -> set[bytes]:
+    """References of every internal node reachable from ``root``, walked through the engine (not the cache)."""
+    pointer = store.get_node(root)  # a root pointer: always read from the engine
+    assert pointer is not None
+    live: set[bytes] = set()
+    stack = [pointer]
+    while stack:
+        ref = stack.pop()
+        node = store.kv.get(b"n", ref)
+        assert node is not None
+        if node[0] == 1:
+            live.add(ref)
+            stack += [child for child in (node[1:41], node[41:81]) if child != bytes(REF_BYTES)]
+    return live
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_after_each_commit_the_cache_holds_only_the_current_trees_internal_nodes(tmp_path: Path,
+                                                                                 engine: str) -> None:
+    """The replaced nodes of each commit (``StateCommit.stale``) are dropped, leaves are never kept: whatever the
+    cache holds after a block is an internal node of the tree at the tip — overwrites, deletes and inserts mixed."""
+    suite = get_suite("ed25519")
+    store = ChainStore(tmp_path / "d", engine=engine)
+    store.process_init(GENESIS, make_tip(0), {}, {})
+    rng = random.Random(11)
+    keys = [rng.randbytes(6) for _ in range(600)]
+    root = b"\0" * 32
+    try:
+        for height in range(1, 10):
+            writes: dict[tuple[str, bytes], bytes | None] = {}
+            for key in rng.sample(keys, 150):
+                writes[("kv", key)] = None if rng.random() < 0.3 else rng.randbytes(rng.randrange(1, 60))
+            commit = StateTree(suite.hash, store).compute_commit(root, writes, height)
+            assert commit.stale or height == 1, "the test must replace nodes to mean anything"
+            store.process_commit_block(make_block(height), Commit(height, 0, b"\1" * 32, ()), [], [], writes,
+                                       commit.nodes, make_tip(height), stale_nodes=commit.stale,
+                                       replaced_root=commit.replaced_root)
+            root = commit.root
+            held = store.node_cache.get_refs()
+            assert held and held <= _get_live_internal_refs(store, root), f"block {height}"
+            assert not held & set(commit.stale)
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -19,6 +19,7 @@ from prometheus_client.utils import floatToGoString
 from starlette.requests import Request
 from starlette.responses import Response
 
+from qilian.node.gcstats import get_gc_timer
 from qilian.node.wal import Wal
 from qilian.types.core import PREVOTE, Block, Commit, Receipt
 
@@ -58,6 +59,16 @@ class _NodeCollector(Collector):
         for part, size in n.store.get_memory_bytes().items():
             memory.add_metric([part], size)
         yield memory
+        seconds, collections = get_gc_timer().get_totals()
+        gc_seconds = CounterMetricFamily("qilian_gc_seconds", "Seconds this process spent in Python's cyclic "
+                                         "garbage collector, by generation (2: the whole heap)", labels=["generation"])
+        gc_runs = CounterMetricFamily("qilian_gc_collections", "Collections of Python's cyclic garbage collector, by "
+                                      "generation", labels=["generation"])
+        for generation, (secs, runs) in enumerate(zip(seconds, collections, strict=True)):
+            gc_seconds.add_metric([str(generation)], secs)
+            gc_runs.add_metric([str(generation)], runs)
+        yield gc_seconds
+        yield gc_runs
         yield GaugeMetricFamily("qilian_signature_cache_entries", "Verified signatures remembered (bounded by "
                                 "SIG_CACHE_SIZE)", value=len(n.sig_ok))
         yield CounterMetricFamily("qilian_txs_committed", "Transactions committed since the process started",

@@ -9,6 +9,7 @@ Targets (issue 18): last-minute TPS ≥ 0.9 × first-minute TPS, RSS that platea
 
 from __future__ import annotations
 
+import os
 import tempfile
 import threading
 import time
@@ -17,17 +18,24 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
-from qilian.bench.network import NetBenchConfig, NetBenchResult, _configure_bench_nodes, run_network_bench
+from qilian.bench.network import (
+    NetBenchConfig,
+    NetBenchResult,
+    _configure_bench_nodes,
+    get_cpu_seconds,
+    run_network_bench,
+)
 from qilian.storage.engine import get_disk_bytes
 
 RSS_SAMPLE_S: Final = 5.0
 """How often node RSS is sampled (the per-minute figure is the last sample of the minute)."""
 SOAK_MEMPOOL_TXS: Final = 200_000
 """Mempool bound per node for the soak (as the network bench sets it)."""
-SOAK_PRESIGNED_PER_MINUTE: Final = 100_000
-"""Transactions signed up front per minute of soak (~1.7 GB of the bench's memory for 30 minutes): more than the
-chain commits (~1,000–1,800 TPS here) plus the mempools' backlog. With the network bench's own bound (2,000,000) a
-30-minute soak ran out at minute 29 and its last minute read 0 TPS."""
+SOAK_PRESIGNED_PER_MINUTE: Final = 150_000
+"""Transactions signed up front per minute of soak (~2.5 GB of the bench's memory for 30 minutes): more than the
+chain commits (~1,300–2,100 TPS here) plus the mempools' backlog. With the network bench's own bound (2,000,000) a
+30-minute soak ran out at minute 29 and its last minute read 0 TPS; at 100,000 per minute a 10-minute soak used
+them all once the node's garbage collector was tuned."""
 
 
 @dataclass
@@ -54,21 +62,79 @@ def get_rss_mib(pid: int, field: str = "VmRSS") -> float:
     return float("nan")
 
 
-def get_memory_parts_mib(api: str) -> dict[str, float]:
-    """A node's ``qilian_memory_bytes`` gauges from its ``/metrics``, MiB by part ({} when it does not answer)."""
+def get_thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """A process's user + system CPU seconds so far by kind of thread (Linux /proc): ``main`` (the event loop:
+    consensus, admission, P2P, the API), a node pool's name (``execute``: execution, the state tree and the store's
+    commit; ``verify``: signature checks; see :mod:`qilian.node.threads`), ``rocksdb`` (RocksDB's flush and
+    compaction threads, named ``rocksdb:…``) and ``other``. {} once it is gone.
+
+    Why by thread: a node's commit phases are timed in its log, but on a shared machine a slowing chain can also be
+    CPU taken by something the log does not time, such as compaction growing with the store."""
+    tick = os.sysconf("SC_CLK_TCK")
+    groups: dict[str, float] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return {}
+    for tid in tids:
+        try:
+            head, _, rest = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rpartition(")")
+        except OSError:
+            continue  # the thread ended between the listing and the read
+        fields = rest.split()
+        comm = head.partition("(")[2]
+        group = ("main" if tid == str(pid) else "rocksdb" if comm.startswith("rocksdb")
+                 else comm.removeprefix("qilian-") if comm.startswith("qilian-") else "other")
+        groups[group] = groups.get(group, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return groups
+
+
+def get_child_pids(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (Linux /proc; [] when it cannot tell)."""
+    children: list[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            children.extend(int(x) for x in Path(f"/proc/{pid}/task/{tid}/children").read_text().split())
+    except OSError:
+        pass
+    return children
+
+
+def get_machine_cpu_seconds() -> float:
+    """Busy CPU seconds of the whole machine so far, all cores (``/proc/stat``: everything but idle and iowait)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return float("nan")
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def get_metrics_text(api: str) -> str:
+    """A node's ``/metrics`` text ("" when it does not answer)."""
     import urllib.request
 
     try:
         with urllib.request.urlopen(f"{api}/metrics", timeout=5) as resp:
-            text = resp.read().decode()
+            return str(resp.read().decode())
     except OSError:
-        return {}
+        return ""
+
+
+def get_memory_parts_mib(metrics: str) -> dict[str, float]:
+    """The ``qilian_memory_bytes`` gauges of a node's ``/metrics`` text, MiB by part."""
     parts: dict[str, float] = {}
-    for line in text.splitlines():
+    for line in metrics.splitlines():
         if line.startswith('qilian_memory_bytes{part="'):
             labels, _, value = line.rpartition(" ")
             parts[labels.split('"')[1]] = round(float(value) / 2**20, 1)
     return parts
+
+
+def get_gc_seconds(metrics: str) -> float:
+    """Seconds the node has spent in Python's garbage collector, all generations (``qilian_gc_seconds_total``)."""
+    return sum(float(line.rpartition(" ")[2]) for line in metrics.splitlines()
+               if line.startswith("qilian_gc_seconds_total{"))
 
 
 def run_soak(minutes: float, say: Callable[[str], None], progress: Callable[[str, int, int], None],
@@ -94,13 +160,23 @@ def run_soak(minutes: float, say: Callable[[str], None], progress: Callable[[str
     procs = [p for _, p in launched]
     data0 = load_config(get_node_homes(root)[0]).data_path
     samples: list[tuple[float, list[tuple[float, float]], dict[str, float]]] = []
+    cpu_samples: list[tuple[float, list[dict[str, float]], float, float, float]] = []
+    """Time, CPU seconds per node by thread, the machine's, the load's; node0's seconds in the collector."""
     stop = threading.Event()
     api0 = launched[0][0].api
+    node_pids = {p.pid for p in procs}
 
     def sample() -> None:
         while not stop.is_set():
             rss = [(get_rss_mib(p.pid), get_rss_mib(p.pid, "RssAnon")) for p in procs]
-            samples.append((time.monotonic(), rss, get_memory_parts_mib(api0)))
+            metrics = get_metrics_text(api0)
+            samples.append((time.monotonic(), rss, get_memory_parts_mib(metrics)))
+            # The load: this process, its live signing workers and (os.times) the ones that already ended.
+            workers = [pid for pid in get_child_pids(os.getpid()) if pid not in node_pids]
+            own = os.times()
+            load = own.user + own.system + own.children_user + own.children_system + get_cpu_seconds(workers)
+            cpu_samples.append((time.monotonic(), [get_thread_cpu_seconds(p.pid) for p in procs],
+                                get_machine_cpu_seconds(), load, get_gc_seconds(metrics)))
             stop.wait(RSS_SAMPLE_S)
 
     result = SoakResult()
@@ -128,11 +204,38 @@ def run_soak(minutes: float, say: Callable[[str], None], progress: Callable[[str
             result.minutes.append({"minute": m + 1, "tps": round(committed / 60, 1),
                                    "rss_mib": [round(x) for x, _ in in_minute[-1][0]] if in_minute else [],
                                    "anon_rss_mib": [round(x) for _, x in in_minute[-1][0]] if in_minute else [],
-                                   "memory_mib_node0": in_minute[-1][1] if in_minute else {}})
+                                   "memory_mib_node0": in_minute[-1][1] if in_minute else {},
+                                   "cpu_s": _get_minute_cpu(cpu_samples, t0 + m * 60, t0 + (m + 1) * 60)})
     finally:
         stop.set()
         stop_network(root)
     return result
+
+
+_THREAD_ORDER: Final = ("main", "execute", "verify", "snapshot", "statesync", "rocksdb", "other")
+
+
+def _get_thread_rank(group: str) -> int:
+    return _THREAD_ORDER.index(group) if group in _THREAD_ORDER else len(_THREAD_ORDER)
+
+
+def _get_minute_cpu(cpu_samples: list[tuple[float, list[dict[str, float]], float, float, float]], start: float,
+                    end: float) -> dict[str, float]:
+    """CPU seconds spent between the samples nearest ``start`` and ``end``: node0's threads by group, all nodes,
+    the load (this process and its signing workers) and the whole machine; {} without two samples."""
+    inside = [s for s in cpu_samples if start - RSS_SAMPLE_S / 2 <= s[0] <= end + RSS_SAMPLE_S / 2]
+    if len(inside) < 2:
+        return {}
+    (t_a, nodes_a, machine_a, own_a, gc_a), (t_b, nodes_b, machine_b, own_b, gc_b) = inside[0], inside[-1]
+    scale = 60.0 / max(t_b - t_a, 1e-9)  # per 60 s, whatever the samples' exact spacing
+    out = {f"node0_{g}": round((nodes_b[0].get(g, 0.0) - nodes_a[0].get(g, 0.0)) * scale, 1)
+           for g in sorted(nodes_b[0], key=_get_thread_rank)} if nodes_a and nodes_b else {}
+    nodes = sum(sum(b.values()) - sum(a.values()) for a, b in zip(nodes_a, nodes_b, strict=True))
+    out["node0_gc"] = round((gc_b - gc_a) * scale, 1)  # wall time, within node0's threads' CPU above
+    out["nodes"] = round(nodes * scale, 1)
+    out["load"] = round((own_b - own_a) * scale, 1)
+    out["machine"] = round((machine_b - machine_a) * scale, 1)
+    return out
 
 
 def _get_run_seconds(net: NetBenchResult) -> float:

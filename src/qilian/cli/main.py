@@ -1052,12 +1052,13 @@ def bench_soak(
         res = run_soak(minutes, lambda m: err.print(f"[dim]{escape(m)}[/dim]"),
                        lambda what, k, n: prog.update(task, description=what, completed=k, total=n), engine=engine)
     table = Table("minute", "TPS", "node RSS MiB (each node)", "of which own (RssAnon)", "node0 memory MiB by part",
-                  title=f"qilian bench soak: {minutes:g} min, {engine or 'rocksdb'} store")
+                  "CPU s in the minute", title=f"qilian bench soak: {minutes:g} min, {engine or 'rocksdb'} store")
     for m in res.minutes:
         parts = m.get("memory_mib_node0") or {}
         table.add_row(str(m["minute"]), f"{m['tps']:,.0f}", " ".join(str(x) for x in m["rss_mib"]),
                       " ".join(str(x) for x in m.get("anon_rss_mib", [])),
-                      " ".join(f"{k} {v:,.0f}" for k, v in parts.items()))
+                      " ".join(f"{k} {v:,.0f}" for k, v in parts.items()),
+                      " ".join(f"{k} {v:g}" for k, v in (m.get("cpu_s") or {}).items()))
     console.print(table)
     if len(res.minutes) < int(minutes):
         console.print(f"[yellow]only {len(res.minutes)} whole minutes of load: the run ended early (see the "

@@ -30,6 +30,7 @@ from qilian.execution.valsets import ValidatorSetBook
 from qilian.mempool.pool import Mempool
 from qilian.node.signer_store import load_signer_state, save_signer_state
 from qilian.node.snapshots import SnapshotServer
+from qilian.node.threads import set_os_thread_name
 from qilian.node.wal import Wal
 from qilian.p2p.messages import Chunk, GetChunk, GetSnapshot, SnapshotManifest
 from qilian.p2p.transport import Peer, Transport
@@ -308,7 +309,8 @@ class ConsensusDriver:
         self.node = node
         self.transport = transport
         self.wal: WalFile = wal if wal is not None else Wal(wal_path)
-        self._exec_pool = ThreadPoolExecutor(1, thread_name_prefix="execute")
+        self._exec_pool = ThreadPoolExecutor(1, thread_name_prefix="execute", initializer=set_os_thread_name,
+                                             initargs=("qilian-execute",))
         """One thread: blocks execute one at a time, in height order, off the event loop."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._fatal = asyncio.Event()

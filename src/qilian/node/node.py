@@ -44,6 +44,7 @@ from qilian.node.config import NodeConfig, load_genesis
 from qilian.node.limits import check_chain_params
 from qilian.node.pruning import PRUNE_BATCH_ENTRIES, check_keep_states, compute_prune_budget
 from qilian.node.snapshots import get_state_sync_record
+from qilian.node.threads import set_os_thread_name
 from qilian.node.valsets import ValidatorSets
 from qilian.sdk.keys import get_password_from_env, load_key
 from qilian.state import ZERO_HASH, MemoryNodeStore, StateTree
@@ -182,7 +183,8 @@ class Node:
         self.on_nodes_changed: Callable[[], None] | None = None
         """Set by the P2P wiring: re-read the registered nodes (who is admitted, where to dial) after such a block."""
         self.mempool = Mempool(config.mempool_max_txs, config.mempool_max_bytes)
-        self._verify_pool = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="verify")
+        self._verify_pool = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="verify",
+                                               initializer=set_os_thread_name, initargs=("qilian-verify",))
         self.verifying: dict[bytes, tuple[Transaction, asyncio.Future[dict[bytes, bool]], bytes]] = {}
         """Transactions whose signature check is running, by signature key (:func:`compute_sig_key`)."""
         self._verifying_by_signed: dict[bytes, bytes] = {}

@@ -17,6 +17,7 @@ from qilian.consensus.timeouts import TimeoutConfig
 from qilian.execution.nodes import EndpointError, compute_endpoint
 from qilian.node.config import NodeConfig, load_config
 from qilian.node.consensus import ConsensusDriver
+from qilian.node.gcstats import get_gc_timer, process_configure_node_gc
 from qilian.node.node import Node
 from qilian.node.snapshots import SnapshotServer
 from qilian.node.statesync import is_state_sync_needed, process_recover_dirs, run_state_sync
@@ -37,6 +38,7 @@ async def serve(home: Path, port: int | None = None, host: str | None = None) ->
     node.state_sync_report = report.to_doc() if report is not None else None
     driver = make_driver(cfg, node)
     app = create_app(node)
+    process_configure_node_gc()  # after start-up: what it loaded is kept for the process's life
     ucfg = uvicorn.Config(
         app,
         host=host or cfg.api_host,
@@ -173,6 +175,7 @@ def acquire_home_lock(home: Path) -> int:
 def run_node(home: Path, port: int | None = None) -> None:
     """Blocking entry point (uses uvloop when installed). Holds the home lock while it runs."""
     lock_fd = acquire_home_lock(home)
+    get_gc_timer()  # count every collection from the start (qilian_gc_seconds in /metrics)
     level = os.environ.get("QILIAN_LOG", "info").upper()
     logging.basicConfig(level=getattr(logging, level, logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from qilian.execution.valsets import ValidatorSetBook
+from qilian.node.threads import set_os_thread_name
 from qilian.p2p.messages import (
     MAX_SNAPSHOT_PATH_ENTRIES,
     MAX_SNAPSHOT_WINDOW_SETS,
@@ -223,7 +224,8 @@ class SnapshotServer:
         self.node = node
         self.enabled = enabled
         self.chunk_entries = chunk_entries
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="snapshots")
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="snapshots", initializer=set_os_thread_name,
+                                        initargs=("qilian-snapshot",))
         self._sessions: list[_Session] = []
         """Oldest first; mutated on the server's thread only."""
         self._building = False

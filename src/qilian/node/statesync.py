@@ -49,6 +49,7 @@ from qilian.execution.nodes import EndpointError, compute_endpoint, get_register
 from qilian.execution.rules import ChainRules
 from qilian.node.config import NodeConfig, load_genesis
 from qilian.node.snapshots import StateSyncRecord
+from qilian.node.threads import set_os_thread_name
 from qilian.p2p.messages import (
     MAX_BLOCKS_PER_REPLY,
     Blocks,
@@ -593,7 +594,8 @@ async def run_state_sync(cfg: NodeConfig) -> StateSyncReport | None:
         get_height=lambda: 0, admit=admit, blocked=frozenset(cfg.blocked_peers))
     transport.set_targets(targets)
     peers.transport = transport
-    worker = ThreadPoolExecutor(1, thread_name_prefix="statesync")
+    worker = ThreadPoolExecutor(1, thread_name_prefix="statesync", initializer=set_os_thread_name,
+                                initargs=("qilian-statesync",))
     await transport.start()
     try:
         return await process_sync_loop(cfg, genesis, peers, worker)

@@ -355,13 +355,18 @@ class ChainStore:
         ops += [(_VALUES, compute_value_key(ns, key), value) for (ns, key), value in state_writes.items()]
         ops += self._compute_index_ops(height, block.header.validators_hash, gov_positions,
                                        self.kv.get(_META, b"last_validators_hash"), validators)
+        stale_nodes = tuple(stale_nodes)  # read twice: the stale index and the node cache
         if self.is_recording_stale():
             ops += [(_STALE, hk + ref, b"") for ref in stale_nodes]
             if replaced_root is not None:
                 ops.append((_STALE, hk + replaced_root[8:], replaced_root))
         ops.append((_META, b"tip", encode_trusted(tip.to_wire())))
         self.kv.write(ops)
-        self.node_cache.add_many(new_nodes.items())  # the next block reads the upper levels of these paths again
+        # The next block reads the upper levels of these paths again, and never the nodes they replaced.
+        self.node_cache.discard_many(stale_nodes)
+        if replaced_root is not None:
+            self.node_cache.discard_many((replaced_root,))
+        self.node_cache.add_many(new_nodes.items())
 
     def _compute_txmap_ops(self, hk: bytes, tx_hashes: Sequence[bytes]) -> list[Op]:
         """Hash-map entries of a block's transactions, merged with any earlier transaction of the same prefix."""
