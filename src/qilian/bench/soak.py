@@ -1,5 +1,7 @@
 """``qilian bench soak``: the issue-18 soak — a 4-validator network under ``--max`` Ed25519 evidence load for N
-minutes, reported per minute: committed TPS, each node's RSS, and the store's disk bytes per transaction.
+minutes, reported per minute: committed TPS, each node's RSS, node0's memory by part, CPU seconds by thread (node0's
+threads, all nodes, the load, the machine) and node0's seconds in the garbage collector; and at the end the
+store's disk bytes per transaction.
 
 Why its own command: throughput that holds for the first minute and sags after twenty is a storage (or memory)
 problem the 30-second network bench cannot see. The network is started here (not inside the network bench) so the
@@ -42,7 +44,8 @@ them all once the node's garbage collector was tuned."""
 class SoakResult:
     minutes: list[dict[str, Any]] = field(default_factory=list)
     """Per minute: committed TPS, RSS MiB per node (``VmRSS``, and ``RssAnon``: without mapped file pages) and
-    node0's memory by part (``qilian_memory_bytes``), all from the minute's last sample."""
+    node0's memory by part (``qilian_memory_bytes``), all from the minute's last sample; and ``cpu_s``, the CPU
+    seconds spent within the minute (:func:`_get_minute_cpu`)."""
     net: NetBenchResult | None = None
     disk_bytes_node0: int = 0
     bytes_per_tx: float = 0.0
