@@ -1042,6 +1042,8 @@ def bench_execute(
 def bench_soak(
     minutes: Annotated[float, typer.Option(help="Minutes of --max Ed25519 evidence load on 4 validators.")] = 30,
     engine: Annotated[str, typer.Option(help="Store engine of the nodes: rocksdb (the default) or lmdb.")] = "",
+    keep_data: Annotated[bool, typer.Option(help="Keep the nodes' stores afterwards (~16 GB for 30 minutes); "
+                                            "by default only their logs stay.")] = False,
 ) -> None:
     """Issue 18's soak: per-minute TPS, node RSS and the store's disk bytes per transaction."""
     from qilian.bench.soak import run_soak
@@ -1050,7 +1052,8 @@ def bench_soak(
                   transient=True) as prog:
         task = prog.add_task("soak", total=None)
         res = run_soak(minutes, lambda m: err.print(f"[dim]{escape(m)}[/dim]"),
-                       lambda what, k, n: prog.update(task, description=what, completed=k, total=n), engine=engine)
+                       lambda what, k, n: prog.update(task, description=what, completed=k, total=n), engine=engine,
+                       keep_data=keep_data)
     table = Table("minute", "TPS", "node RSS MiB (each node)", "of which own (RssAnon)", "node0 memory MiB by part",
                   "CPU s in the minute", title=f"qilian bench soak: {minutes:g} min, {engine or 'rocksdb'} store")
     for m in res.minutes:

@@ -4,10 +4,10 @@ Why: a block's state-tree update reads every node on the paths it rewrites (abou
 5,000-transaction block over a million keys), and in the 30-minute soak those point reads became the largest part
 of a validator's time (docs/benchmarks.md, "Soak"): through the engine each costs a B-tree walk (LMDB) or filter,
 index and data block lookups (RocksDB). The nodes most likely to be read next are the ones the last blocks wrote —
-the tree's upper levels are rewritten by every block, the middle ones by most — so the store puts every node it
-commits here, and every node it reads from the engine.
+the tree's upper levels are rewritten by every block, the middle ones by most — so the store puts every internal
+node it commits here, and every internal node it reads from the engine.
 
-What is kept, and why only that (docs/benchmarks.md, "A node cache of the live tree"):
+What is kept, and why only that (docs/benchmarks.md, "The garbage collector, and a node cache of the live tree"):
 
 * **Internal nodes only.** A leaf is read at most once per written key, at the end of its walk (to split it or to
   replace it), while the ~log2(keys) internal nodes above it are read on every walk through them. Leaves also carry
