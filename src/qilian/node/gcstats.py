@@ -22,7 +22,7 @@ container objects, a middle one every 50 young ones, and the whole heap consider
 then also waits until a quarter of the heap is new since the last whole-heap pass). Why so far from the default
 (docs/benchmarks.md, "The garbage collector"): with the default, everything a block holds while it executes — the
 transactions, receipts, writes, events — outlives two young collections and is promoted to the oldest generation,
-so a soak node ran a whole-heap pass every ~2 s, each ~0.3 s with every thread stopped: ~20 % of its time, growing
+so a soak node ran a whole-heap pass every ~2 s, each ~0.3 s with every thread stopped: a third of its CPU, growing
 with the heap. With these, block-lifetime objects die young, and what they cost is bounded by the young
 generations' size, not the heap's."""
 
@@ -34,7 +34,7 @@ class GcTimer:
 
     def __init__(self) -> None:
         self.seconds = [0.0] * GENERATIONS
-        """Seconds spent collecting, per generation, since :meth:`install`."""
+        """Seconds spent collecting, per generation, since the timer was installed."""
         self.collections = [0] * GENERATIONS
         """Collections run, per generation."""
         self.collected = [0] * GENERATIONS
