@@ -31,13 +31,23 @@ class CallFailed(Exception):
     """A call that failed for a reason every node agrees on; recorded in its receipt."""
 
 
+MEMO_VALUE_BYTES = 4096
+"""Largest base-state value an :class:`Overlay` remembers for the rest of its block (absent keys always are)."""
+
+
 class Overlay:
-    """Buffered writes over a state reader; a transaction's own layer is dropped if it fails."""
+    """Buffered writes over a state reader; a transaction's own layer is dropped if it fails.
+
+    Reads of the base state are remembered for the overlay's life (one block): the base is the parent state,
+    which nothing changes while the block executes, so a repeated read is answered from memory with the same
+    bytes. Most reads of a full block repeat — every transaction of one sender reads that sender's membership
+    and regulation, every call of a contract its freeze — and each would otherwise be a store read."""
 
     def __init__(self, base: StateReader, block_writes: Writes):
         self.base = base
         self.block_writes = block_writes
         self.tx_writes: Writes = {}
+        self._base_reads: dict[StateKey, bytes | None] = {}
 
     def get(self, ns: str, key: bytes) -> bytes | None:
         k = (ns, key)
@@ -45,7 +55,13 @@ class Overlay:
             return self.tx_writes[k]
         if k in self.block_writes:
             return self.block_writes[k]
-        return self.base.get_state(ns, key)
+        memo = self._base_reads
+        if k in memo:
+            return memo[k]
+        value = self.base.get_state(ns, key)
+        if value is None or len(value) <= MEMO_VALUE_BYTES:
+            memo[k] = value
+        return value
 
     def put(self, ns: str, key: bytes, value: bytes | None) -> None:
         # The state tree refuses over-limit writes at commit time, which would halt every node at once; refusing

@@ -18,6 +18,7 @@ from qilian.crypto import get_suite
 from qilian.mempool.pool import DEFAULT_MAX_BYTES, DEFAULT_MAX_TXS
 from qilian.node.pruning import KeepStatesTooSmall, check_keep_states
 from qilian.sdk.keys import KeyPair, generate_key, save_key
+from qilian.storage.nodecache import NODE_CACHE_BYTES
 from qilian.types.core import ChainParams, Genesis, Member, Organisation, Validator, ValidatorSet
 from qilian.types.genesis_json import check_genesis, genesis_from_json, genesis_to_json
 
@@ -44,6 +45,11 @@ class NodeConfig:
     """``[store] keep_states``: how many recent states the node keeps (older tree nodes are deleted after each
     commit, and reads of older heights are refused with 410); 0 (the default) keeps every state — an archive
     node. At least :data:`qilian.node.pruning.MIN_KEEP_STATES` (1,001) when set: consensus reads that far back."""
+    store_node_cache_mib: int = NODE_CACHE_BYTES // (1024 * 1024)
+    """``[store] node_cache_mib``: memory for the cache of state-tree internal nodes (:mod:`qilian.storage.nodecache`;
+    about 240 bytes per cached node, and the live tree has about one internal node per state key, so the default
+    holds the whole tree's internal nodes up to about 4.4 million keys; beyond that the deepest levels are read
+    from the engine). 1 … 65,536."""
     api_host: str = "127.0.0.1"
     """HTTP API bind address."""
     api_port: int = DEFAULT_API_PORT
@@ -144,6 +150,9 @@ def load_config(home: Path) -> NodeConfig:
         check_keep_states(keep_states)
     except KeepStatesTooSmall as exc:
         raise ValueError(f"{path}: {exc}") from None
+    node_cache_mib = st.get("node_cache_mib", NODE_CACHE_BYTES // (1024 * 1024))
+    if type(node_cache_mib) is not int or not 1 <= node_cache_mib <= 65_536:
+        raise ValueError(f"{path}: [store] node_cache_mib must be an integer in 1..65536 (MiB)")
     backend = str(ix.get("backend", "sqlite"))
     if backend not in ("sqlite", "postgres", "off") or (backend == "postgres" and not ix.get("url")):
         raise ValueError(f"{path}: [indexer] backend must be \"sqlite\", \"postgres\" (with a url) or \"off\"")
@@ -154,6 +163,7 @@ def load_config(home: Path) -> NodeConfig:
         data_dir=node.get("data_dir", "data"),
         store_engine=store_engine,
         store_keep_states=keep_states,
+        store_node_cache_mib=node_cache_mib,
         api_host=api.get("host", "127.0.0.1"),
         api_port=int(api.get("port", DEFAULT_API_PORT)),
         max_request_bytes=int(api.get("max_request_bytes", 1024 * 1024)),
@@ -193,6 +203,8 @@ def save_config(cfg: NodeConfig) -> None:
         store["engine"] = cfg.store_engine
     if cfg.store_keep_states:
         store["keep_states"] = cfg.store_keep_states
+    if cfg.store_node_cache_mib != NODE_CACHE_BYTES // (1024 * 1024):
+        store["node_cache_mib"] = cfg.store_node_cache_mib
     if store:
         doc["store"] = store
     if cfg.indexer_backend != "sqlite" or cfg.indexer_url:

@@ -29,16 +29,23 @@ Bounded by estimated memory, two generations: entries go to the young one; when 
 old one is dropped and the young one becomes old; a hit in the old one moves the entry back to the young one. So
 what survives is what was written or read within about the last half budget, at O(1) per operation and with no
 per-read bookkeeping. Shared by the store's threads without a lock: each dict operation is atomic, and a race can
-only lose a cache entry (or miscount the estimate by one entry), never return wrong bytes.
+only lose a cache entry, never return wrong bytes.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
+from itertools import repeat
 from typing import Final
 
-NODE_CACHE_BYTES: Final = 128 * 1024 * 1024
-"""Estimated memory the node cache may take, both generations together (see :data:`ENTRY_OVERHEAD_BYTES`)."""
+NODE_CACHE_BYTES: Final = 1024 * 1024 * 1024
+"""Estimated memory the node cache may take by default, both generations together (see
+:data:`ENTRY_OVERHEAD_BYTES`; ``[store] node_cache_mib`` sets it per node). The live tree has about one internal node
+per state key, so 1 GiB holds all of them up to about 4.4 million keys. Why that much (docs/benchmarks.md, "Soak"):
+with keys at random paths every block's walks reach the whole tree, so whatever the cache misses is read from the
+engine in every block. Offline at 1.05 million keys, 128 MiB (the top ~19 levels) cost 375 ms of tree time and
+19,636 engine reads per 5,000-key block; the whole internal tree, 163 ms and 7,151 — the same as at 250,000 keys."""
 ENTRY_OVERHEAD_BYTES: Final = 160
 """What one entry costs beyond its value's bytes: the 40-byte reference as a Python bytes object, the value's
 object header and the dict slot (measured with tracemalloc: 239 bytes per entry of an 81-byte internal node on
@@ -47,19 +54,25 @@ REF_BYTES: Final = 40
 """Length of a node reference (8-byte version ‖ 32-byte hash); other keys of the node table are not cached."""
 INTERNAL_NODE_BYTES: Final = 81
 """An internal node's encoding: tag 0x01 ‖ left reference ‖ right reference (the only kind cached)."""
+ENTRY_BYTES: Final = INTERNAL_NODE_BYTES + ENTRY_OVERHEAD_BYTES
+"""Estimated memory of one entry (all entries are internal nodes)."""
 
 
 class NodeCache:
-    """Reference → node bytes, bounded by :data:`NODE_CACHE_BYTES` (or ``budget_bytes``)."""
+    """Reference → node bytes, bounded by :data:`NODE_CACHE_BYTES` (or ``budget_bytes``).
 
-    __slots__ = ("_half", "_old", "_old_bytes", "_young", "_young_bytes")
+    Every entry is an 81-byte internal node under a 40-byte reference, so the memory is counted in entries
+    (:data:`ENTRY_BYTES` each) and the dicts' own lengths are the count: the per-block bulk operations (tens of
+    thousands of nodes added and discarded per full block) run as single dict calls with no bookkeeping per entry.
+    """
+
+    __slots__ = ("_half", "_old", "_young")
 
     def __init__(self, budget_bytes: int = NODE_CACHE_BYTES):
-        self._half = max(1, budget_bytes // 2)
+        self._half = max(1, budget_bytes // (2 * ENTRY_BYTES))
+        """Entries per generation."""
         self._young: dict[bytes, bytes] = {}
         self._old: dict[bytes, bytes] = {}
-        self._young_bytes = 0
-        self._old_bytes = 0
 
     def get(self, ref: bytes) -> bytes | None:
         """The cached bytes of a node reference, or None (then read it from the engine and :meth:`add` it)."""
@@ -76,44 +89,43 @@ class NodeCache:
         if len(ref) != REF_BYTES or len(node) != INTERNAL_NODE_BYTES or node[0] != 1:
             return
         self._young[ref] = node
-        self._young_bytes += len(node) + ENTRY_OVERHEAD_BYTES
-        if self._young_bytes >= self._half:
-            self._old, self._old_bytes = self._young, self._young_bytes
-            self._young, self._young_bytes = {}, 0
+        if len(self._young) >= self._half:
+            self._rotate()
 
-    def add_many(self, items: Iterable[tuple[bytes, bytes]]) -> None:
-        """:meth:`add` for each (reference, node)."""
-        for ref, node in items:
-            self.add(ref, node)
+    def add_many(self, items: Iterable[tuple[bytes, bytes | None]]) -> None:
+        """:meth:`add` for each (reference, node) — as one dict update (a None node, a read that found nothing, is
+        skipped); the generation may then exceed its half of the budget by this call's entries (one block's
+        internal nodes) until it rotates."""
+        self._young.update((ref, node) for ref, node in items if node is not None
+                           and len(ref) == REF_BYTES and len(node) == INTERNAL_NODE_BYTES and node[0] == 1)
+        if len(self._young) >= self._half:
+            self._rotate()
+
+    def _rotate(self) -> None:
+        self._old, self._young = self._young, {}
 
     def discard_many(self, refs: Iterable[bytes]) -> None:
         """Forget these references: the nodes a commit replaced, which no walk from a later root reaches."""
-        young, old = self._young, self._old
-        for ref in refs:
-            node = young.pop(ref, None)  # (an entry hit in the old generation is in both)
-            if node is not None:
-                self._young_bytes -= len(node) + ENTRY_OVERHEAD_BYTES
-            node = old.pop(ref, None)
-            if node is not None:
-                self._old_bytes -= len(node) + ENTRY_OVERHEAD_BYTES
-        # A generation flip on another thread mid-loop can make a count subtract an entry it no longer holds.
-        self._young_bytes = max(0, self._young_bytes)
-        self._old_bytes = max(0, self._old_bytes)
+        refs = refs if isinstance(refs, (tuple, list)) else tuple(refs)
+        young, old = self._young, self._old  # (an entry hit in the old generation is in both)
+        deque(map(young.pop, refs, repeat(None, len(refs))), maxlen=0)  # the loops run in C
+        deque(map(old.pop, refs, repeat(None, len(refs))), maxlen=0)
 
     def get_refs(self) -> set[bytes]:
         """Every reference held now (a copy) — for the tests' check that only the live tree is kept."""
         return set(self._young) | set(self._old)
 
     def get_size(self) -> tuple[int, int]:
-        """(entries, estimated bytes) now held — for the metrics and the tests."""
-        entries = len(self._young) + len(self._old)
-        return entries, sum(len(v) + ENTRY_OVERHEAD_BYTES for d in (self._young, self._old) for v in d.values())
+        """(entries, estimated bytes) now held — for the metrics and the tests (an entry moved back from the old
+        generation to the young one counts once)."""
+        entries = len(self._young.keys() | self._old.keys())
+        return entries, entries * ENTRY_BYTES
 
     def get_estimated_bytes(self) -> int:
         """Estimated memory held, at O(1) (an upper bound: an entry moved back from the old generation to the
         young one counts in both until the old one is dropped) — for the metrics."""
-        return self._young_bytes + self._old_bytes
+        return (len(self._young) + len(self._old)) * ENTRY_BYTES
 
     def clear(self) -> None:
         """Forget everything (the store is being closed or replaced)."""
-        self._young, self._old, self._young_bytes, self._old_bytes = {}, {}, 0, 0
+        self._young, self._old = {}, {}

@@ -67,11 +67,12 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Final
 
 from qilian.storage.engine import KVEngine, KVSnapshot, LmdbEngine, Op, RocksEngine, get_disk_bytes
-from qilian.storage.nodecache import NodeCache
+from qilian.storage.nodecache import NODE_CACHE_BYTES, NodeCache
 from qilian.types.codec import decode_raw, encode_trusted
 from qilian.types.core import Block, BlockHeader, Commit, Genesis, Receipt, ValidatorSet, get_block_header_of_raw
 
@@ -209,13 +210,14 @@ class ChainStore:
     :mod:`qilian.storage.engine`); a reader that follows the chain calls it before each look for new heights."""
 
     def __init__(self, path: Path, readonly: bool = False, engine: str | None = None, keep_states: int = 0,
-                 durable: bool = True):
+                 durable: bool = True, node_cache_bytes: int = NODE_CACHE_BYTES):
         """``engine``: None opens whatever engine wrote ``path`` (a new directory gets :data:`DEFAULT_ENGINE`); a
         name opens that engine and refuses a directory another engine wrote. ``keep_states``: how many recent
         state versions reads may use and the pruner keeps (0: all — an archive store); the node checks it against
         its floor (:mod:`qilian.node.pruning`) before it gets here. ``durable`` False: batches are not synced one
         by one, only by :meth:`process_flush` — for a state sync's staging store only, which is discarded unless
-        it was completed and flushed."""
+        it was completed and flushed. ``node_cache_bytes``: the budget of the in-memory cache of state-tree
+        internal nodes (``[store] node_cache_mib``, :mod:`qilian.storage.nodecache`)."""
         if not readonly:
             path.mkdir(parents=True, exist_ok=True)
         if type(keep_states) is not int or keep_states < 0:
@@ -228,7 +230,7 @@ class ChainStore:
         self._prune_start: bytes | None = None
         """Where the next prune batch's scan of the stale index starts (None: not read from meta yet)."""
         self.kv = _open_engine(path, engine, readonly, durable)
-        self.node_cache = NodeCache()
+        self.node_cache = NodeCache(node_cache_bytes)
         """Tree nodes this store wrote or read lately (:mod:`qilian.storage.nodecache`); snapshots share it."""
         self._snapshots: weakref.WeakSet[StoreSnapshot] = weakref.WeakSet()
         """Snapshots not closed yet: :meth:`close` ends them (an open RocksDB iterator keeps the database and its
@@ -350,8 +352,13 @@ class ChainStore:
                          (_RECEIPTS, hk, receipts_bytes or encode_trusted([r.to_wire() for r in receipts]))]
         ops += [(_TXS, hk + struct.pack(">I", i), th) for i, th in enumerate(tx_hashes)]
         ops += self._compute_txmap_ops(hk, tx_hashes)
-        # Unsorted on purpose: RocksDB's memtable sorts; the LMDB engine sorts a batch into key order itself.
-        ops += [(_get_node_table(ref), ref, node) for ref, node in new_nodes.items()]
+        # Unsorted on purpose: RocksDB's memtable sorts; the LMDB engine sorts a batch into key order itself. The
+        # tens of thousands of nodes go in by one C-level zip; the root pointer (the only shorter key) goes apart.
+        pointers = [ref for ref in new_nodes if len(ref) == _ROOT_KEY_BYTES]
+        if pointers:
+            new_nodes = dict(new_nodes)
+            ops += [(_get_node_table(ref), ref, new_nodes.pop(ref)) for ref in pointers]
+        ops += zip(repeat(_NODES), new_nodes.keys(), new_nodes.values())
         ops += [(_VALUES, compute_value_key(ns, key), value) for (ns, key), value in state_writes.items()]
         ops += self._compute_index_ops(height, block.header.validators_hash, gov_positions,
                                        self.kv.get(_META, b"last_validators_hash"), validators)
@@ -557,6 +564,17 @@ class ChainStore:
     def get_node(self, node_hash: bytes) -> bytes | None:
         """A state-tree node by reference, or a root pointer by root hash (the NodeStore of qilian.state)."""
         return _get_node_cached(self.node_cache, self.kv.get, node_hash)
+
+    def peek_node(self, ref: bytes) -> bytes | None:
+        """A state-tree node if the node cache holds it (no IO), else None (the BatchNodeStore of qilian.state)."""
+        return self.node_cache.get(ref)
+
+    def get_nodes(self, refs: Sequence[bytes]) -> list[bytes | None]:
+        """State-tree nodes by reference, read from the engine in one batch (RocksDB's multi-get) and cached
+        (internal ones); None where absent."""
+        nodes = self.kv.get_many(_NODES, refs)
+        self.node_cache.add_many(zip(refs, nodes, strict=True))
+        return nodes
 
     def iter_raw_blocks(self, start: int = 1) -> Iterator[tuple[int, bytes]]:
         """(height, encoded block) in height order from ``start``."""
@@ -804,6 +822,17 @@ class StoreSnapshot:
         """A state-tree node (the NodeStore interface), as of the snapshot (a node's bytes are the same in every
         view, so the store's node cache answers for snapshots too)."""
         return _get_node_cached(self._node_cache, self._snap.get, node_hash)
+
+    def peek_node(self, ref: bytes) -> bytes | None:
+        """A state-tree node if the node cache holds it (no IO), else None (see :meth:`ChainStore.peek_node`)."""
+        return self._node_cache.get(ref)
+
+    def get_nodes(self, refs: Sequence[bytes]) -> list[bytes | None]:
+        """State-tree nodes by reference as of the snapshot, cached like :meth:`get_node`'s; None where absent."""
+        get = self._snap.get
+        nodes = [get(_NODES, ref) for ref in refs]
+        self._node_cache.add_many(zip(refs, nodes, strict=True))
+        return nodes
 
     def get_oldest_state_version(self) -> int:
         """The oldest state version readable in this snapshot (see :meth:`ChainStore.get_oldest_state_version`):
