@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from qilian.crypto import get_suite
 from qilian.state import StateTree
-from qilian.state.tree import MemoryNodeStore
 from qilian.storage.nodecache import ENTRY_OVERHEAD_BYTES, REF_BYTES, NodeCache
 from qilian.storage.store import ChainStore
 from qilian.types.core import Commit
@@ -149,101 +147,3 @@ def test_tree_reads_through_the_cache_equal_the_engines_bytes(tmp_path: Path, en
         assert StateTree(suite.hash, again).check_tree(root) > 0
     finally:
         again.close()
-
-
-class _CountingNodeStore(MemoryNodeStore):
-    """A batching node store over a dict that holds the internal nodes of ``in_memory`` "in memory": it counts
-    single reads and batched ones, so a test can see which path a commit's reads took."""
-
-    def __init__(self, nodes: dict[bytes, bytes], in_memory: set[bytes]) -> None:
-        super().__init__(nodes)
-        self.in_memory = in_memory
-        self.single_reads = 0
-        self.batches: list[int] = []
-
-    def get_node(self, node_hash: bytes) -> bytes | None:
-        # A read of what is not in memory ("from the engine"); root pointers are always one read, not counted.
-        self.single_reads += len(node_hash) == REF_BYTES and node_hash not in self.in_memory
-        return self.nodes.get(node_hash)
-
-    def peek_node(self, ref: bytes) -> bytes | None:
-        return self.nodes.get(ref) if ref in self.in_memory else None
-
-    def get_nodes(self, refs: Sequence[bytes]) -> list[bytes | None]:
-        self.batches.append(len(refs))
-        nodes = [self.nodes.get(r) for r in refs]
-        self.in_memory.update(r for r, n in zip(refs, nodes, strict=True) if n and n[0] == 1)  # as the store's cache
-        return nodes
-
-
-@pytest.mark.parametrize("cached", ["all internal nodes", "nothing"])
-def test_a_commit_reads_what_memory_lacks_in_one_batch_per_level_and_computes_the_same(cached: str) -> None:
-    """The read-ahead of :meth:`StateTree.compute_commit` over a :class:`BatchNodeStore`: inserts, overwrites and
-    deletes into a 3,000-key tree give exactly the commit of a plain store (root, nodes, stale, replaced root),
-    and the leaves they end at — plus every internal node when nothing is in memory — come in batches, one per
-    level, not as one read each."""
-    suite = get_suite("ed25519")
-    rng = random.Random(5)
-    keys = [rng.randbytes(8) for _ in range(3_000)]
-    plain = MemoryNodeStore()
-    root, nodes = StateTree(suite.hash, plain).apply_writes(b"\0" * 32, {("kv", k): b"v" + k for k in keys})
-    plain.put_nodes(nodes)
-    writes: dict[tuple[str, bytes], bytes | None] = {("kv", rng.randbytes(8)): b"new" for _ in range(300)}
-    writes.update({("kv", k): b"changed" for k in rng.sample(keys, 100)})
-    writes.update({("kv", k): None for k in rng.sample(keys, 100)})
-    internal = {r for r, n in plain.nodes.items() if len(r) == REF_BYTES and n[0] == 1}
-    batching = _CountingNodeStore(plain.nodes, set(internal) if cached == "all internal nodes" else set())
-    expected = StateTree(suite.hash, plain).compute_commit(root, writes, 2)
-    got = StateTree(suite.hash, batching).compute_commit(root, writes, 2)
-    assert got == expected and got.stale and got.replaced_root
-    assert sum(batching.batches) >= 300  # the leaves that 500 walks end at (a new key's may end at an empty child)
-    if cached == "all internal nodes":
-        assert len(batching.batches) == 1
-    else:
-        assert 10 <= len(batching.batches) <= 40  # one per level of a ~3,000-key tree
-    # What is left to single reads: the siblings a delete may lift (is a neighbour a leaf?), never the walks.
-    assert batching.single_reads < 0.2 * sum(batching.batches)
-    few = dict(list(writes.items())[:10])  # below PREFETCH_MIN_WRITES: single reads only
-    batching.batches.clear()
-    assert StateTree(suite.hash, batching).compute_commit(root, few, 2) == StateTree(
-        suite.hash, plain).compute_commit(root, few, 2)
-    assert not batching.batches
-
-
-@pytest.mark.parametrize("engine", ENGINES)
-def test_the_chain_store_batches_a_commits_leaf_reads(tmp_path: Path, engine: str) -> None:
-    """On the chain store itself: with the internal nodes cached, a 500-insert commit reads its leaves through
-    ``get_many`` of the engine (RocksDB's multi-get), not one engine read per leaf — and commits the same root
-    as a plain store."""
-    suite = get_suite("ed25519")
-    store = ChainStore(tmp_path / "d", engine=engine)
-    store.process_init(GENESIS, make_tip(0), {}, {})
-    rng = random.Random(3)
-    root, mirror = b"\0" * 32, MemoryNodeStore()
-    single, batched = [0], [0]
-    get, get_many = store.kv.get, store.kv.get_many
-
-    def counting_get(table: bytes, key: bytes) -> bytes | None:
-        single[0] += table == b"n"
-        return get(table, key)
-
-    def counting_get_many(table: bytes, keys: Sequence[bytes]) -> list[bytes | None]:
-        batched[0] += len(keys) if table == b"n" else 0
-        return get_many(table, keys)
-
-    try:
-        for height in (1, 2):
-            writes = {("kv", rng.randbytes(10)): rng.randbytes(30) for _ in range(500)}
-            if height == 2:
-                single[0] = batched[0] = 0
-                store.kv.get, store.kv.get_many = counting_get, counting_get_many  # type: ignore[method-assign]
-            commit = StateTree(suite.hash, store).compute_commit(root, writes, height)
-            assert commit == StateTree(suite.hash, mirror).compute_commit(root, writes, height)
-            mirror.put_nodes(commit.nodes)
-            store.process_commit_block(make_block(height), Commit(height, 0, b"\1" * 32, ()), [], [], writes,
-                                       commit.nodes, make_tip(height), stale_nodes=commit.stale,
-                                       replaced_root=commit.replaced_root)
-            root = commit.root
-        assert batched[0] >= 100 and single[0] <= 5  # (a new key's walk may end at an empty child: no read)
-    finally:
-        store.close()

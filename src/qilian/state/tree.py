@@ -72,7 +72,7 @@ calls it on every write) so an over-limit write fails its transaction, not the b
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -126,33 +126,6 @@ class NodeStore(Protocol):
     def get_node(self, node_hash: bytes) -> bytes | None:
         """The entry stored under a reference or root hash, or None."""
         ...
-
-
-class BatchNodeStore(NodeStore, Protocol):
-    """A :class:`NodeStore` that can also say what it holds in memory and read many nodes in one call.
-
-    :meth:`StateTree.compute_commit` uses both when the store has them (the chain store does): before its walk it
-    follows the written keys' paths through the nodes :meth:`peek_node` answers, and reads whatever ends those
-    walks — the leaves to split or replace, and any internal node not in memory — with one :meth:`get_nodes` per
-    level. Why (docs/benchmarks.md, "Soak"): with the internal nodes cached, a 5,000-key block still read ~5,000
-    leaves one by one, and those single reads grew with the store until they were over half the tree's time.
-    """
-
-    def peek_node(self, ref: bytes) -> bytes | None:
-        """The node under ``ref`` if it is in memory (no IO), else None."""
-        ...
-
-    def get_nodes(self, refs: Sequence[bytes]) -> list[bytes | None]:
-        """The nodes under these references (None where absent), in order, read together."""
-        ...
-
-
-PREFETCH_MIN_WRITES: Final = 64
-"""Fewer writes than this are committed without the batched read-ahead (:class:`BatchNodeStore`): a few single
-reads cost less than the extra walk."""
-PREFETCH_MAX_ROUNDS: Final = 64
-"""Most batched reads of one read-ahead (one per level of the paths not in memory; the tree is ~log2(keys) deep, so
-a store with nothing in memory needs ~25 at 10 million keys). Past it, the commit's own walk reads one by one."""
 
 
 class MemoryNodeStore:
@@ -381,45 +354,13 @@ class StateTree:
 
     def _read(self, ref: bytes) -> bytes:
         """A stored node by reference, structurally checked."""
-        return _check_node(ref, self._get_node(ref))
-
-    def _prefetch(self, root_ref: bytes, ints: list[int]) -> dict[bytes, bytes]:
-        """The nodes a commit of the (sorted) paths ``ints`` will read that the store does not hold in memory,
-        read level by level in batches (:class:`BatchNodeStore`); empty when the store cannot batch. Only ever a
-        cache for the commit's own walk: every node it returns is the store's bytes under that reference, and the
-        walk checks them as it checks any read, so it can change how fast a commit is, never what it computes."""
-        store = self.store
-        peek = getattr(store, "peek_node", None)
-        get_nodes = getattr(store, "get_nodes", None)
-        fetched: dict[bytes, bytes] = {}
-        if peek is None or get_nodes is None or len(ints) < PREFETCH_MIN_WRITES:
-            return fetched
-        bit_of, high_of = _BIT, _HIGH
-        work = [(root_ref, 0, 0, len(ints))]  # (reference, its depth, the paths lo..hi that pass through it)
-        for _ in range(PREFETCH_MAX_ROUNDS):
-            missing: list[tuple[bytes, int, int, int]] = []
-            while work:
-                ref, depth, lo, hi = work.pop()
-                if ref == ZERO_REF:
-                    continue
-                data = fetched.get(ref) or peek(ref)
-                if data is None:
-                    missing.append((ref, depth, lo, hi))
-                    continue
-                if len(data) != _NODE_LEN or data[0] != _NODE_TAG or depth >= PATH_BITS:
-                    continue  # a leaf ends these paths (anything malformed is the commit's walk to report)
-                split = bisect_left(ints, (ints[lo] & high_of[depth]) | bit_of[depth], lo, hi)
-                if split > lo:
-                    work.append((data[1:41], depth + 1, lo, split))
-                if split < hi:
-                    work.append((data[41:81], depth + 1, split, hi))
-            if not missing:
-                break
-            for item, data in zip(missing, get_nodes([m[0] for m in missing]), strict=True):
-                if data is not None:
-                    fetched[item[0]] = data
-                    work.append(item)
-        return fetched
+        data = self._get_node(ref)
+        if data is None:
+            raise MissingNodeError(f"state node {ref[8:].hex()} (version {int.from_bytes(ref[:8], 'big')}) is not "
+                                   f"in the store")
+        if not data or (len(data) != _NODE_LEN if data[0] == _NODE_TAG else data[0] != _LEAF_TAG or len(data) < 65):
+            raise CorruptNodeError(f"state node {ref[8:].hex()} is malformed")
+        return data
 
     def _root_ref(self, root: bytes) -> bytes:
         """The reference of a root, from its pointer entry."""
@@ -589,6 +530,7 @@ class StateTree:
             raise StateError("version must fit in 8 bytes")
         vprefix = version.to_bytes(8, "big")
         hash_fn = self.hash_fn
+        read = self._read
         prefixes: dict[str, bytes] = {}
         entries: list[tuple[bytes, bytes | None]] = []
         for (namespace, key), value in writes.items():
@@ -606,19 +548,6 @@ class StateTree:
         for i in range(1, n):
             if ints[i] == ints[i - 1]:
                 raise StateError("two keys of one batch have the same path (hash collision)")
-        get_node = self._get_node
-        read = self._read
-        fetched = self._prefetch(root_ref, ints)
-        if fetched:
-            get_stored, get_fetched = get_node, fetched.get
-
-            def get_node(ref: bytes) -> bytes | None:
-                data = get_fetched(ref)
-                return data if data is not None else get_stored(ref)
-
-            def read(ref: bytes) -> bytes:
-                return _check_node(ref, get_node(ref))
-
         # Per write: new leaf reference and encoding (None, None for a delete).
         lrefs: list[bytes | None] = []
         lencs: list[bytes | None] = []
@@ -633,6 +562,7 @@ class StateTree:
         new: dict[bytes, bytes] = {}
         stale: list[bytes] = []  # old references the new tree no longer holds
         bit_of, high_of = _BIT, _HIGH
+        get_node = self._get_node
 
         def is_leaf(ref: bytes) -> bool:
             data = new.get(ref)
@@ -804,16 +734,6 @@ class StateTree:
             return StateCommit(ZERO_HASH, new, tuple(stale), replaced_root)
         new[new_ref[8:]] = new_ref  # the root pointer: roots are named by hash in headers and proofs
         return StateCommit(new_ref[8:], new, tuple(stale), replaced_root)
-
-
-def _check_node(ref: bytes, data: bytes | None) -> bytes:
-    """``data`` read under ``ref``, structurally checked (tag and length)."""
-    if data is None:
-        raise MissingNodeError(f"state node {ref[8:].hex()} (version {int.from_bytes(ref[:8], 'big')}) is not "
-                               f"in the store")
-    if not data or (len(data) != _NODE_LEN if data[0] == _NODE_TAG else data[0] != _LEAF_TAG or len(data) < 65):
-        raise CorruptNodeError(f"state node {ref[8:].hex()} is malformed")
-    return data
 
 
 def _first(entry: tuple[bytes, bytes | None]) -> bytes:

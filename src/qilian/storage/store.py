@@ -565,17 +565,6 @@ class ChainStore:
         """A state-tree node by reference, or a root pointer by root hash (the NodeStore of qilian.state)."""
         return _get_node_cached(self.node_cache, self.kv.get, node_hash)
 
-    def peek_node(self, ref: bytes) -> bytes | None:
-        """A state-tree node if the node cache holds it (no IO), else None (the BatchNodeStore of qilian.state)."""
-        return self.node_cache.get(ref)
-
-    def get_nodes(self, refs: Sequence[bytes]) -> list[bytes | None]:
-        """State-tree nodes by reference, read from the engine in one batch (RocksDB's multi-get) and cached
-        (internal ones); None where absent."""
-        nodes = self.kv.get_many(_NODES, refs)
-        self.node_cache.add_many(zip(refs, nodes, strict=True))
-        return nodes
-
     def iter_raw_blocks(self, start: int = 1) -> Iterator[tuple[int, bytes]]:
         """(height, encoded block) in height order from ``start``."""
         for k, v in self.kv.iter_from(_BLOCKS, _height_key(start)):
@@ -822,17 +811,6 @@ class StoreSnapshot:
         """A state-tree node (the NodeStore interface), as of the snapshot (a node's bytes are the same in every
         view, so the store's node cache answers for snapshots too)."""
         return _get_node_cached(self._node_cache, self._snap.get, node_hash)
-
-    def peek_node(self, ref: bytes) -> bytes | None:
-        """A state-tree node if the node cache holds it (no IO), else None (see :meth:`ChainStore.peek_node`)."""
-        return self._node_cache.get(ref)
-
-    def get_nodes(self, refs: Sequence[bytes]) -> list[bytes | None]:
-        """State-tree nodes by reference as of the snapshot, cached like :meth:`get_node`'s; None where absent."""
-        get = self._snap.get
-        nodes = [get(_NODES, ref) for ref in refs]
-        self._node_cache.add_many(zip(refs, nodes, strict=True))
-        return nodes
 
     def get_oldest_state_version(self) -> int:
         """The oldest state version readable in this snapshot (see :meth:`ChainStore.get_oldest_state_version`):
