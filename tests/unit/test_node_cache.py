@@ -147,3 +147,31 @@ def test_tree_reads_through_the_cache_equal_the_engines_bytes(tmp_path: Path, en
         assert StateTree(suite.hash, again).check_tree(root) > 0
     finally:
         again.close()
+
+
+def test_node_toml_node_cache_mib_is_read_checked_written_and_used(tmp_path: Path) -> None:
+    """``[store] node_cache_mib`` sets the node's cache budget; a bad value refuses to start with the reason."""
+    from qilian.node.config import init_home, load_config, save_config
+    from qilian.node.node import Node
+    from qilian.types.core import ChainParams
+
+    home = tmp_path / "home"
+    init_home(home, chain_id="cache-chain", suite_name="ed25519", params=ChainParams())
+    toml = home / "node.toml"
+    assert load_config(home).store_node_cache_mib == 1024
+    for bad in ("0", "70000", '"big"'):
+        toml.write_text(toml.read_text().split("\n[store]")[0] + f"\n[store]\nnode_cache_mib = {bad}\n")
+        with pytest.raises(ValueError, match=r"\[store\] node_cache_mib must be an integer in 1..65536"):
+            load_config(home)
+    toml.write_text(toml.read_text().replace(f"node_cache_mib = {bad}", "node_cache_mib = 2"))
+    cfg = load_config(home)
+    save_config(cfg)
+    assert load_config(home).store_node_cache_mib == 2
+    node = Node(load_config(home))
+    try:  # 2 MiB: the generation rotates at 1 MiB ÷ 241 B = 4,351 entries
+        for i in range(10_000):
+            node.store.node_cache.add(i.to_bytes(40, "big"), NODE_N)
+            assert node.store.node_cache.get_estimated_bytes() <= 2 * 1024 * 1024
+        assert node.store.node_cache.get_size()[0] > 4_000
+    finally:
+        node.store.close()

@@ -41,11 +41,12 @@ from typing import Final
 
 NODE_CACHE_BYTES: Final = 1024 * 1024 * 1024
 """Estimated memory the node cache may take by default, both generations together (see
-:data:`ENTRY_OVERHEAD_BYTES`; ``[store] node_cache_mib`` sets it per node). The live tree has about one internal node
-per state key, so 1 GiB holds all of them up to about 4.4 million keys. Why that much (docs/benchmarks.md, "Soak"):
-with keys at random paths every block's walks reach the whole tree, so whatever the cache misses is read from the
-engine in every block. Offline at 1.05 million keys, 128 MiB (the top ~19 levels) cost 375 ms of tree time and
-19,636 engine reads per 5,000-key block; the whole internal tree, 163 ms and 7,151 — the same as at 250,000 keys."""
+:data:`ENTRY_OVERHEAD_BYTES`; ``[store] node_cache_mib`` sets it per node). The live tree has about one internal
+node per state key, so 1 GiB holds all of them up to about 4.4 million keys. Why that much (docs/benchmarks.md,
+"The whole tree in memory, and CPU time per phase"): with keys at random paths every block's walks reach the whole
+tree, so whatever the cache misses is read from the engine in every block. Offline at 1.05 million keys, 128 MiB
+(the top ~19 levels) cost 375 ms of tree time and 19,636 engine reads per 5,000-key block; the whole internal
+tree, 163 ms and 7,151 — the same as at 250,000 keys."""
 ENTRY_OVERHEAD_BYTES: Final = 160
 """What one entry costs beyond its value's bytes: the 40-byte reference as a Python bytes object, the value's
 object header and the dict slot (measured with tracemalloc: 239 bytes per entry of an 81-byte internal node on
