@@ -93,12 +93,11 @@ class NodeCache:
         if len(self._young) >= self._half:
             self._rotate()
 
-    def add_many(self, items: Iterable[tuple[bytes, bytes | None]]) -> None:
-        """:meth:`add` for each (reference, node) — as one dict update (a None node, a read that found nothing, is
-        skipped); the generation may then exceed its half of the budget by this call's entries (one block's
-        internal nodes) until it rotates."""
-        self._young.update((ref, node) for ref, node in items if node is not None
-                           and len(ref) == REF_BYTES and len(node) == INTERNAL_NODE_BYTES and node[0] == 1)
+    def add_many(self, items: Iterable[tuple[bytes, bytes]]) -> None:
+        """:meth:`add` for each (reference, node) — as one dict update; the generation may then exceed its half of
+        the budget by this call's entries (one block's internal nodes) until it rotates."""
+        self._young.update((ref, node) for ref, node in items
+                           if len(ref) == REF_BYTES and len(node) == INTERNAL_NODE_BYTES and node[0] == 1)
         if len(self._young) >= self._half:
             self._rotate()
 
