@@ -9,7 +9,7 @@ import pytest
 
 from qilian.crypto import get_suite
 from qilian.state import StateTree
-from qilian.storage.nodecache import ENTRY_OVERHEAD_BYTES, REF_BYTES, NodeCache
+from qilian.storage.nodecache import ENTRY_BYTES, REF_BYTES, NodeCache
 from qilian.storage.store import ChainStore
 from qilian.types.core import Commit
 
@@ -21,7 +21,7 @@ NODE_M = b"\x01" + b"m" * 80
 
 
 def test_the_cache_stays_within_its_budget_and_keeps_what_was_used_lately() -> None:
-    budget = 100 * (81 + ENTRY_OVERHEAD_BYTES)  # room for ~100 internal nodes
+    budget = 100 * ENTRY_BYTES  # room for ~100 internal nodes
     cache = NodeCache(budget)
     refs = [i.to_bytes(8, "big") + bytes(32) for i in range(1_000)]
     for ref in refs:
@@ -46,11 +46,17 @@ def test_root_pointers_are_never_cached() -> None:
 
 
 def test_leaves_are_not_cached_and_a_discarded_node_is_forgotten_in_both_generations() -> None:
-    cache = NodeCache(4 * (81 + ENTRY_OVERHEAD_BYTES))
+    cache = NodeCache(4 * ENTRY_BYTES)
     leaf = b"\x00" + bytes(64) + b"value"
     cache.add(b"l" * REF_BYTES, leaf)
     cache.add(b"m" * REF_BYTES, b"\x01" + bytes(79))  # malformed (80 bytes): not an internal node either
+    cache.add(b"n" * REF_BYTES, b"\x03" + bytes(80))  # says it names a leaf child's path, and does not
     assert cache.get(b"l" * REF_BYTES) is None and cache.get(b"m" * REF_BYTES) is None
+    assert cache.get(b"n" * REF_BYTES) is None and cache.get_size() == (0, 0)
+    for node in (b"\x03" + bytes(112), b"\x05" + bytes(112), b"\x07" + bytes(144)):  # leaf paths after the refs
+        cache.add(b"o" * REF_BYTES, node)
+        assert cache.get(b"o" * REF_BYTES) == node
+    cache.discard_many([b"o" * REF_BYTES])
     assert cache.get_size() == (0, 0)
     a, b = b"a" * REF_BYTES, b"b" * REF_BYTES
     cache.add(a, NODE_N)
@@ -71,7 +77,7 @@ def _get_live_internal_refs(store: ChainStore, root: bytes) -> set[bytes]:
         ref = stack.pop()
         node = store.kv.get(b"n", ref)
         assert node is not None
-        if node[0] == 1:
+        if node[0] & 1:
             live.add(ref)
             stack += [child for child in (node[1:41], node[41:81]) if child != bytes(REF_BYTES)]
     return live

@@ -50,7 +50,7 @@ def get_reachable(get_node: object, root: bytes) -> set[bytes]:
         out.add(ref)
         data = get(ref)
         assert data is not None, f"node {ref.hex()} is missing"
-        if data[0] == 1:
+        if data[0] & 1:
             stack += [data[1:41], data[41:81]]
     return out
 

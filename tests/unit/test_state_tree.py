@@ -83,12 +83,39 @@ class Tree:
             else:  # a node under its reference: version ‖ hash of the node, children named by hash
                 assert node_hash(self.hash_fn, enc) == key[8:]
         self.store.put_nodes(nodes)
+        for key, enc in nodes.items():
+            if len(key) == 40 and enc[0] & 1:
+                assert leaf_marks(enc) == tuple(self.get_leaf_path(child) for child in (enc[1:41], enc[41:81]))
         return self.root
+
+    def get_leaf_path(self, ref: bytes) -> bytes | None:
+        """A child's path if it is a leaf: what a commit's node must mark (every leaf child, in a tree that only
+        commits built)."""
+        if ref == ZERO_REF:
+            return None
+        enc = self.store.nodes[ref]
+        return enc[1:33] if enc[0] == 0 else None
+
+
+def leaf_marks(enc: bytes) -> tuple[bytes | None, bytes | None]:
+    """The (left, right) leaf paths an internal node's tag says it carries after its two references."""
+    extra = enc[81:]
+    if enc[0] == 1:
+        assert not extra
+        return None, None
+    if enc[0] == 3:
+        assert len(extra) == 32
+        return extra, None
+    if enc[0] == 5:
+        assert len(extra) == 32
+        return None, extra
+    assert enc[0] == 7 and len(extra) == 64
+    return extra[:32], extra[32:]
 
 
 def node_hash(hash_fn: HashFn, enc: bytes) -> bytes:
     """Hash of a stored node: an internal node's children are hashed by hash (their 8-byte versions are not)."""
-    return hash_fn(b"\x01" + enc[9:41] + enc[49:81]) if enc[0] == 1 else hash_fn(enc[:65])
+    return hash_fn(b"\x01" + enc[9:41] + enc[49:81]) if enc[0] & 1 else hash_fn(enc[:65])
 
 
 def keys(n: int, ns: str = "kv") -> list[tuple[str, bytes]]:
@@ -220,7 +247,7 @@ def test_new_nodes_are_all_reachable(hash_fn: HashFn) -> None:
             continue
         reachable.add(ref)
         enc = t.store.nodes[ref]
-        if enc[0] == 1:
+        if enc[0] & 1:
             stack += [enc[1:41], enc[41:81]]
     assert set(nodes) <= reachable
 
@@ -267,12 +294,27 @@ def test_corruption_is_detected() -> None:
     t.store.nodes[leaf_hash] = b"\x01" + good[1:20]
     with pytest.raises(CorruptNodeError):
         t.tree.get_value(t.root, *key)
-    with pytest.raises(CorruptNodeError):
-        t.tree.apply_writes(t.root, {key: b"other"})
     t.store.nodes[leaf_hash] = b"\x07" + good[1:]
     with pytest.raises(CorruptNodeError):
         t.tree.get_proof(t.root, *key)
     t.store.nodes[leaf_hash] = good
+    # The leaf's parent names its path (so a commit need not read the leaf): a wrong or malformed mark is caught.
+    parent_ref, parent = next((r, e) for r, e in t.store.nodes.items() if len(r) == 40 and e[0] & 1
+                              and leaf_hash in (e[1:41], e[41:81]))
+    assert path in (parent[81:113], parent[113:145])
+    t.store.nodes[parent_ref] = parent.replace(path, bytes(32))
+    with pytest.raises(CorruptNodeError, match="marks a child"):
+        t.tree.check_tree(t.root)
+    for bad in (parent[:113] + b"x", b"\x09" + parent[1:], b"\x03" + parent[1:81]):
+        if bad[0] == parent[0] and len(bad) == len(parent):
+            continue
+        t.store.nodes[parent_ref] = bad
+        with pytest.raises(CorruptNodeError):
+            t.tree.apply_writes(t.root, {key: b"other"})
+        with pytest.raises(CorruptNodeError):
+            t.tree.check_tree(t.root)
+    t.store.nodes[parent_ref] = parent
+    assert t.tree.check_tree(t.root) == 20
     # A non-canonical node (one key below an internal node) is caught by the fsck.
     lone = b"\x01" + leaf_hash + ZERO_REF
     lone_hash = sha256(b"\x01" + leaf_hash[8:] + ZERO_HASH)

@@ -243,7 +243,7 @@ def check_chunk(hash_fn: HashFn, spec: ChunkSpec, entries: Sequence[Entry], vers
     bits = spec.get_prefix_int()
     for d in range(spec.depth):
         data = nodes[ref]
-        if data[0] != 1:
+        if not data[0] & 1:
             break  # a lone leaf: it is the subtree
         left, right = data[1:41], data[41:81]
         bit = (bits >> (spec.depth - 1 - d)) & 1

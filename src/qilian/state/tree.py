@@ -41,8 +41,15 @@ version), so a root pointer written at version v always names a version-v refere
 a pointer a later version rewrote (the same root hash can recur: a key set that returns to an earlier one) from the
 one it recorded as replaced. Encodings:
 
-* internal: ``0x01 ‖ left reference ‖ right reference`` (81 bytes; its hash is ``hash(0x01 ‖ left hash ‖ right
-  hash)``);
+* internal: ``tag ‖ left reference ‖ right reference ‖ leaf paths`` (81, 113 or 145 bytes; its hash is
+  ``hash(0x01 ‖ left hash ‖ right hash)`` whatever the tag). The tag is odd: 0x01 names no path, 0x03 the left
+  child's, 0x05 the right child's, 0x07 both (left first). A path given is that of the child, which is a leaf. A
+  commit writes one for every leaf child it knows of (all of them in a tree only commits built; a state sync's
+  upper nodes and a store of layout 2 have tag 0x01 only). Why: to insert a key a commit must know the path of
+  the leaf its walk ends at (to split it) or that it replaces, and without the mark that was one engine read per
+  written key, from a store that grows with the chain (docs/benchmarks.md, "Leaf paths in the parent"). The
+  marks are a cache of the children's bytes, not part of the hash: a wrong one is corruption like a wrong
+  reference, and :meth:`StateTree.check_tree` checks each against the child;
 * leaf: ``0x00 ‖ path ‖ hash(value) ‖ value`` (65 + len(value) bytes: the first 65 bytes are the pre-image, and
   the value rides along so any historical root can answer ``get_value`` by walking the tree);
 * root pointer: key = root hash (32 bytes), value = the root's reference (40 bytes).
@@ -93,12 +100,12 @@ EMPTY_ROOT: Final = ZERO_HASH
 """Root of a state with no keys."""
 
 _LEAF_TAG: Final = 0
-_NODE_TAG: Final = 1
 _REF_LEN: Final = 40
 """A node reference: version (8 bytes, the block height that created the node) ‖ hash."""
 ZERO_REF: Final = b"\x00" * _REF_LEN
 """Reference of the empty subtree."""
-_NODE_LEN: Final = 1 + 2 * _REF_LEN
+_NODE_LENS: Final = tuple({1: 81, 3: 113, 5: 113, 7: 145}.get(tag, 0) for tag in range(256))
+"""An internal node's length by its tag byte (0 for a tag that is not an internal node's)."""
 # _BIT[d] selects path bit d of a path held as an int; _HIGH[d] keeps bits 0..d-1 (the prefix above depth d).
 _BIT: Final = tuple(1 << (255 - d) for d in range(PATH_BITS))
 _HIGH: Final = tuple(((1 << 256) - 1) ^ ((1 << (256 - d)) - 1) for d in range(PATH_BITS))
@@ -199,6 +206,27 @@ def compute_leaf_hash(hash_fn: HashFn, path: bytes, value_hash: bytes) -> bytes:
 def compute_node_hash(hash_fn: HashFn, left: bytes, right: bytes) -> bytes:
     """Hash of an internal node."""
     return hash_fn(b"\x01" + left + right)
+
+
+def _encode_node(left: bytes, right: bytes, lpath: bytes | None, rpath: bytes | None) -> bytes:
+    """An internal node's stored bytes: tag ‖ left reference ‖ right reference, then the path of each child that is
+    a leaf (where the writer knows it), the tag saying which (see "Encodings")."""
+    if lpath is None:
+        return b"\x01" + left + right if rpath is None else b"\x05" + left + right + rpath
+    return b"\x03" + left + right + lpath if rpath is None else b"\x07" + left + right + lpath + rpath
+
+
+def get_leaf_marks(data: bytes) -> tuple[bytes | None, bytes | None]:
+    """The leaf paths a stored internal node gives for its (left, right) children; None where it gives none (the
+    child is internal, empty, or a leaf its writer did not mark)."""
+    tag = data[0]
+    if tag == 1:
+        return None, None
+    if tag == 3:
+        return data[81:113], None
+    if tag == 5:
+        return None, data[81:113]
+    return data[81:113], data[113:145]
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,7 +386,7 @@ class StateTree:
         if data is None:
             raise MissingNodeError(f"state node {ref[8:].hex()} (version {int.from_bytes(ref[:8], 'big')}) is not "
                                    f"in the store")
-        if not data or (len(data) != _NODE_LEN if data[0] == _NODE_TAG else data[0] != _LEAF_TAG or len(data) < 65):
+        if not data or (len(data) != _NODE_LENS[data[0]] if data[0] & 1 else data[0] != _LEAF_TAG or len(data) < 65):
             raise CorruptNodeError(f"state node {ref[8:].hex()} is malformed")
         return data
 
@@ -376,7 +404,7 @@ class StateTree:
 
     def _node_hash(self, data: bytes) -> bytes:
         """Hash of a stored node (its children named by hash only: versions are not hashed)."""
-        if data[0] == _NODE_TAG:
+        if data[0] & 1:
             return self.hash_fn(b"\x01" + data[9:41] + data[49:81])
         return self.hash_fn(data[:65])
 
@@ -392,7 +420,7 @@ class StateTree:
             if ref == ZERO_REF:
                 return None
             data = read(ref)
-            if data[0] == _NODE_TAG:
+            if data[0] & 1:
                 if d == PATH_BITS:
                     break
                 ref = data[41:81] if x & _BIT[d] else data[1:41]
@@ -416,7 +444,7 @@ class StateTree:
         depth = 0
         while ref != ZERO_REF:
             data = read(ref)
-            if data[0] != _NODE_TAG:
+            if not data[0] & 1:
                 return _make_proof(depth, bits, siblings, data[1:33], data[33:65])
             if depth == PATH_BITS:
                 raise CorruptNodeError("state tree deeper than 256 levels")
@@ -441,7 +469,7 @@ class StateTree:
             if ref == ZERO_REF:
                 return ZERO_HASH
             data = read(ref)
-            if data[0] != _NODE_TAG:
+            if not data[0] & 1:
                 under = int.from_bytes(data[1:33], "big") >> (PATH_BITS - depth) == prefix
                 return ref[8:] if under else ZERO_HASH
             ref = data[41:81] if (prefix >> (depth - 1 - d)) & 1 else data[1:41]
@@ -456,7 +484,7 @@ class StateTree:
             if ref == ZERO_REF:
                 continue
             data = read(ref)
-            if data[0] == _NODE_TAG:
+            if data[0] & 1:
                 stack.append(data[41:81])
                 stack.append(data[1:41])
             else:
@@ -480,13 +508,17 @@ class StateTree:
             data = read(ref)
             if self._node_hash(data) != ref[8:]:
                 raise CorruptNodeError(f"state node {ref[8:].hex()} does not hash to its name")
-            if data[0] == _NODE_TAG:
+            if data[0] & 1:
                 left, right = data[1:41], data[41:81]
                 if depth >= PATH_BITS:
                     raise CorruptNodeError("state tree deeper than 256 levels")
                 for child, other in ((left, right), (right, left)):
                     if other == ZERO_REF and (child == ZERO_REF or read(child)[0] == _LEAF_TAG):
                         raise CorruptNodeError(f"state node {ref[8:].hex()} is not canonical (fewer than two keys)")
+                for child, mark in zip((left, right), get_leaf_marks(data), strict=True):
+                    if mark is not None and (child == ZERO_REF or read(child)[:33] != b"\x00" + mark):
+                        raise CorruptNodeError(f"state node {ref[8:].hex()} marks a child as a leaf of a path it "
+                                               f"does not have")
                 stack.append((right, depth + 1, (prefix << 1) | 1))
                 stack.append((left, depth + 1, prefix << 1))
             else:
@@ -561,50 +593,60 @@ class StateTree:
                 lencs.append(head + value)
         new: dict[bytes, bytes] = {}
         stale: list[bytes] = []  # old references the new tree no longer holds
-        bit_of, high_of = _BIT, _HIGH
+        bit_of, high_of, node_lens = _BIT, _HIGH, _NODE_LENS
         get_node = self._get_node
 
-        def is_leaf(ref: bytes) -> bool:
+        def get_leaf_path(ref: bytes) -> bytes | None:
+            """The path of ``ref`` when it is a leaf (new in this commit or stored), else None: a read, for the
+            children no parent marked."""
             data = new.get(ref)
-            return (data if data is not None else read(ref))[0] == _LEAF_TAG
+            if data is None:
+                data = read(ref)
+            return data[1:33] if data[0] == _LEAF_TAG else None
 
-        def put_node(left: bytes, right: bytes) -> bytes:
+        def put_node(left: bytes, right: bytes, lpath: bytes | None, rpath: bytes | None) -> bytes:
             ref = vprefix + hash_fn(b"\x01" + left[8:] + right[8:])
-            new[ref] = b"\x01" + left + right
+            new[ref] = _encode_node(left, right, lpath, rpath)
             return ref
 
         def build(depth: int, bints: list[int], brefs: list[bytes], bencs: list[bytes | None],
-                  lo: int, hi: int) -> bytes:
-            """Canonical subtree at ``depth`` holding exactly the (non-empty, sorted) leaves ``lo..hi``."""
+                  bpaths: list[bytes], lo: int, hi: int) -> tuple[bytes, bytes | None]:
+            """Canonical subtree at ``depth`` holding exactly the (non-empty, sorted) leaves ``lo..hi``: its
+            reference, and its path when it is a lone leaf."""
             if hi - lo == 1:
                 enc = bencs[lo]
                 if enc is not None:
                     new[brefs[lo]] = enc
-                return brefs[lo]
+                return brefs[lo], bpaths[lo]
             # First bit where the leaves differ: a chain of one-child nodes from `depth` down to it.
             split_depth = PATH_BITS - (bints[lo] ^ bints[hi - 1]).bit_length()
             split = bisect_left(bints, (bints[lo] & high_of[split_depth]) | bit_of[split_depth], lo, hi)
-            ref = put_node(build(split_depth + 1, bints, brefs, bencs, lo, split),
-                           build(split_depth + 1, bints, brefs, bencs, split, hi))
+            left, lpath = build(split_depth + 1, bints, brefs, bencs, bpaths, lo, split)
+            right, rpath = build(split_depth + 1, bints, brefs, bencs, bpaths, split, hi)
+            ref = put_node(left, right, lpath, rpath)
             first = bints[lo]
             for d in range(split_depth - 1, depth - 1, -1):
-                ref = put_node(ZERO_REF, ref) if first & bit_of[d] else put_node(ref, ZERO_REF)
-            return ref
+                ref = put_node(ZERO_REF, ref, None, None) if first & bit_of[d] else put_node(ref, ZERO_REF, None, None)
+            return ref, None
 
-        def rebuild_leaf_range(depth: int, lo: int, hi: int, old: bytes | None, old_data: bytes | None) -> bytes:
-            """New subtree at ``depth`` for writes ``lo..hi`` over an empty subtree or the single leaf ``old``."""
+        def rebuild_leaf_range(depth: int, lo: int, hi: int, old: bytes | None, old_path: bytes | None,
+                               ) -> tuple[bytes, bytes | None]:
+            """New subtree at ``depth`` for writes ``lo..hi`` over an empty subtree or the single leaf ``old`` (of
+            path ``old_path``)."""
             bints: list[int] = []
             brefs: list[bytes] = []
             bencs: list[bytes | None] = []
+            bpaths: list[bytes] = []
             old_int = -1
-            if old is not None and old_data is not None:
-                old_int = int.from_bytes(old_data[1:33], "big")
+            if old is not None and old_path is not None:
+                old_int = int.from_bytes(old_path, "big")
             for i in range(lo, hi):
                 xi = ints[i]
                 if old_int != -1 and old_int < xi:
                     bints.append(old_int)
                     brefs.append(old)  # type: ignore[arg-type]
                     bencs.append(None)
+                    bpaths.append(old_path)  # type: ignore[arg-type]
                     old_int = -1
                 elif xi == old_int:
                     old_int = -1
@@ -613,6 +655,7 @@ class StateTree:
                         bints.append(xi)
                         brefs.append(old)  # type: ignore[arg-type]
                         bencs.append(None)
+                        bpaths.append(paths[i])
                         continue
                     stale.append(old)  # type: ignore[arg-type]  # overwritten or deleted
                 lr = lrefs[i]
@@ -620,101 +663,135 @@ class StateTree:
                     bints.append(xi)
                     brefs.append(lr)
                     bencs.append(lencs[i])
+                    bpaths.append(paths[i])
             if old_int != -1:
                 bints.append(old_int)
                 brefs.append(old)  # type: ignore[arg-type]
                 bencs.append(None)
+                bpaths.append(old_path)  # type: ignore[arg-type]
             if not bints:
-                return ZERO_REF
-            return build(depth, bints, brefs, bencs, 0, len(bints))
+                return ZERO_REF, None
+            return build(depth, bints, brefs, bencs, bpaths, 0, len(bints))
 
-        def update_one(ref: bytes, depth: int, i: int) -> bytes:
-            """Write ``i`` alone into the subtree ``ref`` at ``depth``: walk down, then rehash up (no recursion)."""
+        def update_one(ref: bytes, depth: int, i: int, ref_path: bytes | None) -> tuple[bytes, bytes | None]:
+            """Write ``i`` alone into the subtree ``ref`` at ``depth`` (a leaf of path ``ref_path`` when that is
+            given): walk down, then rehash up (no recursion). Returns the new subtree and its path if a leaf."""
             x = ints[i]
             lr = lrefs[i]
             top = ref
             sibs: list[bytes] = []
+            sib_paths: list[bytes | None] = []  # a sibling's path where its parent marked it a leaf
             walked: list[bytes] = []  # the internal nodes on the path: all replaced once the terminal changes
             d = depth
-            data = b""  # the terminal leaf, when the walk ends at one
-            while ref != ZERO_REF:
+            leaf_path = ref_path  # the terminal leaf's path, when the walk ends at one
+            while leaf_path is None and ref != ZERO_REF:
                 node = get_node(ref)  # inlined _read: this loop is the hot path of a commit
-                if node is None or len(node) != _NODE_LEN or node[0] != _NODE_TAG:
-                    data = read(ref)  # a leaf, or a missing or malformed node: the checked path raises
+                if node is None or len(node) != node_lens[node[0]]:
+                    # A leaf (reached because no parent marked it), or a missing or malformed node: read() raises.
+                    leaf_path = (node if node and node[0] == _LEAF_TAG and len(node) >= 65 else read(ref))[1:33]
                     break
                 walked.append(ref)
-                if x & bit_of[d]:
+                tag = node[0]
+                d += 1
+                if x & bit_of[d - 1]:
                     sibs.append(node[1:41])
+                    sib_paths.append(node[81:113] if tag & 2 else None)
                     ref = node[41:81]
+                    if tag & 4:  # the parent says: a leaf, at this path (no read)
+                        leaf_path = node[113:145] if tag == 7 else node[81:113]
                 else:
                     sibs.append(node[41:81])
+                    sib_paths.append((node[113:145] if tag == 7 else node[81:113]) if tag & 4 else None)
                     ref = node[1:41]
-                d += 1
+                    if tag & 2:
+                        leaf_path = node[81:113]
             if ref == ZERO_REF:
                 if lr is None:
-                    return top
+                    return top, ref_path
                 new[lr] = lencs[i]  # type: ignore[assignment]
-                cur, cur_is_leaf = lr, True
-            elif data[1:33] == paths[i]:
+                cur, cur_path = lr, paths[i]
+            elif leaf_path == paths[i]:
                 if lr is None:
-                    cur, cur_is_leaf = ZERO_REF, False
+                    cur, cur_path = ZERO_REF, None
                 elif lr[8:] == ref[8:]:
-                    return top
+                    return top, ref_path
                 else:
                     new[lr] = lencs[i]  # type: ignore[assignment]
-                    cur, cur_is_leaf = lr, True
+                    cur, cur_path = lr, paths[i]
                 stale.append(ref)  # the key's old leaf: overwritten or deleted
             else:
                 if lr is None:
-                    return top
+                    return top, ref_path
                 new[lr] = lencs[i]  # type: ignore[assignment]
-                split_depth = PATH_BITS - (x ^ int.from_bytes(data[1:33], "big")).bit_length()
-                cur = put_node(ref, lr) if x & bit_of[split_depth] else put_node(lr, ref)
+                split_depth = PATH_BITS - (x ^ int.from_bytes(leaf_path, "big")).bit_length()  # type: ignore[arg-type]
+                if x & bit_of[split_depth]:
+                    cur = put_node(ref, lr, leaf_path, paths[i])
+                else:
+                    cur = put_node(lr, ref, paths[i], leaf_path)
                 for k in range(split_depth - 1, d - 1, -1):
-                    cur = put_node(ZERO_REF, cur) if x & bit_of[k] else put_node(cur, ZERO_REF)
-                cur_is_leaf = False
+                    cur = put_node(ZERO_REF, cur, None, None) if x & bit_of[k] else put_node(cur, ZERO_REF, None, None)
+                cur_path = None
             stale.extend(walked)
             for k in range(d - 1, depth - 1, -1):
                 s = sibs[k - depth]
+                s_path = sib_paths[k - depth]
                 if s == ZERO_REF:
-                    if cur_is_leaf or cur == ZERO_REF:
+                    if cur_path is not None or cur == ZERO_REF:
                         continue  # a lone leaf (or nothing) rises past a node that would have one key
-                elif cur == ZERO_REF and is_leaf(s):
-                    cur, cur_is_leaf = s, True
-                    continue
+                elif cur == ZERO_REF:
+                    if s_path is None:
+                        s_path = get_leaf_path(s)
+                    if s_path is not None:
+                        cur, cur_path = s, s_path  # the sibling is now alone: a leaf rises
+                        continue
                 if x & bit_of[k]:
-                    enc, h = b"\x01" + s + cur, hash_fn(b"\x01" + s[8:] + cur[8:])
+                    h = hash_fn(b"\x01" + s[8:] + cur[8:])
+                    enc = _encode_node(s, cur, s_path, cur_path)
                 else:
-                    enc, h = b"\x01" + cur + s, hash_fn(b"\x01" + cur[8:] + s[8:])
+                    h = hash_fn(b"\x01" + cur[8:] + s[8:])
+                    enc = _encode_node(cur, s, cur_path, s_path)
                 cur = vprefix + h
                 new[cur] = enc
-                cur_is_leaf = False
-            return cur
+                cur_path = None
+            return cur, cur_path
 
-        def update(ref: bytes, depth: int, lo: int, hi: int) -> bytes:
-            """Writes ``lo..hi`` (sorted, sharing the path prefix above ``depth``) into subtree ``ref``."""
+        def update(ref: bytes, depth: int, lo: int, hi: int, ref_path: bytes | None,
+                   ) -> tuple[bytes, bytes | None]:
+            """Writes ``lo..hi`` (sorted, sharing the path prefix above ``depth``) into subtree ``ref`` (a leaf of
+            path ``ref_path`` when that is given). Returns the new subtree and, when it is a leaf, its path (None
+            also where that is not known without a read)."""
             if hi - lo == 1:
-                return update_one(ref, depth, lo)
+                return update_one(ref, depth, lo, ref_path)
             if ref == ZERO_REF:
                 return rebuild_leaf_range(depth, lo, hi, None, None)
+            if ref_path is not None:
+                return rebuild_leaf_range(depth, lo, hi, ref, ref_path)
             data = read(ref)
-            if data[0] != _NODE_TAG:
-                return rebuild_leaf_range(depth, lo, hi, ref, data)
+            if data[0] == _LEAF_TAG:
+                return rebuild_leaf_range(depth, lo, hi, ref, data[1:33])
             left, right = data[1:41], data[41:81]
+            lmark, rmark = get_leaf_marks(data)
             split = bisect_left(ints, (ints[lo] & high_of[depth]) | bit_of[depth], lo, hi)
-            new_left = update(left, depth + 1, lo, split) if split > lo else left
-            new_right = update(right, depth + 1, split, hi) if hi > split else right
+            new_left, lpath = update(left, depth + 1, lo, split, lmark) if split > lo else (left, lmark)
+            new_right, rpath = update(right, depth + 1, split, hi, rmark) if hi > split else (right, rmark)
             if new_left == left and new_right == right:
-                return ref
+                return ref, None
             stale.append(ref)  # rehashed or collapsed away
             if new_right == ZERO_REF:
-                if new_left == ZERO_REF or is_leaf(new_left):
-                    return new_left
-            elif new_left == ZERO_REF and is_leaf(new_right):
-                return new_right
-            return put_node(new_left, new_right)
+                if new_left == ZERO_REF:
+                    return ZERO_REF, None
+                if lpath is None:
+                    lpath = get_leaf_path(new_left)
+                if lpath is not None:
+                    return new_left, lpath
+            elif new_left == ZERO_REF:
+                if rpath is None:
+                    rpath = get_leaf_path(new_right)
+                if rpath is not None:
+                    return new_right, rpath
+            return put_node(new_left, new_right, lpath, rpath), None
 
-        new_ref = update(root_ref, 0, 0, n)
+        new_ref = update(root_ref, 0, 0, n, None)[0]
         if new_ref == root_ref:
             return StateCommit(root, {}, (), None)
         replaced_root = None if root_ref == ZERO_REF else root_ref

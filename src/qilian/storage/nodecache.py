@@ -9,9 +9,10 @@ node it commits here, and every internal node it reads from the engine.
 
 What is kept, and why only that (docs/benchmarks.md, "The garbage collector, and a node cache of the live tree"):
 
-* **Internal nodes only.** A leaf is read at most once per written key, at the end of its walk (to split it or to
-  replace it), while the ~log2(keys) internal nodes above it are read on every walk through them. Leaves also carry
-  values of up to 1 MiB; an internal node is 81 bytes. So the budget goes to what is read most per byte.
+* **Internal nodes only.** A commit does not read leaves at all (a leaf's parent names the leaf's path, which is
+  all a commit needs of it: tree.py, "Encodings"), while the ~log2(keys) internal nodes above it are read on every
+  walk through them. Leaves also carry values of up to 1 MiB; an internal node is 81 to 145 bytes. So the budget
+  goes to what is read most per byte.
 * **Only the current tree's.** Each commit replaces about as many nodes as it writes (the ``stale`` references of
   :class:`qilian.state.StateCommit`); the next block's walk starts from the new root and can never reach them, so
   :meth:`NodeCache.discard_many` drops them at once. Before, they filled half of each generation. With them gone,
@@ -41,20 +42,25 @@ from typing import Final
 
 NODE_CACHE_BYTES: Final = 1024 * 1024 * 1024
 """Estimated memory the node cache may take by default, both generations together (see
-:data:`ENTRY_OVERHEAD_BYTES`; ``[store] node_cache_mib`` sets it per node). The live tree has about one internal
-node per state key, so 1 GiB holds all of them up to about 4.4 million keys. Why that much (docs/benchmarks.md,
-"The whole tree in memory, and CPU time per phase"): with keys at random paths every block's walks reach the whole
-tree, so whatever the cache misses is read from the engine in every block. Offline at 1.05 million keys, 128 MiB
-(the top ~19 levels) cost 375 ms of tree time and 19,636 engine reads per 5,000-key block; the whole internal
-tree, 163 ms and 7,151 — the same as at 250,000 keys."""
+:data:`ENTRY_OVERHEAD_BYTES`; ``[store] node_cache_mib`` sets it per node). The live tree has about 1.44 internal
+nodes per state key (random keys), so 1 GiB holds all of them up to about 2.8 million keys. Why that much
+(docs/benchmarks.md, "The whole tree in memory, and CPU time per phase"): with keys at random paths every block's
+walks reach the whole tree, so whatever the cache misses is read from the engine in every block. Offline at 1.05
+million keys, 128 MiB (the top ~19 levels) cost 375 ms of tree time and 19,636 engine reads per 5,000-key block;
+the whole internal tree, 163 ms and 7,151 (leaves, since then not read at all: 124 ms and 1) — the same as at
+250,000 keys."""
 ENTRY_OVERHEAD_BYTES: Final = 160
 """What one entry costs beyond its value's bytes: the 40-byte reference as a Python bytes object, the value's
-object header and the dict slot (measured with tracemalloc: 239 bytes per entry of an 81-byte internal node on
-CPython 3.11)."""
+object header and the dict slot (measured with tracemalloc on CPython 3.11: 239 bytes per entry of 81-byte
+internal nodes; 246 for the mix of :data:`INTERNAL_NODE_BYTES`, which this estimate puts at 264)."""
 REF_BYTES: Final = 40
 """Length of a node reference (8-byte version ‖ 32-byte hash); other keys of the node table are not cached."""
-INTERNAL_NODE_BYTES: Final = 81
-"""An internal node's encoding: tag 0x01 ‖ left reference ‖ right reference (the only kind cached)."""
+INTERNAL_NODE_BYTES: Final = 104
+"""An internal node's encoding, on average: tag ‖ left reference ‖ right reference (81 bytes), then 32 bytes for
+each child that is a leaf. Over a tree of 200,000 random keys written 5,000 per block the mean is 103.2 bytes
+(56 % of internal nodes have no leaf child, 19 % one, 25 % two)."""
+_INTERNAL_NODE_LENGTHS: Final = {1: 81, 3: 113, 5: 113, 7: 145}
+"""An internal node's length by its tag (the tag says which children's paths follow the references)."""
 ENTRY_BYTES: Final = INTERNAL_NODE_BYTES + ENTRY_OVERHEAD_BYTES
 """Estimated memory of one entry (all entries are internal nodes)."""
 
@@ -62,7 +68,7 @@ ENTRY_BYTES: Final = INTERNAL_NODE_BYTES + ENTRY_OVERHEAD_BYTES
 class NodeCache:
     """Reference → node bytes, bounded by :data:`NODE_CACHE_BYTES` (or ``budget_bytes``).
 
-    Every entry is an 81-byte internal node under a 40-byte reference, so the memory is counted in entries
+    Every entry is an internal node (81 to 145 bytes) under a 40-byte reference, so the memory is counted in entries
     (:data:`ENTRY_BYTES` each) and the dicts' own lengths are the count: the per-block bulk operations (tens of
     thousands of nodes added and discarded per full block) run as single dict calls with no bookkeeping per entry.
     """
@@ -87,7 +93,7 @@ class NodeCache:
     def add(self, ref: bytes, node: bytes) -> None:
         """Remember an internal node just read or written; anything else is ignored (a root pointer: its value can
         change; a leaf: read once per written key, see the module's docstring)."""
-        if len(ref) != REF_BYTES or len(node) != INTERNAL_NODE_BYTES or node[0] != 1:
+        if len(ref) != REF_BYTES or not node or _INTERNAL_NODE_LENGTHS.get(node[0]) != len(node):
             return
         self._young[ref] = node
         if len(self._young) >= self._half:
@@ -96,8 +102,7 @@ class NodeCache:
     def add_many(self, items: Iterable[tuple[bytes, bytes]]) -> None:
         """:meth:`add` for each (reference, node) — as one dict update; the generation may then exceed its half of
         the budget by this call's entries (one block's internal nodes) until it rotates."""
-        self._young.update((ref, node) for ref, node in items
-                           if len(ref) == REF_BYTES and len(node) == INTERNAL_NODE_BYTES and node[0] == 1)
+        self._young.update((ref, node) for ref, node in items if len(ref) == REF_BYTES and node[0] & 1)
         if len(self._young) >= self._half:
             self._rotate()
 

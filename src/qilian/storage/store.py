@@ -76,8 +76,14 @@ from qilian.storage.nodecache import NODE_CACHE_BYTES, NodeCache
 from qilian.types.codec import decode_raw, encode_trusted
 from qilian.types.core import Block, BlockHeader, Commit, Genesis, Receipt, ValidatorSet, get_block_header_of_raw
 
-LAYOUT: Final = b"qilian-store/2"
-"""Layout marker stored under ``m/layout``; a store without it (or with another) is refused."""
+LAYOUT: Final = b"qilian-store/3"
+"""Layout marker stored under ``m/layout``; a store without it (or with another) is refused. Layout 3: a state-tree
+internal node may name the paths of its children that are leaves (tags 3, 5 and 7 in :mod:`qilian.state.tree`,
+"Encodings"), so a commit need not read the leaves it splits or replaces; layout 2 had tag 1 only."""
+_UPGRADED_LAYOUTS: Final = (b"qilian-store/2",)
+"""Older layouts this node reads as they are and marks as :data:`LAYOUT` when it opens them for writing: every
+layout-2 entry is a valid layout-3 entry. The new marker keeps an older node from opening a store whose nodes it
+would take for corrupt."""
 ENGINES: Final = ("rocksdb", "lmdb")
 """Engine names :class:`ChainStore` accepts."""
 DEFAULT_ENGINE: Final = "rocksdb"
@@ -237,14 +243,18 @@ class ChainStore:
         LOCK open after ``close``, and a reopen in the same process would then fail)."""
         self._snapshots_lock = threading.Lock()
         try:
-            self._check_layout()
+            self._check_layout(readonly)
         except BaseException:
             self.kv.close()
             raise
 
-    def _check_layout(self) -> None:
+    def _check_layout(self, readonly: bool) -> None:
         layout = self.kv.get(_META, b"layout")
         if layout == LAYOUT:
+            return
+        if layout in _UPGRADED_LAYOUTS:
+            if not readonly:
+                self.kv.write([(_META, b"layout", LAYOUT)])
             return
         if layout is not None:
             raise StoreLayoutError(f"{self.path} has store layout {layout!r}; this node reads {LAYOUT!r} only")
