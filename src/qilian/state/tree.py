@@ -686,7 +686,7 @@ class StateTree:
             leaf_path = ref_path  # the terminal leaf's path, when the walk ends at one
             while leaf_path is None and ref != ZERO_REF:
                 node = get_node(ref)  # inlined _read: this loop is the hot path of a commit
-                if node is None or len(node) != node_lens[node[0]]:
+                if not node or len(node) != node_lens[node[0]]:
                     # A leaf (reached because no parent marked it), or a missing or malformed node: read() raises.
                     leaf_path = (node if node and node[0] == _LEAF_TAG and len(node) >= 65 else read(ref))[1:33]
                     break
