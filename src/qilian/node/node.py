@@ -353,7 +353,12 @@ class Node:
         signed = [self.suite.hash(raws[i]) for i, _, _, _ in todo]
         verdicts = await self.process_verify_many([(tx, th) for _, tx, th, _ in todo], signed)
         full_at: int | None = None
-        committed = self.store.get_committed(th for _, _, th, _ in todo)  # blocks may have landed meanwhile
+        # A block may have landed during the verification and committed some of these. Only a block changes what
+        # is committed, so when the tip is where the checks above read it, their lookup stands: this second one
+        # (a tx-map read per transaction, which grows with the chain: docs/benchmarks.md, "Leaf paths in the
+        # parent") is only made after a block.
+        landed = self.store.get_tip().height != tip_height
+        committed = self.store.get_committed(th for _, _, th, _ in todo) if landed else set()
         for (i, tx, th, size), signed_hash in zip(todo, signed, strict=True):
             if not verdicts.get(compute_sig_key(th, tx), False):
                 results[i] = (th, "bad_signature", "signature does not verify for the sender key and this body")
