@@ -166,7 +166,7 @@ def test_node_toml_node_cache_mib_is_read_checked_written_and_used(tmp_path: Pat
     home = tmp_path / "home"
     init_home(home, chain_id="cache-chain", suite_name="ed25519", params=ChainParams())
     toml = home / "node.toml"
-    assert load_config(home).store_node_cache_mib == 1024
+    assert load_config(home).store_node_cache_mib == 2048
     for bad in ("0", "70000", '"big"'):
         toml.write_text(toml.read_text().split("\n[store]")[0] + f"\n[store]\nnode_cache_mib = {bad}\n")
         with pytest.raises(ValueError, match=r"\[store\] node_cache_mib must be an integer in 1..65536"):

@@ -40,15 +40,17 @@ from collections.abc import Iterable
 from itertools import repeat
 from typing import Final
 
-NODE_CACHE_BYTES: Final = 1024 * 1024 * 1024
+NODE_CACHE_BYTES: Final = 2 * 1024 * 1024 * 1024
 """Estimated memory the node cache may take by default, both generations together (see
-:data:`ENTRY_OVERHEAD_BYTES`; ``[store] node_cache_mib`` sets it per node). The live tree has about 1.44 internal
-nodes per state key (random keys), so 1 GiB holds all of them up to about 2.8 million keys. Why that much
-(docs/benchmarks.md, "The whole tree in memory, and CPU time per phase"): with keys at random paths every block's
-walks reach the whole tree, so whatever the cache misses is read from the engine in every block. Offline at 1.05
-million keys, 128 MiB (the top ~19 levels) cost 375 ms of tree time and 19,636 engine reads per 5,000-key block;
-the whole internal tree, 163 ms and 7,151 (leaves, since then not read at all: 124 ms and 1) — the same as at
-250,000 keys."""
+:data:`ENTRY_OVERHEAD_BYTES`; ``[store] node_cache_mib`` sets it per node). It is a bound, not an allocation: the
+cache holds only the live tree's internal nodes, about 1.4 per state key (random keys). The whole tree stays in
+memory while it fits in one generation (half the budget: ~4 million nodes, ~3 million keys at 2 GiB), and most of
+it up to twice that (a rotation drops only what no block touched since the one before). Why that much
+(docs/benchmarks.md, "The whole tree in memory, and CPU time per phase" and "Leaf paths in the parent"): with keys
+at random paths every block's walks reach the whole tree, so whatever the cache misses is read from the engine in
+every block. Offline at 1.05 million keys, 128 MiB (the top ~19 levels) cost 375 ms of tree time and 19,636
+engine reads per 5,000-key block; the whole internal tree, 163 ms and 7,151 (leaves, since then not read at all:
+124 ms and 1). At 2.4 million keys, 1 GiB had rotated twice: 261 ms and 2,252 reads; 2 GiB, 212 ms and 1."""
 ENTRY_OVERHEAD_BYTES: Final = 160
 """What one entry costs beyond its value's bytes: the 40-byte reference as a Python bytes object, the value's
 object header and the dict slot (measured with tracemalloc on CPython 3.11: 239 bytes per entry of 81-byte
