@@ -1,4 +1,4 @@
-"""The chain store (layout v2) on both engines: locations by hash, absence, prefix collisions, snapshots, refusal
+"""The chain store (layout v3) on both engines: locations by hash, absence, prefix collisions, snapshots, refusal
 of other layouts, and a SIGKILL between commits leaving a consistent store."""
 
 from __future__ import annotations

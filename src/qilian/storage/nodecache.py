@@ -94,7 +94,7 @@ class NodeCache:
 
     def add(self, ref: bytes, node: bytes) -> None:
         """Remember an internal node just read or written; anything else is ignored (a root pointer: its value can
-        change; a leaf: read once per written key, see the module's docstring)."""
+        change; a leaf: commits read none, see the module's docstring)."""
         if len(ref) != REF_BYTES or not node or _INTERNAL_NODE_LENGTHS.get(node[0]) != len(node):
             return
         self._young[ref] = node
