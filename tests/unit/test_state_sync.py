@@ -31,6 +31,7 @@ from qilian.node.snapshots import SnapshotServer, describe_missing, get_state_sy
 from qilian.node.statesync import (
     COMPLETE_MARK,
     _Peers,
+    _SortedRuns,
     get_staging_path,
     process_recover_dirs,
     process_sync_loop,
@@ -48,7 +49,7 @@ from qilian.p2p.messages import (
 from qilian.sdk.keys import load_key
 from qilian.state import StateTree
 from qilian.storage.store import ChainStore, split_value_key
-from qilian.types.core import Block, ChainParams
+from qilian.types.core import Block, ChainParams, Commit
 from qilian.types.struct import Wire
 
 CHAIN = "sync-chain"
@@ -273,3 +274,22 @@ def test_an_interrupted_sync_restarts_and_a_completed_one_is_swapped_in(tmp_path
     process_recover_dirs(cfg)  # complete: the crash hit between the marker and the swap
     assert not staging.exists() and (cfg.data_path / "synced").exists()
     assert not (cfg.data_path / "genesis-only").exists() and not (cfg.data_path / COMPLETE_MARK).exists()
+
+
+@pytest.mark.parametrize("engine", ["lmdb", "rocksdb"])
+def test_window_batches_sharing_a_hash_map_prefix_keep_every_location(tmp_path: Path, engine: str) -> None:
+    """The window arrives in batches, newest first, and the hash map is keyed by an 8-byte prefix of the hash: two
+    transactions of different batches that share a prefix must both stay findable (a replay of either refused).
+    RocksDB installs each batch as it comes and joins it with what the map holds; LMDB's merge joins the runs."""
+    store = ChainStore(tmp_path / "staging", engine=engine, durable=False)
+    try:
+        runs = _SortedRuns(tmp_path / "runs", direct=store if store.kv.is_bulk_load_order_free else None)
+        a, b, c = b"\x01" * 8 + b"\xaa" * 24, b"\x01" * 8 + b"\xbb" * 24, b"\x02" * 32
+        for batch in ([(9, [c, a])], [(3, [b])]):  # heights 9, then 3
+            store.process_install_blocks([(h, b"", Commit(h, 0, b"\x00" * 32, ()), hashes, []) for h, hashes in batch])
+            runs.add_txmap(ChainStore.compute_install_txmap(batch))
+        runs.process_merge(store)
+        assert [store.get_tx_location(x) for x in (a, b, c)] == [(9, 1), (3, 0), (9, 0)]
+        assert store.get_committed([a, b, c, b"\x01" * 8 + b"\xcc" * 24]) == {a, b, c}
+    finally:
+        store.close()

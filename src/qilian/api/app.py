@@ -19,6 +19,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from qilian import __version__
 from qilian.api.errors import ApiError
@@ -501,6 +502,11 @@ async def _read_body(request: Request, limit: int) -> bytes:
         except TimeoutError:
             raise ApiError(408, "timeout",
                            f"the request body stopped arriving for {BODY_READ_TIMEOUT_S:.0f} s") from None
+        except ClientDisconnect:
+            # The client gave up mid-body (its own timeout, under load): nothing to answer, and not a server
+            # fault — without this, every such request logged "Exception in ASGI application" and a traceback.
+            raise ApiError(400, "client_disconnected",
+                           "the client closed the connection before the request body was complete") from None
         size += len(chunk)
         if size > limit:
             raise ApiError(413, "too_large", f"request body is over the limit of {limit} bytes")

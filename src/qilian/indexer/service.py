@@ -141,6 +141,8 @@ class Indexer:
         """Blocks the node handed over (:meth:`on_stored`) and no pass has taken yet, by height."""
         self._handed_txs = 0
         self._handed_lock = threading.Lock()
+        self.stopping = threading.Event()
+        """Set by the embedded runner's stop: a running pass ends after the write in progress."""
         if index.get_last_height() == 0 and not index.get_contract_versions(next(iter(sorted(SYSTEM_CONTRACTS)))):
             index.process_height(compute_genesis_rows(), advance=False)
 
@@ -195,7 +197,7 @@ class Indexer:
         tip = self.store.get_tip().height
         last = max(self.index.get_last_height(), self.first_height - 1)
         done = 0
-        while last < tip and done < max_blocks:
+        while last < tip and done < max_blocks and not self.stopping.is_set():
             batch: list[HeightRows] = []
             txs = 0
             while (last + len(batch) < tip and done + len(batch) < max_blocks and len(batch) < MAX_HEIGHTS_PER_WRITE
@@ -212,6 +214,8 @@ class Indexer:
             done += len(batch)
         repaired = 0
         for h in self.index.get_missing_heights(last, MAX_GAPS_PER_PASS, self.first_height):
+            if self.stopping.is_set():
+                break
             if self.process_height(h, advance=False):
                 repaired += 1
         if repaired:
@@ -239,6 +243,8 @@ class EmbeddedIndexer:
         """Last indexed height after the latest pass (read by /metrics without querying the index on the loop)."""
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._pass: asyncio.Future[PassResult] | None = None
+        """The pass running on a worker thread, if any (cancelling the runner does not stop that thread)."""
         self.errors = 0
         """Passes that failed (logged, retried at the next wake)."""
         self.on_pass: Callable[[PassResult], None] | None = None
@@ -255,19 +261,31 @@ class EmbeddedIndexer:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="indexer")
 
     async def stop(self) -> None:
-        """Stop the runner, letting a running pass finish its current height."""
+        """Stop the runner and return only once no pass runs: a running pass ends after the write in progress.
+
+        Why wait: the caller closes the index next, and cancelling the runner task does not stop the thread its
+        pass runs on. Closing a SQLite connection while that thread writes through it crashed a node on shutdown
+        (SIGSEGV in libsqlite3: a block-syncing node, whose indexer is always mid-pass, stopped by SIGTERM)."""
+        self.indexer.stopping.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+        running = self._pass
+        if running is not None:
+            with contextlib.suppress(Exception):
+                await running
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), IDLE_WAKE_S)
             self._wake.clear()
+            self._pass = loop.run_in_executor(None, self.indexer.process_pass)
             try:
-                r = await asyncio.to_thread(self.indexer.process_pass)
+                # Shielded: cancelling the runner (stop) leaves this future to complete with its thread.
+                r = await asyncio.shield(self._pass)
             except Exception:
                 self.errors += 1
                 log.exception("indexer pass failed; retrying")

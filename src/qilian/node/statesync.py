@@ -13,7 +13,8 @@ Order of work, before the node itself starts (its store is empty or at genesis):
    executed — so the joiner refuses exactly the replays its peers refuse (:func:`qilian.execution.rules
    .check_tx_window`) and checks evidence against the same validator sets.
 3. Every chunk is checked against its spec (:func:`qilian.state.snapshot.check_chunk`) as it arrives; its tree
-   nodes and flat values are written at once.
+   nodes and flat values are written at once (RocksDB) or spilled as sorted runs that one merge bulk-loads in
+   key order at the end (LMDB; :class:`_SortedRuns`).
 4. The top of the tree, genesis, the tip (block H with the state after H) and the sync record are written in one
    final batch; the store is closed and swapped in for the node's data directory.
 
@@ -313,28 +314,48 @@ class _SortedRuns:
     namespace and key), the transaction hash map — buffered, spilled to disk as sorted runs, and merged once into
     the store in key order (:meth:`ChainStore.process_install_sorted`). Written batch by batch instead, a B-tree
     rewrites most of its pages on every batch once it is large: at a million keys that was 67 of a sync's
-    155 seconds. Memory stays bounded by RUN_ENTRIES; the runs live in the staging directory."""
+    155 seconds. Memory stays bounded by RUN_ENTRIES; the runs live in the staging directory.
+
+    On an engine whose bulk load needs no order (RocksDB: :attr:`KVEngine.is_bulk_load_order_free`) nothing is
+    spilled: each window batch and each chunk goes to the store as it is checked (``direct``), RocksDB sorts in its
+    own threads, and the Python merge — the largest single step of a sync (22.7 of 98 s at 1M keys) — is gone.
+    A value arrives once with its final value, by construction: the chunk specs are a disjoint cover of the path
+    space (:func:`check_chunk_specs`), a chunk's entries lie under its own prefix in strictly increasing path
+    order (:func:`check_chunk`), and a flat key has one path. A node is content-addressed: written twice, it is
+    the same bytes. A hash-map prefix may gather locations from several window batches: each batch is joined
+    with what the table holds (:meth:`ChainStore.process_install_unsorted`)."""
 
     KINDS: Final = ("nodes", "values", "txmap")
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, direct: ChainStore | None = None):
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.direct = direct
         self.pending: dict[str, dict[bytes, bytes]] = {k: {} for k in self.KINDS}
         self.runs: dict[str, list[Path]] = {k: [] for k in self.KINDS}
         self._count = 0
 
     def add_nodes(self, nodes: dict[bytes, bytes]) -> None:
+        if self.direct is not None:
+            self.direct.process_install_unsorted("nodes", nodes)
+            return
         self.pending["nodes"].update(nodes)
         self._count += len(nodes)
         self._check()
 
     def add_values(self, values: dict[tuple[str, bytes], bytes]) -> None:
+        if self.direct is not None:
+            self.direct.process_install_unsorted("values", {compute_value_key(ns, k): v
+                                                            for (ns, k), v in values.items()})
+            return
         self.pending["values"].update((compute_value_key(ns, k), v) for (ns, k), v in values.items())
         self._count += len(values)
         self._check()
 
     def add_txmap(self, entries: dict[bytes, bytes]) -> None:
+        if self.direct is not None:
+            self.direct.process_install_unsorted("txmap", entries)
+            return
         d = self.pending["txmap"]
         for p, locs in entries.items():
             d[p] = d.get(p, b"") + locs
@@ -402,7 +423,8 @@ class _Installer:
             shutil.rmtree(self.staging)
         # Not synced batch by batch: this store is discarded unless finish() completes (and flushes) it.
         self.store = ChainStore(self.staging, engine=cfg.store_engine or None, durable=False)
-        self.runs = _SortedRuns(self.staging / "runs")
+        self.runs = _SortedRuns(self.staging / "runs",
+                                direct=self.store if self.store.kv.is_bulk_load_order_free else None)
         self.headers: dict[int, tuple[bytes, int]] = {}
         """Window height → (validators hash, time)."""
         self.window_bytes = 0

@@ -114,6 +114,12 @@ class KVEngine(Protocol):
 
     def close(self) -> None: ...
 
+    @property
+    def is_bulk_load_order_free(self) -> bool:
+        """True when a bulk load costs the same in any key order (an LSM tree sorts in its own background
+        compactions); False when it must arrive in key order to be cheap (a B-tree rewrites the pages each
+        batch touches): a state sync spills and merges sorted runs only for the latter."""
+
 
 class SnapshotClosed(RuntimeError):
     """A read through a snapshot after it was closed: a caller kept a view past its life (a bug, never data)."""
@@ -151,6 +157,11 @@ class LmdbEngine:
         self.env = lmdb.open(str(path), map_size=map_size, max_dbs=len(TABLES) + 1, sync=durable,
                              metasync=durable, readonly=readonly, lock=True, max_readers=256)
         self._dbs = _open_lmdb_tables(self.env, readonly)
+
+    @property
+    def is_bulk_load_order_free(self) -> bool:
+        """False: a B-tree loads fast only in key order, appended (:meth:`write_sorted`)."""
+        return False
 
     def get(self, table: bytes, key: bytes) -> bytes | None:
         with self.env.begin() as txn:
@@ -512,6 +523,12 @@ class RocksEngine:
     def _get_distinct_views(self) -> list[Any]:
         """One read handle per column family in use (every table's, or the default one alone)."""
         return list(self._views.values()) if self.split else [self.db]
+
+    @property
+    def is_bulk_load_order_free(self) -> bool:
+        """True: writes land in a memtable and are sorted into SST files by flushes and compactions on
+        RocksDB's own threads, so a bulk load needs no order (and no merge in Python)."""
+        return True
 
     def write_sorted(self, table: bytes, items: Sequence[tuple[bytes, bytes]]) -> None:
         """Bulk load of sorted items (an LSM tree takes any order; one batch)."""

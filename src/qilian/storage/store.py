@@ -114,6 +114,13 @@ def _get_node_table(key: bytes) -> bytes:
     return _ROOTS if len(key) == _ROOT_KEY_BYTES else _NODES
 
 
+def _join_locations(a: bytes, b: bytes) -> bytes:
+    """Two hash-map slots' ``height ‖ index`` locations as one, in chain order (as blocks committed one after
+    another append them)."""
+    both = a + b
+    return b"".join(sorted(both[i:i + _LOC.size] for i in range(0, len(both), _LOC.size)))
+
+
 def _height_key(height: int) -> bytes:
     return _U64.pack(height)
 
@@ -633,6 +640,21 @@ class ChainStore:
         batch after batch (measured: the difference between minutes and seconds at a million keys)."""
         table = {"nodes": _NODES, "values": _VALUES, "txmap": _TXMAP}[kind]
         self.kv.write_sorted(table, items)
+
+    def process_install_unsorted(self, kind: str, items: Mapping[bytes, bytes]) -> None:
+        """Load entries of ``kind`` (as :meth:`process_install_sorted`) in any order, in one batch — for an engine
+        whose bulk load needs no order (:attr:`KVEngine.is_bulk_load_order_free`). Nodes and values: each key must
+        arrive once with its final value (a later write would replace an earlier one). Hash-map entries are joined
+        with the locations the table already holds for their prefix (one batched read), as the merge of sorted
+        runs joins them."""
+        if kind == "txmap":
+            keys = list(items)
+            held = self.kv.get_many(_TXMAP, keys)
+            self.kv.write([(_TXMAP, k, items[k] if old is None else _join_locations(old, items[k]))
+                           for k, old in zip(keys, held, strict=True)])
+            return
+        table = {"nodes": _NODES, "values": _VALUES}[kind]
+        self.kv.write([(table, k, v) for k, v in items.items()])
 
     def process_install_finish(self, genesis: Genesis, tip: ChainTip, top_nodes: Mapping[bytes, bytes],
                                record: bytes, validator_change_heights: Sequence[int],
