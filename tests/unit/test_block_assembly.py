@@ -172,3 +172,39 @@ def test_a_proposal_gets_its_fetched_transactions_even_when_gossip_kept_aside_is
         assert reactor.fetched == {}
     finally:
         shell_mempool.MAX_FETCHED_TXS = saved
+
+
+class _TickingClock(_Clock):
+    """A clock the test moves forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 0
+
+    def get_monotonic_ms(self) -> int:
+        return self.now
+
+
+def test_the_fetch_deadline_grows_with_the_proposals_round() -> None:
+    """A proposal whose transactions do not arrive is given up ("invalid") at the round's fetch deadline, and that
+    deadline grows with the round as the consensus timeouts do: a fixed one made every round of an overloaded
+    network fail the same way (a height took 114 s on a soak), and a node whose fetch alone was slow could not
+    decide the block the others committed."""
+    timing = ShellTiming()
+    assert [timing.compute_fetch_timeout_ms(r) for r in (0, 1, 6, 1000)] == [2000, 2500, 5000, 30_000]
+    txs = [_tx(i) for i in range(5)]
+    header = make_block(5, len(txs)).header
+    for round_, deadline in ((0, 2000), (6, 5000)):
+        msg = ProposalMsg(round_, 0, header, tuple(compute_signed_tx_hash(SUITE, tx) for tx in txs), None, (),
+                          b"\7" * 20, b"")
+        pool, clock, net = _Pool(), _TickingClock(), _Network()
+        reactor = MempoolReactor(pool=pool, network=net, clock=clock, timing=timing, suite=SUITE,  # type: ignore[arg-type]
+                                 get_block_tx=lambda _h: None, get_tip_height=lambda: 4)
+        out: list[Block | None] = []
+        reactor.assemble(msg, b"\7" * 20, out.append)
+        for clock.now in range(0, deadline, 250):
+            clock.fire()
+            assert out == [], (round_, clock.now)  # still fetching
+        clock.now = deadline
+        clock.fire()
+        assert out == [None], round_

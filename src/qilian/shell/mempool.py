@@ -212,9 +212,11 @@ class MempoolReactor:
 
     def assemble(self, msg: ProposalMsg, sender: bytes | None, done: Callable[[Block | None], None]) -> None:
         """The proposal's block from our mempool and what we fetch: asked of the peer that sent the proposal
-        first (the proposer, or a peer that relayed it), then of every peer every fetch_retry_ms, until
-        fetch_timeout_ms. ``done`` is called exactly once, never inside this call."""
-        a = _Assembly(msg, sender, self.clock.get_monotonic_ms() + self.timing.fetch_timeout_ms, done)
+        first (the proposer, or a peer that relayed it), then of every peer every fetch_retry_ms, until the
+        round's fetch deadline (:meth:`ShellTiming.compute_fetch_timeout_ms`). ``done`` is called exactly once,
+        never inside this call."""
+        a = _Assembly(msg, sender, self.clock.get_monotonic_ms() + self.timing.compute_fetch_timeout_ms(msg.round),
+                      done)
         self._assemblies.append(a)
         a.timer = self.clock.call_later(0, lambda: self._attempt(a))
 

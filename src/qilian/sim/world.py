@@ -75,8 +75,9 @@ SUITE = "ed25519"
 CHAIN_ID = "qilian-sim"
 GENESIS_TIME_MS = 1_700_000_000_000
 
-SIM_TIMING = ShellTiming(fetch_timeout_ms=400, fetch_retry_ms=100, status_interval_ms=300, sync_timeout_ms=1000,
-                         anti_entropy_ms=300, tx_gossip_ms=10, pace_poll_ms=50)
+SIM_TIMING = ShellTiming(fetch_timeout_ms=400, fetch_round_delta_ms=100, fetch_timeout_cap_ms=3000, fetch_retry_ms=100,
+                         status_interval_ms=300, sync_timeout_ms=1000, anti_entropy_ms=300, tx_gossip_ms=10,
+                         pace_poll_ms=50)
 """The shell's periods scaled down with the simulator's timeouts (same shape as the node's)."""
 SIM_PARAMS = ChainParams(block_interval_ms=20, create_empty_blocks=True)
 """Genesis parameters: a block every 20 ticks, empty ones too, so heights move without a workload."""
